@@ -1,0 +1,27 @@
+"""fastnn: softmax regression and ReLU MLPs trained by minibatch SGD, on a NumPy reference
+backend or a C++ core (`fastnn.set_backend("cpp")`), with CMU 10-414 hw0's API.
+
+    from fastnn import *
+    X, y = parse_mnist("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz")
+    theta = np.zeros((784, 10), dtype=np.float32)
+    softmax_regression_epoch(X, y, theta, lr=0.1, batch=100)
+"""
+from .api import (evaluate, loss_err, matmul, mlp_epoch, mlp_logits, mlp_loss_grad, nn_epoch,
+                  predict, relu, softmax_cross_entropy, softmax_loss, softmax_regression_epoch)
+from .backends import available_backends, get_backend, set_backend, use_backend
+from .gradcheck import GradcheckError, gradcheck
+from .mnist import parse_mnist
+from .runtime import build_info, get_num_threads, set_num_threads
+from .training import train_mlp, train_nn, train_softmax
+
+__version__ = "0.1.0"
+
+# `from fastnn import *` gives hw0's names (and the building blocks), as hw0's simple_ml did.
+__all__ = [
+    "parse_mnist", "softmax_loss", "softmax_regression_epoch", "nn_epoch", "loss_err",
+    "train_softmax", "train_nn",
+    "matmul", "relu", "softmax_cross_entropy", "mlp_epoch", "mlp_loss_grad", "mlp_logits",
+    "predict", "evaluate", "train_mlp", "gradcheck", "GradcheckError",
+    "set_backend", "get_backend", "available_backends", "use_backend",
+    "build_info", "set_num_threads", "get_num_threads",
+]

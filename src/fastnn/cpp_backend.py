@@ -1,0 +1,135 @@
+"""The C++ backend: numpy_backend's functions, computed by the compiled core fastnn._core.
+
+Inputs arrive validated by fastnn.api. This layer only arranges them the way the core takes
+them, without ever letting an in-place update land on a temporary:
+  * the arithmetic dtype is NumPy's promotion of the inputs (float32 only if all are float32);
+  * data X may be float32 under float64 parameters (the core widens each batch), and may be any
+    view whose rows are contiguous (row stride is passed, no copy); other layouts are copied;
+  * a parameter that is not C-contiguous or not of the arithmetic dtype is trained in a working
+    copy that is written back into the caller's array when the call ends, even by an exception
+    (e.g. Ctrl-C), so completed updates are never lost;
+  * labels are passed as int64.
+"""
+import contextlib
+
+import numpy as np
+
+from . import _core
+
+_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
+
+
+def _rows_contiguous(a):
+    """True when every row of the 2-D array `a` is contiguous (unit column stride)."""
+    return (a.shape[1] == 1 or a.strides[1] == a.itemsize) and a.strides[0] >= 0 and \
+        (a.shape[0] == 1 or a.strides[0] % a.itemsize == 0 and a.strides[0] >= a.shape[1] * a.itemsize)
+
+
+def _matrix(a, dtype):
+    """`a` as `dtype` with contiguous rows; no copy when it already is."""
+    if a.dtype != dtype:
+        return np.ascontiguousarray(a, dtype=dtype)
+    return a if _rows_contiguous(a) else np.ascontiguousarray(a)
+
+
+def _data(X, dtype):
+    """The data matrix for arithmetic in `dtype`: float32 data stays float32 under float64."""
+    return _matrix(X, X.dtype if (X.dtype == _F32 and dtype == _F64) else dtype)
+
+
+def _labels(y):
+    return np.ascontiguousarray(y, dtype=np.int64)
+
+
+def _read_only_weights(weights, dtype):
+    return [np.ascontiguousarray(W, dtype=dtype) for W in weights]
+
+
+@contextlib.contextmanager
+def _updated_in_place(params, dtype):
+    """Arrays the core can update in place: each parameter itself when it is C-contiguous of
+    `dtype`, else a working copy written back into the parameter (in its own dtype, by NumPy's
+    same-kind casting) when the block exits, normally or by an exception."""
+    work = [p if (p.dtype == dtype and p.flags.c_contiguous) else np.ascontiguousarray(p, dtype=dtype)
+            for p in params]
+    try:
+        yield work
+    finally:
+        for p, w in zip(params, work):
+            if w is not p:
+                np.copyto(p, w, casting="same_kind")
+
+
+def _gemm_operand(a):
+    """(op, array) with op(array) == a and no copy for C- or Fortran-ordered matrices."""
+    if _rows_contiguous(a):
+        return "N", a
+    if _rows_contiguous(a.T):
+        return "T", a.T
+    return "N", np.ascontiguousarray(a)
+
+
+def matmul(A, B):
+    dtype = np.result_type(A, B)
+    op_a, A_ = _gemm_operand(A.astype(dtype, copy=False))
+    op_b, B_ = _gemm_operand(B.astype(dtype, copy=False))
+    C = np.empty((A.shape[0], B.shape[1]), dtype=dtype)
+    _core.gemm(op_a, op_b, A_, B_, C, 1.0, 0.0)
+    return C
+
+
+def relu(Z):
+    H = np.empty(Z.shape, dtype=Z.dtype)
+    _core.relu(_matrix(Z, Z.dtype), H)
+    return H
+
+
+def softmax_loss(Z, y):
+    return _core.softmax_cross_entropy(_matrix(Z, Z.dtype), _labels(y), None) / Z.shape[0]
+
+
+def softmax_cross_entropy(Z, y):
+    G = np.empty(Z.shape, dtype=Z.dtype)
+    loss_sum = _core.softmax_cross_entropy(_matrix(Z, Z.dtype), _labels(y), G)
+    return loss_sum / Z.shape[0], G
+
+
+def loss_err(h, y):
+    loss_sum, errors = _core.loss_errors(_matrix(h, h.dtype), _labels(y))
+    return loss_sum / h.shape[0], errors / h.shape[0]
+
+
+def mlp_epoch(X, y, weights, lr=0.1, batch=100):
+    dtype = np.result_type(X, *weights)
+    with _updated_in_place(weights, dtype) as work:
+        _core.mlp_epoch(_data(X, dtype), _labels(y), work, lr, batch)
+
+
+def softmax_regression_epoch(X, y, theta, lr=0.1, batch=100):
+    mlp_epoch(X, y, [theta], lr, batch)
+
+
+def nn_epoch(X, y, W1, W2, lr=0.1, batch=100):
+    mlp_epoch(X, y, [W1, W2], lr, batch)
+
+
+def mlp_loss_grad(X, y, weights):
+    dtype = np.result_type(X, *weights)
+    weights = _read_only_weights(weights, dtype)
+    grads = [np.empty_like(W) for W in weights]
+    loss = _core.mlp_loss_grad(_data(X, dtype), _labels(y), weights, grads)
+    return loss, grads
+
+
+def mlp_logits(X, weights):
+    dtype = np.result_type(X, *weights)
+    weights = _read_only_weights(weights, dtype)
+    Z = np.empty((X.shape[0], weights[-1].shape[1]), dtype=dtype)
+    _core.mlp_logits(_data(X, dtype), weights, Z)
+    return Z
+
+
+def evaluate(X, y, weights):
+    dtype = np.result_type(X, *weights)
+    loss_sum, errors = _core.evaluate(_data(X, dtype), _labels(y), _read_only_weights(weights, dtype))
+    return loss_sum / X.shape[0], errors / X.shape[0]

@@ -1,0 +1,117 @@
+"""Input validation, done once at the public API boundary, before anything is modified.
+
+Every check raises TypeError (wrong kind of object or dtype) or ValueError (wrong shape, range
+or value) with a message that names the argument, what was expected and what was given.
+Both backends receive only inputs that passed these checks, so they raise identical errors.
+"""
+import math
+import numbers
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _describe(a):
+    if isinstance(a, np.ndarray):
+        return f"array of dtype {a.dtype} and shape {a.shape}"
+    return f"{type(a).__name__}"
+
+
+def as_float_matrix(a, name):
+    """A read-only 2-D float32/float64 input (array-likes are converted, as NumPy would)."""
+    if not isinstance(a, np.ndarray):
+        try:
+            a = np.asarray(a)
+        except Exception as exc:  # ragged lists and the like
+            raise TypeError(f"{name}: expected a 2-D float32 or float64 array, got {_describe(a)} ({exc})") from None
+    if a.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name}: expected dtype float32 or float64, got {a.dtype}")
+    if a.ndim != 2:
+        raise ValueError(f"{name}: expected a 2-D array, got {a.ndim}-D with shape {a.shape}")
+    if a.size == 0:
+        raise ValueError(f"{name}: expected a non-empty array, got shape {a.shape}")
+    return a
+
+
+def as_parameter(a, name):
+    """A parameter updated in place: must already be a writeable 2-D float32/float64 ndarray."""
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name}: expected a numpy.ndarray (updated in place), got {_describe(a)}")
+    if a.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name}: expected dtype float32 or float64 (updated in place), got {a.dtype}")
+    if a.ndim != 2:
+        raise ValueError(f"{name}: expected a 2-D array, got {a.ndim}-D with shape {a.shape}")
+    if a.size == 0:
+        raise ValueError(f"{name}: expected a non-empty array, got shape {a.shape}")
+    if not a.flags.writeable:
+        raise ValueError(f"{name}: expected a writeable array (it is updated in place), got a read-only array")
+    return a
+
+
+def as_labels(y, n, k, name="y"):
+    """Integer class labels, one per row, each in [0, k)."""
+    if not isinstance(y, np.ndarray):
+        try:
+            y = np.asarray(y)
+        except Exception as exc:
+            raise TypeError(f"{name}: expected a 1-D integer array, got {_describe(y)} ({exc})") from None
+    if y.dtype == np.bool_ or not np.issubdtype(y.dtype, np.integer):
+        raise TypeError(f"{name}: expected an integer dtype, got {y.dtype}")
+    if y.ndim != 1:
+        raise ValueError(f"{name}: expected a 1-D array, got {y.ndim}-D with shape {y.shape}")
+    if y.shape[0] != n:
+        raise ValueError(f"{name}: expected {n} labels (one per row), got {y.shape[0]}")
+    if n:
+        lo, hi = int(y.min()), int(y.max())
+        if lo < 0 or hi >= k:
+            raise ValueError(f"{name}: expected labels in [0, {k}), got values in [{lo}, {hi}]")
+    return y
+
+
+def as_learning_rate(lr, name="lr"):
+    if isinstance(lr, (bool, np.bool_)) or not isinstance(lr, numbers.Real):
+        raise TypeError(f"{name}: expected a real number, got {type(lr).__name__}")
+    if not math.isfinite(lr):
+        raise ValueError(f"{name}: expected a finite number, got {lr}")
+    return float(lr)
+
+
+def as_batch_size(batch, name="batch"):
+    if isinstance(batch, (bool, np.bool_)) or not isinstance(batch, numbers.Integral):
+        raise TypeError(f"{name}: expected an integer, got {type(batch).__name__}")
+    if batch < 1:
+        raise ValueError(f"{name}: expected an integer >= 1, got {batch}")
+    return int(batch)
+
+
+def check_layer_shapes(n_features, weights, names):
+    """W_1 is (n_features × h_1), W_i is (h_{i-1} × h_i): consecutive shapes must chain."""
+    expected_rows, expected_from = n_features, "X has"
+    for W, name in zip(weights, names):
+        if W.shape[0] != expected_rows:
+            raise ValueError(
+                f"{name}: expected {expected_rows} rows ({expected_from} {expected_rows} columns), "
+                f"got shape {W.shape}")
+        expected_rows, expected_from = W.shape[1], f"{name} has"
+
+
+def check_no_overlap(arrays, names):
+    """Parameters updated in place must not share memory with each other or with the data."""
+    for i in range(len(arrays)):
+        for j in range(i + 1, len(arrays)):
+            if np.may_share_memory(arrays[i], arrays[j]):
+                raise ValueError(f"{names[i]} and {names[j]}: expected separate arrays, got overlapping memory")
+
+
+def as_weight_list(weights, name="weights"):
+    if isinstance(weights, np.ndarray) or not isinstance(weights, (list, tuple)):
+        raise TypeError(f"{name}: expected a list of 2-D arrays, got {_describe(weights)}")
+    if len(weights) == 0:
+        raise ValueError(f"{name}: expected at least one weight matrix, got an empty list")
+    return list(weights)
+
+
+def compute_dtype(*arrays):
+    """NumPy's promotion of the inputs: float32 only when every input is float32."""
+    return np.result_type(*arrays)

@@ -1,0 +1,71 @@
+"""Shared fixtures: the backends, the dtypes and the MNIST files.
+
+MNIST is found through the FASTNN_DATA environment variable: a directory holding the four
+original IDX files (train-images-idx3-ubyte.gz, ...). Tests that need it skip when it is unset.
+"""
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fastnn
+
+BACKENDS = ["numpy", "cpp"]
+MNIST_FILES = {
+    "train_images": "train-images-idx3-ubyte.gz",
+    "train_labels": "train-labels-idx1-ubyte.gz",
+    "test_images": "t10k-images-idx3-ubyte.gz",
+    "test_labels": "t10k-labels-idx1-ubyte.gz",
+}
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    """Runs the test once per backend (the cpp backend must be importable: no silent skip)."""
+    with fastnn.use_backend(request.param):
+        yield request.param
+
+
+@pytest.fixture(params=[np.float32, np.float64], ids=["float32", "float64"])
+def dtype(request):
+    return np.dtype(request.param)
+
+
+def mnist_dir():
+    root = os.environ.get("FASTNN_DATA")
+    if not root:
+        pytest.skip("MNIST not available: set FASTNN_DATA to a directory with the four MNIST .gz files")
+    path = Path(root)
+    if (path / "mnist").is_dir():
+        path = path / "mnist"
+    missing = [f for f in MNIST_FILES.values() if not (path / f).exists()]
+    if missing:
+        pytest.skip(f"MNIST not available: {path} lacks {', '.join(missing)}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def mnist_paths():
+    path = mnist_dir()
+    return {key: path / name for key, name in MNIST_FILES.items()}
+
+
+@pytest.fixture(scope="session")
+def mnist_train(mnist_paths):
+    return fastnn.parse_mnist(mnist_paths["train_images"], mnist_paths["train_labels"])
+
+
+@pytest.fixture(scope="session")
+def mnist_test(mnist_paths):
+    return fastnn.parse_mnist(mnist_paths["test_images"], mnist_paths["test_labels"])
+
+
+def random_problem(rng, n, d, k, dtype=np.float64):
+    X = rng.standard_normal((n, d)).astype(dtype)
+    y = rng.integers(0, k, size=n).astype(np.uint8)
+    return X, y
+
+
+def random_weights(rng, sizes, dtype=np.float64, scale=0.5):
+    return [(scale * rng.standard_normal((a, b)) / np.sqrt(a)).astype(dtype) for a, b in zip(sizes, sizes[1:])]

@@ -1,0 +1,113 @@
+"""The SGD epochs against an independent per-sample oracle, and hw0's reference figures."""
+import numpy as np
+import pytest
+
+import fastnn
+from conftest import random_problem, random_weights
+from reference_sgd import mlp_epoch_per_sample
+
+
+def _tol(dtype):
+    return dict(rtol=2e-5, atol=2e-6) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("n,batch", [(23, 5), (20, 5), (7, 10), (9, 1)],
+                         ids=["partial-last-batch", "exact", "batch>n", "batch1"])
+def test_softmax_regression_epoch_matches_per_sample(backend, dtype, n, batch):
+    rng = np.random.default_rng(n)
+    X, y = random_problem(rng, n, 6, 4, dtype)
+    theta = random_weights(rng, [6, 4], dtype)[0]
+    expected = mlp_epoch_per_sample(X, y, [theta], lr=0.3, batch=batch)[0]
+    theta_id = id(theta)
+    assert fastnn.softmax_regression_epoch(X, y, theta, lr=0.3, batch=batch) is None
+    assert id(theta) == theta_id and theta.dtype == dtype
+    np.testing.assert_allclose(theta, expected, **_tol(dtype))
+
+
+@pytest.mark.parametrize("n,batch", [(23, 5), (9, 1)], ids=["partial-last-batch", "batch1"])
+def test_nn_epoch_matches_per_sample(backend, dtype, n, batch):
+    rng = np.random.default_rng(n + 100)
+    X, y = random_problem(rng, n, 6, 3, dtype)
+    W1, W2 = random_weights(rng, [6, 5, 3], dtype)
+    e1, e2 = mlp_epoch_per_sample(X, y, [W1, W2], lr=0.2, batch=batch)
+    fastnn.nn_epoch(X, y, W1, W2, lr=0.2, batch=batch)
+    np.testing.assert_allclose(W1, e1, **_tol(dtype))
+    np.testing.assert_allclose(W2, e2, **_tol(dtype))
+
+
+@pytest.mark.parametrize("sizes", [[5, 4], [5, 7, 3], [5, 6, 4, 3], [5, 1, 2]], ids=["L1", "L2", "L3", "hidden1"])
+def test_mlp_epoch_matches_per_sample(backend, dtype, sizes):
+    rng = np.random.default_rng(len(sizes))
+    X, y = random_problem(rng, 17, sizes[0], sizes[-1], dtype)
+    weights = random_weights(rng, sizes, dtype)
+    expected = mlp_epoch_per_sample(X, y, weights, lr=0.1, batch=4)
+    fastnn.mlp_epoch(X, y, weights, lr=0.1, batch=4)
+    for W, E in zip(weights, expected):
+        np.testing.assert_allclose(W, E, **_tol(dtype))
+
+
+def test_hw0_softmax_epoch_small(backend):
+    # hw0: one full-batch step from zeros equals minus the gradient of the loss
+    np.random.seed(0)
+    X = np.random.randn(50, 5).astype(np.float32)
+    y = np.random.randint(3, size=(50,)).astype(np.uint8)
+    theta = np.zeros((5, 3), dtype=np.float32)
+    fastnn.softmax_regression_epoch(X, y, theta, lr=1.0, batch=50)
+    _, (grad,) = fastnn.mlp_loss_grad(X.astype(np.float64), y, [np.zeros((5, 3))])
+    np.testing.assert_allclose(theta, -grad, rtol=1e-4, atol=1e-4)
+
+
+def test_hw0_softmax_epoch_mnist(backend, mnist_train):
+    X, y = mnist_train
+    theta = np.zeros((X.shape[1], y.max() + 1), dtype=np.float32)
+    fastnn.softmax_regression_epoch(X[:100], y[:100], theta, lr=0.1, batch=10)
+    np.testing.assert_allclose(np.linalg.norm(theta), 1.0947356, rtol=1e-5, atol=1e-5)
+
+
+def test_hw0_nn_epoch_mnist(backend, mnist_train):
+    """hw0 under NumPy 2: W1/W2 come out float64 (float32 / np.float64 scalar) beside float32 X."""
+    X, y = mnist_train
+    np.random.seed(0)
+    W1 = np.random.randn(X.shape[1], 100).astype(np.float32) / np.sqrt(100)
+    W2 = np.random.randn(100, 10).astype(np.float32) / np.sqrt(10)
+    assert W1.dtype == np.float64   # NumPy 2 promotion (NEP 50)
+    W1_id, W2_id = id(W1), id(W2)
+    fastnn.nn_epoch(X, y, W1, W2, lr=0.2, batch=100)
+    assert (id(W1), id(W2)) == (W1_id, W2_id)
+    np.testing.assert_allclose(np.linalg.norm(W1), 28.437788, rtol=1e-4)
+    np.testing.assert_allclose(np.linalg.norm(W2), 10.455095, rtol=1e-4)
+    loss, err = fastnn.loss_err(np.maximum(X @ W1, 0) @ W2, y)
+    np.testing.assert_allclose((loss, err), (0.19770025, 0.06006667), rtol=1e-4, atol=1e-4)
+
+
+def test_hw0_nn_epoch_mnist_float32(backend, mnist_train):
+    """The same run with float32 weights: float32 arithmetic, the same figures to 1e-4."""
+    X, y = mnist_train
+    np.random.seed(0)
+    W1 = (np.random.randn(X.shape[1], 100) / np.sqrt(100)).astype(np.float32)
+    W2 = (np.random.randn(100, 10) / np.sqrt(10)).astype(np.float32)
+    fastnn.nn_epoch(X, y, W1, W2, lr=0.2, batch=100)
+    assert W1.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(W1), 28.437788, rtol=1e-4)
+    np.testing.assert_allclose(np.linalg.norm(W2), 10.455095, rtol=1e-4)
+
+
+def test_train_softmax_prints_table(backend, mnist_train, mnist_test, capsys):
+    X, y = mnist_train
+    Xt, yt = mnist_test
+    theta = fastnn.train_softmax(X[:2000], y[:2000], Xt[:500], yt[:500], epochs=2, lr=0.2, batch=100)
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "| Epoch | Train Loss | Train Err | Test Loss | Test Err |"
+    assert len(out) == 3 and out[2].startswith("|     1 |")
+    train_loss, train_err = fastnn.loss_err(X[:2000] @ theta, y[:2000])
+    assert f"{train_loss:.5f}" in out[2] and f"{train_err:.5f}" in out[2]
+    assert train_err < 0.2
+
+
+def test_train_nn_returns_weights(backend, mnist_train, mnist_test, capsys):
+    X, y = mnist_train
+    Xt, yt = mnist_test
+    W1, W2 = fastnn.train_nn(X[:1000], y[:1000], Xt[:200], yt[:200], hidden_dim=50, epochs=2, lr=0.2)
+    assert W1.shape == (784, 50) and W2.shape == (50, 10)
+    assert len(capsys.readouterr().out.splitlines()) == 3
+    assert fastnn.evaluate(X[:1000], y[:1000], [W1, W2])[1] < 0.3

@@ -1,0 +1,138 @@
+"""In-place semantics, dtype promotion, memory layouts, and errors raised before any update."""
+import numpy as np
+import pytest
+
+import fastnn
+from conftest import random_problem, random_weights
+
+
+def _problem(dtype=np.float32):
+    rng = np.random.default_rng(0)
+    X, y = random_problem(rng, 30, 6, 4, dtype)
+    return X, y, random_weights(rng, [6, 5, 4], dtype)
+
+
+def test_updates_callers_arrays(backend, dtype):
+    X, y, (W1, W2) = _problem(dtype)
+    before1, before2 = W1.copy(), W2.copy()
+    fastnn.nn_epoch(X, y, W1, W2, lr=0.1, batch=7)
+    assert not np.array_equal(W1, before1) and not np.array_equal(W2, before2)
+
+
+def test_mixed_precision_follows_numpy_promotion(backend):
+    """float32 X with float64 W computes in float64 and updates W in place (hw0 under NumPy 2)."""
+    X, y, (W1, W2) = _problem(np.float32)
+    W1, W2 = W1.astype(np.float64), W2.astype(np.float64)
+    ref1, ref2 = W1.copy(), W2.copy()
+    with fastnn.use_backend("numpy"):
+        fastnn.nn_epoch(X, y, ref1, ref2, lr=0.1, batch=7)
+    fastnn.nn_epoch(X, y, W1, W2, lr=0.1, batch=7)
+    assert W1.dtype == np.float64
+    np.testing.assert_allclose(W1, ref1, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(W2, ref2, rtol=1e-10, atol=1e-12)
+
+
+def test_float32_weights_with_float64_data_stay_float32(backend):
+    X, y, (W1, W2) = _problem(np.float64)
+    W1, W2 = W1.astype(np.float32), W2.astype(np.float32)
+    ref1, ref2 = W1.copy(), W2.copy()
+    with fastnn.use_backend("numpy"):
+        fastnn.nn_epoch(X, y, ref1, ref2, lr=0.1, batch=7)
+    fastnn.nn_epoch(X, y, W1, W2, lr=0.1, batch=7)
+    assert W1.dtype == np.float32 and W2.dtype == np.float32
+    np.testing.assert_allclose(W1, ref1, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("layout", ["fortran", "strided", "transposed-view"])
+def test_non_contiguous_parameters_are_updated_correctly(backend, layout):
+    X, y, (W1, W2) = _problem(np.float64)
+    ref1, ref2 = W1.copy(), W2.copy()
+    with fastnn.use_backend("numpy"):
+        fastnn.nn_epoch(X, y, ref1, ref2, lr=0.1, batch=7)
+    if layout == "fortran":
+        W1 = np.asfortranarray(W1)
+    elif layout == "strided":
+        big = np.zeros((W1.shape[0], 2 * W1.shape[1]))
+        big[:, ::2] = W1
+        W1 = big[:, ::2]
+    else:
+        W1 = np.ascontiguousarray(W1.T).T
+    fastnn.nn_epoch(X, y, W1, W2, lr=0.1, batch=7)
+    np.testing.assert_allclose(W1, ref1, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(W2, ref2, rtol=1e-10, atol=1e-12)
+
+
+def test_read_only_data_is_fine(backend):
+    X, y, (W1, W2) = _problem()
+    X.flags.writeable = False
+    y = np.frombuffer(y.tobytes(), dtype=np.uint8)
+    assert not y.flags.writeable
+    fastnn.nn_epoch(X, y, W1, W2, lr=0.1, batch=7)
+
+
+def _unchanged(W, before):
+    for w, b in zip(W, before):
+        np.testing.assert_array_equal(w, b)
+
+
+BAD_CALLS = [
+    # (description, mutate(X, y, W1, W2) -> args, exception, message regex)
+    ("int weights", lambda X, y, W1, W2: (X, y, W1.astype(np.int32), W2), TypeError, r"W1: expected dtype float32 or float64.*got int32"),
+    ("float16 data", lambda X, y, W1, W2: (X.astype(np.float16), y, W1, W2), TypeError, r"X: expected dtype float32 or float64, got float16"),
+    ("list weights", lambda X, y, W1, W2: (X, y, W1.tolist(), W2), TypeError, r"W1: expected a numpy.ndarray"),
+    ("read-only W2", lambda X, y, W1, W2: (X, y, W1, _read_only(W2)), ValueError, r"W2: expected a writeable array"),
+    ("shape mismatch", lambda X, y, W1, W2: (X, y, W1, W2[:3]), ValueError, r"W2: expected 5 rows \(W1 has 5 columns\), got shape \(3, 4\)"),
+    ("X columns", lambda X, y, W1, W2: (X[:, :5], y, W1, W2), ValueError, r"W1: expected 5 rows \(X has 5 columns\), got shape \(6, 5\)"),
+    ("label too large", lambda X, y, W1, W2: (X, _set(y, 3, 4), W1, W2), ValueError, r"y: expected labels in \[0, 4\), got values in \[0, 4\]"),
+    ("negative label", lambda X, y, W1, W2: (X, _set(y.astype(np.int64), 0, -1), W1, W2), ValueError, r"y: expected labels in \[0, 4\)"),
+    ("label length", lambda X, y, W1, W2: (X, y[:-1], W1, W2), ValueError, r"y: expected 30 labels \(one per row\), got 29"),
+    ("float labels", lambda X, y, W1, W2: (X, y.astype(np.float32), W1, W2), TypeError, r"y: expected an integer dtype, got float32"),
+    ("1-D data", lambda X, y, W1, W2: (X[0], y, W1, W2), ValueError, r"X: expected a 2-D array, got 1-D"),
+    ("overlap", lambda X, y, W1, W2: (X, y, X[:6, :5], W2), ValueError, r"X and W1: expected separate arrays"),
+]
+
+
+def _read_only(a):
+    a = a.copy()
+    a.flags.writeable = False
+    return a
+
+
+def _set(a, i, value):
+    a = a.copy()
+    a[i] = value
+    return a
+
+
+@pytest.mark.parametrize("desc,mutate,exc,msg", BAD_CALLS, ids=[c[0] for c in BAD_CALLS])
+def test_bad_input_raises_before_any_update(backend, desc, mutate, exc, msg):
+    X, y, (W1, W2) = _problem()
+    args = mutate(X, y, W1, W2)
+    before = [a.copy() for a in args[2:] if isinstance(a, np.ndarray)]
+    with pytest.raises(exc, match=msg):
+        fastnn.nn_epoch(*args, lr=0.1, batch=7)
+    _unchanged([a for a in args[2:] if isinstance(a, np.ndarray)], before)
+
+
+@pytest.mark.parametrize("batch,exc", [(0, ValueError), (-3, ValueError), (2.5, TypeError), (True, TypeError)])
+def test_bad_batch(backend, batch, exc):
+    X, y, (W1, W2) = _problem()
+    before = W1.copy()
+    with pytest.raises(exc, match="batch: expected an integer"):
+        fastnn.nn_epoch(X, y, W1, W2, lr=0.1, batch=batch)
+    np.testing.assert_array_equal(W1, before)
+
+
+@pytest.mark.parametrize("lr,exc", [(float("nan"), ValueError), (float("inf"), ValueError), ("0.1", TypeError)])
+def test_bad_learning_rate(backend, lr, exc):
+    X, y, (W1, W2) = _problem()
+    with pytest.raises(exc, match="lr: expected a"):
+        fastnn.softmax_regression_epoch(X, y, W1[:, :4].copy(), lr=lr, batch=7)
+
+
+def test_softmax_loss_bad_labels(backend):
+    Z = np.zeros((3, 4), dtype=np.float32)
+    with pytest.raises(ValueError, match=r"y: expected labels in \[0, 4\), got values in \[0, 9\]"):
+        fastnn.softmax_loss(Z, [0, 1, 9])
+    with pytest.raises(ValueError, match=r"y: expected 3 labels"):
+        fastnn.softmax_loss(Z, [0, 1])
