@@ -1,0 +1,217 @@
+// The Python module fastnn._core: argument checks (array_checks.hpp), dtype dispatch, GIL release.
+// All the math lives in the other files; fastnn/cpp_backend.py is the Python face of this module.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+#include "array_checks.hpp"
+#include "build_info.hpp"
+#include "cpu_features.hpp"
+#include "gemm.hpp"
+#include "mlp.hpp"
+#include "probe.hpp"
+#include "relu.hpp"
+#include "softmax_cross_entropy.hpp"
+#include "threads.hpp"
+
+namespace py = pybind11;
+using namespace fastnn;
+using std::int64_t;
+
+namespace {
+
+template <typename T> struct tag { using type = T; };
+
+// Calls f(tag<T>, tag<TX>) for the parameter dtype T and the data dtype TX: (float, float),
+// (double, double) or (double, float) — float32 data with float64 parameters.
+template <typename F>
+auto dispatch(const py::dtype& param, const py::dtype& data, F&& f) {
+    const auto f32 = py::dtype::of<float>(), f64 = py::dtype::of<double>();
+    if (param.equal(f32) && data.equal(f32)) return f(tag<float>{}, tag<float>{});
+    if (param.equal(f64) && data.equal(f64)) return f(tag<double>{}, tag<double>{});
+    if (param.equal(f64) && data.equal(f32)) return f(tag<double>{}, tag<float>{});
+    throw py::type_error("expected float32 or float64 parameters and data of the same or a lower "
+                         "precision, got parameters " + py::str(param).cast<std::string>() +
+                         " and data " + py::str(data).cast<std::string>());
+}
+
+py::dtype first_dtype(const py::list& weights) {
+    if (weights.size() == 0) throw py::value_error("weights: expected at least one matrix, got none");
+    return weights[0].cast<py::array>().dtype();
+}
+
+Op op_from(const std::string& s, const char* name) {
+    if (s == "N") return Op::N;
+    if (s == "T") return Op::T;
+    throw py::value_error(std::string(name) + ": expected 'N' or 'T', got '" + s + "'");
+}
+
+// Between batches: at most every 100 ms, take the GIL and let Python run its signal handlers
+// (Ctrl-C sets KeyboardInterrupt); a pending exception stops the epoch.
+StopRequested python_signal_check() {
+    auto last = std::chrono::steady_clock::now();
+    return [last]() mutable {
+        const auto now = std::chrono::steady_clock::now();
+        if (now - last < std::chrono::milliseconds(100)) return false;
+        last = now;
+        py::gil_scoped_acquire gil;
+        return PyErr_CheckSignals() != 0;
+    };
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+    m.doc() = "fastnn's C++ core: GEMM, fused softmax cross-entropy, ReLU, SGD epochs, evaluation";
+
+    m.def("build_info", &build_info, "How the core was built and what it runs with.");
+    m.def("get_num_threads", &get_num_threads);
+    m.def("set_num_threads", &set_num_threads, py::arg("n"));
+    m.def("default_num_threads", &default_num_threads);
+    m.def("detected_isa", [] { return std::string(isa_name(detected_isa())); });
+    m.def("active_isa", [] { return std::string(isa_name(active_isa())); });
+    m.def("set_isa", [](const std::string& name) { set_isa(isa_from_name(name)); }, py::arg("name"));
+
+    m.def("gemm", [](const std::string& op_a, const std::string& op_b, const py::array& A,
+                     const py::array& B, const py::array& C, double alpha, double beta) {
+        const Op oa = op_from(op_a, "op_a"), ob = op_from(op_b, "op_b");
+        dispatch(C.dtype(), C.dtype(), [&](auto t, auto) {
+            using T = typename decltype(t)::type;
+            const auto a = data_matrix<T>(A, "A"), b = data_matrix<T>(B, "B");
+            T* c = writeable_matrix<T>(C, "C");
+            const int64_t m = oa == Op::N ? a.rows : a.cols, k = oa == Op::N ? a.cols : a.rows;
+            const int64_t kb = ob == Op::N ? b.rows : b.cols, n = ob == Op::N ? b.cols : b.rows;
+            if (k != kb) throw py::value_error("B: expected " + std::to_string(k) + " rows in op(B), got " + std::to_string(kb));
+            if (C.shape(0) != m || C.shape(1) != n)
+                throw py::value_error("C: expected shape (" + std::to_string(m) + ", " + std::to_string(n) +
+                                      "), got " + shape_of(C));
+            py::gil_scoped_release nogil;
+            gemm<T>(oa, ob, m, n, k, static_cast<T>(alpha), a.data, a.ld, b.data, b.ld, static_cast<T>(beta), c, n);
+        });
+    }, py::arg("op_a"), py::arg("op_b"), py::arg("A").noconvert(), py::arg("B").noconvert(),
+       py::arg("C").noconvert(), py::arg("alpha") = 1.0, py::arg("beta") = 0.0,
+       "C = alpha · op(A) · op(B) + beta · C, in place in C.");
+
+    m.def("relu", [](const py::array& Z, const py::array& H) {
+        dispatch(H.dtype(), H.dtype(), [&](auto t, auto) {
+            using T = typename decltype(t)::type;
+            const auto z = data_matrix<T>(Z, "Z");
+            T* h = writeable_matrix<T>(H, "out");
+            if (H.shape(0) != z.rows || H.shape(1) != z.cols)
+                throw py::value_error("out: expected the shape of Z " + shape_of(Z) + ", got " + shape_of(H));
+            py::gil_scoped_release nogil;
+            relu_forward(z.data, z.ld, z.rows, z.cols, h, z.cols);
+        });
+    }, py::arg("Z").noconvert(), py::arg("out").noconvert(), "out = max(Z, 0).");
+
+    m.def("softmax_cross_entropy", [](const py::array& Z, const py::array& y, const py::object& G) {
+        return dispatch(Z.dtype(), Z.dtype(), [&](auto t, auto) {
+            using T = typename decltype(t)::type;
+            const auto z = data_matrix<T>(Z, "Z");
+            const int64_t* labels_ = labels(y, z.rows, z.cols, "y");
+            if (G.is_none()) {
+                py::gil_scoped_release nogil;
+                return softmax_loss_sum(z.data, z.ld, labels_, z.rows, z.cols);
+            }
+            const py::array g_arr = G.cast<py::array>();
+            T* g = writeable_matrix<T>(g_arr, "out");
+            if (g_arr.shape(0) != z.rows || g_arr.shape(1) != z.cols)
+                throw py::value_error("out: expected the shape of Z " + shape_of(Z) + ", got " + shape_of(g_arr));
+            py::gil_scoped_release nogil;
+            return softmax_cross_entropy_rows(z.data, z.ld, labels_, z.rows, z.cols,
+                                              T(1) / static_cast<T>(z.rows), g, z.cols);
+        });
+    }, py::arg("Z").noconvert(), py::arg("y").noconvert(), py::arg("out") = py::none(),
+       "Σ cross-entropy over the rows of Z; with `out`, also writes (softmax(Z) − I_y)/B into it.");
+
+    m.def("loss_errors", [](const py::array& Z, const py::array& y) {
+        return dispatch(Z.dtype(), Z.dtype(), [&](auto t, auto) {
+            using T = typename decltype(t)::type;
+            const auto z = data_matrix<T>(Z, "Z");
+            const int64_t* labels_ = labels(y, z.rows, z.cols, "y");
+            py::gil_scoped_release nogil;
+            return softmax_loss_errors(z.data, z.ld, labels_, z.rows, z.cols);
+        });
+    }, py::arg("Z").noconvert(), py::arg("y").noconvert(),
+       "(Σ cross-entropy, number of rows whose argmax is not the label).");
+
+    m.def("mlp_epoch", [](const py::array& X, const py::array& y, const py::list& weights,
+                          double lr, int64_t batch) {
+        int64_t done = 0, rows = 0;
+        dispatch(first_dtype(weights), X.dtype(), [&](auto t, auto tx) {
+            using T = typename decltype(t)::type;
+            using TX = typename decltype(tx)::type;
+            const auto x = data_matrix<TX>(X, "X");
+            const Network<T> net = network<T>(weights, x.cols, /*writeable=*/true);
+            const int64_t* labels_ = labels(y, x.rows, net.dims.back(), "y");
+            if (batch < 1) throw py::value_error("batch: expected an integer >= 1, got " + std::to_string(batch));
+            rows = x.rows;
+            const StopRequested stop = python_signal_check();
+            py::gil_scoped_release nogil;
+            done = mlp_epoch<T, TX>(x, labels_, net, static_cast<T>(lr), batch, stop);
+        });
+        if (done < rows) throw py::error_already_set();   // the signal handler's exception
+        return done;
+    }, py::arg("X").noconvert(), py::arg("y").noconvert(), py::arg("weights"), py::arg("lr"),
+       py::arg("batch"), "One SGD epoch over (X, y), updating each array of `weights` in place.");
+
+    m.def("mlp_loss_grad", [](const py::array& X, const py::array& y, const py::list& weights,
+                              const py::list& grads) {
+        return dispatch(first_dtype(weights), X.dtype(), [&](auto t, auto tx) {
+            using T = typename decltype(t)::type;
+            using TX = typename decltype(tx)::type;
+            const auto x = data_matrix<TX>(X, "X");
+            const Network<T> net = network<T>(weights, x.cols, /*writeable=*/false);
+            const Network<T> out = network<T>(grads, x.cols, /*writeable=*/true);
+            if (out.dims != net.dims) throw py::value_error("grads: expected the shapes of weights");
+            const int64_t* labels_ = labels(y, x.rows, net.dims.back(), "y");
+            py::gil_scoped_release nogil;
+            return mlp_loss_grad<T, TX>(x, labels_, net, out.W);
+        });
+    }, py::arg("X").noconvert(), py::arg("y").noconvert(), py::arg("weights"), py::arg("grads"),
+       "Mean loss; writes ∂loss/∂W_i into grads[i].");
+
+    m.def("mlp_logits", [](const py::array& X, const py::list& weights, const py::array& out) {
+        dispatch(first_dtype(weights), X.dtype(), [&](auto t, auto tx) {
+            using T = typename decltype(t)::type;
+            using TX = typename decltype(tx)::type;
+            const auto x = data_matrix<TX>(X, "X");
+            const Network<T> net = network<T>(weights, x.cols, /*writeable=*/false);
+            T* z = writeable_matrix<T>(out, "out");
+            if (out.shape(0) != x.rows || out.shape(1) != net.dims.back())
+                throw py::value_error("out: expected shape (" + std::to_string(x.rows) + ", " +
+                                      std::to_string(net.dims.back()) + "), got " + shape_of(out));
+            py::gil_scoped_release nogil;
+            mlp_logits<T, TX>(x, net, z);
+        });
+    }, py::arg("X").noconvert(), py::arg("weights"), py::arg("out").noconvert(), "out = the net's logits.");
+
+    m.def("evaluate", [](const py::array& X, const py::array& y, const py::list& weights) {
+        return dispatch(first_dtype(weights), X.dtype(), [&](auto t, auto tx) {
+            using T = typename decltype(t)::type;
+            using TX = typename decltype(tx)::type;
+            const auto x = data_matrix<TX>(X, "X");
+            const Network<T> net = network<T>(weights, x.cols, /*writeable=*/false);
+            const int64_t* labels_ = labels(y, x.rows, net.dims.back(), "y");
+            py::gil_scoped_release nogil;
+            return evaluate<T, TX>(x, labels_, net);
+        });
+    }, py::arg("X").noconvert(), py::arg("y").noconvert(), py::arg("weights"),
+       "(Σ loss, number of errors) over the dataset.");
+
+    m.def("probe_fma_peak_gflops", [](const std::string& isa, bool dbl, double seconds) {
+        const Isa i = isa_from_name(isa);
+        py::gil_scoped_release nogil;
+        return probe_fma_peak_gflops(i, dbl, seconds);
+    }, py::arg("isa"), py::arg("double") = false, py::arg("seconds") = 0.2,
+       "Single-thread FMA throughput in GFLOP/s for the ISA's widest vectors.");
+    m.def("probe_read_bandwidth_gbs", [](std::size_t bytes, double seconds) {
+        py::gil_scoped_release nogil;
+        return probe_read_bandwidth_gbs(bytes, seconds);
+    }, py::arg("bytes") = std::size_t(1) << 29, py::arg("seconds") = 0.3,
+       "Single-thread streaming-read bandwidth in GB/s.");
+}

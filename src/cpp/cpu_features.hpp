@@ -1,0 +1,26 @@
+// Run-time CPU feature detection and the instruction-set (ISA) switch of the GEMM engine.
+//
+// The core is compiled for baseline x86-64; the AVX2 and AVX-512 kernels live in
+// separately compiled files and may only be *called* after detected_isa() says the CPU
+// and the operating system support them (cpuid feature bits + XCR0 register state).
+//
+// FASTNN_ISA=generic|avx2|avx512 (read once, at first use) forces a lower ISA, e.g. to
+// test or benchmark the fallbacks.  Asking for an ISA the CPU lacks, or an unknown
+// name, selects the best available one and records a message in isa_warning().
+#pragma once
+
+#include <string>
+
+namespace fastnn {
+
+enum class Isa { generic = 0, avx2 = 1, avx512 = 2 };
+
+Isa detected_isa();           // the best ISA this CPU + OS supports
+Isa active_isa();             // the ISA the GEMM engine uses now (<= detected_isa())
+void set_isa(Isa isa);        // throws std::invalid_argument if isa > detected_isa()
+const char* isa_name(Isa isa);  // "generic", "avx2", "avx512"
+Isa isa_from_name(const std::string& name);  // inverse of isa_name; throws std::invalid_argument
+std::string isa_warning();    // "" unless FASTNN_ISA could not be honoured
+std::string cpu_model();      // cpuid brand string, e.g. "Intel(R) Xeon(R) Processor"
+
+}  // namespace fastnn

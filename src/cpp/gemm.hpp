@@ -1,0 +1,57 @@
+// Single- and double-precision matrix multiply (GEMM) for the fastnn core.
+//
+// Row-major.  C[m×n] = epi( alpha * op(A) · op(B) + beta * C )
+//   op(A) is m×k: A stored m×k (row stride lda) when opA==N, stored k×m (row stride lda) when opA==T.
+//   op(B) is k×n: B stored k×n (ldb) when opB==N, stored n×k (ldb) when opB==T.
+//   beta == 0 means C is write-only (never read: NaN/garbage in C does not propagate).
+//   k == 0 (or alpha == 0) gives C = epi(beta*C) (beta == 0 -> zeros); A and B are not read.
+//   m == 0 or n == 0: nothing.
+//   Epilogue::relu:      C = max(result, 0)   (NaN stays NaN, -0 stays -0: result < 0 ? 0 : result)
+//   Epilogue::relu_mask: C = (mask[i*ldmask+j] > 0) ? result : 0   (backprop through a ReLU;
+//                        mask = the layer's ReLU output, m×n, row stride ldmask)
+//   The epilogue is applied exactly once per element, after the full k sum.
+//   No transposes are materialised; lda/ldb/ldc may exceed the logical width (views);
+//   no alignment is assumed.  C must not overlap A, B or mask.
+//
+// The implementation (gemm.cpp) is a BLIS-style blocked algorithm whose micro-kernel is
+// chosen at run time (see cpu_features.hpp).  Results are deterministic: the summation
+// order of every C element depends neither on the thread count nor on the run, only on
+// the shape and the active ISA.
+#pragma once
+
+#include <cstdint>
+
+namespace fastnn {
+
+enum class Op : char { N = 'N', T = 'T' };
+enum class Epilogue : char { none, relu, relu_mask };
+
+template <typename T>
+void gemm(Op opA, Op opB, std::int64_t m, std::int64_t n, std::int64_t k,
+          T alpha, const T* A, std::int64_t lda, const T* B, std::int64_t ldb,
+          T beta, T* C, std::int64_t ldc,
+          Epilogue epi = Epilogue::none, const T* mask = nullptr, std::int64_t ldmask = 0);
+
+// Naive triple loop with the same contract: the reference the tests compare against.
+template <typename T>
+void gemm_reference(Op opA, Op opB, std::int64_t m, std::int64_t n, std::int64_t k,
+                    T alpha, const T* A, std::int64_t lda, const T* B, std::int64_t ldb,
+                    T beta, T* C, std::int64_t ldc,
+                    Epilogue epi = Epilogue::none, const T* mask = nullptr, std::int64_t ldmask = 0);
+
+extern template void gemm<float>(Op, Op, std::int64_t, std::int64_t, std::int64_t, float,
+                                 const float*, std::int64_t, const float*, std::int64_t, float,
+                                 float*, std::int64_t, Epilogue, const float*, std::int64_t);
+extern template void gemm<double>(Op, Op, std::int64_t, std::int64_t, std::int64_t, double,
+                                  const double*, std::int64_t, const double*, std::int64_t, double,
+                                  double*, std::int64_t, Epilogue, const double*, std::int64_t);
+extern template void gemm_reference<float>(Op, Op, std::int64_t, std::int64_t, std::int64_t, float,
+                                           const float*, std::int64_t, const float*, std::int64_t,
+                                           float, float*, std::int64_t, Epilogue, const float*,
+                                           std::int64_t);
+extern template void gemm_reference<double>(Op, Op, std::int64_t, std::int64_t, std::int64_t,
+                                            double, const double*, std::int64_t, const double*,
+                                            std::int64_t, double, double*, std::int64_t, Epilogue,
+                                            const double*, std::int64_t);
+
+}  // namespace fastnn

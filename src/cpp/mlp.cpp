@@ -1,0 +1,190 @@
+// Forward/backward passes, SGD epochs and evaluation of L-layer ReLU nets (see mlp.hpp).
+#include "mlp.hpp"
+
+#include <algorithm>
+#include <stdexcept>
+#include <tuple>
+#include <type_traits>
+
+#include "gemm.hpp"
+#include "softmax_cross_entropy.hpp"
+
+namespace fastnn {
+namespace {
+
+// Scratch for one batch of up to `rows` rows, allocated once and reused for every batch.
+template <typename T>
+struct Scratch {
+    std::vector<T> x;                    // the batch widened to T (only when X's type differs)
+    std::vector<std::vector<T>> H;       // H[i] = ReLU(H[i-1] W_i), i = 1 … L−1   (rows × d_i)
+    std::vector<std::vector<T>> G;       // G[i] = ∂loss/∂(pre-activation i), i = 1 … L (rows × d_i);
+                                         // G[L] first holds the logits Z, then (S − I_y)/B in place
+    Scratch(const Network<T>& net, std::int64_t rows, bool widen) {
+        const std::int64_t L = net.layers();
+        if (widen) x.resize(static_cast<std::size_t>(rows * net.dims[0]));
+        H.resize(static_cast<std::size_t>(L));
+        G.resize(static_cast<std::size_t>(L + 1));
+        for (std::int64_t i = 1; i <= L; ++i) {
+            if (i < L) H[i].resize(static_cast<std::size_t>(rows * net.dims[i]));
+            G[i].resize(static_cast<std::size_t>(rows * net.dims[i]));
+        }
+    }
+};
+
+// Rows [start, start + B) of X as T: a pointer into X itself, or into the widened copy.
+template <typename T, typename TX>
+const T* batch_rows(const DataMatrix<TX>& X, std::int64_t start, std::int64_t B, Scratch<T>& s,
+                    std::int64_t& ld) {
+    if constexpr (std::is_same_v<T, TX>) {
+        ld = X.ld;
+        return X.data + start * X.ld;
+    } else {
+        for (std::int64_t r = 0; r < B; ++r) {
+            const TX* src = X.data + (start + r) * X.ld;
+            T* dst = s.x.data() + r * X.cols;
+            for (std::int64_t c = 0; c < X.cols; ++c) dst[c] = static_cast<T>(src[c]);
+        }
+        ld = X.cols;
+        return s.x.data();
+    }
+}
+
+// Forward pass of B rows: H_i = ReLU(H_{i-1} W_i) (ReLU fused into the GEMM), Z = H_{L-1} W_L
+// written to `logits` (row stride d_L).
+template <typename T>
+void forward(const T* Xb, std::int64_t ldx, std::int64_t B, const Network<T>& net, Scratch<T>& s,
+             T* logits) {
+    const std::int64_t L = net.layers();
+    const auto& d = net.dims;
+    const T* in = Xb;
+    std::int64_t ld_in = ldx;
+    for (std::int64_t i = 1; i <= L; ++i) {
+        const bool last = i == L;
+        T* out = last ? logits : s.H[i].data();
+        gemm<T>(Op::N, Op::N, B, d[i], d[i - 1], T(1), in, ld_in, net.W[i - 1], d[i], T(0), out, d[i],
+                last ? Epilogue::none : Epilogue::relu);
+        in = out;
+        ld_in = d[i];
+    }
+}
+
+// Backward pass of B rows, from G_L = (S − I_y)/B in s.G[L]. For i = L … 1:
+//   G_{i-1} = (G_i W_iᵀ) ∘ 1{H_{i-1} > 0}      (uses W_i before it changes)
+//   target_i ← alpha · H_{i-1}ᵀ G_i + beta · target_i
+// SGD passes target = W, alpha = −lr, beta = 1 (the update fused into the GEMM);
+// a gradient evaluation passes target = ∇W, alpha = 1, beta = 0.
+template <typename T>
+void backward(const T* Xb, std::int64_t ldx, std::int64_t B, const Network<T>& net, Scratch<T>& s,
+              T alpha, T beta, const std::vector<T*>& target) {
+    const auto& d = net.dims;
+    for (std::int64_t i = net.layers(); i >= 1; --i) {
+        const T* H_prev = i == 1 ? Xb : s.H[i - 1].data();
+        const std::int64_t ld_prev = i == 1 ? ldx : d[i - 1];
+        if (i > 1)
+            gemm<T>(Op::N, Op::T, B, d[i - 1], d[i], T(1), s.G[i].data(), d[i], net.W[i - 1], d[i],
+                    T(0), s.G[i - 1].data(), d[i - 1], Epilogue::relu_mask, s.H[i - 1].data(), d[i - 1]);
+        gemm<T>(Op::T, Op::N, d[i - 1], d[i], B, alpha, H_prev, ld_prev, s.G[i].data(), d[i], beta,
+                target[i - 1], d[i]);
+    }
+}
+
+// Forward, then the fused softmax cross-entropy turning the logits into G_L = (S − I_y)/B in
+// place. Returns Σ loss over the B rows.
+template <typename T>
+double forward_loss_grad(const T* Xb, std::int64_t ldx, std::int64_t B, const std::int64_t* yb,
+                         const Network<T>& net, Scratch<T>& s) {
+    const std::int64_t L = net.layers(), k = net.dims[L];
+    T* Z = s.G[L].data();
+    forward(Xb, ldx, B, net, s, Z);
+    return softmax_cross_entropy_rows(Z, k, yb, B, k, T(1) / static_cast<T>(B), Z, k);
+}
+
+// Runs body(chunk_index, start, rows, scratch) over row chunks of X in order, with one
+// scratch. Each chunk's GEMMs are large enough to be threaded inside.
+constexpr std::int64_t kEvalChunk = 1024;
+
+template <typename T, typename TX, typename Body>
+void for_each_chunk(const DataMatrix<TX>& X, const Network<T>& net, Body&& body) {
+    Scratch<T> s(net, std::min(kEvalChunk, X.rows), !std::is_same_v<T, TX>);
+    for (std::int64_t c = 0, start = 0; start < X.rows; ++c, start += kEvalChunk)
+        body(c, start, std::min(kEvalChunk, X.rows - start), s);
+}
+
+}  // namespace
+
+template <typename T, typename TX>
+std::int64_t mlp_epoch(const DataMatrix<TX>& X, const std::int64_t* y, const Network<T>& net,
+                       T lr, std::int64_t batch, const StopRequested& stop_requested) {
+    if (batch < 1) throw std::invalid_argument("batch: expected an integer >= 1");
+    Scratch<T> s(net, std::min(batch, X.rows), !std::is_same_v<T, TX>);
+    for (std::int64_t start = 0; start < X.rows; start += batch) {
+        if (stop_requested && stop_requested()) return start;
+        const std::int64_t B = std::min(batch, X.rows - start);
+        std::int64_t ldx;
+        const T* Xb = batch_rows(X, start, B, s, ldx);
+        forward_loss_grad(Xb, ldx, B, y + start, net, s);
+        backward(Xb, ldx, B, net, s, -lr, T(1), net.W);     // W_i ← W_i − lr · H_{i-1}ᵀ G_i
+    }
+    return X.rows;
+}
+
+template <typename T, typename TX>
+double mlp_loss_grad(const DataMatrix<TX>& X, const std::int64_t* y, const Network<T>& net,
+                     const std::vector<T*>& grads) {
+    Scratch<T> s(net, X.rows, !std::is_same_v<T, TX>);
+    std::int64_t ldx;
+    const T* Xb = batch_rows(X, 0, X.rows, s, ldx);
+    const double loss_sum = forward_loss_grad(Xb, ldx, X.rows, y, net, s);
+    backward(Xb, ldx, X.rows, net, s, T(1), T(0), grads);    // ∇W_i = H_{i-1}ᵀ G_i
+    return loss_sum / static_cast<double>(X.rows);
+}
+
+template <typename T, typename TX>
+void mlp_logits(const DataMatrix<TX>& X, const Network<T>& net, T* logits) {
+    const std::int64_t k = net.dims[net.layers()];
+    for_each_chunk(X, net, [&](std::int64_t, std::int64_t start, std::int64_t rows, Scratch<T>& s) {
+        std::int64_t ldx;
+        const T* Xb = batch_rows(X, start, rows, s, ldx);
+        forward(Xb, ldx, rows, net, s, logits + start * k);
+    });
+}
+
+template <typename T, typename TX>
+std::pair<double, std::int64_t> evaluate(const DataMatrix<TX>& X, const std::int64_t* y,
+                                         const Network<T>& net) {
+    const std::int64_t k = net.dims[net.layers()];
+    const std::int64_t n_chunks = (X.rows + kEvalChunk - 1) / kEvalChunk;
+    std::vector<double> loss(static_cast<std::size_t>(n_chunks));
+    std::vector<std::int64_t> errors(static_cast<std::size_t>(n_chunks));
+    for_each_chunk(X, net, [&](std::int64_t c, std::int64_t start, std::int64_t rows, Scratch<T>& s) {
+        std::int64_t ldx;
+        const T* Xb = batch_rows(X, start, rows, s, ldx);
+        T* Z = s.G[net.layers()].data();
+        forward(Xb, ldx, rows, net, s, Z);
+        std::tie(loss[c], errors[c]) = softmax_loss_errors(Z, k, y + start, rows, k);
+    });
+    double loss_sum = 0;
+    std::int64_t error_count = 0;
+    for (std::int64_t c = 0; c < n_chunks; ++c) {   // in chunk order
+        loss_sum += loss[c];
+        error_count += errors[c];
+    }
+    return {loss_sum, error_count};
+}
+
+#define FASTNN_INSTANTIATE(T, TX)                                                                   \
+    template std::int64_t mlp_epoch<T, TX>(const DataMatrix<TX>&, const std::int64_t*,             \
+                                           const Network<T>&, T, std::int64_t, const StopRequested&); \
+    template double mlp_loss_grad<T, TX>(const DataMatrix<TX>&, const std::int64_t*,               \
+                                         const Network<T>&, const std::vector<T*>&);                \
+    template void mlp_logits<T, TX>(const DataMatrix<TX>&, const Network<T>&, T*);                 \
+    template std::pair<double, std::int64_t> evaluate<T, TX>(const DataMatrix<TX>&,                \
+                                                             const std::int64_t*, const Network<T>&);
+
+FASTNN_INSTANTIATE(float, float)
+FASTNN_INSTANTIATE(double, double)
+FASTNN_INSTANTIATE(double, float)   // float32 data, float64 parameters (hw0 under NumPy 2)
+
+#undef FASTNN_INSTANTIATE
+
+}  // namespace fastnn

@@ -1,0 +1,82 @@
+// Fused softmax cross-entropy: one pass per row gives the loss and the gradient.
+//
+// For a row z of k logits with label y:
+//   m      = max_j z_j                       (subtracted for stability: no overflow for |z| ~ 1e4)
+//   lse    = m + log Σ_j exp(z_j − m)        (log-sum-exp)
+//   loss   = lse − z_y                       (cross-entropy of softmax(z) against one-hot(y))
+//   ∂loss/∂z_j = softmax(z)_j − 1{j = y} = exp(z_j − lse) − 1{j = y}
+// Over a batch the loss is the mean, so the gradient of row i is scaled by 1/B.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <utility>
+
+namespace fastnn {
+
+// log Σ_j exp(z_j) of one row, max-subtracted.
+template <typename T>
+inline double row_logsumexp(const T* z, std::int64_t k) {
+    T m = z[0];
+    for (std::int64_t j = 1; j < k; ++j) m = z[j] > m ? z[j] : m;
+    T sum = 0;
+    for (std::int64_t j = 0; j < k; ++j) sum += std::exp(z[j] - m);
+    return static_cast<double>(m) + std::log(static_cast<double>(sum));
+}
+
+// Index of the largest logit of one row; ties go to the lowest index (as numpy.argmax).
+template <typename T>
+inline std::int64_t row_argmax(const T* z, std::int64_t k) {
+    std::int64_t best = 0;
+    for (std::int64_t j = 1; j < k; ++j)
+        if (z[j] > z[best]) best = j;
+    return best;
+}
+
+// Σ_i loss_i over B rows of Z (row stride ldz); the caller divides by B for the mean.
+template <typename T>
+double softmax_loss_sum(const T* Z, std::int64_t ldz, const std::int64_t* y,
+                        std::int64_t B, std::int64_t k) {
+    double total = 0;
+    for (std::int64_t i = 0; i < B; ++i) {
+        const T* z = Z + i * ldz;
+        total += row_logsumexp(z, k) - static_cast<double>(z[y[i]]);
+    }
+    return total;
+}
+
+// Loss and gradient in one pass per row, in place: on return row i of G holds
+// scale · (softmax(z_i) − onehot(y_i)). G may alias Z (same pointer and stride).
+// Returns Σ_i loss_i (not yet divided by B).
+template <typename T>
+double softmax_cross_entropy_rows(const T* Z, std::int64_t ldz, const std::int64_t* y,
+                                  std::int64_t B, std::int64_t k, T scale,
+                                  T* G, std::int64_t ldg) {
+    double total = 0;
+    for (std::int64_t i = 0; i < B; ++i) {
+        const T* z = Z + i * ldz;
+        T* g = G + i * ldg;
+        const double lse = row_logsumexp(z, k);
+        const T zy = z[y[i]];
+        total += lse - static_cast<double>(zy);
+        const T lse_t = static_cast<T>(lse);
+        for (std::int64_t j = 0; j < k; ++j) g[j] = scale * std::exp(z[j] - lse_t);
+        g[y[i]] -= scale;
+    }
+    return total;
+}
+
+}  // namespace fastnn
+
+namespace fastnn {
+
+// (Σ loss, number of rows whose argmax differs from the label) over B rows of Z.
+template <typename T>
+std::pair<double, std::int64_t> softmax_loss_errors(const T* Z, std::int64_t ldz, const std::int64_t* y,
+                                                    std::int64_t B, std::int64_t k) {
+    std::int64_t errors = 0;
+    for (std::int64_t i = 0; i < B; ++i) errors += row_argmax(Z + i * ldz, k) != y[i];
+    return {softmax_loss_sum(Z, ldz, y, B, k), errors};
+}
+
+}  // namespace fastnn
