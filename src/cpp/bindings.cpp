@@ -9,6 +9,7 @@
 #include <string>
 
 #include "array_checks.hpp"
+#include "biased_checks.hpp"
 #include "build_info.hpp"
 #include "cpu_features.hpp"
 #include "gemm.hpp"
@@ -17,6 +18,7 @@
 #include "relu.hpp"
 #include "softmax_cross_entropy.hpp"
 #include "threads.hpp"
+#include "train_epoch.hpp"
 
 namespace py = pybind11;
 using namespace fastnn;
@@ -202,6 +204,73 @@ PYBIND11_MODULE(_core, m) {
         });
     }, py::arg("X").noconvert(), py::arg("y").noconvert(), py::arg("weights"),
        "(Σ loss, number of errors) over the dataset.");
+
+    // ---- Biased networks and optimizers (train_epoch.hpp, optimizers.hpp): the estimators' core.
+    m.def("train_epoch", [](const py::array& X, const py::array& y, const py::object& order,
+                            const py::list& weights, const py::object& biases, const std::string& kind,
+                            const py::list& first, const py::list& second, const py::array& t,
+                            double lr, int64_t batch, double alpha, double momentum, bool nesterov,
+                            double beta1, double beta2, double epsilon) {
+        OptimizerConfig opt;
+        if (kind == "sgd") opt.kind = OptimizerKind::sgd;
+        else if (kind == "adam") opt.kind = OptimizerKind::adam;
+        else throw py::value_error("kind: expected 'sgd' or 'adam', got '" + kind + "'");
+        opt.momentum = momentum;
+        opt.nesterov = nesterov;
+        opt.beta1 = beta1;
+        opt.beta2 = beta2;
+        opt.epsilon = epsilon;
+        if (batch < 1) throw py::value_error("batch: expected an integer >= 1, got " + std::to_string(batch));
+        if (!t.dtype().equal(py::dtype::of<int64_t>()) || t.ndim() != 1 || t.shape(0) != 1 ||
+            !t.writeable() || !(t.flags() & py::array::c_style))
+            throw py::value_error("t: expected a writeable int64 array of shape (1,)");
+        int64_t done = 0, count = 0;
+        double loss_sum = 0;
+        dispatch(first_dtype(weights), X.dtype(), [&](auto tt, auto tx) {
+            using T = typename decltype(tt)::type;
+            using TX = typename decltype(tx)::type;
+            const auto x = data_matrix<TX>(X, "X");
+            const BiasedNetwork<T> net = biased_network<T>(weights, biases, x.cols, /*writeable=*/true);
+            const int64_t* labels_ = labels(y, x.rows, net.dims.back(), "y");
+            const int64_t* order_ = nullptr;
+            count = x.rows;
+            if (!order.is_none()) order_ = row_order(order.cast<py::array>(), x.rows, count);
+            OptimizerState<T> state;
+            const bool adam = opt.kind == OptimizerKind::adam;
+            state.first = buffer_list<T>(first, net, adam ? "m" : "velocities", /*optional=*/!adam);
+            state.second = adam ? buffer_list<T>(second, net, "v", false)
+                                : std::vector<T*>(static_cast<std::size_t>(2 * net.layers()), nullptr);
+            state.t = static_cast<int64_t*>(const_cast<void*>(t.data()));
+            const StopRequested stop = python_signal_check();
+            py::gil_scoped_release nogil;
+            done = train_epoch<T, TX>(x, labels_, order_, count, net, opt, state, lr, batch, alpha,
+                                      &loss_sum, stop);
+        });
+        if (done < count) throw py::error_already_set();   // the signal handler's exception
+        return loss_sum;
+    }, py::arg("X").noconvert(), py::arg("y").noconvert(), py::arg("order"), py::arg("weights"),
+       py::arg("biases"), py::arg("kind"), py::arg("first"), py::arg("second"), py::arg("t").noconvert(),
+       py::arg("lr"), py::arg("batch"), py::arg("alpha"), py::arg("momentum"), py::arg("nesterov"),
+       py::arg("beta1"), py::arg("beta2"), py::arg("epsilon"),
+       "One epoch of SGD/Adam with biases and L2 over the rows X[order]; returns Σ batch losses × B.");
+
+    m.def("biased_logits", [](const py::array& X, const py::list& weights, const py::object& biases,
+                              const py::array& out) {
+        dispatch(first_dtype(weights), X.dtype(), [&](auto t, auto tx) {
+            using T = typename decltype(t)::type;
+            using TX = typename decltype(tx)::type;
+            const auto x = data_matrix<TX>(X, "X");
+            const BiasedNetwork<T> net = biased_network<T>(weights, biases, x.cols, /*writeable=*/false);
+            T* z = writeable_matrix<T>(out, "out");
+            if (out.shape(0) != x.rows || out.shape(1) != net.dims.back())
+                throw py::value_error("out: expected shape (" + std::to_string(x.rows) + ", " +
+                                      std::to_string(net.dims.back()) + "), got " + shape_of(out));
+            py::gil_scoped_release nogil;
+            biased_logits<T, TX>(x, net, z);
+        });
+    }, py::arg("X").noconvert(), py::arg("weights"), py::arg("biases"), py::arg("out").noconvert(),
+       "out = the logits of the net with biases.");
+    // ---- end of biased networks and optimizers.
 
     m.def("probe_fma_peak_gflops", [](const std::string& isa, bool dbl, double seconds) {
         const Isa i = isa_from_name(isa);

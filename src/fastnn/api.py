@@ -106,3 +106,56 @@ def evaluate(X, y, weights):
     weights = v.as_weight_list(weights)
     X, y, weights = _validated_net(X, y, weights, _layer_names(weights), in_place=False)
     return backend_module().evaluate(X, y, weights)
+
+
+def _validated_biased_net(X, y, weights, biases, in_place):
+    weights = v.as_weight_list(weights)
+    names = _layer_names(weights)
+    X, y, weights = _validated_net(X, y, weights, names, in_place=in_place)
+    biases = v.as_bias_list(biases, weights, writeable=in_place)
+    bias_names = [f"biases[{i}]" for i in range(len(weights))]
+    v.check_same_dtype(weights + biases, names + bias_names)
+    return X, y, weights, biases, names, bias_names
+
+
+def train_epoch(X, y, weights, biases=None, optimizer=None, lr=0.001, batch=200, order=None, alpha=0.0):
+    """One epoch of minibatch training of the L-layer ReLU net with biases,
+    H_i = ReLU(H_{i-1} W_i + b_i), Z = H_{L-1} W_L + b_L, on the mean cross-entropy plus the L2
+    penalty (alpha / 2B) Σ ‖W_i‖² of each batch of B rows (scikit-learn's MLP objective).
+
+    Args:
+        weights: list of L writeable 2-D arrays W_i (d_{i-1} × d_i), updated in place.
+        biases: None (no biases) or a list of L entries, each None or a writeable 1-D array of
+            d_i values; all parameters share one dtype.
+        optimizer: a `fastnn.optimizers.SGD` (plain, momentum, Nesterov) or `Adam` whose state
+            is updated in place; None is plain SGD.
+        lr: the learning rate η (for Adam, the initial one: the step size is η √(1−β2^t)/(1−β1^t)).
+        batch: rows per batch; the last batch may be shorter.
+        order: None (rows in data order) or integer row indices: the epoch visits X[order[0]],
+            X[order[1]], … (a permutation shuffles; a subset trains on part of X). Only one
+            batch of rows is gathered at a time: the dataset is never copied.
+        alpha: the L2 penalty α >= 0 (weights only, not biases).
+    Returns:
+        the epoch's mean loss: Σ_batches B · loss_batch / rows visited, each batch's loss taken
+        with the parameters before its update (scikit-learn's `loss_curve_` entry).
+    """
+    X, y, weights, biases, names, bias_names = _validated_biased_net(X, y, weights, biases, in_place=True)
+    optimizer = v.as_optimizer(optimizer)
+    order = v.as_order(order, X.shape[0])
+    lr, batch = v.as_learning_rate(lr), v.as_batch_size(batch)
+    alpha = v.as_nonnegative(alpha, "alpha")
+    optimizer._ensure_state(weights, biases)
+    first, second = optimizer.buffers()
+    buffers = [b for b in (first or []) + (second or []) if b is not None]
+    arrays = [X] + weights + [b for b in biases if b is not None] + buffers
+    labels = ["X"] + names + [n for b, n in zip(biases, bias_names) if b is not None] + \
+        [f"optimizer buffer {j}" for j in range(len(buffers))]
+    v.check_no_overlap(arrays, labels)
+    n = X.shape[0] if order is None else order.shape[0]
+    return backend_module().train_epoch(X, y, weights, biases, optimizer, lr, batch, order, alpha) / n
+
+
+def biased_logits(X, weights, biases=None):
+    """The logits H_{L-1} W_L + b_L of the net with biases for every row of X."""
+    X, _, weights, biases, _, _ = _validated_biased_net(X, None, weights, biases, in_place=False)
+    return backend_module().biased_logits(X, weights, biases)

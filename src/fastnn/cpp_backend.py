@@ -133,3 +133,38 @@ def evaluate(X, y, weights):
     dtype = np.result_type(X, *weights)
     loss_sum, errors = _core.evaluate(_data(X, dtype), _labels(y), _read_only_weights(weights, dtype))
     return loss_sum / X.shape[0], errors / X.shape[0]
+
+
+# Networks with biases and the optimizers (the estimators' engine; see numpy_backend).
+
+def biased_logits(X, weights, biases):
+    dtype = np.result_type(X, *weights)
+    weights = _read_only_weights(weights, dtype)
+    biases = [None if b is None else np.ascontiguousarray(b, dtype=dtype) for b in biases]
+    Z = np.empty((X.shape[0], weights[-1].shape[1]), dtype=dtype)
+    _core.biased_logits(_data(X, dtype), weights, biases, Z)
+    return Z
+
+
+def train_epoch(X, y, weights, biases, optimizer, lr, batch, order, alpha):
+    L = len(weights)
+    dtype = np.result_type(X, *weights)
+    first, second = optimizer.buffers()
+    first = list(first) if first is not None else [None] * (2 * L)
+    second = list(second) if second is not None else [None] * (2 * L)
+    slots = list(weights) + list(biases) + first + second        # 6L slots, None where absent
+    present = [j for j, a in enumerate(slots) if a is not None]
+    with _updated_in_place([slots[j] for j in present], dtype) as work:
+        for j, w in zip(present, work):
+            slots[j] = w
+        t = np.array([getattr(optimizer, "t", 0)], dtype=np.int64)
+        try:
+            return _core.train_epoch(
+                _data(X, dtype), _labels(y), None if order is None else np.ascontiguousarray(order, np.int64),
+                slots[:L], slots[L:2 * L], optimizer.kind, slots[2 * L:4 * L], slots[4 * L:], t,
+                float(lr), int(batch), float(alpha), float(getattr(optimizer, "momentum", 0.0)),
+                bool(getattr(optimizer, "nesterov", False)), float(getattr(optimizer, "beta_1", 0.9)),
+                float(getattr(optimizer, "beta_2", 0.999)), float(getattr(optimizer, "epsilon", 1e-8)))
+        finally:
+            if optimizer.kind == "adam":
+                optimizer.t = int(t[0])

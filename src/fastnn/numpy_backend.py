@@ -17,6 +17,8 @@ An L-layer ReLU net (no biases) with weights W_1 … W_L:
 Every function here is the specification that the C++ backend must reproduce. Inputs are
 validated by `fastnn.api` before they arrive; parameters are updated in place in their own dtype.
 """
+import math
+
 import numpy as np
 
 
@@ -116,3 +118,97 @@ def loss_err(h, y):
 def evaluate(X, y, weights):
     """(loss, error rate) of the L-layer net on the whole dataset."""
     return loss_err(mlp_logits(X, weights), y)
+
+
+# ---------------------------------------------------------------------------------------------
+# Networks with biases, trained by SGD / momentum / Adam with an L2 penalty (the estimators'
+# engine; the bias-free hw0 functions above are unchanged). With biases b_i (None: no bias):
+#
+#     H_0 = X,  H_i = ReLU(H_{i-1} W_i + b_i),  Z = H_{L-1} W_L + b_L
+#     loss of a batch of B rows = mean CE + (α / 2B) Σ ‖W_i‖²        (sklearn's _backprop)
+#     G_L = (S − I_y) / B,   G_i = (G_{i+1} W_{i+1}ᵀ) ∘ 1{H_i > 0}
+#     ∇W_i = H_{i-1}ᵀ G_i + (α / B) W_i,   ∇b_i = Σ_rows G_i
+#
+# followed, after every batch, by the optimizer's update of every parameter (fastnn.optimizers).
+
+def biased_logits(X, weights, biases):
+    """Logits of the net with biases for every row of X."""
+    H = X
+    for i, W in enumerate(weights):
+        H = H @ W
+        if biases[i] is not None:
+            H += biases[i]
+        if i < len(weights) - 1:
+            H = relu(H)
+    return H
+
+
+def sgd_update(p, g, velocity, lr, momentum, nesterov, l2):
+    """sklearn's SGDOptimizer on one parameter, in place; gradient g + l2·p (the L2 term)."""
+    grad = g + l2 * p
+    if velocity is None:                          # plain SGD
+        p -= lr * grad
+        return
+    velocity[...] = momentum * velocity - lr * grad                    # v ← μ v − η g
+    p += momentum * velocity - lr * grad if nesterov else velocity     # nesterov look-ahead | v
+
+
+def adam_step_size(lr, beta_1, beta_2, t):
+    """η_t = η √(1 − β2^t) / (1 − β1^t), a Python float (so float32 arithmetic stays float32)."""
+    return lr * math.sqrt(1.0 - beta_2 ** t) / (1.0 - beta_1 ** t)
+
+
+def adam_update(p, g, m, v, lr_t, beta_1, beta_2, epsilon, l2):
+    """sklearn's AdamOptimizer on one parameter, in place (lr_t from adam_step_size)."""
+    grad = g + l2 * p
+    m[...] = beta_1 * m + (1.0 - beta_1) * grad            # m ← β1 m + (1 − β1) g
+    v[...] = beta_2 * v + (1.0 - beta_2) * (grad * grad)   # v ← β2 v + (1 − β2) g²
+    p -= lr_t * m / (np.sqrt(v) + epsilon)                 # p ← p − η_t m / (√v + ε)
+
+
+def train_epoch(X, y, weights, biases, optimizer, lr, batch, order, alpha):
+    """One epoch over the rows X[order] (order None: data order) in batches of `batch` rows,
+    updating the parameters and the optimizer's state in place. Returns Σ over the batches of
+    B · (the batch's loss, with the parameters before its update)."""
+    L = len(weights)
+    n = X.shape[0] if order is None else order.shape[0]
+    first, second = optimizer.buffers()
+    first = first if first is not None else [None] * (2 * L)
+    loss_sum = 0.0
+    for b in _batches(n, batch):
+        idx = b if order is None else order[b]
+        Xb, yb = X[idx], y[idx]                # gathers only this batch's rows
+        B = Xb.shape[0]
+        H = [Xb]                               # H_0 = X_b, H_i = ReLU(H_{i-1} W_i + b_i)
+        for i in range(L):
+            Z = H[-1] @ weights[i]
+            if biases[i] is not None:
+                Z += biases[i]
+            H.append(relu(Z) if i < L - 1 else Z)
+        loss, G = softmax_cross_entropy(H[-1], yb)        # G_L = (S − I_y) / B
+        loss_sum += loss * B
+        if alpha != 0:
+            loss_sum += 0.5 * alpha * sum(float(np.sum(W.astype(np.float64) ** 2)) for W in weights)
+        grads_W, grads_b = [None] * L, [None] * L
+        for i in reversed(range(L)):
+            grads_W[i] = H[i].T @ G                        # ∇W_i without the L2 term
+            if biases[i] is not None:
+                grads_b[i] = G.sum(axis=0)                 # ∇b_i = Σ_rows G_i
+            if i > 0:
+                G = (G @ weights[i].T) * (H[i] > 0)       # G_i = (G_{i+1} W_{i+1}ᵀ) ∘ 1{H_i > 0}
+        l2 = alpha / B
+        if optimizer.kind == "adam":
+            optimizer.t += 1
+            lr_t = adam_step_size(lr, optimizer.beta_1, optimizer.beta_2, optimizer.t)
+        params = list(weights) + list(biases)
+        grads = grads_W + grads_b
+        for j, (p, g) in enumerate(zip(params, grads)):
+            if p is None:
+                continue
+            l2_p = l2 if j < L else 0.0
+            if optimizer.kind == "adam":
+                adam_update(p, g, first[j], second[j], lr_t, optimizer.beta_1,
+                            optimizer.beta_2, optimizer.epsilon, l2_p)
+            else:
+                sgd_update(p, g, first[j], lr, optimizer.momentum, optimizer.nesterov, l2_p)
+    return loss_sum

@@ -115,3 +115,79 @@ def as_weight_list(weights, name="weights"):
 def compute_dtype(*arrays):
     """NumPy's promotion of the inputs: float32 only when every input is float32."""
     return np.result_type(*arrays)
+
+
+def as_bias_list(biases, weights, name="biases", writeable=True):
+    """None (no biases) or one entry per layer: None or a writeable 1-D array of d_i values in
+    the weights' dtype. Returns a list of L entries."""
+    L = len(weights)
+    if biases is None:
+        return [None] * L
+    if isinstance(biases, np.ndarray) or not isinstance(biases, (list, tuple)):
+        raise TypeError(f"{name}: expected None or a list of 1-D arrays (or None), got {_describe(biases)}")
+    if len(biases) != L:
+        raise ValueError(f"{name}: expected {L} entries (one per layer), got {len(biases)}")
+    out = []
+    for i, (b, W) in enumerate(zip(biases, weights)):
+        bname = f"{name}[{i}]"
+        if b is None:
+            out.append(None)
+            continue
+        if not isinstance(b, np.ndarray):
+            raise TypeError(f"{bname}: expected a numpy.ndarray (updated in place) or None, got {_describe(b)}")
+        if b.dtype not in FLOAT_DTYPES:
+            raise TypeError(f"{bname}: expected dtype float32 or float64 (updated in place), got {b.dtype}")
+        if b.shape != (W.shape[1],):
+            raise ValueError(f"{bname}: expected shape ({W.shape[1]},) (weights[{i}] has {W.shape[1]} columns), "
+                             f"got {b.shape}")
+        if writeable and not b.flags.writeable:
+            raise ValueError(f"{bname}: expected a writeable array (it is updated in place), got a read-only array")
+        out.append(b)
+    return out
+
+
+def check_same_dtype(arrays, names):
+    """The parameters of a train_epoch call share one dtype (their optimizer state has it too)."""
+    present = [(a, n) for a, n in zip(arrays, names) if a is not None]
+    first, first_name = present[0]
+    for a, n in present[1:]:
+        if a.dtype != first.dtype:
+            raise TypeError(f"{n}: expected dtype {first.dtype} (the dtype of {first_name}), got {a.dtype}")
+
+
+def as_order(order, n, name="order"):
+    """None (data order) or a 1-D integer array of row indices in [0, n) (repeats allowed)."""
+    if order is None:
+        return None
+    if not isinstance(order, np.ndarray):
+        try:
+            order = np.asarray(order)
+        except Exception as exc:
+            raise TypeError(f"{name}: expected a 1-D integer array, got {_describe(order)} ({exc})") from None
+    if order.dtype == np.bool_ or not np.issubdtype(order.dtype, np.integer):
+        raise TypeError(f"{name}: expected an integer dtype, got {order.dtype}")
+    if order.ndim != 1:
+        raise ValueError(f"{name}: expected a 1-D array, got {order.ndim}-D with shape {order.shape}")
+    if order.shape[0] == 0:
+        raise ValueError(f"{name}: expected at least one row index, got an empty array")
+    lo, hi = int(order.min()), int(order.max())
+    if lo < 0 or hi >= n:
+        raise ValueError(f"{name}: expected row indices in [0, {n}), got values in [{lo}, {hi}]")
+    return order
+
+
+def as_nonnegative(value, name):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}: expected a real number, got {type(value).__name__}")
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name}: expected a finite number >= 0, got {value}")
+    return float(value)
+
+
+def as_optimizer(optimizer, name="optimizer"):
+    from .optimizers import SGD, Adam
+    if optimizer is None:
+        return SGD()
+    if not isinstance(optimizer, (SGD, Adam)):
+        raise TypeError(f"{name}: expected fastnn.optimizers.SGD or Adam, got {type(optimizer).__name__}")
+    return optimizer

@@ -1,0 +1,82 @@
+// Parameter update rules of the stochastic optimizers, exactly as scikit-learn's
+// sklearn/neural_network/_stochastic_optimizers.py defines them (and as
+// fastnn/numpy_backend.py's optimizer_update writes them in NumPy).
+//
+// One call updates one parameter array p (n values) from its gradient g, in place, together
+// with the optimizer's per-parameter buffers. `l2` adds the L2 penalty's gradient on the fly:
+// the gradient used is  g + l2 · p  (l2 = alpha / B for weights, 0 for biases), so that the
+// full gradient never has to be materialised.
+//
+// SGD with momentum μ and learning rate η (sklearn's SGDOptimizer._get_updates):
+//     v ← μ v − η g                                 (the velocity)
+//     p ← p + v                                     (classical momentum)
+//     p ← p + μ v − η g                             (nesterovs_momentum=True: the look-ahead)
+//   μ = 0 is plain SGD: p ← p − η g (v is then not read, only written).
+//
+// Adam (sklearn's AdamOptimizer._get_updates; Kingma & Ba 2014), step t = 1, 2, …:
+//     m ← β1 m + (1 − β1) g
+//     v ← β2 v + (1 − β2) g²
+//     η_t = η · √(1 − β2^t) / (1 − β1^t)            (computed once per step, in double)
+//     p ← p − η_t · m / (√v + ε)
+//
+// The arithmetic is in T (float32 or float64), like NumPy's for arrays of that dtype with
+// Python-float scalars. Element-wise: the result does not depend on the thread count.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+namespace fastnn {
+
+enum class OptimizerKind : int { sgd = 0, adam = 1 };
+
+struct OptimizerConfig {
+    OptimizerKind kind = OptimizerKind::sgd;
+    double momentum = 0.0;    // SGD
+    bool nesterov = false;    // SGD
+    double beta1 = 0.9;       // Adam
+    double beta2 = 0.999;     // Adam
+    double epsilon = 1e-8;    // Adam
+};
+
+// SGD with (optionally Nesterov) momentum; `velocity` may be null (plain SGD, momentum unused).
+template <typename T>
+void sgd_update(T* p, const T* g, T* velocity, std::int64_t n, T lr, T momentum, bool nesterov,
+                T l2) {
+    if (velocity == nullptr) {
+        for (std::int64_t j = 0; j < n; ++j) p[j] -= lr * (g[j] + l2 * p[j]);   // p ← p − η g
+        return;
+    }
+    for (std::int64_t j = 0; j < n; ++j) {
+        const T grad = g[j] + l2 * p[j];
+        const T v = momentum * velocity[j] - lr * grad;      // v ← μ v − η g
+        velocity[j] = v;
+        p[j] += nesterov ? momentum * v - lr * grad : v;     // p ← p + μ v − η g  |  p ← p + v
+    }
+}
+
+// The step size of Adam's step t: η · √(1 − β2^t) / (1 − β1^t).
+inline double adam_step_size(double lr, double beta1, double beta2, std::int64_t t) {
+    const double td = static_cast<double>(t);
+    return lr * std::sqrt(1.0 - std::pow(beta2, td)) / (1.0 - std::pow(beta1, td));
+}
+
+// One Adam step of one parameter; lr_t from adam_step_size.
+// (1 − β1) and (1 − β2) are formed in double and then rounded to T, as NumPy does with
+// Python-float scalars.
+template <typename T>
+void adam_update(T* p, const T* g, T* m, T* v, std::int64_t n, T lr_t, double beta1_d,
+                 double beta2_d, T eps, T l2) {
+    const T beta1 = static_cast<T>(beta1_d), beta2 = static_cast<T>(beta2_d);
+    const T one_minus_b1 = static_cast<T>(1.0 - beta1_d), one_minus_b2 = static_cast<T>(1.0 - beta2_d);
+    for (std::int64_t j = 0; j < n; ++j) {
+        const T grad = g[j] + l2 * p[j];
+        const T mj = beta1 * m[j] + one_minus_b1 * grad;            // m ← β1 m + (1 − β1) g
+        const T vj = beta2 * v[j] + one_minus_b2 * (grad * grad);   // v ← β2 v + (1 − β2) g²
+        m[j] = mj;
+        v[j] = vj;
+        p[j] -= lr_t * mj / (std::sqrt(vj) + eps);                  // p ← p − η_t m / (√v + ε)
+    }
+}
+
+}  // namespace fastnn
