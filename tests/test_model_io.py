@@ -9,7 +9,7 @@ import pytest
 
 import fastnn
 from conftest import random_problem, random_weights
-from fastnn.fit import COLUMNS, History, fit, init_weights
+from fastnn.fitting import COLUMNS, History, fit, init_weights
 from fastnn.model_io import FORMAT_VERSION, Model, load_model, save_model
 
 

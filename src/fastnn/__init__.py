@@ -9,8 +9,11 @@ backend or a C++ core (`fastnn.set_backend("cpp")`), with CMU 10-414 hw0's API.
 from .api import (evaluate, loss_err, matmul, mlp_epoch, mlp_logits, mlp_loss_grad, nn_epoch,
                   predict, relu, softmax_cross_entropy, softmax_loss, softmax_regression_epoch)
 from .backends import available_backends, get_backend, set_backend, use_backend
+from .datasets import load_fashion_mnist, load_mnist
+from .fitting import History, fit
 from .gradcheck import GradcheckError, gradcheck
 from .mnist import parse_mnist
+from .model_io import load_model, save_model
 from .runtime import build_info, get_num_threads, set_num_threads
 from .training import train_mlp, train_nn, train_softmax
 
@@ -24,4 +27,5 @@ __all__ = [
     "predict", "evaluate", "train_mlp", "gradcheck", "GradcheckError",
     "set_backend", "get_backend", "available_backends", "use_backend",
     "build_info", "set_num_threads", "get_num_threads",
+    "load_mnist", "load_fashion_mnist", "save_model", "load_model", "fit", "History",
 ]

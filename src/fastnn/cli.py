@@ -231,7 +231,7 @@ def cmd_train(parser, args):
     import numpy as np
 
     from . import __version__
-    from .fit import MissingExtraError, fit, require_matplotlib
+    from .fitting import MissingExtraError, fit, require_matplotlib
 
     if args.model == "softmax" and args.hidden:
         parser.error("argument --hidden: not allowed with --model softmax")
