@@ -1,0 +1,108 @@
+"""The benchmark harness (fastnn.benchmark, bench/run.py) runs end to end and writes what it
+promises. Only the plumbing is tested here: speed targets live in bench/, never in unit tests."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fastnn import benchmark
+
+ROOT = Path(__file__).resolve().parents[1]
+RUN = "import sys, fastnn.benchmark as b; raise SystemExit(b.main(sys.argv[1:]))"
+
+
+def _env():
+    env = dict(os.environ)
+    # the subprocess imports the same fastnn as this test session
+    pkg_parent = str(Path(benchmark.__file__).resolve().parents[1])
+    env["PYTHONPATH"] = pkg_parent + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+def _run(args, timeout=60):
+    return subprocess.run([sys.executable, "-c", RUN, *args], capture_output=True, text=True,
+                          timeout=timeout, env=_env(), cwd=ROOT)
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "smoke.md"
+    proc = _run(["--smoke", "--quiet", "--out", str(out)])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc, out, json.loads(out.with_suffix(".json").read_text())
+
+
+def test_smoke_writes_markdown_and_prints_it(smoke):
+    proc, md_path, _ = smoke
+    md = md_path.read_text()
+    assert benchmark.TABLE_HEADER in md.splitlines()
+    assert benchmark.TARGETS_HEADER in md.splitlines()
+    assert benchmark.TABLE_HEADER == ("| workload | threads | contender | median | min–max | GFLOP/s | "
+                                      "% of floor | × NumPy |")
+    assert benchmark.TABLE_HEADER in proc.stdout
+
+
+def test_smoke_json_schema(smoke):
+    _, _, out = smoke
+    assert out["schema"] == benchmark.SCHEMA
+    for key in ("created", "duration_s", "config", "machine", "versions", "blas", "data", "probes",
+                "workloads", "results", "targets", "notes"):
+        assert key in out, key
+    assert out["config"]["smoke"] is True and out["config"]["threads"] == [1]
+    for key in ("cpu_model", "usable_cpus", "isa_active", "isa_detected"):
+        assert key in out["machine"], key
+    assert "numpy" in out["versions"]
+    assert {r["kind"] for r in out["results"]} == {"gemm", "epoch"}
+    contenders = {r["contender"] for r in out["results"]}
+    assert "fastnn-numpy" in contenders
+    for r in out["results"]:
+        for key in ("workload", "label", "threads", "contender", "times_s", "flops", "floor_s",
+                    "median_s", "min_s", "max_s", "gflops", "pct_floor", "cpu_stall", "contended"):
+            assert key in r, (key, r)
+        assert len(r["times_s"]) == out["config"]["rounds"]
+        assert r["min_s"] <= r["median_s"] <= r["max_s"]
+        assert r["gflops"] > 0
+    ids = [t["id"] for t in out["targets"]]
+    assert ids == ["softmax-numpy", "softmax-torch", "h100-numpy", "h100-torch", "h400-numpy",
+                   "h400-torch", "h400-floor", "h400-2threads", "sgemm1024-numpy"]
+    assert all(t["status"] in ("met", "not met", "n/a") for t in out["targets"])
+
+
+def test_smoke_contenders_agree(smoke):
+    _, _, out = smoke
+    assert all(r.get("agrees_with_numpy", True) for r in out["results"]), out["notes"]
+
+
+def test_missing_mnist_is_a_clear_error(tmp_path):
+    proc = _run(["--epochs-only", "--quiet", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path)])
+    assert proc.returncode == 2
+    assert "MNIST not found" in proc.stderr and "FASTNN_DATA" in proc.stderr
+
+
+def test_bench_run_script_help():
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "run.py"), "--help"], capture_output=True,
+                          text=True, timeout=60, env=_env(), cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert "--quick" in proc.stdout and "--threads" in proc.stdout
+
+
+def test_epoch_flops_count_every_gemm():
+    n, d, h, k = 60000, 784, 400, 10
+    # softmax: X·Θ and Xᵀ·dZ
+    assert benchmark.epoch_flops(n, [d, k]) == 2 * (2 * n * d * k)
+    # 2-layer: X·W1, Z1·W2, G2·W2ᵀ, Z1ᵀ·G2, Xᵀ·G1
+    assert benchmark.epoch_flops(n, [d, h, k]) == 2 * n * d * h * 2 + 2 * n * h * k * 3
+
+
+def test_worker_env_unsets_openblas_overrides_for_peers_only(monkeypatch):
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    monkeypatch.setenv("OPENBLAS_L2_SIZE", "1048576")
+    for engine in ("numpy", "torch"):
+        env = benchmark._worker_env(engine, 3, "/x")
+        assert "OPENBLAS_CORETYPE" not in env and "OPENBLAS_L2_SIZE" not in env
+        assert env["OMP_NUM_THREADS"] == env["OPENBLAS_NUM_THREADS"] == env["MKL_NUM_THREADS"] == "3"
+    assert benchmark._worker_env("cpp", 1, "/x")["OPENBLAS_CORETYPE"] == "Haswell"
+    assert "OPENBLAS_CORETYPE" in os.environ   # only the child's environment changes
