@@ -4,6 +4,8 @@ Each function validates its inputs once (see `validation`) and hands them to the
 (see `backends`). Parameters are updated in place, in their own dtype; the arithmetic follows
 NumPy's type promotion (float32 only when every input is float32).
 """
+import numpy as np
+
 from . import validation as v
 from .backends import backend_module
 
@@ -14,6 +16,10 @@ def matmul(A, B):
     B = v.as_float_matrix(B, "B")
     if A.shape[1] != B.shape[0]:
         raise ValueError(f"B: expected {A.shape[1]} rows (A has {A.shape[1]} columns), got shape {B.shape}")
+    m, n, itemsize = A.shape[0], B.shape[1], np.result_type(A, B).itemsize
+    if m * n * itemsize > np.iinfo(np.intp).max:
+        raise ValueError(f"A, B: the product would have shape ({m}, {n}), more bytes than this "
+                         f"platform can address")
     return backend_module().matmul(A, B)
 
 
@@ -22,8 +28,8 @@ def relu(Z):
     return backend_module().relu(v.as_float_matrix(Z, "Z"))
 
 
-def _logits_and_labels(Z, y):
-    Z = v.as_float_matrix(Z, "Z")
+def _logits_and_labels(Z, y, name="Z"):
+    Z = v.as_float_matrix(Z, name)
     return Z, v.as_labels(y, Z.shape[0], Z.shape[1])
 
 
@@ -39,7 +45,7 @@ def softmax_cross_entropy(Z, y):
 
 def loss_err(h, y):
     """(mean softmax cross-entropy, error rate) of logits h against labels y."""
-    return backend_module().loss_err(*_logits_and_labels(h, y))
+    return backend_module().loss_err(*_logits_and_labels(h, y, "h"))
 
 
 def _validated_net(X, y, weights, names, in_place):
@@ -52,7 +58,7 @@ def _validated_net(X, y, weights, names, in_place):
     if y is not None:
         y = v.as_labels(y, X.shape[0], weights[-1].shape[1])
     if in_place:
-        v.check_no_overlap([X] + weights, ["X"] + names)
+        v.check_no_overlap([X, y] + weights, ["X", "y"] + names, first_parameter=2)
     return X, y, weights
 
 

@@ -8,7 +8,10 @@ them, without ever letting an in-place update land on a temporary:
   * a parameter that is not C-contiguous or not of the arithmetic dtype is trained in a working
     copy that is written back into the caller's array when the call ends, even by an exception
     (e.g. Ctrl-C), so completed updates are never lost;
-  * labels are passed as int64.
+  * labels are passed as int64;
+  * every array handed to the core is aligned for its dtype (an unaligned view, e.g. from
+    np.frombuffer at an odd offset, is copied: the core reads and writes T* directly);
+  * batch sizes beyond n are passed as n (the same single batch; fits the core's int64).
 """
 import contextlib
 
@@ -21,15 +24,15 @@ _F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
 
 def _rows_contiguous(a):
     """True when every row of the 2-D array `a` is contiguous (unit column stride)."""
-    return (a.shape[1] == 1 or a.strides[1] == a.itemsize) and a.strides[0] >= 0 and \
+    return a.flags.aligned and (a.shape[1] == 1 or a.strides[1] == a.itemsize) and a.strides[0] >= 0 and \
         (a.shape[0] == 1 or a.strides[0] % a.itemsize == 0 and a.strides[0] >= a.shape[1] * a.itemsize)
 
 
 def _matrix(a, dtype):
     """`a` as `dtype` with contiguous rows; no copy when it already is."""
     if a.dtype != dtype:
-        return np.ascontiguousarray(a, dtype=dtype)
-    return a if _rows_contiguous(a) else np.ascontiguousarray(a)
+        return _contiguous(a, dtype)
+    return a if _rows_contiguous(a) else _contiguous(a, dtype)
 
 
 def _data(X, dtype):
@@ -37,12 +40,17 @@ def _data(X, dtype):
     return _matrix(X, X.dtype if (X.dtype == _F32 and dtype == _F64) else dtype)
 
 
+def _contiguous(a, dtype):
+    """`a` as a C-contiguous, aligned array of `dtype`; no copy when it already is."""
+    return np.require(a, dtype=dtype, requirements=["C_CONTIGUOUS", "ALIGNED"])
+
+
 def _labels(y):
-    return np.ascontiguousarray(y, dtype=np.int64)
+    return _contiguous(y, np.int64)
 
 
 def _read_only_weights(weights, dtype):
-    return [np.ascontiguousarray(W, dtype=dtype) for W in weights]
+    return [_contiguous(W, dtype) for W in weights]
 
 
 @contextlib.contextmanager
@@ -50,8 +58,8 @@ def _updated_in_place(params, dtype):
     """Arrays the core can update in place: each parameter itself when it is C-contiguous of
     `dtype`, else a working copy written back into the parameter (in its own dtype, by NumPy's
     same-kind casting) when the block exits, normally or by an exception."""
-    work = [p if (p.dtype == dtype and p.flags.c_contiguous) else np.ascontiguousarray(p, dtype=dtype)
-            for p in params]
+    work = [p if (p.dtype == dtype and p.flags.c_contiguous and p.flags.aligned) else
+            np.array(p, dtype=dtype, order="C") for p in params]
     try:
         yield work
     finally:
@@ -66,14 +74,14 @@ def _gemm_operand(a):
         return "N", a
     if _rows_contiguous(a.T):
         return "T", a.T
-    return "N", np.ascontiguousarray(a)
+    return "N", _contiguous(a, a.dtype)
 
 
 def matmul(A, B):
     dtype = np.result_type(A, B)
+    C = np.empty((A.shape[0], B.shape[1]), dtype=dtype)   # first: an impossible result raises before any copy
     op_a, A_ = _gemm_operand(A.astype(dtype, copy=False))
     op_b, B_ = _gemm_operand(B.astype(dtype, copy=False))
-    C = np.empty((A.shape[0], B.shape[1]), dtype=dtype)
     _core.gemm(op_a, op_b, A_, B_, C, 1.0, 0.0)
     return C
 
@@ -102,7 +110,7 @@ def loss_err(h, y):
 def mlp_epoch(X, y, weights, lr=0.1, batch=100):
     dtype = np.result_type(X, *weights)
     with _updated_in_place(weights, dtype) as work:
-        _core.mlp_epoch(_data(X, dtype), _labels(y), work, lr, batch)
+        _core.mlp_epoch(_data(X, dtype), _labels(y), work, lr, min(batch, X.shape[0]))
 
 
 def softmax_regression_epoch(X, y, theta, lr=0.1, batch=100):

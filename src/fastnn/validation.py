@@ -18,9 +18,21 @@ def _describe(a):
     return f"{type(a).__name__}"
 
 
+def _plain_ndarray(a, name):
+    """`a` as a base-class ndarray sharing its memory (np.matrix and other subclasses behave
+    like plain arrays). Masked arrays are refused: their mask cannot be honoured, and reading
+    the data under it would be a silent wrong answer."""
+    if isinstance(a, np.ma.MaskedArray):
+        raise TypeError(f"{name}: expected a plain numpy.ndarray, got a masked array (its mask cannot be "
+                        f"honoured; pass a.filled(...) or select the unmasked rows)")
+    return a if type(a) is np.ndarray else a.view(np.ndarray)
+
+
 def as_float_matrix(a, name):
     """A read-only 2-D float32/float64 input (array-likes are converted, as NumPy would)."""
-    if not isinstance(a, np.ndarray):
+    if isinstance(a, np.ndarray):
+        a = _plain_ndarray(a, name)
+    else:
         try:
             a = np.asarray(a)
         except Exception as exc:  # ragged lists and the like
@@ -38,6 +50,7 @@ def as_parameter(a, name):
     """A parameter updated in place: must already be a writeable 2-D float32/float64 ndarray."""
     if not isinstance(a, np.ndarray):
         raise TypeError(f"{name}: expected a numpy.ndarray (updated in place), got {_describe(a)}")
+    a = _plain_ndarray(a, name)
     if a.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{name}: expected dtype float32 or float64 (updated in place), got {a.dtype}")
     if a.ndim != 2:
@@ -51,7 +64,9 @@ def as_parameter(a, name):
 
 def as_labels(y, n, k, name="y"):
     """Integer class labels, one per row, each in [0, k)."""
-    if not isinstance(y, np.ndarray):
+    if isinstance(y, np.ndarray):
+        y = _plain_ndarray(y, name)
+    else:
         try:
             y = np.asarray(y)
         except Exception as exc:
@@ -72,8 +87,12 @@ def as_labels(y, n, k, name="y"):
 def as_learning_rate(lr, name="lr"):
     if isinstance(lr, (bool, np.bool_)) or not isinstance(lr, numbers.Real):
         raise TypeError(f"{name}: expected a real number, got {type(lr).__name__}")
-    if not math.isfinite(lr):
-        raise ValueError(f"{name}: expected a finite number, got {lr}")
+    try:
+        finite = math.isfinite(lr)
+    except OverflowError:   # an int beyond float's range
+        finite = False
+    if not finite:
+        raise ValueError(f"{name}: expected a finite number, got {str(lr)[:40]}")
     return float(lr)
 
 
@@ -96,10 +115,12 @@ def check_layer_shapes(n_features, weights, names):
         expected_rows, expected_from = W.shape[1], f"{name} has"
 
 
-def check_no_overlap(arrays, names):
-    """Parameters updated in place must not share memory with each other or with the data."""
+def check_no_overlap(arrays, names, first_parameter=0):
+    """Parameters updated in place (arrays[first_parameter:]) must not share memory with each
+    other or with the read-only inputs before them (data, labels): an update would change the
+    inputs in the middle of an epoch. Read-only inputs may share memory with each other."""
     for i in range(len(arrays)):
-        for j in range(i + 1, len(arrays)):
+        for j in range(max(i + 1, first_parameter), len(arrays)):
             if np.may_share_memory(arrays[i], arrays[j]):
                 raise ValueError(f"{names[i]} and {names[j]}: expected separate arrays, got overlapping memory")
 
