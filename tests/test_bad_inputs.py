@@ -573,3 +573,39 @@ def test_matrix_covers_every_public_function():
               "predict", "evaluate"}
     assert public == set(SPECS)
     assert public <= set(fastnn.__all__)
+
+
+@pytest.fixture
+def core():
+    return pytest.importorskip("fastnn._core")
+
+
+def test_core_refuses_unaligned_arrays(core):
+    """The extension itself (not only cpp_backend) refuses misaligned buffers: reading them as
+    double* is undefined behaviour (UBSan: misaligned load)."""
+    X = _unaligned(np.ones((N, D)))
+    out = np.empty((N, K))
+    with pytest.raises(ValueError, match=r"^X: expected an array aligned to 8 bytes"):
+        core.mlp_logits(X, [np.ones((D, K))], out)
+    W = _unaligned(np.ones((D, K)))
+    with pytest.raises(ValueError, match=r"^weights\[0\]: expected an array aligned to 8 bytes"):
+        core.mlp_epoch(np.ones((N, D)), np.zeros(N, np.int64), [W], 0.1, 5)
+
+
+def test_core_refuses_labels_or_data_aliasing_weights(core):
+    W1 = np.zeros((2 * N, H))
+    W1[N:] = 0.1
+    y = W1.view(np.int64).reshape(-1)[:N]
+    before = W1.copy()
+    with pytest.raises(ValueError, match=r"^y and weights\[0\]: expected separate arrays"):
+        core.mlp_epoch(np.ones((N, 2 * N)), y, [W1, np.ones((H, K))], 0.5, 2)
+    X = np.ones((N, K))
+    with pytest.raises(ValueError, match=r"^X and weights\[0\]: expected separate arrays"):
+        core.mlp_epoch(X, np.zeros(N, np.int64), [X[:K]], 0.5, 2)
+    np.testing.assert_array_equal(W1, before)
+
+
+def test_core_refuses_zero_stride_giants(core):
+    X = _huge((BIG, D))
+    with pytest.raises(ValueError, match=r"^X: expected rows of contiguous elements"):
+        core.mlp_logits(X, [np.ones((D, K))], np.empty((1, K)))

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 
 #include "mlp.hpp"
 
@@ -33,6 +34,31 @@ void require_dtype(const py::array& a, const char* name) {
         throw py::type_error(std::string(name) + ": expected dtype " + dtype_name<T>() + ", got " + dtype_of(a));
 }
 
+// The core reads and writes through T*: a misaligned buffer (np.frombuffer at an odd offset)
+// would be undefined behaviour, so it is refused (fastnn.cpp_backend copies such arrays first).
+template <typename T>
+void require_aligned(const py::array& a, const std::string& name) {
+    if (reinterpret_cast<std::uintptr_t>(a.data()) % alignof(T) != 0)
+        throw py::value_error(name + ": expected an array aligned to " + std::to_string(alignof(T)) +
+                              " bytes, got a misaligned one");
+}
+
+// [begin, end) of the bytes an array's elements may touch (strides of either sign).
+inline std::pair<std::uintptr_t, std::uintptr_t> byte_extent(const py::array& a) {
+    auto lo = reinterpret_cast<std::uintptr_t>(a.data()), hi = lo;
+    for (py::ssize_t i = 0; i < a.ndim(); ++i) {
+        if (a.shape(i) == 0) return {lo, lo};
+        const auto span = static_cast<std::intptr_t>(a.shape(i) - 1) * a.strides(i);
+        if (span < 0) lo -= static_cast<std::uintptr_t>(-span); else hi += static_cast<std::uintptr_t>(span);
+    }
+    return {lo, hi + static_cast<std::uintptr_t>(a.itemsize())};
+}
+
+inline bool may_overlap(const py::array& a, const py::array& b) {
+    const auto ea = byte_extent(a), eb = byte_extent(b);
+    return ea.first < ea.second && eb.first < eb.second && ea.first < eb.second && eb.first < ea.second;
+}
+
 inline void require_2d(const py::array& a, const char* name) {
     if (a.ndim() != 2)
         throw py::value_error(std::string(name) + ": expected a 2-D array, got shape " + shape_of(a));
@@ -43,6 +69,7 @@ template <typename T>
 DataMatrix<T> data_matrix(const py::array& a, const char* name) {
     require_dtype<T>(a, name);
     require_2d(a, name);
+    require_aligned<T>(a, name);
     const auto rows = a.shape(0), cols = a.shape(1);
     const auto s0 = a.strides(0), s1 = a.strides(1);
     const auto item = static_cast<py::ssize_t>(sizeof(T));
@@ -62,6 +89,7 @@ T* writeable_matrix(const py::array& a, const char* name) {
                               "got a non-contiguous one");
     if (!a.writeable())
         throw py::value_error(std::string(name) + ": expected a writeable array (updated in place), got a read-only one");
+    require_aligned<T>(a, name);
     return static_cast<T*>(const_cast<void*>(a.data()));
 }
 
@@ -71,6 +99,7 @@ inline const std::int64_t* labels(const py::array& y, std::int64_t n, std::int64
         throw py::type_error(std::string(name) + ": expected dtype int64, got " + dtype_of(y));
     if (y.ndim() != 1 || !(y.flags() & py::array::c_style))
         throw py::value_error(std::string(name) + ": expected a contiguous 1-D array, got shape " + shape_of(y));
+    require_aligned<std::int64_t>(y, name);
     if (y.shape(0) != n)
         throw py::value_error(std::string(name) + ": expected " + std::to_string(n) + " labels, got " +
                               std::to_string(y.shape(0)));
@@ -103,6 +132,7 @@ Network<T> network(const py::list& weights, std::int64_t features, bool writeabl
             require_2d(W, name.c_str());
             if (!(W.flags() & py::array::c_style))
                 throw py::value_error(name + ": expected a C-contiguous array");
+            require_aligned<T>(W, name);
             data = static_cast<T*>(const_cast<void*>(W.data()));
         }
         if (W.shape(0) != net.dims.back())
@@ -112,6 +142,15 @@ Network<T> network(const py::list& weights, std::int64_t features, bool writeabl
         net.dims.push_back(W.shape(1));
     }
     return net;
+}
+
+// Arrays updated in place must not share memory with the inputs read while they change
+// (labels that alias a weight would turn into out-of-range indices mid-epoch).
+inline void require_separate(const py::array& input, const char* input_name, const py::list& params) {
+    for (std::size_t i = 0; i < params.size(); ++i)
+        if (may_overlap(input, params[i].cast<py::array>()))
+            throw py::value_error(std::string(input_name) + " and weights[" + std::to_string(i) +
+                                  "]: expected separate arrays, got overlapping memory");
 }
 
 }  // namespace fastnn

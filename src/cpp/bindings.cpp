@@ -150,6 +150,8 @@ PYBIND11_MODULE(_core, m) {
             const auto x = data_matrix<TX>(X, "X");
             const Network<T> net = network<T>(weights, x.cols, /*writeable=*/true);
             const int64_t* labels_ = labels(y, x.rows, net.dims.back(), "y");
+            require_separate(X, "X", weights);
+            require_separate(y, "y", weights);
             if (batch < 1) throw py::value_error("batch: expected an integer >= 1, got " + std::to_string(batch));
             rows = x.rows;
             const StopRequested stop = python_signal_check();
