@@ -1,0 +1,117 @@
+"""Thread safety and determinism of the cpp backend.
+
+  * Several Python threads training separate models at once (the core releases the GIL, so
+    they really run concurrently) give bitwise the same parameters as sequential runs.
+  * The same seed and thread count give bitwise identical parameters run to run; the thread
+    count itself does not change the result either (each output element of every GEMM is
+    summed by one thread, in a fixed order: threads split the rows/columns, never k).
+
+Two threads updating the *same* parameters at once are unsupported (README, "Reliability").
+"""
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import fastnn
+
+pytestmark = pytest.mark.skipif("cpp" not in fastnn.available_backends(), reason="cpp backend not built")
+
+
+def _model(seed, n=600, sizes=(64, 48, 10), dtype=np.float32):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, sizes[0])).astype(dtype)
+    y = rng.integers(0, sizes[-1], n)
+    W = [(rng.standard_normal((a, b)) / np.sqrt(a)).astype(dtype) for a, b in zip(sizes, sizes[1:])]
+    return X, y, W
+
+
+def _train(seed, epochs=3, batch=50):
+    X, y, W = _model(seed)
+    for _ in range(epochs):
+        fastnn.mlp_epoch(X, y, W, lr=0.1, batch=batch)
+    return W
+
+
+@pytest.fixture
+def cpp():
+    with fastnn.use_backend("cpp"):
+        yield
+
+
+@pytest.fixture
+def threads():
+    saved = fastnn.get_num_threads()
+    yield fastnn.set_num_threads
+    fastnn.set_num_threads(saved)
+
+
+def test_concurrent_training_of_separate_models_matches_sequential(cpp):
+    seeds = list(range(6))
+    sequential = {s: _train(s) for s in seeds}
+    concurrent, errors = {}, []
+    barrier = threading.Barrier(len(seeds))
+
+    def work(s):
+        try:
+            with fastnn.use_backend("cpp"):   # the backend choice is per thread
+                barrier.wait()
+                concurrent[s] = _train(s)
+        except BaseException as exc:      # pragma: no cover - reported below
+            errors.append(exc)
+
+    workers = [threading.Thread(target=work, args=(s,)) for s in seeds]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join(60)
+    assert not errors, errors
+    for s in seeds:
+        for a, b in zip(concurrent[s], sequential[s]):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_epoch_releases_the_gil(cpp):
+    """While one thread runs a C++ epoch, another Python thread keeps running."""
+    X, y, W = _model(0, n=20000, sizes=(256, 256, 10))
+    ticks, running = [0], threading.Event()
+
+    def count():
+        running.wait()
+        while running.is_set():
+            ticks[0] += 1
+
+    counter = threading.Thread(target=count)
+    counter.start()
+    try:
+        running.set()
+        start = time.perf_counter()
+        fastnn.mlp_epoch(X, y, W, lr=0.01, batch=100)
+        elapsed = time.perf_counter() - start
+    finally:
+        running.clear()
+        counter.join()
+    # with the GIL held for the whole epoch the counter would barely move
+    assert ticks[0] > 2000 * elapsed, (ticks[0], elapsed)
+
+
+def test_same_seed_same_threads_is_bitwise_reproducible(cpp, threads):
+    for n in (1, 2):
+        threads(n)
+        first, second = _train(3), _train(3)
+        for a, b in zip(first, second):
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_thread_count_does_not_change_results(cpp, threads, dtype):
+    results = []
+    for n in (1, 2, 3):
+        threads(n)
+        X, y, W = _model(5, n=512, sizes=(300, 200, 10), dtype=dtype)
+        fastnn.mlp_epoch(X, y, W, lr=0.05, batch=256)
+        results.append(W)
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            np.testing.assert_array_equal(a, b)
