@@ -5,6 +5,7 @@ int32 rows, int32 cols — followed by the data as raw uint8, row-major.
 """
 import gzip
 import os
+import zlib
 
 import numpy as np
 
@@ -19,7 +20,7 @@ def _read_bytes(filename):
     if data[:2] == _GZIP_SIGNATURE:
         try:
             data = gzip.decompress(data)
-        except (OSError, EOFError) as exc:
+        except (OSError, EOFError, zlib.error) as exc:   # zlib.error: a corrupt deflate stream
             raise ValueError(f"{filename}: not a readable gzip file ({exc})") from None
     return data
 
