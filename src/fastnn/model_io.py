@@ -166,7 +166,8 @@ def load_model(path):
         raise _bad(path, f"{type(exc).__name__}: {exc}") from None
     except zipfile.BadZipFile as exc:
         raise _bad(path, f"truncated or corrupt .npz archive: {exc}") from None
-    except (OSError, EOFError, KeyError, TypeError, zlib.error) as exc:
+    except (OSError, EOFError, KeyError, TypeError, zlib.error, NotImplementedError) as exc:
+        # NotImplementedError: zipfile's answer to a corrupt compression-method field
         raise _bad(path, f"{type(exc).__name__}: {exc}") from None
     if kind not in KINDS:
         raise _bad(path, f"unknown model kind {kind!r}")
