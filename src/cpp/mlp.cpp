@@ -8,6 +8,7 @@
 
 #include "gemm.hpp"
 #include "softmax_cross_entropy.hpp"
+#include "softmax_epoch.hpp"
 
 namespace fastnn {
 namespace {
@@ -116,6 +117,10 @@ template <typename T, typename TX>
 std::int64_t mlp_epoch(const DataMatrix<TX>& X, const std::int64_t* y, const Network<T>& net,
                        T lr, std::int64_t batch, const StopRequested& stop_requested) {
     if (batch < 1) throw std::invalid_argument("batch: expected an integer >= 1");
+    if constexpr (std::is_same_v<T, TX>) {
+        if (net.layers() == 1)   // softmax regression: the fused, transposed path
+            return softmax_regression_epoch_fused<T>(X, y, net.W[0], net.dims[1], lr, batch, stop_requested);
+    }
     Scratch<T> s(net, std::min(batch, X.rows), !std::is_same_v<T, TX>);
     for (std::int64_t start = 0; start < X.rows; start += batch) {
         if (stop_requested && stop_requested()) return start;

@@ -1,0 +1,58 @@
+// The softmax-regression epoch, fused: one pass over each batch with the classes along rows.
+//
+// For softmax regression (Θ: d × k, k small — 10 for MNIST) the two GEMMs of a batch are
+// narrow (n = k) and memory-bound, so the generic path (two GEMM calls and a softmax per batch)
+// spends its time in overheads. This path keeps Θᵀ (k × d, each class's weights contiguous)
+// for the whole epoch, so both products vectorise along the d features:
+//
+//   forward   z_r[j] = Σ_p x_r[p] · Θᵀ[j][p]                  (k dot products per row, 2 rows at a time)
+//   softmax   g_r = (softmax(z_r) − onehot(y_r)) / B          (softmax_cross_entropy_rows)
+//   update    Θᵀ[j][:] ← Θᵀ[j][:] − lr · Σ_r g_r[j] · x_r[:]  (4 rows at a time; after the whole
+//                                                               batch's forward, so SGD is exact)
+//
+// The batch rows are read twice (the second time from cache), Θᵀ stays in L1/L2, nothing is
+// allocated per batch. Θ is transposed into scratch at the start and back into the caller's
+// array at the end — also when the epoch is stopped early.
+//
+// The kernel source (softmax_epoch_impl.hpp) is written once with GCC/Clang vector extensions
+// and compiled three times: generic (SSE2 baseline), AVX2+FMA and AVX-512 — chosen at run time
+// with the GEMM's ISA (cpu_features.hpp).
+#pragma once
+
+#include <cstdint>
+
+#include "mlp.hpp"
+
+namespace fastnn {
+
+// One epoch of softmax regression (Θ: d × k, contiguous, updated in place), fused as above.
+// Returns the number of rows processed (fewer when stop_requested() returned true).
+template <typename T>
+std::int64_t softmax_regression_epoch_fused(const DataMatrix<T>& X, const std::int64_t* y, T* theta,
+                                            std::int64_t k, T lr, std::int64_t batch,
+                                            const StopRequested& stop_requested);
+
+namespace softmax_epoch_detail {
+
+// The two vectorised kernels of one batch, compiled once per ISA (softmax_epoch_kernels_*.cpp).
+// Θᵀ is k × d with row stride dp; the batch is B rows of d features with row stride ldx.
+template <typename T>
+struct Kernels {
+    // Z (B × k, contiguous) = Xb · Θ, i.e. Z[r][j] = Σ_p Xb[r][p] · Θᵀ[j][p]
+    void (*logits)(const T* Xb, std::int64_t ldx, std::int64_t B, std::int64_t d, const T* theta_t,
+                   std::int64_t dp, std::int64_t k, T* Z);
+    // Θᵀ[j][:] += Σ_r C[r][j] · Xb[r][:]   (C: B × k, contiguous); prefetches the first B of
+    // the `rows_after` rows that follow the batch.
+    void (*update)(const T* Xb, std::int64_t ldx, std::int64_t B, std::int64_t d, const T* C,
+                   std::int64_t k, T* theta_t, std::int64_t dp, std::int64_t rows_after);
+};
+
+Kernels<float> generic_kernels_f32();
+Kernels<double> generic_kernels_f64();
+Kernels<float> avx2_kernels_f32();
+Kernels<double> avx2_kernels_f64();
+Kernels<float> avx512_kernels_f32();
+Kernels<double> avx512_kernels_f64();
+
+}  // namespace softmax_epoch_detail
+}  // namespace fastnn

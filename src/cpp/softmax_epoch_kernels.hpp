@@ -1,0 +1,192 @@
+// The vectorised kernels of the fused softmax-regression epoch (see softmax_epoch.hpp).
+//
+// Included by softmax_epoch_kernels_{generic,avx2,avx512}.cpp, each compiled with its own
+// instruction-set flags and FASTNN_VECTOR_BYTES (16, 32, 64). Written with GCC/Clang vector
+// extensions, so one source serves every ISA. Everything here is in an anonymous namespace
+// (no function compiled with AVX flags can be merged into generic code by the linker); each
+// including file exports only its Kernels getters.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+#include "softmax_epoch.hpp"
+
+#ifndef FASTNN_VECTOR_BYTES
+#error "define FASTNN_VECTOR_BYTES before including softmax_epoch_kernels.hpp"
+#endif
+
+namespace fastnn::softmax_epoch_detail {
+namespace {
+
+using std::int64_t;
+
+template <typename T> struct VectorOf;
+template <> struct VectorOf<float> { typedef float type __attribute__((vector_size(FASTNN_VECTOR_BYTES))); };
+template <> struct VectorOf<double> { typedef double type __attribute__((vector_size(FASTNN_VECTOR_BYTES))); };
+template <typename T> using Vec = typename VectorOf<T>::type;
+template <typename T> constexpr int kLanes = FASTNN_VECTOR_BYTES / static_cast<int>(sizeof(T));
+
+template <typename T> inline Vec<T> load(const T* p) { Vec<T> v; std::memcpy(&v, p, sizeof v); return v; }
+template <typename T> inline void store(T* p, const Vec<T>& v) { std::memcpy(p, &v, sizeof v); }
+// Σ of the lanes, as a tree: add the two halves of the vector until one lane is left.
+template <typename T, int Bytes>
+struct LaneSum {
+    typedef T Half __attribute__((vector_size(Bytes / 2)));
+    template <typename V>
+    static T of(const V& v) {
+        Half lo, hi;
+        std::memcpy(&lo, &v, Bytes / 2);
+        std::memcpy(&hi, reinterpret_cast<const char*>(&v) + Bytes / 2, Bytes / 2);
+        return LaneSum<T, Bytes / 2>::of(lo + hi);
+    }
+};
+template <typename T>
+struct LaneSum<T, static_cast<int>(2 * sizeof(T))> {
+    template <typename V>
+    static T of(const V& v) { return v[0] + v[1]; }
+};
+template <typename T> inline T sum_lanes(const Vec<T>& v) { return LaneSum<T, FASTNN_VECTOR_BYTES>::of(v); }
+
+constexpr int kRowsPerDot = 2;      // rows sharing each Θᵀ load in the forward
+constexpr int kClassBlock = 10;     // classes per register block: 2 × 10 accumulators
+constexpr int kRowsPerUpdate = 2;   // rows sharing each Θᵀ load/store in the update
+
+// Z[r][j0 + j] = Σ_p x_r[p] · Θᵀ[j0 + j][p] for R rows and KB classes, vectors along p.
+template <typename T, int R, int KB>
+void dot_block(const T* const* x, const T* tt, int64_t dp, int64_t d, T* z, int64_t ldz) {
+    constexpr int W = kLanes<T>;
+    Vec<T> acc[R][KB];
+    for (int r = 0; r < R; ++r)
+        for (int j = 0; j < KB; ++j) acc[r][j] = Vec<T>{};
+    int64_t p = 0;
+    for (; p + W <= d; p += W) {
+        Vec<T> xv[R];
+        for (int r = 0; r < R; ++r) xv[r] = load(x[r] + p);
+        for (int j = 0; j < KB; ++j) {
+            const Vec<T> t = load(tt + j * dp + p);
+            for (int r = 0; r < R; ++r) acc[r][j] += xv[r] * t;
+        }
+    }
+    for (int r = 0; r < R; ++r)
+        for (int j = 0; j < KB; ++j) {
+            T s = sum_lanes<T>(acc[r][j]);
+            for (int64_t q = p; q < d; ++q) s += x[r][q] * tt[j * dp + q];   // the last d mod W features
+            z[r * ldz + j] = s;
+        }
+}
+
+template <typename T, int R>
+void dot_rows(const T* const* x, const T* tt, int64_t dp, int64_t d, int64_t k, T* z, int64_t ldz) {
+    for (int64_t j0 = 0; j0 < k; j0 += kClassBlock) {
+        const T* t = tt + j0 * dp;
+        T* zj = z + j0;
+        switch (k - j0 < kClassBlock ? k - j0 : kClassBlock) {   // the class block, as a constant
+            case 1: dot_block<T, R, 1>(x, t, dp, d, zj, ldz); break;
+            case 2: dot_block<T, R, 2>(x, t, dp, d, zj, ldz); break;
+            case 3: dot_block<T, R, 3>(x, t, dp, d, zj, ldz); break;
+            case 4: dot_block<T, R, 4>(x, t, dp, d, zj, ldz); break;
+            case 5: dot_block<T, R, 5>(x, t, dp, d, zj, ldz); break;
+            case 6: dot_block<T, R, 6>(x, t, dp, d, zj, ldz); break;
+            case 7: dot_block<T, R, 7>(x, t, dp, d, zj, ldz); break;
+            case 8: dot_block<T, R, 8>(x, t, dp, d, zj, ldz); break;
+            case 9: dot_block<T, R, 9>(x, t, dp, d, zj, ldz); break;
+            default: dot_block<T, R, kClassBlock>(x, t, dp, d, zj, ldz); break;
+        }
+    }
+}
+
+// Z = Xb · Θ, two rows at a time.
+template <typename T>
+void logits(const T* Xb, int64_t ldx, int64_t B, int64_t d, const T* tt, int64_t dp, int64_t k, T* Z) {
+    int64_t r = 0;
+    for (; r + kRowsPerDot <= B; r += kRowsPerDot) {
+        const T* x[kRowsPerDot] = {Xb + r * ldx, Xb + (r + 1) * ldx};
+        dot_rows<T, kRowsPerDot>(x, tt, dp, d, k, Z + r * k, k);
+    }
+    if (r < B) {
+        const T* x[1] = {Xb + r * ldx};
+        dot_rows<T, 1>(x, tt, dp, d, k, Z + r * k, k);
+    }
+}
+
+// Θᵀ[j0 + j][:] += Σ_r C[r][j0 + j] · x_r[:] for R rows and KB classes, vectors along the
+// features, with the R × KB coefficients broadcast once into registers. While the rows are
+// in registers, the same columns of the next batch's rows (`ahead`, or null) are prefetched,
+// so the next forward pass finds them in cache instead of waiting for DRAM.
+template <typename T, int R, int KB>
+void update_block(const T* const* x, const T* const* ahead, const T* C, int64_t ldc, T* tt, int64_t dp,
+                  int64_t d) {
+    constexpr int W = kLanes<T>;
+    Vec<T> c[R][KB];
+    for (int r = 0; r < R; ++r)
+        for (int j = 0; j < KB; ++j) c[r][j] = Vec<T>{} + C[r * ldc + j];
+    int64_t p = 0;
+    for (; p + W <= d; p += W) {
+        if (ahead)
+            for (int r = 0; r < R; ++r) __builtin_prefetch(ahead[r] + p, 0, 1);   // into L2, not L1
+        Vec<T> xv[R];
+        for (int r = 0; r < R; ++r) xv[r] = load(x[r] + p);
+        for (int j = 0; j < KB; ++j) {
+            Vec<T> a = load(tt + j * dp + p);
+            for (int r = 0; r < R; ++r) a += c[r][j] * xv[r];
+            store(tt + j * dp + p, a);
+        }
+    }
+    for (; p < d; ++p)
+        for (int j = 0; j < KB; ++j) {
+            T a = tt[j * dp + p];
+            for (int r = 0; r < R; ++r) a += C[r * ldc + j] * x[r][p];
+            tt[j * dp + p] = a;
+        }
+}
+
+template <typename T, int R>
+void update_rows(const T* const* x, const T* const* ahead, const T* C, int64_t k, T* tt, int64_t dp,
+                 int64_t d) {
+    for (int64_t j0 = 0; j0 < k; j0 += kClassBlock) {
+        const T* Cj = C + j0;
+        T* t = tt + j0 * dp;
+        const T* const* pf = j0 == 0 ? ahead : nullptr;   // prefetch once per row group
+        switch (k - j0 < kClassBlock ? k - j0 : kClassBlock) {
+            case 1: update_block<T, R, 1>(x, pf, Cj, k, t, dp, d); break;
+            case 2: update_block<T, R, 2>(x, pf, Cj, k, t, dp, d); break;
+            case 3: update_block<T, R, 3>(x, pf, Cj, k, t, dp, d); break;
+            case 4: update_block<T, R, 4>(x, pf, Cj, k, t, dp, d); break;
+            case 5: update_block<T, R, 5>(x, pf, Cj, k, t, dp, d); break;
+            case 6: update_block<T, R, 6>(x, pf, Cj, k, t, dp, d); break;
+            case 7: update_block<T, R, 7>(x, pf, Cj, k, t, dp, d); break;
+            case 8: update_block<T, R, 8>(x, pf, Cj, k, t, dp, d); break;
+            case 9: update_block<T, R, 9>(x, pf, Cj, k, t, dp, d); break;
+            default: update_block<T, R, kClassBlock>(x, pf, Cj, k, t, dp, d); break;
+        }
+    }
+}
+
+// Θᵀ += Cᵀ · Xb, two rows at a time (2 × 10 coefficients + 2 rows + 1 accumulator fit in the
+// 32 AVX-512 registers). The rows after the batch (up to `rows_after`) are prefetched.
+template <typename T>
+void update(const T* Xb, int64_t ldx, int64_t B, int64_t d, const T* C, int64_t k, T* tt, int64_t dp,
+            int64_t rows_after) {
+    constexpr int R = kRowsPerUpdate;
+    int64_t r = 0;
+    for (; r + R <= B; r += R) {
+        const T* x[R] = {Xb + r * ldx, Xb + (r + 1) * ldx};
+        const T* next = Xb + (B + r) * ldx;   // row r of the next batch
+        const T* ahead[R] = {next, next + ldx};
+        update_rows<T, R>(x, r + R <= rows_after ? ahead : nullptr, C + r * k, k, tt, dp, d);
+    }
+    for (; r < B; ++r) {
+        const T* x[1] = {Xb + r * ldx};
+        const T* ahead[1] = {Xb + (B + r) * ldx};
+        update_rows<T, 1>(x, r < rows_after ? ahead : nullptr, C + r * k, k, tt, dp, d);
+    }
+}
+
+template <typename T>
+Kernels<T> kernels() {
+    return {&logits<T>, &update<T>};
+}
+
+}  // namespace
+}  // namespace fastnn::softmax_epoch_detail

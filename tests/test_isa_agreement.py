@@ -1,0 +1,52 @@
+"""Every ISA's kernels (generic fallback included) give the NumPy reference's numbers."""
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import _core
+from conftest import random_problem, random_weights
+
+ISAS = [isa for isa in ("generic", "avx2", "avx512")
+        if ("generic", "avx2", "avx512").index(isa) <= ("generic", "avx2", "avx512").index(_core.detected_isa())]
+
+
+@pytest.fixture(params=ISAS)
+def isa(request):
+    saved = _core.active_isa()
+    _core.set_isa(request.param)
+    try:
+        yield request.param
+    finally:
+        _core.set_isa(saved)
+
+
+@pytest.mark.parametrize("sizes,n,batch", [([784, 10], 250, 100), ([37, 3], 29, 4), ([19, 12], 9, 2),
+                                           ([784, 40, 10], 130, 50), ([33, 17, 5, 2], 41, 8)],
+                         ids=["softmax-mnist-shape", "softmax-odd", "softmax-12-classes", "two-layer", "three-layer"])
+def test_epoch_agrees_with_numpy_on_every_isa(isa, dtype, sizes, n, batch):
+    rng = np.random.default_rng(len(sizes) * n)
+    X, y = random_problem(rng, n, sizes[0], sizes[-1], dtype)
+    weights = random_weights(rng, sizes, dtype)
+    expected = [w.copy() for w in weights]
+    with fastnn.use_backend("numpy"):
+        fastnn.mlp_epoch(X, y, expected, lr=0.2, batch=batch)
+    with fastnn.use_backend("cpp"):
+        fastnn.mlp_epoch(X, y, weights, lr=0.2, batch=batch)
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-12)
+    for W, E in zip(weights, expected):
+        np.testing.assert_allclose(W, E, **tol)
+
+
+def test_row_strided_data_view(isa):
+    """A view with a row stride larger than its width (no copy is made) gives the same epoch."""
+    rng = np.random.default_rng(3)
+    big = rng.standard_normal((60, 50)).astype(np.float32)
+    X = big[:, 3:40]                 # rows of 37 contiguous values, row stride 50
+    y = rng.integers(0, 4, 60)
+    theta = np.zeros((37, 4), np.float32)
+    ref = theta.copy()
+    with fastnn.use_backend("numpy"):
+        fastnn.softmax_regression_epoch(np.ascontiguousarray(X), y, ref, lr=0.5, batch=16)
+    with fastnn.use_backend("cpp"):
+        fastnn.softmax_regression_epoch(X, y, theta, lr=0.5, batch=16)
+    np.testing.assert_allclose(theta, ref, rtol=1e-5, atol=1e-6)
