@@ -47,6 +47,7 @@ double softmax_loss_sum(const T* Z, std::int64_t ldz, const std::int64_t* y,
 
 // Loss and gradient in one pass per row, in place: on return row i of G holds
 // scale · (softmax(z_i) − onehot(y_i)). G may alias Z (same pointer and stride).
+// One exp per logit: e_j = exp(z_j − m) is kept, then softmax_j = e_j / Σ e.
 // Returns Σ_i loss_i (not yet divided by B).
 template <typename T>
 double softmax_cross_entropy_rows(const T* Z, std::int64_t ldz, const std::int64_t* y,
@@ -56,11 +57,18 @@ double softmax_cross_entropy_rows(const T* Z, std::int64_t ldz, const std::int64
     for (std::int64_t i = 0; i < B; ++i) {
         const T* z = Z + i * ldz;
         T* g = G + i * ldg;
-        const double lse = row_logsumexp(z, k);
-        const T zy = z[y[i]];
-        total += lse - static_cast<double>(zy);
-        const T lse_t = static_cast<T>(lse);
-        for (std::int64_t j = 0; j < k; ++j) g[j] = scale * std::exp(z[j] - lse_t);
+        const T zy = z[y[i]];                  // read before g (possibly z itself) is overwritten
+        T m = z[0];
+        for (std::int64_t j = 1; j < k; ++j) m = z[j] > m ? z[j] : m;
+        T sum = 0;
+        for (std::int64_t j = 0; j < k; ++j) {
+            const T e = std::exp(z[j] - m);
+            g[j] = e;
+            sum += e;
+        }
+        total += static_cast<double>(m) + std::log(static_cast<double>(sum)) - static_cast<double>(zy);
+        const T to_gradient = scale / sum;     // scale · softmax_j = e_j · scale / Σ e
+        for (std::int64_t j = 0; j < k; ++j) g[j] *= to_gradient;
         g[y[i]] -= scale;
     }
     return total;
