@@ -28,9 +28,19 @@
 //   * swap path (op(A) = Aᵀ, op(B) = B, small n): compute Cᵀ = Bᵀ·A instead, whose wide
 //     side (m) runs along the SIMD lanes; the tiles are written back transposed.
 //
+// Threading (OpenMP, one parallel region per call, only for products of at least
+// Tuning::parallel_min_flops = 2 MFLOP): the team splits the packing of each block by
+// micro-panels and the macro-kernel's tiles into contiguous runs of equal area; barriers
+// separate packing from use (none are needed when neither operand is packed, e.g. the
+// epoch loop's W1 += Xbᵀ·G1).  k is never split.  The dot path splits rows.
+//
 // Determinism: every C element is produced by exactly one micro-kernel call per KC block,
 // with k blocks in ascending order; threads only decide *which* thread runs a tile, never
-// how it is summed, so 1 and N threads give bit-identical results.
+// how it is summed, so 1 and N threads give bit-identical results.  (Results do depend on
+// the active ISA, whose kernels differ in FMA use and lane order.)
+//
+// Buffers: packing buffers are thread_local, 64-byte aligned and only ever grow, so the
+// epoch loop's thousands of calls per epoch allocate nothing in steady state.
 #include "gemm.hpp"
 
 #include <algorithm>
@@ -71,8 +81,9 @@ using gemm_detail::tuning;
 //   KC·NR·sizeof(T)  (one B~ micro-panel)  fits comfortably in L1 (32-48 KiB),
 //   MC·KC·sizeof(T)  (the A~ block)        fits in half of L2 (>= 512 KiB on every target),
 //   KC·NC·sizeof(T)  (the B~ block)        fits in L3.
-// Actual block sizes are balanced per call (e.g. k = 784 runs as 4 blocks of 196, not
-// 3·256 + 16) and rounded to multiples of MR / NR.
+// Actual block sizes are balanced per call (e.g. k = 1037 runs as 5 blocks of ~208, not
+// 4·256 + 13) and rounded to multiples of MR / NR; a small op(A) (<= kSingleKBlockBytes,
+// e.g. a 100×784 batch) runs as a single k block.
 struct Blocking {
     int MR, NR, MC, KC, NC;
 };
@@ -193,6 +204,31 @@ Range thread_share(std::int64_t count, int tid, int nthreads) {
 // threads, i.e. inside our own parallel region: with one thread there is nothing to wait
 // for, and an orphaned barrier would bind to a *caller's* enclosing parallel region (when
 // gemm is called from inside one) and deadlock it.
+// Tiles of one macro-kernel call, in jr-major order (tile t = jr*n_ir + ir), split into
+// contiguous runs of near-equal *area* (edge tiles are narrower / shorter, so equal tile
+// counts would leave the thread holding the full tiles behind).  Which thread computes a
+// tile never changes how it is computed, so the split cannot change any result.
+std::int64_t tile_split_point(std::int64_t n_jr, std::int64_t n_ir, std::int64_t last_width,
+                              std::int64_t last_height, int NR, int MR, int part, int parts) {
+    auto width = [&](std::int64_t jr) { return jr + 1 == n_jr ? last_width : NR; };
+    auto height = [&](std::int64_t ir) { return ir + 1 == n_ir ? last_height : MR; };
+    const std::int64_t total_height = (n_ir - 1) * MR + last_height;
+    const std::int64_t total = ((n_jr - 1) * NR + last_width) * total_height;
+    const std::int64_t target = total * part / parts;  // area before this part's first tile
+    std::int64_t jr = 0, area = 0;
+    while (jr < n_jr && area + width(jr) * total_height <= target) area += width(jr++) * total_height;
+    if (jr == n_jr) return n_jr * n_ir;
+    std::int64_t ir = 0;
+    while (ir < n_ir && area + width(jr) * height(ir) <= target) area += width(jr) * height(ir++);
+    return jr * n_ir + ir;
+}
+
+Range tile_share(std::int64_t n_jr, std::int64_t n_ir, std::int64_t last_width, std::int64_t last_height,
+                 int NR, int MR, int tid, int nthreads) {
+    return {tile_split_point(n_jr, n_ir, last_width, last_height, NR, MR, tid, nthreads),
+            tile_split_point(n_jr, n_ir, last_width, last_height, NR, MR, tid + 1, nthreads)};
+}
+
 void team_barrier(int nthreads) {
 #if defined(_OPENMP)
     if (nthreads > 1) {
@@ -363,7 +399,8 @@ void run_blocked(const BlockedPlan<T>& plan, int tid, int nthreads) noexcept {
                 args.epi = last_k ? P.epi : Epilogue::none;
                 args.k = kc;
                 alignas(64) T tile[gemm_detail::kMaxMR * gemm_detail::kMaxNR];
-                const Range mine = thread_share(n_jr * n_ir, tid, nthreads);
+                const Range mine = tile_share(n_jr, n_ir, nc - (n_jr - 1) * NR, mc - (n_ir - 1) * MR,
+                                              NR, MR, tid, nthreads);
                 const bool a_outer = tuning().a_panel_outer;
                 for (std::int64_t t = mine.begin; t < mine.end; ++t) {
                     const std::int64_t jr = a_outer ? t % n_jr : t / n_ir;
@@ -416,6 +453,8 @@ void run_team(int nthreads, const Body& body) {
         body(omp_get_thread_num(), omp_get_num_threads());
         return;
     }
+#else
+    (void)nthreads;
 #endif
     body(0, 1);
 }

@@ -222,7 +222,11 @@ void dot_block(std::int64_t k, const T* a, std::int64_t lda, const T* bt, std::i
     for (; p + L <= k; p += L) {
         Reg a_vec[RA];
 #pragma GCC unroll 2
-        for (int r = 0; r < RA; ++r) a_vec[r] = S::load(a + r * lda + p);
+        for (int r = 0; r < RA; ++r) {
+            // A is streamed once (often from DRAM): fetch the next row block's line now.
+            _mm_prefetch(reinterpret_cast<const char*>(a + (RA + r) * lda + p), _MM_HINT_T0);
+            a_vec[r] = S::load(a + r * lda + p);
+        }
 #pragma GCC unroll 6
         for (int c = 0; c < NB; ++c) {
             const Reg b_vec = S::load(bt + c * ldbt + p);
@@ -275,6 +279,48 @@ void dot_kernel(const DotKernelArgs<T>& args) {
 }
 
 // ---------------------------------------------------------------------------------------
+// Packing op(A) = A (row-major) into a k-major MR = 6 panel, float:
+//   dst[p*6 + r] = A[r*lda + p]   (r < rows),   0 for rows <= r < 6.
+// 8 values of p at a time: up to 6 row segments are loaded (masked at the k tail, zero
+// rows beyond `rows` and for rows 6, 7), the 8×8 register block is transposed (unpack,
+// shuffle, 128-bit permute: 24 shuffles), and the first 6 lanes of each column are stored
+// as 4 + 2 floats (no masked stores: vmaskmovps stores are slow on AMD Zen).
+void pack_a_rows_f32(const float* A, std::int64_t lda, int rows, std::int64_t kc, float* dst) {
+    constexpr int MR = kAvx2TileF32.MR;
+    static_assert(MR == 6, "the 4 + 2 column store below assumes MR == 6");
+    for (std::int64_t p = 0; p < kc; p += 8) {
+        const int count = static_cast<int>(kc - p < 8 ? kc - p : 8);
+        const __m256i k_lanes = Simd<float>::first(count);
+        __m256 r[8];
+#pragma GCC unroll 8
+        for (int i = 0; i < 8; ++i)
+            r[i] = i < rows && i < MR ? _mm256_maskload_ps(A + i * lda + p, k_lanes) : _mm256_setzero_ps();
+        const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+        const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+        const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+        const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+        const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+        const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+        const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+        const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+        __m256 column[8];
+        column[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
+        column[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+        column[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
+        column[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+        column[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+        column[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+        column[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+        column[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+        for (int q = 0; q < count; ++q) {
+            float* d = dst + (p + q) * MR;
+            _mm_storeu_ps(d, _mm256_castps256_ps128(column[q]));
+            _mm_storel_pi(reinterpret_cast<__m64*>(d + 4), _mm256_extractf128_ps(column[q], 1));
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
 // FMA peak probe: kProbeFmaChains independent chains x_i <- x_i·s + t.
 template <typename T>
 double fma_chains(std::int64_t iterations, double* sink) {
@@ -296,7 +342,8 @@ double fma_chains(std::int64_t iterations, double* sink) {
 }  // namespace
 
 KernelSet<float> avx2_kernels_f32() {
-    return {kAvx2TileF32, &micro_kernel_entry<float, kAvx2TileF32.MR>, &dot_kernel<float>, nullptr};
+    return {kAvx2TileF32, &micro_kernel_entry<float, kAvx2TileF32.MR>, &dot_kernel<float>,
+            &pack_a_rows_f32};
 }
 KernelSet<double> avx2_kernels_f64() {
     return {kAvx2TileF64, &micro_kernel_entry<double, kAvx2TileF64.MR>, &dot_kernel<double>, nullptr};

@@ -241,7 +241,11 @@ void dot_block(std::int64_t k, const T* a, std::int64_t lda, const T* bt, std::i
     for (; p + L <= k; p += L) {
         Reg a_vec[RA];
 #pragma GCC unroll 2
-        for (int r = 0; r < RA; ++r) a_vec[r] = S::load(a + r * lda + p);
+        for (int r = 0; r < RA; ++r) {
+            // A is streamed once (often from DRAM): fetch the next row block's line now.
+            _mm_prefetch(reinterpret_cast<const char*>(a + (RA + r) * lda + p), _MM_HINT_T0);
+            a_vec[r] = S::load(a + r * lda + p);
+        }
 #pragma GCC unroll 12
         for (int c = 0; c < NB; ++c) {
             const Reg b_vec = S::load(bt + c * ldbt + p);
