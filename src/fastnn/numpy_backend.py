@@ -47,9 +47,9 @@ def softmax_loss(Z, y):
 def softmax_cross_entropy(Z, y):
     """Fused forward and gradient: (mean cross-entropy, ∇Z = (S − I_y) / B)."""
     B = Z.shape[0]
-    lse = _logsumexp_rows(Z)
-    loss = float(np.mean(lse - Z[np.arange(B), y]))
-    S = np.exp(Z - lse[:, None])
+    E = np.exp(Z - Z.max(axis=1, keepdims=True))     # max-subtracted: no overflow
+    S = E / E.sum(axis=1, keepdims=True)              # S = exp(Z) / Σ exp(Z), row-wise
+    loss = float(np.mean(_logsumexp_rows(Z) - Z[np.arange(B), y]))
     S[np.arange(B), y] -= 1
     return loss, S / B
 
