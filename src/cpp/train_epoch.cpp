@@ -7,6 +7,7 @@
 
 #include "gemm.hpp"
 #include "softmax_cross_entropy.hpp"
+#include "threads.hpp"
 
 namespace fastnn {
 namespace {
@@ -14,6 +15,9 @@ namespace {
 using std::int64_t;
 
 inline std::size_t sz(int64_t n) { return static_cast<std::size_t>(n); }
+
+// Parameter updates are split into chunks of this many values, shared among the threads.
+constexpr int64_t kUpdateChunk = 16384;
 
 // Scratch for batches of up to `rows` rows, allocated once per call and reused.
 template <typename T>
@@ -163,12 +167,25 @@ std::int64_t train_epoch(const DataMatrix<TX>& X, const std::int64_t* y, const s
             const T* g = is_bias ? s.gb[i].data() : s.gW[i].data();
             const int64_t n = is_bias ? d[i + 1] : d[i] * d[i + 1];
             const T l2_p = is_bias ? T(0) : l2;
-            if (adam)
-                adam_update<T>(param, g, state.first[p], state.second[p], n, lr_t, opt.beta1,
-                               opt.beta2, static_cast<T>(opt.epsilon), l2_p);
-            else
-                sgd_update<T>(param, g, state.first[p], n, lr_t, static_cast<T>(opt.momentum),
-                              opt.nesterov, l2_p);
+            T* first = state.first[p];
+            T* second = state.second[p];
+            // Element-wise, so splitting into chunks across threads changes no result.
+            auto update = [&](int64_t lo, int64_t hi) {
+                if (adam)
+                    adam_update<T>(param + lo, g + lo, first + lo, second + lo, hi - lo, lr_t, opt.beta1,
+                                   opt.beta2, static_cast<T>(opt.epsilon), l2_p);
+                else
+                    sgd_update<T>(param + lo, g + lo, first ? first + lo : nullptr, hi - lo, lr_t,
+                                  static_cast<T>(opt.momentum), opt.nesterov, l2_p);
+            };
+            const int64_t n_chunks = (n + kUpdateChunk - 1) / kUpdateChunk;
+            const int nthreads = n_chunks > 1 ? std::min<int>(get_num_threads(), static_cast<int>(n_chunks)) : 1;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(nthreads) schedule(static) if (nthreads > 1)
+#endif
+            for (int64_t c = 0; c < n_chunks; ++c)
+                update(c * kUpdateChunk, std::min(n, (c + 1) * kUpdateChunk));
+            (void)nthreads;
         }
     }
     return n_order;
