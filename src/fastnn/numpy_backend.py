@@ -143,7 +143,7 @@ def biased_logits(X, weights, biases):
     return H
 
 
-def sgd_update(p, g, velocity, lr, momentum, nesterov, l2):
+def _sgd_update(p, g, velocity, lr, momentum, nesterov, l2):
     """sklearn's SGDOptimizer on one parameter, in place; gradient g + l2·p (the L2 term)."""
     grad = g + l2 * p
     if velocity is None:                          # plain SGD
@@ -153,13 +153,13 @@ def sgd_update(p, g, velocity, lr, momentum, nesterov, l2):
     p += momentum * velocity - lr * grad if nesterov else velocity     # nesterov look-ahead | v
 
 
-def adam_step_size(lr, beta_1, beta_2, t):
+def _adam_step_size(lr, beta_1, beta_2, t):
     """η_t = η √(1 − β2^t) / (1 − β1^t), a Python float (so float32 arithmetic stays float32)."""
     return lr * math.sqrt(1.0 - beta_2 ** t) / (1.0 - beta_1 ** t)
 
 
-def adam_update(p, g, m, v, lr_t, beta_1, beta_2, epsilon, l2):
-    """sklearn's AdamOptimizer on one parameter, in place (lr_t from adam_step_size)."""
+def _adam_update(p, g, m, v, lr_t, beta_1, beta_2, epsilon, l2):
+    """sklearn's AdamOptimizer on one parameter, in place (lr_t from _adam_step_size)."""
     grad = g + l2 * p
     m[...] = beta_1 * m + (1.0 - beta_1) * grad            # m ← β1 m + (1 − β1) g
     v[...] = beta_2 * v + (1.0 - beta_2) * (grad * grad)   # v ← β2 v + (1 − β2) g²
@@ -199,7 +199,7 @@ def train_epoch(X, y, weights, biases, optimizer, lr, batch, order, alpha):
         l2 = alpha / B
         if optimizer.kind == "adam":
             optimizer.t += 1
-            lr_t = adam_step_size(lr, optimizer.beta_1, optimizer.beta_2, optimizer.t)
+            lr_t = _adam_step_size(lr, optimizer.beta_1, optimizer.beta_2, optimizer.t)
         params = list(weights) + list(biases)
         grads = grads_W + grads_b
         for j, (p, g) in enumerate(zip(params, grads)):
@@ -207,8 +207,8 @@ def train_epoch(X, y, weights, biases, optimizer, lr, batch, order, alpha):
                 continue
             l2_p = l2 if j < L else 0.0
             if optimizer.kind == "adam":
-                adam_update(p, g, first[j], second[j], lr_t, optimizer.beta_1,
+                _adam_update(p, g, first[j], second[j], lr_t, optimizer.beta_1,
                             optimizer.beta_2, optimizer.epsilon, l2_p)
             else:
-                sgd_update(p, g, first[j], lr, optimizer.momentum, optimizer.nesterov, l2_p)
+                _sgd_update(p, g, first[j], lr, optimizer.momentum, optimizer.nesterov, l2_p)
     return loss_sum
