@@ -6,14 +6,16 @@ backend or a C++ core (`fastnn.set_backend("cpp")`), with CMU 10-414 hw0's API.
     theta = np.zeros((784, 10), dtype=np.float32)
     softmax_regression_epoch(X, y, theta, lr=0.1, batch=100)
 """
-from .api import (evaluate, loss_err, matmul, mlp_epoch, mlp_logits, mlp_loss_grad, nn_epoch,
-                  predict, relu, softmax_cross_entropy, softmax_loss, softmax_regression_epoch)
+from .api import (biased_logits, evaluate, loss_err, matmul, mlp_epoch, mlp_logits, mlp_loss_grad,
+                  nn_epoch, predict, relu, softmax_cross_entropy, softmax_loss, softmax_regression_epoch,
+                  train_epoch)
 from .backends import available_backends, get_backend, set_backend, use_backend
 from .datasets import load_fashion_mnist, load_mnist
 from .fitting import History, fit
 from .gradcheck import GradcheckError, gradcheck
 from .mnist import parse_mnist
 from .model_io import load_model, save_model
+from .optimizers import SGD, Adam
 from .runtime import build_info, get_num_threads, set_num_threads
 from .training import train_mlp, train_nn, train_softmax
 
@@ -28,4 +30,12 @@ __all__ = [
     "set_backend", "get_backend", "available_backends", "use_backend",
     "build_info", "set_num_threads", "get_num_threads",
     "load_mnist", "load_fashion_mnist", "save_model", "load_model", "fit", "History",
+    "train_epoch", "biased_logits", "SGD", "Adam",   # MLPClassifier, SoftmaxRegression: lazy, below
 ]
+
+
+def __getattr__(name):   # scikit-learn is optional: the estimators are imported on first use
+    if name in ("MLPClassifier", "SoftmaxRegression"):
+        from . import estimators
+        return getattr(estimators, name)
+    raise AttributeError(f"module 'fastnn' has no attribute {name!r}")
