@@ -69,3 +69,12 @@ def test_relu_and_matmul(backend, dtype):
     np.testing.assert_allclose(fastnn.matmul(B.T, A.T), B.T @ A.T, rtol=tol, atol=tol)
     np.testing.assert_array_equal(fastnn.relu(A), np.maximum(A, 0))
     assert fastnn.matmul(A, B).dtype == dtype
+
+
+def test_softmax_loss_keeps_log_term_for_equal_huge_logits(backend, dtype):
+    """logsumexp − z_y summed as (max − z_y) + log Σ exp(z − max): no cancellation of 1e30s."""
+    Z = np.array([[1e30, 1e30], [3e38 if dtype == np.float32 else 1e300, 0.0]], dtype=dtype)
+    y = np.array([0, 0])
+    np.testing.assert_allclose(fastnn.softmax_loss(Z[:1], y[:1]), np.log(2), rtol=1e-6)
+    loss, _ = fastnn.softmax_cross_entropy(Z, y)
+    np.testing.assert_allclose(loss, np.log(2) / 2, rtol=1e-6)

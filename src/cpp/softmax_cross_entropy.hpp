@@ -3,7 +3,7 @@
 // For a row z of k logits with label y:
 //   m      = max_j z_j                       (subtracted for stability: no overflow for |z| ~ 1e4)
 //   lse    = m + log Σ_j exp(z_j − m)        (log-sum-exp)
-//   loss   = lse − z_y                       (cross-entropy of softmax(z) against one-hot(y))
+//   loss   = lse − z_y = (m − z_y) + log Σ_j exp(z_j − m)   (cross-entropy; summed in this order)
 //   ∂loss/∂z_j = softmax(z)_j − 1{j = y} = exp(z_j − lse) − 1{j = y}
 // Over a batch the loss is the mean, so the gradient of row i is scaled by 1/B.
 #pragma once
@@ -14,14 +14,16 @@
 
 namespace fastnn {
 
-// log Σ_j exp(z_j) of one row, max-subtracted.
+// Cross-entropy of one row against label y: logsumexp(z) − z_y, computed as
+// (m − z_y) + log Σ_j exp(z_j − m) with m = max_j z_j, so that no large term cancels
+// (for z = [1e30, 1e30] the loss is log 2, not 0).
 template <typename T>
-inline double row_logsumexp(const T* z, std::int64_t k) {
+inline double row_cross_entropy(const T* z, std::int64_t k, std::int64_t y) {
     T m = z[0];
     for (std::int64_t j = 1; j < k; ++j) m = z[j] > m ? z[j] : m;
     T sum = 0;
     for (std::int64_t j = 0; j < k; ++j) sum += std::exp(z[j] - m);
-    return static_cast<double>(m) + std::log(static_cast<double>(sum));
+    return (static_cast<double>(m) - static_cast<double>(z[y])) + std::log(static_cast<double>(sum));
 }
 
 // Index of the largest logit of one row; ties go to the lowest index (as numpy.argmax).
@@ -39,8 +41,7 @@ double softmax_loss_sum(const T* Z, std::int64_t ldz, const std::int64_t* y,
                         std::int64_t B, std::int64_t k) {
     double total = 0;
     for (std::int64_t i = 0; i < B; ++i) {
-        const T* z = Z + i * ldz;
-        total += row_logsumexp(z, k) - static_cast<double>(z[y[i]]);
+        total += row_cross_entropy(Z + i * ldz, k, y[i]);
     }
     return total;
 }
@@ -66,7 +67,7 @@ double softmax_cross_entropy_rows(const T* Z, std::int64_t ldz, const std::int64
             g[j] = e;
             sum += e;
         }
-        total += static_cast<double>(m) + std::log(static_cast<double>(sum)) - static_cast<double>(zy);
+        total += (static_cast<double>(m) - static_cast<double>(zy)) + std::log(static_cast<double>(sum));
         const T to_gradient = scale / sum;     // scale · softmax_j = e_j · scale / Σ e
         for (std::int64_t j = 0; j < k; ++j) g[j] *= to_gradient;
         g[y[i]] -= scale;

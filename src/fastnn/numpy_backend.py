@@ -32,16 +32,16 @@ def relu(Z):
     return np.maximum(Z, 0)
 
 
-def _logsumexp_rows(Z):
-    """Row-wise log Σ exp(Z), stable: subtract each row's max first."""
-    m = Z.max(axis=1, keepdims=True)
-    return (m + np.log(np.exp(Z - m).sum(axis=1, keepdims=True)))[:, 0]
+def _cross_entropy_rows(Z, y):
+    """logsumexp(Z_i) − Z_i,y_i per row, as (m − Z_i,y_i) + log Σ exp(Z_i − m), m = max Z_i:
+    stable (no overflow) and without cancelling large terms."""
+    m = Z.max(axis=1)
+    return (m - Z[np.arange(Z.shape[0]), y]) + np.log(np.exp(Z - m[:, None]).sum(axis=1))
 
 
 def softmax_loss(Z, y):
     """Mean cross-entropy of logits Z (B × k) against labels y: mean(logsumexp(Z_i) − Z_i,y_i)."""
-    B = Z.shape[0]
-    return float(np.mean(_logsumexp_rows(Z) - Z[np.arange(B), y]))
+    return float(np.mean(_cross_entropy_rows(Z, y)))
 
 
 def softmax_cross_entropy(Z, y):
@@ -49,7 +49,7 @@ def softmax_cross_entropy(Z, y):
     B = Z.shape[0]
     E = np.exp(Z - Z.max(axis=1, keepdims=True))     # max-subtracted: no overflow
     S = E / E.sum(axis=1, keepdims=True)              # S = exp(Z) / Σ exp(Z), row-wise
-    loss = float(np.mean(_logsumexp_rows(Z) - Z[np.arange(B), y]))
+    loss = float(np.mean(_cross_entropy_rows(Z, y)))
     S[np.arange(B), y] -= 1
     return loss, S / B
 
