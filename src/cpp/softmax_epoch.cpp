@@ -3,6 +3,7 @@
 #include "softmax_epoch.hpp"
 
 #include <algorithm>
+#include <cstdint>
 #include <vector>
 
 #include "cpu_features.hpp"
@@ -55,21 +56,26 @@ std::int64_t softmax_regression_epoch_fused(const DataMatrix<T>& X, const std::i
                                             const StopRequested& stop_requested) {
     const Kernels<T> kern = kernels_for<T>(active_isa());
     const std::int64_t n = X.rows, d = X.cols;
-    const std::int64_t dp = (d + 15) / 16 * 16;   // Θᵀ rows start on 64-byte boundaries (floats)
-    std::vector<T> theta_t(static_cast<std::size_t>(k * dp));
+    // Θᵀ rows start on 64-byte boundaries: no vector load or store of Θᵀ splits a cache line.
+    constexpr std::int64_t line = 64 / sizeof(T);
+    const std::int64_t dp = (d + line - 1) / line * line;
+    std::vector<T> storage(static_cast<std::size_t>(k * dp + line));
+    T* const theta_t = storage.data() + (line - (reinterpret_cast<std::uintptr_t>(storage.data()) / sizeof(T)) % line) % line;
     std::vector<T> Z(static_cast<std::size_t>(std::min(batch, n) * k));
-    transpose_in(theta, d, k, theta_t.data(), dp);
+    transpose_in(theta, d, k, theta_t, dp);
 
     std::int64_t start = 0;
     for (; start < n; start += batch) {
         if (stop_requested && stop_requested()) break;
         const std::int64_t B = std::min(batch, n - start);
         const T* Xb = X.data + start * X.ld;
-        kern.logits(Xb, X.ld, B, d, theta_t.data(), dp, k, Z.data());              // Z = Xb Θ
+        const T* next = Xb + B * X.ld;   // prefetched during the update
+        const std::int64_t next_rows = std::min(batch, n - start - B);
+        kern.logits(Xb, X.ld, B, d, theta_t, dp, k, Z.data());                    // Z = Xb Θ
         softmax_cross_entropy_rows(Z.data(), k, y + start, B, k, -lr / static_cast<T>(B), Z.data(), k);
-        kern.update(Xb, X.ld, B, d, Z.data(), k, theta_t.data(), dp, n - start - B);  // Θ −= lr Xbᵀ (S − I_y)/B
+        kern.update(Xb, X.ld, B, d, Z.data(), k, theta_t, dp, next, next_rows);  // Θ −= lr Xbᵀ (S − I_y)/B
     }
-    transpose_out(theta_t.data(), dp, d, k, theta);
+    transpose_out(theta_t, dp, d, k, theta);
     return std::min(start, n);
 }
 

@@ -41,10 +41,10 @@ struct Kernels {
     // Z (B × k, contiguous) = Xb · Θ, i.e. Z[r][j] = Σ_p Xb[r][p] · Θᵀ[j][p]
     void (*logits)(const T* Xb, std::int64_t ldx, std::int64_t B, std::int64_t d, const T* theta_t,
                    std::int64_t dp, std::int64_t k, T* Z);
-    // Θᵀ[j][:] += Σ_r C[r][j] · Xb[r][:]   (C: B × k, contiguous); prefetches the first B of
-    // the `rows_after` rows that follow the batch.
+    // Θᵀ[j][:] += Σ_r C[r][j] · Xb[r][:]   (C: B × k, contiguous). Along the way the first
+    // ahead_rows rows of `ahead` (the next batch, row stride ldx) are prefetched into L2.
     void (*update)(const T* Xb, std::int64_t ldx, std::int64_t B, std::int64_t d, const T* C,
-                   std::int64_t k, T* theta_t, std::int64_t dp, std::int64_t rows_after);
+                   std::int64_t k, T* theta_t, std::int64_t dp, const T* ahead, std::int64_t ahead_rows);
 };
 
 Kernels<float> generic_kernels_f32();

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <utility>
 
 #include "softmax_epoch.hpp"
 
@@ -29,24 +30,27 @@ template <typename T> constexpr int kLanes = FASTNN_VECTOR_BYTES / static_cast<i
 
 template <typename T> inline Vec<T> load(const T* p) { Vec<T> v; std::memcpy(&v, p, sizeof v); return v; }
 template <typename T> inline void store(T* p, const Vec<T>& v) { std::memcpy(p, &v, sizeof v); }
-// Σ of the lanes, as a tree: add the two halves of the vector until one lane is left.
-template <typename T, int Bytes>
+// Σ of the lanes, as a tree in registers: add the vector's two halves until two lanes are left.
+template <typename V, std::size_t... I>
+inline auto low_half(const V& v, std::index_sequence<I...>) { return __builtin_shufflevector(v, v, I...); }
+template <typename V, std::size_t... I>
+inline auto high_half(const V& v, std::index_sequence<I...>) {
+    return __builtin_shufflevector(v, v, (I + sizeof...(I))...);
+}
+template <int Lanes>
 struct LaneSum {
-    typedef T Half __attribute__((vector_size(Bytes / 2)));
     template <typename V>
-    static T of(const V& v) {
-        Half lo, hi;
-        std::memcpy(&lo, &v, Bytes / 2);
-        std::memcpy(&hi, reinterpret_cast<const char*>(&v) + Bytes / 2, Bytes / 2);
-        return LaneSum<T, Bytes / 2>::of(lo + hi);
+    static auto of(const V& v) {
+        constexpr auto half = std::make_index_sequence<Lanes / 2>{};
+        return LaneSum<Lanes / 2>::of(low_half(v, half) + high_half(v, half));
     }
 };
-template <typename T>
-struct LaneSum<T, static_cast<int>(2 * sizeof(T))> {
+template <>
+struct LaneSum<2> {
     template <typename V>
-    static T of(const V& v) { return v[0] + v[1]; }
+    static auto of(const V& v) { return v[0] + v[1]; }
 };
-template <typename T> inline T sum_lanes(const Vec<T>& v) { return LaneSum<T, FASTNN_VECTOR_BYTES>::of(v); }
+template <typename T> inline T sum_lanes(const Vec<T>& v) { return LaneSum<kLanes<T>>::of(v); }
 
 constexpr int kRowsPerDot = 2;      // rows sharing each Θᵀ load in the forward
 constexpr int kClassBlock = 10;     // classes per register block: 2 × 10 accumulators
@@ -111,9 +115,9 @@ void logits(const T* Xb, int64_t ldx, int64_t B, int64_t d, const T* tt, int64_t
 }
 
 // Θᵀ[j0 + j][:] += Σ_r C[r][j0 + j] · x_r[:] for R rows and KB classes, vectors along the
-// features, with the R × KB coefficients broadcast once into registers. While the rows are
-// in registers, the same columns of the next batch's rows (`ahead`, or null) are prefetched,
-// so the next forward pass finds them in cache instead of waiting for DRAM.
+// features, with the R × KB coefficients broadcast once into registers. While the rows are in
+// registers, the same columns of R rows of the next batch (`ahead`, or null) are prefetched
+// into L2, so the next forward pass does not wait for DRAM.
 template <typename T, int R, int KB>
 void update_block(const T* const* x, const T* const* ahead, const T* C, int64_t ldc, T* tt, int64_t dp,
                   int64_t d) {
@@ -164,22 +168,22 @@ void update_rows(const T* const* x, const T* const* ahead, const T* C, int64_t k
 }
 
 // Θᵀ += Cᵀ · Xb, two rows at a time (2 × 10 coefficients + 2 rows + 1 accumulator fit in the
-// 32 AVX-512 registers). The rows after the batch (up to `rows_after`) are prefetched.
+// 32 AVX-512 registers); rows r, r+1 of `ahead` (the next batch) are prefetched with rows r, r+1
+// of this one, up to ahead_rows.
 template <typename T>
 void update(const T* Xb, int64_t ldx, int64_t B, int64_t d, const T* C, int64_t k, T* tt, int64_t dp,
-            int64_t rows_after) {
+            const T* ahead, int64_t ahead_rows) {
     constexpr int R = kRowsPerUpdate;
     int64_t r = 0;
     for (; r + R <= B; r += R) {
         const T* x[R] = {Xb + r * ldx, Xb + (r + 1) * ldx};
-        const T* next = Xb + (B + r) * ldx;   // row r of the next batch
-        const T* ahead[R] = {next, next + ldx};
-        update_rows<T, R>(x, r + R <= rows_after ? ahead : nullptr, C + r * k, k, tt, dp, d);
+        const T* next[R] = {ahead + r * ldx, ahead + (r + 1) * ldx};
+        update_rows<T, R>(x, r + R <= ahead_rows ? next : nullptr, C + r * k, k, tt, dp, d);
     }
     for (; r < B; ++r) {
         const T* x[1] = {Xb + r * ldx};
-        const T* ahead[1] = {Xb + (B + r) * ldx};
-        update_rows<T, 1>(x, r < rows_after ? ahead : nullptr, C + r * k, k, tt, dp, d);
+        const T* next[1] = {ahead + r * ldx};
+        update_rows<T, 1>(x, r < ahead_rows ? next : nullptr, C + r * k, k, tt, dp, d);
     }
 }
 
