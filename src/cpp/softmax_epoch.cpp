@@ -35,20 +35,40 @@ Kernels<double> kernels_for<double>(Isa isa) {
     }
 }
 
-// Θᵀ (k × dp) ← Θ (d × k), and back.
-template <typename T>
-void transpose_in(const T* theta, std::int64_t d, std::int64_t k, T* theta_t, std::int64_t dp) {
-    for (std::int64_t p = 0; p < d; ++p)
-        for (std::int64_t j = 0; j < k; ++j) theta_t[j * dp + p] = theta[p * k + j];
-}
-
-template <typename T>
-void transpose_out(const T* theta_t, std::int64_t dp, std::int64_t d, std::int64_t k, T* theta) {
-    for (std::int64_t p = 0; p < d; ++p)
-        for (std::int64_t j = 0; j < k; ++j) theta[p * k + j] = theta_t[j * dp + p];
-}
-
 }  // namespace
+
+namespace softmax_epoch_detail {
+
+template <typename T>
+TransposedWeights<T>::TransposedWeights(T* theta, std::int64_t d, std::int64_t k) : theta_(theta), d_(d), k_(k) {
+    constexpr std::int64_t line = 64 / sizeof(T);     // rows start on cache-line boundaries
+    dp_ = (d + line - 1) / line * line;
+    storage_.assign(static_cast<std::size_t>(2 * k * dp_ + line), T(0));
+    const auto misalign = (reinterpret_cast<std::uintptr_t>(storage_.data()) / sizeof(T)) % line;
+    ptr_ = storage_.data() + (line - misalign) % line;
+    grad_ = ptr_ + k * dp_;
+    for (std::int64_t p = 0; p < d_; ++p)
+        for (std::int64_t j = 0; j < k_; ++j) ptr_[j * dp_ + p] = theta_[p * k_ + j];
+}
+
+template <typename T>
+void TransposedWeights<T>::apply_gradient() {
+    for (std::int64_t i = 0, size = k_ * dp_; i < size; ++i) {
+        ptr_[i] += grad_[i];
+        grad_[i] = T(0);
+    }
+}
+
+template <typename T>
+void TransposedWeights<T>::write_back() {
+    for (std::int64_t p = 0; p < d_; ++p)
+        for (std::int64_t j = 0; j < k_; ++j) theta_[p * k_ + j] = ptr_[j * dp_ + p];
+}
+
+template class TransposedWeights<float>;
+template class TransposedWeights<double>;
+
+}  // namespace softmax_epoch_detail
 
 template <typename T>
 std::int64_t softmax_regression_epoch_fused(const DataMatrix<T>& X, const std::int64_t* y, T* theta,
@@ -56,13 +76,9 @@ std::int64_t softmax_regression_epoch_fused(const DataMatrix<T>& X, const std::i
                                             const StopRequested& stop_requested) {
     const Kernels<T> kern = kernels_for<T>(active_isa());
     const std::int64_t n = X.rows, d = X.cols;
-    // Θᵀ rows start on 64-byte boundaries: no vector load or store of Θᵀ splits a cache line.
-    constexpr std::int64_t line = 64 / sizeof(T);
-    const std::int64_t dp = (d + line - 1) / line * line;
-    std::vector<T> storage(static_cast<std::size_t>(k * dp + line));
-    T* const theta_t = storage.data() + (line - (reinterpret_cast<std::uintptr_t>(storage.data()) / sizeof(T)) % line) % line;
+    TransposedWeights<T> theta_t(theta, d, k);   // Θᵀ for the epoch; written back at the end
+    const std::int64_t dp = theta_t.stride();
     std::vector<T> Z(static_cast<std::size_t>(std::min(batch, n) * k));
-    transpose_in(theta, d, k, theta_t, dp);
 
     std::int64_t start = 0;
     for (; start < n; start += batch) {
@@ -71,11 +87,12 @@ std::int64_t softmax_regression_epoch_fused(const DataMatrix<T>& X, const std::i
         const T* Xb = X.data + start * X.ld;
         const T* next = Xb + B * X.ld;   // prefetched during the update
         const std::int64_t next_rows = std::min(batch, n - start - B);
-        kern.logits(Xb, X.ld, B, d, theta_t, dp, k, Z.data());                    // Z = Xb Θ
+        kern.logits(Xb, X.ld, B, d, theta_t.data(), dp, k, Z.data());                    // Z = Xb Θ
         softmax_cross_entropy_rows(Z.data(), k, y + start, B, k, -lr / static_cast<T>(B), Z.data(), k);
-        kern.update(Xb, X.ld, B, d, Z.data(), k, theta_t, dp, next, next_rows);  // Θ −= lr Xbᵀ (S − I_y)/B
+        kern.update(Xb, X.ld, B, d, Z.data(), k, theta_t.gradient(), dp, next, next_rows);  // −lr Xbᵀ (S − I_y)/B
+        theta_t.apply_gradient();                                                               // Θ += that
     }
-    transpose_out(theta_t, dp, d, k, theta);
+    theta_t.write_back();
     return std::min(start, n);
 }
 

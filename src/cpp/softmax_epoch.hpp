@@ -20,6 +20,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "mlp.hpp"
 
@@ -47,6 +48,30 @@ struct Kernels {
                    std::int64_t k, T* theta_t, std::int64_t dp, const T* ahead, std::int64_t ahead_rows);
 };
 
+// Θᵀ (k × d) kept in scratch for an epoch: rows 64-byte aligned with stride dp; the caller's
+// Θ (d × k, contiguous) is read at construction and written back by write_back().
+// A batch's update is first summed into gradient() (zeroed), then added to Θᵀ in one step by
+// apply_gradient(), as NumPy's Θ −= lr·(Xᵀ ∇Z) does: adding 50 rank-2 pieces straight into Θᵀ
+// would round a small increment onto a large weight 50 times per batch, and in float32 that
+// drifts measurably over an epoch.
+template <typename T>
+class TransposedWeights {
+public:
+    TransposedWeights(T* theta, std::int64_t d, std::int64_t k);
+    T* data() { return ptr_; }
+    T* gradient() { return grad_; }
+    std::int64_t stride() const { return dp_; }
+    void apply_gradient();   // Θᵀ += gradient; gradient = 0
+    void write_back();
+private:
+    T* theta_;
+    std::int64_t d_, k_, dp_;
+    std::vector<T> storage_;
+    T* ptr_;
+    T* grad_;
+};
+
+// Per-ISA kernel sets, each defined in its own translation unit (softmax_epoch_kernels_*.cpp).
 Kernels<float> generic_kernels_f32();
 Kernels<double> generic_kernels_f64();
 Kernels<float> avx2_kernels_f32();
