@@ -13,6 +13,7 @@
 #include "build_info.hpp"
 #include "cpu_features.hpp"
 #include "gemm.hpp"
+#include "gemm_kernels.hpp"
 #include "mlp.hpp"
 #include "probe.hpp"
 #include "relu.hpp"
@@ -273,6 +274,37 @@ PYBIND11_MODULE(_core, m) {
     }, py::arg("X").noconvert(), py::arg("weights"), py::arg("biases"), py::arg("out").noconvert(),
        "out = the logits of the net with biases.");
     // ---- end of biased networks and optimizers.
+
+    // Strategy switches of the GEMM driver (gemm_kernels.hpp: Tuning), for tests that force
+    // every code path and for benchmarks comparing strategies. Not part of the public API; not
+    // to be changed while another thread runs a GEMM. Returns the previous settings.
+    m.def("_gemm_tuning", [](py::kwargs kwargs) {
+        auto& t = gemm_detail::tuning();
+        py::dict previous;
+        previous["parallel_min_flops"] = t.parallel_min_flops;
+        previous["allow_dot_path"] = t.allow_dot_path;
+        previous["allow_swap_path"] = t.allow_swap_path;
+        previous["force_pack"] = t.force_pack;
+        previous["mc"] = t.mc;
+        previous["kc"] = t.kc;
+        previous["nc"] = t.nc;
+        previous["single_k_block"] = t.single_k_block;
+        previous["a_panel_outer"] = t.a_panel_outer;
+        for (auto item : kwargs) {
+            const auto key = item.first.cast<std::string>();
+            if (key == "parallel_min_flops") t.parallel_min_flops = item.second.cast<double>();
+            else if (key == "allow_dot_path") t.allow_dot_path = item.second.cast<bool>();
+            else if (key == "allow_swap_path") t.allow_swap_path = item.second.cast<bool>();
+            else if (key == "force_pack") t.force_pack = item.second.cast<int>();
+            else if (key == "mc") t.mc = item.second.cast<int>();
+            else if (key == "kc") t.kc = item.second.cast<int>();
+            else if (key == "nc") t.nc = item.second.cast<int>();
+            else if (key == "single_k_block") t.single_k_block = item.second.cast<bool>();
+            else if (key == "a_panel_outer") t.a_panel_outer = item.second.cast<bool>();
+            else throw py::value_error("_gemm_tuning: unknown setting '" + key + "'");
+        }
+        return previous;
+    });
 
     m.def("probe_fma_peak_gflops", [](const std::string& isa, bool dbl, double seconds) {
         const Isa i = isa_from_name(isa);

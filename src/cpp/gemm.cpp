@@ -468,9 +468,11 @@ int team_size(double flops, std::int64_t work_items) {
 template <typename T>
 void blocked_gemm(const Problem<T>& P, const Engine<T>& E) {
     Blocking bl = E.blocking;
-    if (tuning().mc > 0) bl.MC = tuning().mc;
+    // Overrides are rounded to whole register tiles: the macro-kernel assumes MC % MR == 0 and
+    // NC % NR == 0 (an override of 48 rows with MR = 14 gave wrong rows; test_gemm.py).
+    if (tuning().mc > 0) bl.MC = static_cast<int>(round_up(tuning().mc, bl.MR));
     if (tuning().kc > 0) bl.KC = tuning().kc;
-    if (tuning().nc > 0) bl.NC = tuning().nc;
+    if (tuning().nc > 0) bl.NC = static_cast<int>(round_up(tuning().nc, bl.NR));
     BlockedPlan<T> plan{};
     plan.P = &P;
     plan.K = &E.kernels;

@@ -1,0 +1,125 @@
+"""The GEMM engine against a float64 reference: every ISA the CPU has, every form, awkward shapes,
+alpha/beta, views, and every strategy of the driver (forced through _core._gemm_tuning)."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from fastnn import _core
+
+ORDER = ("generic", "avx2", "avx512")
+ISAS = [isa for isa in ORDER if ORDER.index(isa) <= ORDER.index(_core.detected_isa())]
+# (m, n, k): every awkward size in every position, the training shapes, and sizes that are not
+# multiples of any block (MR 4/6/14, NR 8/16/32, KC 128/256, MC 96..336)
+SHAPES = [(1, 1, 1), (2, 7, 17), (17, 33, 2), (33, 100, 7), (100, 129, 33), (129, 784, 100),
+          (784, 17, 129), (7, 2, 784), (1037, 45, 300), (100, 10, 784), (784, 10, 100),
+          (100, 400, 10), (15, 31, 257)]
+FORMS = [("N", "N"), ("T", "N"), ("N", "T"), ("T", "T")]
+
+
+@pytest.fixture(params=ISAS)
+def isa(request):
+    saved = _core.active_isa()
+    _core.set_isa(request.param)
+    try:
+        yield request.param
+    finally:
+        _core.set_isa(saved)
+
+
+def _operands(rng, m, n, k, op_a, op_b, dtype, view):
+    """A, B stored as the forms require; `view` makes them row-offset, column-offset views of a
+    larger array (row stride > width, base not 64-byte aligned)."""
+    shape_a = (m, k) if op_a == "N" else (k, m)
+    shape_b = (k, n) if op_b == "N" else (n, k)
+    if view:
+        big_a = rng.standard_normal((shape_a[0] + 3, shape_a[1] + 5)).astype(dtype)
+        big_b = rng.standard_normal((shape_b[0] + 2, shape_b[1] + 3)).astype(dtype)
+        return big_a[2:2 + shape_a[0], 1:1 + shape_a[1]], big_b[1:1 + shape_b[0], 3:3 + shape_b[1]]
+    return rng.standard_normal(shape_a).astype(dtype), rng.standard_normal(shape_b).astype(dtype)
+
+
+def _reference(A, B, op_a, op_b, alpha, beta, C):
+    a = A.astype(np.float64).T if op_a == "T" else A.astype(np.float64)
+    b = B.astype(np.float64).T if op_b == "T" else B.astype(np.float64)
+    out = alpha * (a @ b)
+    return out if beta == 0 else out + beta * C.astype(np.float64)
+
+
+def _check(got, expected, dtype, k):
+    # float32: error grows like sqrt(k) * eps * |terms|; compare against the scale of the result
+    scale = max(1.0, float(np.max(np.abs(expected))))
+    tol = (5e-6 if dtype == np.float32 else 1e-13) * np.sqrt(max(k, 1)) * scale
+    np.testing.assert_allclose(got, expected, rtol=0, atol=tol)
+
+
+@pytest.mark.parametrize("op_a,op_b", FORMS, ids=["NN", "TN", "NT", "TT"])
+@pytest.mark.parametrize("m,n,k", SHAPES, ids=["x".join(map(str, s)) for s in SHAPES])
+def test_gemm_every_isa_form_and_shape(isa, dtype, op_a, op_b, m, n, k):
+    rng = np.random.default_rng(m * 10007 + n * 101 + k)
+    A, B = _operands(rng, m, n, k, op_a, op_b, dtype, view=(m + n) % 2 == 0)
+    C = np.full((m, n), np.nan, dtype=dtype)           # beta = 0: C must not be read
+    _core.gemm(op_a, op_b, A, B, C, 1.0, 0.0)
+    _check(C, _reference(A, B, op_a, op_b, 1.0, 0.0, C), dtype, k)
+    C0 = rng.standard_normal((m, n)).astype(dtype)     # alpha, beta
+    C = C0.copy()
+    _core.gemm(op_a, op_b, A, B, C, -0.37, 0.5)
+    _check(C, _reference(A, B, op_a, op_b, -0.37, 0.5, C0), dtype, k)
+
+
+STRATEGIES = [dict(force_pack=1), dict(force_pack=-1), dict(allow_dot_path=False, allow_swap_path=False),
+              dict(single_k_block=False), dict(a_panel_outer=True), dict(kc=64, mc=48, nc=96),
+              dict(parallel_min_flops=0.0)]
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES, ids=[",".join(f"{k}={v}" for k, v in s.items()) for s in STRATEGIES])
+def test_gemm_every_driver_strategy(isa, strategy):
+    previous = _core._gemm_tuning(**strategy)
+    try:
+        for dtype in (np.float32, np.float64):
+            for (m, n, k) in [(129, 100, 300), (100, 10, 784), (784, 10, 100), (33, 47, 513)]:
+                for op_a, op_b in FORMS:
+                    rng = np.random.default_rng(m + n + k)
+                    A, B = _operands(rng, m, n, k, op_a, op_b, dtype, view=True)
+                    C0 = rng.standard_normal((m, n)).astype(dtype)
+                    C = C0.copy()
+                    _core.gemm(op_a, op_b, A, B, C, 0.5, 1.0)
+                    _check(C, _reference(A, B, op_a, op_b, 0.5, 1.0, C0), dtype, k)
+    finally:
+        _core._gemm_tuning(**previous)
+
+
+def test_gemm_one_and_two_threads_bit_identical():
+    import fastnn
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((300, 500)).astype(np.float32)
+    B = rng.standard_normal((500, 400)).astype(np.float32)
+    saved = fastnn.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2):
+            fastnn.set_num_threads(threads)
+            C = np.empty((300, 400), np.float32)
+            _core.gemm("N", "N", A, B, C, 1.0, 0.0)
+            results.append(C)
+    finally:
+        fastnn.set_num_threads(saved)
+    np.testing.assert_array_equal(results[0], results[1])
+
+
+@pytest.mark.parametrize("value,expected", [("generic", "generic"), ("AVX2", "avx2"), ("bogus", None)])
+def test_fastnn_isa_environment_variable(value, expected):
+    """FASTNN_ISA forces a lower ISA at start-up; an unknown or unavailable one falls back to the
+    best available with a warning in build_info()."""
+    if expected and ORDER.index(expected) > ORDER.index(_core.detected_isa()):
+        pytest.skip(f"this CPU lacks {expected}")
+    code = "import fastnn; i = fastnn.build_info(); print(i['simd_active'], '|', i['simd_warning'])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env=dict(os.environ, FASTNN_ISA=value)).stdout.strip()
+    active, warning = [s.strip() for s in out.split("|")]
+    if expected:
+        assert active == expected and warning == ""
+    else:
+        assert active == _core.detected_isa() and "bogus" in warning
