@@ -27,6 +27,27 @@ def backend(request):
         yield request.param
 
 
+ISA_ORDER = ("generic", "avx2", "avx512")
+
+
+def available_isas():
+    """The ISAs whose kernels this CPU can run (FASTNN_ISA / _core.set_isa may force each)."""
+    from fastnn import _core
+    return [isa for isa in ISA_ORDER if ISA_ORDER.index(isa) <= ISA_ORDER.index(_core.detected_isa())]
+
+
+@pytest.fixture(params=available_isas())
+def isa(request):
+    """Runs the test once per available ISA, with the C++ kernels forced to it."""
+    from fastnn import _core
+    saved = _core.active_isa()
+    _core.set_isa(request.param)
+    try:
+        yield request.param
+    finally:
+        _core.set_isa(saved)
+
+
 @pytest.fixture(params=[np.float32, np.float64], ids=["float32", "float64"])
 def dtype(request):
     return np.dtype(request.param)

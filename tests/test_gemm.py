@@ -8,25 +8,13 @@ import numpy as np
 import pytest
 
 from fastnn import _core
-
-ORDER = ("generic", "avx2", "avx512")
-ISAS = [isa for isa in ORDER if ORDER.index(isa) <= ORDER.index(_core.detected_isa())]
+from conftest import ISA_ORDER as ORDER
 # (m, n, k): every awkward size in every position, the training shapes, and sizes that are not
 # multiples of any block (MR 4/6/14, NR 8/16/32, KC 128/256, MC 96..336)
 SHAPES = [(1, 1, 1), (2, 7, 17), (17, 33, 2), (33, 100, 7), (100, 129, 33), (129, 784, 100),
           (784, 17, 129), (7, 2, 784), (1037, 45, 300), (100, 10, 784), (784, 10, 100),
           (100, 400, 10), (15, 31, 257)]
 FORMS = [("N", "N"), ("T", "N"), ("N", "T"), ("T", "T")]
-
-
-@pytest.fixture(params=ISAS)
-def isa(request):
-    saved = _core.active_isa()
-    _core.set_isa(request.param)
-    try:
-        yield request.param
-    finally:
-        _core.set_isa(saved)
 
 
 def _operands(rng, m, n, k, op_a, op_b, dtype, view):

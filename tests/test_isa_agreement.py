@@ -3,21 +3,7 @@ import numpy as np
 import pytest
 
 import fastnn
-from fastnn import _core
 from conftest import random_problem, random_weights
-
-ISAS = [isa for isa in ("generic", "avx2", "avx512")
-        if ("generic", "avx2", "avx512").index(isa) <= ("generic", "avx2", "avx512").index(_core.detected_isa())]
-
-
-@pytest.fixture(params=ISAS)
-def isa(request):
-    saved = _core.active_isa()
-    _core.set_isa(request.param)
-    try:
-        yield request.param
-    finally:
-        _core.set_isa(saved)
 
 
 @pytest.mark.parametrize("sizes,n,batch", [([784, 10], 250, 100), ([37, 3], 29, 4), ([19, 12], 9, 2),
