@@ -62,25 +62,36 @@ def as_parameter(a, name):
     return a
 
 
-def as_labels(y, n, k, name="y"):
-    """Integer class labels, one per row, each in [0, k)."""
-    if isinstance(y, np.ndarray):
-        y = _plain_ndarray(y, name)
+def _as_index_vector(a, name):
+    """A 1-D integer array (array-likes are converted; bool is not an integer here)."""
+    if isinstance(a, np.ndarray):
+        a = _plain_ndarray(a, name)
     else:
         try:
-            y = np.asarray(y)
+            a = np.asarray(a)
         except Exception as exc:
-            raise TypeError(f"{name}: expected a 1-D integer array, got {_describe(y)} ({exc})") from None
-    if y.dtype == np.bool_ or not np.issubdtype(y.dtype, np.integer):
-        raise TypeError(f"{name}: expected an integer dtype, got {y.dtype}")
-    if y.ndim != 1:
-        raise ValueError(f"{name}: expected a 1-D array, got {y.ndim}-D with shape {y.shape}")
+            raise TypeError(f"{name}: expected a 1-D integer array, got {_describe(a)} ({exc})") from None
+    if a.dtype == np.bool_ or not np.issubdtype(a.dtype, np.integer):
+        raise TypeError(f"{name}: expected an integer dtype, got {a.dtype}")
+    if a.ndim != 1:
+        raise ValueError(f"{name}: expected a 1-D array, got {a.ndim}-D with shape {a.shape}")
+    return a
+
+
+def _check_index_range(a, name, bound, what):
+    """Every value of the integer vector `a` in [0, bound); `what` names them in the error."""
+    if a.shape[0]:
+        lo, hi = int(a.min()), int(a.max())
+        if lo < 0 or hi >= bound:
+            raise ValueError(f"{name}: expected {what} in [0, {bound}), got values in [{lo}, {hi}]")
+
+
+def as_labels(y, n, k, name="y"):
+    """Integer class labels, one per row, each in [0, k)."""
+    y = _as_index_vector(y, name)
     if y.shape[0] != n:
         raise ValueError(f"{name}: expected {n} labels (one per row), got {y.shape[0]}")
-    if n:
-        lo, hi = int(y.min()), int(y.max())
-        if lo < 0 or hi >= k:
-            raise ValueError(f"{name}: expected labels in [0, {k}), got values in [{lo}, {hi}]")
+    _check_index_range(y, name, k, "labels")
     return y
 
 
@@ -180,20 +191,10 @@ def as_order(order, n, name="order"):
     """None (data order) or a 1-D integer array of row indices in [0, n) (repeats allowed)."""
     if order is None:
         return None
-    if not isinstance(order, np.ndarray):
-        try:
-            order = np.asarray(order)
-        except Exception as exc:
-            raise TypeError(f"{name}: expected a 1-D integer array, got {_describe(order)} ({exc})") from None
-    if order.dtype == np.bool_ or not np.issubdtype(order.dtype, np.integer):
-        raise TypeError(f"{name}: expected an integer dtype, got {order.dtype}")
-    if order.ndim != 1:
-        raise ValueError(f"{name}: expected a 1-D array, got {order.ndim}-D with shape {order.shape}")
+    order = _as_index_vector(order, name)
     if order.shape[0] == 0:
         raise ValueError(f"{name}: expected at least one row index, got an empty array")
-    lo, hi = int(order.min()), int(order.max())
-    if lo < 0 or hi >= n:
-        raise ValueError(f"{name}: expected row indices in [0, {n}), got values in [{lo}, {hi}]")
+    _check_index_range(order, name, n, "row indices")
     return order
 
 
