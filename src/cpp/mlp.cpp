@@ -6,6 +6,7 @@
 #include <tuple>
 #include <type_traits>
 
+#include "forward_pass.hpp"
 #include "gemm.hpp"
 #include "softmax_cross_entropy.hpp"
 #include "softmax_epoch.hpp"
@@ -32,41 +33,18 @@ struct Scratch {
     }
 };
 
-// Rows [start, start + B) of X as T: a pointer into X itself, or into the widened copy.
+// The batch's rows as T (a pointer into X, or widened into s.x) and the forward pass: see
+// forward_pass.hpp.
 template <typename T, typename TX>
 const T* batch_rows(const DataMatrix<TX>& X, std::int64_t start, std::int64_t B, Scratch<T>& s,
                     std::int64_t& ld) {
-    if constexpr (std::is_same_v<T, TX>) {
-        ld = X.ld;
-        return X.data + start * X.ld;
-    } else {
-        for (std::int64_t r = 0; r < B; ++r) {
-            const TX* src = X.data + (start + r) * X.ld;
-            T* dst = s.x.data() + r * X.cols;
-            for (std::int64_t c = 0; c < X.cols; ++c) dst[c] = static_cast<T>(src[c]);
-        }
-        ld = X.cols;
-        return s.x.data();
-    }
+    return forward_pass::batch_rows(X, nullptr, start, B, s.x, ld);
 }
 
-// Forward pass of B rows: H_i = ReLU(H_{i-1} W_i) (ReLU fused into the GEMM), Z = H_{L-1} W_L
-// written to `logits` (row stride d_L).
 template <typename T>
 void forward(const T* Xb, std::int64_t ldx, std::int64_t B, const Network<T>& net, Scratch<T>& s,
              T* logits) {
-    const std::int64_t L = net.layers();
-    const auto& d = net.dims;
-    const T* in = Xb;
-    std::int64_t ld_in = ldx;
-    for (std::int64_t i = 1; i <= L; ++i) {
-        const bool last = i == L;
-        T* out = last ? logits : s.H[i].data();
-        gemm<T>(Op::N, Op::N, B, d[i], d[i - 1], T(1), in, ld_in, net.W[i - 1], d[i], T(0), out, d[i],
-                last ? Epilogue::none : Epilogue::relu);
-        in = out;
-        ld_in = d[i];
-    }
+    forward_pass::forward<T>(Xb, ldx, B, net.W, nullptr, net.dims, s.H, logits);
 }
 
 // Backward pass of B rows, from G_L = (S − I_y)/B in s.G[L]. For i = L … 1:

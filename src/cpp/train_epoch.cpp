@@ -5,6 +5,7 @@
 #include <stdexcept>
 #include <type_traits>
 
+#include "forward_pass.hpp"
 #include "gemm.hpp"
 #include "softmax_cross_entropy.hpp"
 #include "threads.hpp"
@@ -51,50 +52,6 @@ struct BiasedScratch {
     }
 };
 
-// Forward pass of B rows: H_i = ReLU(H_{i-1} W_i + b_i), Z = H_{L-1} W_L + b_L into `logits`
-// (row stride d_L). The bias is broadcast into the output first and the GEMM accumulates onto
-// it (beta = 1), with the ReLU fused into its epilogue.
-template <typename T>
-void forward(const T* Xb, int64_t ldx, int64_t B, const BiasedNetwork<T>& net,
-             BiasedScratch<T>& s, T* logits) {
-    const int64_t L = net.layers();
-    const auto& d = net.dims;
-    const T* in = Xb;
-    int64_t ld_in = ldx;
-    for (int64_t i = 1; i <= L; ++i) {
-        const bool last = i == L;
-        T* out = last ? logits : s.H[i].data();
-        const T* b = net.b[i - 1];
-        if (b)
-            for (int64_t r = 0; r < B; ++r) std::copy(b, b + d[i], out + r * d[i]);
-        gemm<T>(Op::N, Op::N, B, d[i], d[i - 1], T(1), in, ld_in, net.W[i - 1], d[i],
-                b ? T(1) : T(0), out, d[i], last ? Epilogue::none : Epilogue::relu);
-        in = out;
-        ld_in = d[i];
-    }
-}
-
-// Rows of one batch as T: gathered through `order` (or taken in place when order is null and
-// X already has type T).
-template <typename T, typename TX>
-const T* batch_rows(const DataMatrix<TX>& X, const std::int64_t* order, int64_t start, int64_t B,
-                    BiasedScratch<T>& s, int64_t& ld) {
-    if constexpr (std::is_same_v<T, TX>) {
-        if (!order) {
-            ld = X.ld;
-            return X.data + start * X.ld;
-        }
-    }
-    for (int64_t r = 0; r < B; ++r) {
-        const int64_t row = order ? order[start + r] : start + r;
-        const TX* src = X.data + row * X.ld;
-        T* dst = s.x.data() + r * X.cols;
-        for (int64_t c = 0; c < X.cols; ++c) dst[c] = static_cast<T>(src[c]);
-    }
-    ld = X.cols;
-    return s.x.data();
-}
-
 }  // namespace
 
 template <typename T, typename TX>
@@ -114,12 +71,12 @@ std::int64_t train_epoch(const DataMatrix<TX>& X, const std::int64_t* y, const s
         if (stop_requested && stop_requested()) return start;
         const int64_t B = std::min(batch, n_order - start);
         int64_t ldx;
-        const T* Xb = batch_rows(X, order, start, B, s, ldx);
+        const T* Xb = forward_pass::batch_rows(X, order, start, B, s.x, ldx);
         for (int64_t r = 0; r < B; ++r) s.y[r] = y[order ? order[start + r] : start + r];
 
         // Forward and the fused softmax cross-entropy: G_L = (S − I_y)/B in place of Z.
         T* Z = s.G[L].data();
-        forward(Xb, ldx, B, net, s, Z);
+        forward_pass::forward(Xb, ldx, B, net.W, &net.b, net.dims, s.H, Z);
         double batch_loss = softmax_cross_entropy_rows(Z, k, s.y.data(), B, k,
                                                        T(1) / static_cast<T>(B), Z, k);
         if (alpha != 0) {   // (α/2) Σ ‖W‖², before this batch's update
@@ -199,8 +156,8 @@ void biased_logits(const DataMatrix<TX>& X, const BiasedNetwork<T>& net, T* logi
     for (int64_t start = 0; start < X.rows; start += kChunk) {
         const int64_t rows = std::min(kChunk, X.rows - start);
         int64_t ldx;
-        const T* Xb = batch_rows<T, TX>(X, nullptr, start, rows, s, ldx);
-        forward(Xb, ldx, rows, net, s, logits + start * k);
+        const T* Xb = forward_pass::batch_rows(X, nullptr, start, rows, s.x, ldx);
+        forward_pass::forward(Xb, ldx, rows, net.W, &net.b, net.dims, s.H, logits + start * k);
     }
 }
 

@@ -1,0 +1,62 @@
+// The two steps every epoch loop and evaluation shares (mlp.cpp, train_epoch.cpp):
+// fetching a batch's rows as T, and the forward pass of an L-layer ReLU net.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <type_traits>
+#include <vector>
+
+#include "gemm.hpp"
+#include "mlp.hpp"   // DataMatrix
+
+namespace fastnn::forward_pass {
+
+// Rows of one batch as T: entries start … start + B − 1 of `order` (null: rows start … start+B−1).
+// When the rows can be read in place (no order, X already of type T) this returns a pointer
+// into X (ld = X's row stride); otherwise they are gathered and/or widened into `x`
+// (B × X.cols, allocated by the caller) and ld = X.cols.
+template <typename T, typename TX>
+const T* batch_rows(const DataMatrix<TX>& X, const std::int64_t* order, std::int64_t start,
+                    std::int64_t B, std::vector<T>& x, std::int64_t& ld) {
+    if constexpr (std::is_same_v<T, TX>) {
+        if (!order) {
+            ld = X.ld;
+            return X.data + start * X.ld;
+        }
+    }
+    for (std::int64_t r = 0; r < B; ++r) {
+        const std::int64_t row = order ? order[start + r] : start + r;
+        const TX* src = X.data + row * X.ld;
+        T* dst = x.data() + r * X.cols;
+        for (std::int64_t c = 0; c < X.cols; ++c) dst[c] = static_cast<T>(src[c]);
+    }
+    ld = X.cols;
+    return x.data();
+}
+
+// Forward pass of B rows: H_i = ReLU(H_{i-1} W_i + b_i) into H[i] (0 < i < L), and
+// Z = H_{L-1} W_L + b_L into `logits` (row stride d_L). Biases are optional: `b` null, or a
+// null entry, means none. A bias is broadcast into the output first and the GEMM accumulates
+// onto it (beta = 1); the ReLU is fused into the GEMM's epilogue.
+template <typename T>
+void forward(const T* Xb, std::int64_t ldx, std::int64_t B, const std::vector<T*>& W,
+             const std::vector<T*>* b, const std::vector<std::int64_t>& d,
+             std::vector<std::vector<T>>& H, T* logits) {
+    const std::int64_t L = static_cast<std::int64_t>(W.size());
+    const T* in = Xb;
+    std::int64_t ld_in = ldx;
+    for (std::int64_t i = 1; i <= L; ++i) {
+        const bool last = i == L;
+        T* out = last ? logits : H[i].data();
+        const T* bias = b ? (*b)[i - 1] : nullptr;
+        if (bias)
+            for (std::int64_t r = 0; r < B; ++r) std::copy(bias, bias + d[i], out + r * d[i]);
+        gemm<T>(Op::N, Op::N, B, d[i], d[i - 1], T(1), in, ld_in, W[i - 1], d[i], bias ? T(1) : T(0),
+                out, d[i], last ? Epilogue::none : Epilogue::relu);
+        in = out;
+        ld_in = d[i];
+    }
+}
+
+}  // namespace fastnn::forward_pass
