@@ -136,3 +136,19 @@ def test_softmax_loss_bad_labels(backend):
         fastnn.softmax_loss(Z, [0, 1, 9])
     with pytest.raises(ValueError, match=r"y: expected 3 labels"):
         fastnn.softmax_loss(Z, [0, 1])
+
+
+def test_train_epoch_refuses_labels_sharing_memory_with_a_bias(backend):
+    """Labels stored in a bias's memory would change under the update in the middle of the
+    epoch (the same hazard as labels inside a weight): refused before anything runs."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((6, 4))
+    W = [rng.standard_normal((4, 6)), rng.standard_normal((6, 3))]
+    buf = np.zeros(6)                      # 0.0 reads as the int64 label 0
+    biases = [buf, None]
+    y = buf.view(np.int64)
+    before = [w.copy() for w in W]
+    with pytest.raises(ValueError, match=r"y and biases\[0\]: expected separate arrays"):
+        fastnn.train_epoch(X, y, W, biases, lr=0.1, batch=3)
+    for w, b in zip(W, before):
+        np.testing.assert_array_equal(w, b)

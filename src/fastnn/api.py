@@ -153,10 +153,10 @@ def train_epoch(X, y, weights, biases=None, optimizer=None, lr=0.001, batch=200,
     optimizer._ensure_state(weights, biases)
     first, second = optimizer.buffers()
     buffers = [b for b in (first or []) + (second or []) if b is not None]
-    arrays = [X] + weights + [b for b in biases if b is not None] + buffers
-    labels = ["X"] + names + [n for b, n in zip(biases, bias_names) if b is not None] + \
+    arrays = [X, y] + weights + [b for b in biases if b is not None] + buffers
+    labels = ["X", "y"] + names + [n for b, n in zip(biases, bias_names) if b is not None] + \
         [f"optimizer buffer {j}" for j in range(len(buffers))]
-    v.check_no_overlap(arrays, labels)
+    v.check_no_overlap(arrays, labels, first_parameter=2)
     n = X.shape[0] if order is None else order.shape[0]
     return backend_module().train_epoch(X, y, weights, biases, optimizer, lr, batch, order, alpha) / n
 
