@@ -17,6 +17,7 @@ from .mnist import parse_mnist
 from .model_io import load_model, save_model
 from .optimizers import SGD, Adam
 from .runtime import build_info, get_num_threads, set_num_threads
+from .sparse import SparseRows
 from .training import train_mlp, train_nn, train_softmax
 
 __version__ = "0.1.0"
@@ -30,7 +31,7 @@ __all__ = [
     "set_backend", "get_backend", "available_backends", "use_backend",
     "build_info", "set_num_threads", "get_num_threads",
     "load_mnist", "load_fashion_mnist", "save_model", "load_model", "fit", "History",
-    "train_epoch", "biased_logits", "SGD", "Adam",   # MLPClassifier, SoftmaxRegression: lazy, below
+    "train_epoch", "biased_logits", "SGD", "Adam", "SparseRows",   # MLPClassifier, SoftmaxRegression: lazy, below
 ]
 
 

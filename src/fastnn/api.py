@@ -8,6 +8,7 @@ import numpy as np
 
 from . import validation as v
 from .backends import backend_module
+from .sparse import SparseRows
 
 
 def matmul(A, B):
@@ -48,8 +49,27 @@ def loss_err(h, y):
     return backend_module().loss_err(*_logits_and_labels(h, y, "h"))
 
 
-def _validated_net(X, y, weights, names, in_place):
-    X = v.as_float_matrix(X, "X")
+def _data_matrix(X, sparse):
+    """X validated: a 2-D float array, or with `sparse` also SparseRows (a scipy.sparse matrix
+    is converted to one; SparseRows checked its arrays when it was made)."""
+    if sparse and not isinstance(X, (np.ndarray, SparseRows)) and hasattr(X, "tocsr"):
+        X = SparseRows.from_scipy(X)
+    if not (sparse and isinstance(X, SparseRows)):
+        return v.as_float_matrix(X, "X")
+    if 0 in X.shape:
+        raise ValueError(f"X: expected a non-empty matrix, got shape {X.shape}")
+    return X
+
+
+def _data_arrays(X):
+    """The arrays holding X and their names, for the overlap checks."""
+    if isinstance(X, SparseRows):
+        return [X.data, X.indices, X.indptr], ["X.data", "X.indices", "X.indptr"]
+    return [X], ["X"]
+
+
+def _validated_net(X, y, weights, names, in_place, sparse=False):
+    X = _data_matrix(X, sparse)
     if in_place:
         weights = [v.as_parameter(W, name) for W, name in zip(weights, names)]
     else:
@@ -58,7 +78,8 @@ def _validated_net(X, y, weights, names, in_place):
     if y is not None:
         y = v.as_labels(y, X.shape[0], weights[-1].shape[1])
     if in_place:
-        v.check_no_overlap([X, y] + weights, ["X", "y"] + names, first_parameter=2)
+        X_arrays, X_names = _data_arrays(X)
+        v.check_no_overlap(X_arrays + [y] + weights, X_names + ["y"] + names, first_parameter=len(X_arrays) + 1)
     return X, y, weights
 
 
@@ -114,10 +135,10 @@ def evaluate(X, y, weights):
     return backend_module().evaluate(X, y, weights)
 
 
-def _validated_biased_net(X, y, weights, biases, in_place):
+def _validated_biased_net(X, y, weights, biases, in_place, sparse=False):
     weights = v.as_weight_list(weights)
     names = _layer_names(weights)
-    X, y, weights = _validated_net(X, y, weights, names, in_place=in_place)
+    X, y, weights = _validated_net(X, y, weights, names, in_place=in_place, sparse=sparse)
     biases = v.as_bias_list(biases, weights, writeable=in_place)
     bias_names = [f"biases[{i}]" for i in range(len(weights))]
     v.check_same_dtype(weights + biases, names + bias_names)
@@ -130,6 +151,12 @@ def train_epoch(X, y, weights, biases=None, optimizer=None, lr=0.001, batch=200,
     penalty (alpha / 2B) Σ ‖W_i‖² of each batch of B rows (scikit-learn's MLP objective).
 
     Args:
+        X: the data, rows × d_0: a 2-D float32/float64 array, or `fastnn.SparseRows` (a
+            scipy.sparse matrix is converted to one, which sorts a copy when needed). With
+            SparseRows the cpp backend skips X's zeros in the first layer (X W_1 and Xᵀ G_1);
+            the result equals the dense epoch's up to rounding. float32 SparseRows under float64
+            parameters are converted to float64 on each call (a copy of the values).
+        y: integer labels in [0, d_L), one per row of X.
         weights: list of L writeable 2-D arrays W_i (d_{i-1} × d_i), updated in place.
         biases: None (no biases) or a list of L entries, each None or a writeable 1-D array of
             d_i values; all parameters share one dtype.
@@ -145,7 +172,8 @@ def train_epoch(X, y, weights, biases=None, optimizer=None, lr=0.001, batch=200,
         the epoch's mean loss: Σ_batches B · loss_batch / rows visited, each batch's loss taken
         with the parameters before its update (scikit-learn's `loss_curve_` entry).
     """
-    X, y, weights, biases, names, bias_names = _validated_biased_net(X, y, weights, biases, in_place=True)
+    X, y, weights, biases, names, bias_names = _validated_biased_net(X, y, weights, biases, in_place=True,
+                                                                     sparse=True)
     optimizer = v.as_optimizer(optimizer)
     order = v.as_order(order, X.shape[0])
     lr, batch = v.as_learning_rate(lr), v.as_batch_size(batch)
@@ -153,10 +181,11 @@ def train_epoch(X, y, weights, biases=None, optimizer=None, lr=0.001, batch=200,
     optimizer._ensure_state(weights, biases)
     first, second = optimizer.buffers()
     buffers = [b for b in (first or []) + (second or []) if b is not None]
-    arrays = [X, y] + weights + [b for b in biases if b is not None] + buffers
-    labels = ["X", "y"] + names + [n for b, n in zip(biases, bias_names) if b is not None] + \
+    X_arrays, X_names = _data_arrays(X)
+    arrays = X_arrays + [y] + weights + [b for b in biases if b is not None] + buffers
+    labels = X_names + ["y"] + names + [n for b, n in zip(biases, bias_names) if b is not None] + \
         [f"optimizer buffer {j}" for j in range(len(buffers))]
-    v.check_no_overlap(arrays, labels, first_parameter=2)
+    v.check_no_overlap(arrays, labels, first_parameter=len(X_arrays) + 1)
     n = X.shape[0] if order is None else order.shape[0]
     return backend_module().train_epoch(X, y, weights, biases, optimizer, lr, batch, order, alpha) / n
 

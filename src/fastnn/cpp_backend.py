@@ -11,13 +11,17 @@ them, without ever letting an in-place update land on a temporary:
   * labels are passed as int64;
   * every array handed to the core is aligned for its dtype (an unaligned view, e.g. from
     np.frombuffer at an odd offset, is copied: the core reads and writes T* directly);
-  * batch sizes beyond n are passed as n (the same single batch; fits the core's int64).
+  * batch sizes beyond n are passed as n (the same single batch; fits the core's int64);
+  * X as SparseRows (train_epoch only) goes to the core's CSR epoch as its three arrays; the core
+    takes values of the parameters' dtype only, so float32 values under float64 parameters are
+    converted (one copy of the values per call).
 """
 import contextlib
 
 import numpy as np
 
 from . import _core
+from .sparse import SparseRows
 
 _F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
 
@@ -156,7 +160,13 @@ def biased_logits(X, weights, biases):
 
 def train_epoch(X, y, weights, biases, optimizer, lr, batch, order, alpha):
     L = len(weights)
-    dtype = np.result_type(X, *weights)
+    if isinstance(X, SparseRows):   # the CSR epoch: X goes as its arrays, the rest is the same
+        dtype = np.result_type(X.dtype, *weights)
+        core_epoch = _core.train_epoch_csr
+        x_args = (X.data.astype(dtype, copy=False), X.indices, X.indptr, X.shape[1])
+    else:
+        dtype = np.result_type(X, *weights)
+        core_epoch, x_args = _core.train_epoch, (_data(X, dtype),)
     first, second = optimizer.buffers()
     first = list(first) if first is not None else [None] * (2 * L)
     second = list(second) if second is not None else [None] * (2 * L)
@@ -167,8 +177,8 @@ def train_epoch(X, y, weights, biases, optimizer, lr, batch, order, alpha):
             slots[j] = w
         t = np.array([getattr(optimizer, "t", 0)], dtype=np.int64)
         try:
-            return _core.train_epoch(
-                _data(X, dtype), _labels(y), None if order is None else np.ascontiguousarray(order, np.int64),
+            return core_epoch(
+                *x_args, _labels(y), None if order is None else np.ascontiguousarray(order, np.int64),
                 slots[:L], slots[L:2 * L], optimizer.kind, slots[2 * L:4 * L], slots[4 * L:], t,
                 float(lr), int(batch), float(alpha), float(getattr(optimizer, "momentum", 0.0)),
                 bool(getattr(optimizer, "nesterov", False)), float(getattr(optimizer, "beta_1", 0.9)),

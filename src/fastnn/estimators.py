@@ -9,7 +9,9 @@ the 'sgd' and 'adam' solvers and the ReLU activation), the same Glorot-uniform i
 drawn from the same random stream, the same per-epoch shuffling, L2 penalty, loss curve,
 stopping rule (tol / n_iter_no_change / early_stopping) and ConvergenceWarning. Every epoch runs
 in `fastnn.train_epoch` on the chosen backend (the C++ one by default: the whole epoch runs
-without the GIL, and only one batch of rows is gathered at a time).
+without the GIL, and only one batch of rows is gathered at a time). On the C++ backend, training
+data that is at most half nonzeros (MNIST: 19%) is converted once per fit/partial_fit call to
+`fastnn.SparseRows`, so that the first layer skips the zeros; predictions stay dense.
 
 Differences from scikit-learn, on purpose:
   * the output layer is always a softmax over the classes, also for two classes (scikit-learn
@@ -20,7 +22,7 @@ Differences from scikit-learn, on purpose:
     'invscaling' and 'adaptive' are scikit-learn's schedules of `learning_rate_init`;
   * `backend` ('numpy', 'cpp', or None for fastnn's current backend) and `dtype` (None: the
     data's float32/float64, as scikit-learn; or 'float32'/'float64') choose how it computes;
-  * no `sample_weight`, no sparse input, no multi-label targets, activation 'relu' only,
+  * no `sample_weight`, no scipy.sparse input, no multi-label targets, activation 'relu' only,
     no 'lbfgs' solver.
 
 scikit-learn is an optional dependency (`pip install fastnn[sklearn]`): this module imports
@@ -33,8 +35,9 @@ import warnings
 import numpy as np
 
 from . import api
-from .backends import use_backend
+from .backends import get_backend, use_backend
 from .optimizers import SGD, Adam
+from .sparse import SparseRows
 
 try:
     from sklearn.base import BaseEstimator, ClassifierMixin
@@ -105,6 +108,12 @@ def _softmax(Z):
 class _FastnnClassifierBase(ClassifierMixin, BaseEstimator):
     """The training loop shared by the estimators (scikit-learn's _fit_stochastic, with every
     epoch in fastnn.train_epoch). Subclasses define __init__ and _hidden_layer_sizes()."""
+
+    # On the cpp backend, training data with at most this fraction of nonzeros is passed to
+    # train_epoch as SparseRows (the first layer skips its zeros; the result equals the dense
+    # epoch's up to rounding). None: always dense. Not a constructor parameter (so get_params,
+    # clone and check_estimator do not see it): set it on the class or on an instance.
+    _sparse_max_density = 0.5
 
     def _hidden_layer_sizes(self):
         raise NotImplementedError
@@ -267,6 +276,7 @@ class _FastnnClassifierBase(ClassifierMixin, BaseEstimator):
         sample_idx = np.arange(n_train)
         try:
             with self._backend():
+                X_train = self._training_data(X)
                 for _ in range(p["max_iter"]):
                     if p["shuffle"]:   # scikit-learn's utils.shuffle of the index: same stream
                         sample_idx = sample_idx[self._random_state.permutation(n_train)]
@@ -275,7 +285,7 @@ class _FastnnClassifierBase(ClassifierMixin, BaseEstimator):
                     else:
                         order = sample_idx if p["shuffle"] else None
                     lr = p["lr_init"] if self.solver == "adam" else self._learning_rate
-                    self.loss_ = api.train_epoch(X, y, self.coefs_, biases, self._optimizer, lr=lr,
+                    self.loss_ = api.train_epoch(X_train, y, self.coefs_, biases, self._optimizer, lr=lr,
                                                  batch=batch, order=order, alpha=p["alpha"])
                     self.n_iter_ += 1
                     self.t_ += n_train
@@ -303,6 +313,14 @@ class _FastnnClassifierBase(ClassifierMixin, BaseEstimator):
         if p["early_stopping"]:
             self.coefs_ = self._best_coefs
             self.intercepts_ = self._best_intercepts
+
+    def _training_data(self, X):
+        """X, or on the cpp backend SparseRows of X when at most `_sparse_max_density` of it is
+        nonzero (all of X: `order` still selects the training rows)."""
+        if self._sparse_max_density is None or get_backend() != "cpp":
+            return X
+        sparse = SparseRows.from_dense(X, X.dtype, max_density=self._sparse_max_density)
+        return X if sparse is None else sparse
 
     def _update_no_improvement(self, val_score, p):
         if val_score is not None:

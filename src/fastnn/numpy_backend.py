@@ -21,6 +21,8 @@ import math
 
 import numpy as np
 
+from .sparse import SparseRows
+
 
 def matmul(A, B):
     """A · B."""
@@ -169,7 +171,8 @@ def _adam_update(p, g, m, v, lr_t, beta_1, beta_2, epsilon, l2):
 def train_epoch(X, y, weights, biases, optimizer, lr, batch, order, alpha):
     """One epoch over the rows X[order] (order None: data order) in batches of `batch` rows,
     updating the parameters and the optimizer's state in place. Returns Σ over the batches of
-    B · (the batch's loss, with the parameters before its update)."""
+    B · (the batch's loss, with the parameters before its update). X may be SparseRows: each
+    batch's rows are then gathered as a dense array, and the math is the same."""
     L = len(weights)
     n = X.shape[0] if order is None else order.shape[0]
     first, second = optimizer.buffers()
@@ -177,7 +180,8 @@ def train_epoch(X, y, weights, biases, optimizer, lr, batch, order, alpha):
     loss_sum = 0.0
     for b in _batches(n, batch):
         idx = b if order is None else order[b]
-        Xb, yb = X[idx], y[idx]                # gathers only this batch's rows
+        Xb = X.rows(idx) if isinstance(X, SparseRows) else X[idx]   # gathers only this batch's rows
+        yb = y[idx]
         B = Xb.shape[0]
         H = [Xb]                               # H_0 = X_b, H_i = ReLU(H_{i-1} W_i + b_i)
         for i in range(L):
