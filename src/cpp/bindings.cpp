@@ -18,6 +18,8 @@
 #include "probe.hpp"
 #include "relu.hpp"
 #include "softmax_cross_entropy.hpp"
+#include "sparse_checks.hpp"
+#include "sparse_rows.hpp"
 #include "threads.hpp"
 #include "train_epoch.hpp"
 
@@ -64,6 +66,53 @@ StopRequested python_signal_check() {
         py::gil_scoped_acquire gil;
         return PyErr_CheckSignals() != 0;
     };
+}
+
+OptimizerConfig optimizer_config(const std::string& kind, int64_t batch, const py::array& t, double momentum,
+                                 bool nesterov, double beta1, double beta2, double epsilon) {
+    OptimizerConfig opt;
+    if (kind == "sgd") opt.kind = OptimizerKind::sgd;
+    else if (kind == "adam") opt.kind = OptimizerKind::adam;
+    else throw py::value_error("kind: expected 'sgd' or 'adam', got '" + kind + "'");
+    opt.momentum = momentum;
+    opt.nesterov = nesterov;
+    opt.beta1 = beta1;
+    opt.beta2 = beta2;
+    opt.epsilon = epsilon;
+    if (batch < 1) throw py::value_error("batch: expected an integer >= 1, got " + std::to_string(batch));
+    if (!t.dtype().equal(py::dtype::of<int64_t>()) || t.ndim() != 1 || t.shape(0) != 1 ||
+        !t.writeable() || !(t.flags() & py::array::c_style))
+        throw py::value_error("t: expected a writeable int64 array of shape (1,)");
+    return opt;
+}
+
+// The checks and the call shared by train_epoch and train_epoch_csr: `epoch(labels, order,
+// count, net, opt, state, lr, batch, alpha, &loss_sum, stop)` runs the epoch on X (rows × cols).
+template <typename T, typename Epoch>
+double run_train_epoch(int64_t rows, int64_t cols, const py::array& y, const py::object& order,
+                       const py::list& weights, const py::object& biases, const OptimizerConfig& opt,
+                       const py::list& first, const py::list& second, const py::array& t, Epoch&& epoch,
+                       double lr, int64_t batch, double alpha) {
+    const BiasedNetwork<T> net = biased_network<T>(weights, biases, cols, /*writeable=*/true);
+    const int64_t* labels_ = labels(y, rows, net.dims.back(), "y");
+    const int64_t* order_ = nullptr;
+    int64_t count = rows;
+    if (!order.is_none()) order_ = row_order(order.cast<py::array>(), rows, count);
+    OptimizerState<T> state;
+    const bool adam = opt.kind == OptimizerKind::adam;
+    state.first = buffer_list<T>(first, net, adam ? "m" : "velocities", /*optional=*/!adam);
+    state.second = adam ? buffer_list<T>(second, net, "v", false)
+                        : std::vector<T*>(static_cast<std::size_t>(2 * net.layers()), nullptr);
+    state.t = static_cast<int64_t*>(const_cast<void*>(t.data()));
+    const StopRequested stop = python_signal_check();
+    double loss_sum = 0;
+    int64_t done;
+    {
+        py::gil_scoped_release nogil;
+        done = epoch(labels_, order_, count, net, opt, state, lr, batch, alpha, &loss_sum, stop);
+    }
+    if (done < count) throw py::error_already_set();   // the signal handler's exception
+    return loss_sum;
 }
 
 }  // namespace
@@ -209,53 +258,80 @@ PYBIND11_MODULE(_core, m) {
        "(Σ loss, number of errors) over the dataset.");
 
     // ---- Biased networks and optimizers (train_epoch.hpp, optimizers.hpp): the estimators' core.
+    // X is dense (train_epoch) or CSR (train_epoch_csr); every other argument is the same.
     m.def("train_epoch", [](const py::array& X, const py::array& y, const py::object& order,
                             const py::list& weights, const py::object& biases, const std::string& kind,
                             const py::list& first, const py::list& second, const py::array& t,
                             double lr, int64_t batch, double alpha, double momentum, bool nesterov,
                             double beta1, double beta2, double epsilon) {
-        OptimizerConfig opt;
-        if (kind == "sgd") opt.kind = OptimizerKind::sgd;
-        else if (kind == "adam") opt.kind = OptimizerKind::adam;
-        else throw py::value_error("kind: expected 'sgd' or 'adam', got '" + kind + "'");
-        opt.momentum = momentum;
-        opt.nesterov = nesterov;
-        opt.beta1 = beta1;
-        opt.beta2 = beta2;
-        opt.epsilon = epsilon;
-        if (batch < 1) throw py::value_error("batch: expected an integer >= 1, got " + std::to_string(batch));
-        if (!t.dtype().equal(py::dtype::of<int64_t>()) || t.ndim() != 1 || t.shape(0) != 1 ||
-            !t.writeable() || !(t.flags() & py::array::c_style))
-            throw py::value_error("t: expected a writeable int64 array of shape (1,)");
-        int64_t done = 0, count = 0;
-        double loss_sum = 0;
-        dispatch(first_dtype(weights), X.dtype(), [&](auto tt, auto tx) {
+        const OptimizerConfig opt = optimizer_config(kind, batch, t, momentum, nesterov, beta1, beta2, epsilon);
+        return dispatch(first_dtype(weights), X.dtype(), [&](auto tt, auto tx) {
             using T = typename decltype(tt)::type;
             using TX = typename decltype(tx)::type;
             const auto x = data_matrix<TX>(X, "X");
-            const BiasedNetwork<T> net = biased_network<T>(weights, biases, x.cols, /*writeable=*/true);
-            const int64_t* labels_ = labels(y, x.rows, net.dims.back(), "y");
-            const int64_t* order_ = nullptr;
-            count = x.rows;
-            if (!order.is_none()) order_ = row_order(order.cast<py::array>(), x.rows, count);
-            OptimizerState<T> state;
-            const bool adam = opt.kind == OptimizerKind::adam;
-            state.first = buffer_list<T>(first, net, adam ? "m" : "velocities", /*optional=*/!adam);
-            state.second = adam ? buffer_list<T>(second, net, "v", false)
-                                : std::vector<T*>(static_cast<std::size_t>(2 * net.layers()), nullptr);
-            state.t = static_cast<int64_t*>(const_cast<void*>(t.data()));
-            const StopRequested stop = python_signal_check();
-            py::gil_scoped_release nogil;
-            done = train_epoch<T, TX>(x, labels_, order_, count, net, opt, state, lr, batch, alpha,
-                                      &loss_sum, stop);
+            return run_train_epoch<T>(x.rows, x.cols, y, order, weights, biases, opt, first, second, t,
+                                      [&](const auto&... a) { return train_epoch<T, TX>(x, a...); },
+                                      lr, batch, alpha);
         });
-        if (done < count) throw py::error_already_set();   // the signal handler's exception
-        return loss_sum;
     }, py::arg("X").noconvert(), py::arg("y").noconvert(), py::arg("order"), py::arg("weights"),
        py::arg("biases"), py::arg("kind"), py::arg("first"), py::arg("second"), py::arg("t").noconvert(),
        py::arg("lr"), py::arg("batch"), py::arg("alpha"), py::arg("momentum"), py::arg("nesterov"),
        py::arg("beta1"), py::arg("beta2"), py::arg("epsilon"),
        "One epoch of SGD/Adam with biases and L2 over the rows X[order]; returns Σ batch losses × B.");
+
+    m.def("train_epoch_csr", [](const py::array& data, const py::array& indices, const py::array& indptr,
+                                int64_t n_cols, const py::array& y, const py::object& order,
+                                const py::list& weights, const py::object& biases, const std::string& kind,
+                                const py::list& first, const py::list& second, const py::array& t,
+                                double lr, int64_t batch, double alpha, double momentum, bool nesterov,
+                                double beta1, double beta2, double epsilon) {
+        const OptimizerConfig opt = optimizer_config(kind, batch, t, momentum, nesterov, beta1, beta2, epsilon);
+        return dispatch(first_dtype(weights), data.dtype(), [&](auto tt, auto tx) {
+            using T = typename decltype(tt)::type;
+            using TX = typename decltype(tx)::type;
+            if constexpr (!std::is_same_v<T, TX>) {
+                throw py::type_error("X.data: expected the parameters' dtype " + std::string(dtype_name<T>()) +
+                                     ", got " + dtype_of(data));
+                return 0.0;
+            } else {
+                const SparseRowsView<T> x = sparse_rows_view<T>(data, indices, indptr, n_cols);
+                return run_train_epoch<T>(x.rows, x.cols, y, order, weights, biases, opt, first, second, t,
+                                          [&](const auto&... a) { return train_epoch_sparse<T>(x, a...); },
+                                          lr, batch, alpha);
+            }
+        });
+    }, py::arg("data").noconvert(), py::arg("indices").noconvert(), py::arg("indptr").noconvert(),
+       py::arg("n_cols"), py::arg("y").noconvert(), py::arg("order"), py::arg("weights"),
+       py::arg("biases"), py::arg("kind"), py::arg("first"), py::arg("second"), py::arg("t").noconvert(),
+       py::arg("lr"), py::arg("batch"), py::arg("alpha"), py::arg("momentum"), py::arg("nesterov"),
+       py::arg("beta1"), py::arg("beta2"), py::arg("epsilon"),
+       "train_epoch with X in CSR form (data, indices int32, indptr int64; n_cols columns).");
+
+    m.def("dense_to_csr", [](const py::array& X, const py::dtype& dtype, double max_density) -> py::object {
+        return dispatch(dtype, X.dtype(), [&](auto tt, auto tx) -> py::object {
+            using T = typename decltype(tt)::type;
+            using TX = typename decltype(tx)::type;
+            const auto x = data_matrix<TX>(X, "X");
+            int64_t nnz;
+            {
+                py::gil_scoped_release nogil;
+                nnz = count_nonzeros<TX>(x.data, x.rows, x.cols, x.ld);
+            }
+            if (static_cast<double>(nnz) > max_density * static_cast<double>(x.rows) * static_cast<double>(x.cols))
+                return py::none();
+            if (x.cols > INT32_MAX) throw py::value_error("X: expected at most 2**31 - 1 columns, got " + std::to_string(x.cols));
+            py::array_t<T> values(nnz);
+            py::array_t<std::int32_t> idx(nnz);
+            py::array_t<int64_t> ptr(x.rows + 1);
+            {
+                py::gil_scoped_release nogil;
+                dense_to_csr<TX, T>(x.data, x.rows, x.cols, x.ld, ptr.mutable_data(), idx.mutable_data(),
+                                    values.mutable_data());
+            }
+            return py::make_tuple(values, idx, ptr);
+        });
+    }, py::arg("X").noconvert(), py::arg("dtype"), py::arg("max_density") = 1.0,
+       "(data, indices, indptr) of X's nonzeros as dtype, or None when more than max_density of X is nonzero.");
 
     m.def("biased_logits", [](const py::array& X, const py::list& weights, const py::object& biases,
                               const py::array& out) {

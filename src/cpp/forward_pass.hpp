@@ -35,25 +35,30 @@ const T* batch_rows(const DataMatrix<TX>& X, const std::int64_t* order, std::int
     return x.data();
 }
 
-// Forward pass of B rows: H_i = ReLU(H_{i-1} W_i + b_i) into H[i] (0 < i < L), and
-// Z = H_{L-1} W_L + b_L into `logits` (row stride d_L). Biases are optional: `b` null, or a
-// null entry, means none. A bias is broadcast into the output first and the GEMM accumulates
-// onto it (beta = 1); the ReLU is fused into the GEMM's epilogue.
+// One layer of B rows: out = act(in W + b) (row stride d_out), act = ReLU when `relu`, else the
+// identity. A bias (optional: null means none) is broadcast into the output first and the GEMM
+// accumulates onto it (beta = 1); the ReLU is fused into the GEMM's epilogue.
 template <typename T>
-void forward(const T* Xb, std::int64_t ldx, std::int64_t B, const std::vector<T*>& W,
+void layer(const T* in, std::int64_t ld_in, std::int64_t B, const T* W, const T* bias, std::int64_t d_in,
+           std::int64_t d_out, T* out, bool relu) {
+    if (bias)
+        for (std::int64_t r = 0; r < B; ++r) std::copy(bias, bias + d_out, out + r * d_out);
+    gemm<T>(Op::N, Op::N, B, d_out, d_in, T(1), in, ld_in, W, d_out, bias ? T(1) : T(0), out, d_out,
+            relu ? Epilogue::relu : Epilogue::none);
+}
+
+// Forward pass of B rows through layers first … L (1-based; `in` is H_{first-1}):
+// H_i = ReLU(H_{i-1} W_i + b_i) into H[i] (i < L), and Z = H_{L-1} W_L + b_L into `logits`
+// (row stride d_L). `b` null, or a null entry, means no bias. H[i] holds B × d_i values.
+template <typename T, typename Buffers>
+void forward(const T* in, std::int64_t ld_in, std::int64_t B, const std::vector<T*>& W,
              const std::vector<T*>* b, const std::vector<std::int64_t>& d,
-             std::vector<std::vector<T>>& H, T* logits) {
+             Buffers& H, T* logits, std::int64_t first = 1) {
     const std::int64_t L = static_cast<std::int64_t>(W.size());
-    const T* in = Xb;
-    std::int64_t ld_in = ldx;
-    for (std::int64_t i = 1; i <= L; ++i) {
+    for (std::int64_t i = first; i <= L; ++i) {
         const bool last = i == L;
         T* out = last ? logits : H[i].data();
-        const T* bias = b ? (*b)[i - 1] : nullptr;
-        if (bias)
-            for (std::int64_t r = 0; r < B; ++r) std::copy(bias, bias + d[i], out + r * d[i]);
-        gemm<T>(Op::N, Op::N, B, d[i], d[i - 1], T(1), in, ld_in, W[i - 1], d[i], bias ? T(1) : T(0),
-                out, d[i], last ? Epilogue::none : Epilogue::relu);
+        layer<T>(in, ld_in, B, W[i - 1], b ? (*b)[i - 1] : nullptr, d[i - 1], d[i], out, !last);
         in = out;
         ld_in = d[i];
     }

@@ -21,6 +21,11 @@
 //
 // The arithmetic is in T (float32 or float64), like NumPy's for arrays of that dtype with
 // Python-float scalars. Element-wise: the result does not depend on the thread count.
+//
+// The loops are compiled once per ISA (optimizer_kernels_{generic,avx2,avx512}.cpp, each with
+// its own flags and -fno-math-errno so that sqrt vectorises) and called through the active
+// ISA's UpdateKernels. They sit in an anonymous namespace so that each of those files keeps its
+// own copy: the linker must never merge an AVX-512 instantiation into the generic path.
 #pragma once
 
 #include <cmath>
@@ -38,6 +43,8 @@ struct OptimizerConfig {
     double beta2 = 0.999;     // Adam
     double epsilon = 1e-8;    // Adam
 };
+
+namespace {   // one copy per including file (see above)
 
 // SGD with (optionally Nesterov) momentum; `velocity` may be null (plain SGD, momentum unused).
 template <typename T>
@@ -78,5 +85,26 @@ void adam_update(T* p, const T* g, T* m, T* v, std::int64_t n, T lr_t, double be
         p[j] -= lr_t * mj / (std::sqrt(vj) + eps);                  // p ← p − η_t m / (√v + ε)
     }
 }
+
+}  // namespace
+
+// The update loops of one ISA, as function pointers; update_kernels<T>() picks the active ISA's.
+template <typename T>
+struct UpdateKernels {
+    void (*sgd)(T* p, const T* g, T* velocity, std::int64_t n, T lr, T momentum, bool nesterov, T l2);
+    void (*adam)(T* p, const T* g, T* m, T* v, std::int64_t n, T lr_t, double beta1, double beta2, T eps, T l2);
+};
+
+template <typename T>
+UpdateKernels<T> update_kernels();   // by active_isa() (optimizer_kernels.cpp)
+
+namespace optimizer_detail {
+UpdateKernels<float> generic_update_kernels_f32();
+UpdateKernels<double> generic_update_kernels_f64();
+UpdateKernels<float> avx2_update_kernels_f32();
+UpdateKernels<double> avx2_update_kernels_f64();
+UpdateKernels<float> avx512_update_kernels_f32();
+UpdateKernels<double> avx512_update_kernels_f64();
+}  // namespace optimizer_detail
 
 }  // namespace fastnn

@@ -2,12 +2,15 @@
 #include "train_epoch.hpp"
 
 #include <algorithm>
+#include <memory>
+#include <new>
 #include <stdexcept>
 #include <type_traits>
 
 #include "forward_pass.hpp"
 #include "gemm.hpp"
 #include "softmax_cross_entropy.hpp"
+#include "sparse_rows.hpp"
 #include "threads.hpp"
 
 namespace fastnn {
@@ -17,40 +20,359 @@ using std::int64_t;
 
 inline std::size_t sz(int64_t n) { return static_cast<std::size_t>(n); }
 
-// Parameter updates are split into chunks of this many values, shared among the threads.
+// Parameter updates are split into chunks of about this many values, shared among the threads.
 constexpr int64_t kUpdateChunk = 16384;
 
-// Scratch for batches of up to `rows` rows, allocated once per call and reused.
+// Scratch rows start on cache lines: an allocator for 64-byte-aligned vectors.
+template <typename T>
+struct CacheLineAllocator {
+    using value_type = T;
+    CacheLineAllocator() = default;
+    template <typename U>
+    CacheLineAllocator(const CacheLineAllocator<U>&) {}
+    T* allocate(std::size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(64))); }
+    void deallocate(T* p, std::size_t) { ::operator delete(p, std::align_val_t(64)); }
+    template <typename U>
+    bool operator==(const CacheLineAllocator<U>&) const { return true; }
+    template <typename U>
+    bool operator!=(const CacheLineAllocator<U>&) const { return false; }
+};
+template <typename T>
+using AlignedVector = std::vector<T, CacheLineAllocator<T>>;
+
+// `n` rounded up to whole 64-byte lines of T.
+template <typename T>
+int64_t padded(int64_t n) {
+    constexpr int64_t line = 64 / static_cast<int64_t>(sizeof(T));
+    return (n + line - 1) / line * line;
+}
+
+// Scratch for batches of up to `rows` rows, allocated once per call and reused. Layer i's
+// activations and gradients have row stride ld[i] (d_i, or d_i padded to whole cache lines).
 template <typename T>
 struct BiasedScratch {
-    std::vector<T> x;                   // gathered (and/or widened) batch rows, rows × d_0
     std::vector<std::int64_t> y;        // gathered labels
-    std::vector<std::vector<T>> H;      // H[i], i = 1 … L−1: rows × d_i (post-ReLU)
-    std::vector<std::vector<T>> G;      // G[i], i = 1 … L: rows × d_i; G[L] holds Z first
-    std::vector<std::vector<T>> gW;     // ∇W_i without the L2 term (training only)
+    std::vector<AlignedVector<T>> H;    // H[i], i = 1 … L−1: rows × d_i (post-ReLU)
+    std::vector<AlignedVector<T>> G;    // G[i], i = 1 … L: rows × d_i; G[L] holds Z first
+    std::vector<AlignedVector<T>> gW;   // ∇W_i without the L2 term (training only), row stride ld[i+1]
     std::vector<std::vector<T>> gb;     // ∇b_i (training only, present biases)
 
-    BiasedScratch(const BiasedNetwork<T>& net, int64_t rows, bool need_x, bool train) {
+    BiasedScratch(const BiasedNetwork<T>& net, int64_t rows, const std::vector<int64_t>& ld, bool train) {
         const int64_t L = net.layers();
         const auto& d = net.dims;
-        if (need_x) x.resize(sz(rows * d[0]));
         if (train) y.resize(sz(rows));
         H.resize(sz(L));
         G.resize(sz(L + 1));
         for (int64_t i = 1; i <= L; ++i) {
-            if (i < L) H[i].resize(sz(rows * d[i]));
-            G[i].resize(sz(rows * d[i]));
+            if (i < L) H[i].resize(sz(rows * ld[i]));
+            G[i].resize(sz(rows * ld[i]));
         }
         if (train) {
             gW.resize(sz(L));
             gb.resize(sz(L));
             for (int64_t i = 0; i < L; ++i) {
-                gW[i].resize(sz(d[i] * d[i + 1]));
+                gW[i].resize(sz(d[i] * ld[i + 1]));
                 if (net.b[i]) gb[i].resize(sz(d[i + 1]));
             }
         }
     }
 };
+
+// W_1 with its rows padded to whole cache lines, for the sparse products (whose loads of a row
+// of W_1 then never straddle two lines). The caller's W_1 is copied in at construction and the
+// copy is written back when this goes out of scope, however the epoch ends.
+template <typename T>
+class PaddedWeights {
+public:
+    PaddedWeights(T* W, int64_t rows, int64_t cols) : W_(W), rows_(rows), cols_(cols), ld_(padded<T>(cols)),
+                                                      copy_(sz(rows * ld_)) {
+        for (int64_t r = 0; r < rows; ++r) std::copy(W + r * cols, W + (r + 1) * cols, copy_.data() + r * ld_);
+    }
+    ~PaddedWeights() {
+        for (int64_t r = 0; r < rows_; ++r)
+            std::copy(copy_.data() + r * ld_, copy_.data() + r * ld_ + cols_, W_ + r * cols_);
+    }
+    PaddedWeights(const PaddedWeights&) = delete;
+    PaddedWeights& operator=(const PaddedWeights&) = delete;
+    T* data() { return copy_.data(); }
+    int64_t ld() const { return ld_; }
+
+private:
+    T* W_;
+    int64_t rows_, cols_, ld_;
+    AlignedVector<T> copy_;
+};
+
+}  // namespace
+
+namespace {
+
+// Where a batch's rows come from, and the first layer's two products with them. The rest of the
+// epoch (hidden layers, softmax, backward, update) is shared by both kinds of input.
+//
+// Dense rows: read in place or gathered (and/or widened) into scratch; the products are GEMMs.
+template <typename T, typename TX>
+class DenseInput {
+public:
+    DenseInput(const DataMatrix<TX>& X, const int64_t* order, int64_t max_rows)
+        : X_(X), order_(order) {
+        if (order != nullptr || !std::is_same_v<T, TX>) x_.resize(sz(max_rows * X.cols));
+    }
+    void fetch(int64_t start, int64_t B) {
+        B_ = B;
+        Xb_ = forward_pass::batch_rows(X_, order_, start, B, x_, ldx_);
+    }
+    static constexpr bool kPadFirstLayer = false;   // dense rows: W_1, H_1 and G_1 as they are
+    static constexpr bool kFusedFirstUpdate = false;  // ∇W_1 is stored, then W_1 updated
+
+    // H_1 = act(X_b W_1 + b_1)   (W_1 with row stride d_1, H_1 with row stride ld)
+    void first_layer(const T* W, int64_t, const T* b, int64_t d1, T* out, int64_t ld, bool relu) const {
+        (void)ld;   // == d1
+        forward_pass::layer<T>(Xb_, ldx_, B_, W, b, X_.cols, d1, out, relu);
+    }
+    // ∇W_1 (without the L2 term) = X_bᵀ G_1
+    void first_layer_gradient(const T* G1, int64_t ldg, int64_t d1, T* gW, int64_t ldw) {
+        gemm<T>(Op::T, Op::N, X_.cols, d1, B_, T(1), Xb_, ldx_, G1, ldg, T(0), gW, ldw);
+    }
+
+private:
+    const DataMatrix<TX>& X_;
+    const int64_t* order_;
+    std::vector<T> x_;
+    const T* Xb_ = nullptr;
+    int64_t ldx_ = 0, B_ = 0;
+};
+
+// CSR rows (sparse_rows.hpp): a batch is a list of row ranges, nothing is copied; the products
+// cost nonzeros × d_1 multiply-adds. The gradient needs the batch by columns: its transpose is
+// built per batch into buffers that only grow.
+template <typename T>
+class SparseInput {
+public:
+    SparseInput(const SparseRowsView<T>& X, const int64_t* order, int64_t max_rows, int64_t d1)
+        : X_(X), order_(order), begin_(sz(max_rows)), end_(sz(max_rows)),
+          cursors_(sz(get_num_threads() * max_rows)), row_scratch_(sz(get_num_threads() * d1)),
+          block_scratch_(sz(transpose_scratch_size<T>(padded<T>(d1)))) {}
+    void fetch(int64_t start, int64_t B) {
+        for (int64_t r = 0; r < B; ++r) {
+            const int64_t row = order_ ? order_[start + r] : start + r;
+            begin_[sz(r)] = X_.begin[row];
+            end_[sz(r)] = X_.end[row];
+        }
+        batch_ = X_;
+        batch_.rows = B;
+        batch_.begin = begin_.data();
+        batch_.end = end_.data();
+    }
+    static constexpr bool kPadFirstLayer = true;    // rows of W_1, H_1, G_1 padded to cache lines
+    static constexpr bool kFusedFirstUpdate = true;   // each row of ∇W_1 goes straight to the update
+
+    void first_layer(const T* W, int64_t ldw, const T* b, int64_t d1, T* out, int64_t ld, bool relu) const {
+        sparse_times_dense<T>(batch_, W, ldw, d1, b, out, ld, relu);
+    }
+    void first_layer_gradient(const T* G1, int64_t ldg, int64_t d1, T* gW, int64_t ldw) {
+        sparse_times_dense<T>(batch_by_column(), G1, ldg, d1, nullptr, gW, ldw, false);
+    }
+    // Row k of ∇W_1 (without the L2 term) handed to sink as soon as it is complete: from blocks
+    // of X_bᵀ G_1 kept in L1 when G_1's rows are padded (zeros) to whole cache lines, else from
+    // the batch's transpose (the logits of a one-layer net: a few columns).
+    void first_layer_gradient(const T* G1, int64_t ldg, int64_t d1, const RowSink<T>& sink) {
+        if (ldg == padded<T>(d1))
+            sparse_transpose_times_dense<T>(batch_, G1, ldg, ldg, sink, block_scratch_.data(), cursors_.data());
+        else
+            sparse_times_dense<T>(batch_by_column(), G1, ldg, d1, sink, row_scratch_.data());
+    }
+
+private:
+    // The batch by columns (∇W_1 = X_bᵀ G_1 takes row k of X_bᵀ, i.e. column k of X_b).
+    SparseRowsView<T> batch_by_column() {
+        transpose_sparse_rows<T>(batch_, colptr_, rows_, values_, counts_);
+        SparseRowsView<T> by_column;
+        by_column.rows = X_.cols;
+        by_column.cols = batch_.rows;
+        by_column.begin = colptr_.data();
+        by_column.end = colptr_.data() + 1;
+        by_column.indices = rows_.data();
+        by_column.values = values_.data();
+        return by_column;
+    }
+
+    SparseRowsView<T> X_, batch_;
+    const int64_t* order_;
+    std::vector<int64_t> begin_, end_, colptr_, counts_, cursors_;
+    std::vector<std::int32_t> rows_;
+    std::vector<T> values_, row_scratch_;
+    AlignedVector<T> block_scratch_;
+};
+
+// Σ_i ‖W_i‖², in double, in eight independent lanes (so the loop vectorises).
+template <typename T>
+double squared_norm(const T* W, int64_t n) {
+    double lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int l = 0; l < 8; ++l) lane[l] += static_cast<double>(W[j + l]) * static_cast<double>(W[j + l]);
+    double sq = 0;
+    for (; j < n; ++j) sq += static_cast<double>(W[j]) * static_cast<double>(W[j]);
+    for (int l = 0; l < 8; ++l) sq += lane[l];
+    return sq;
+}
+
+// The update of one parameter (rows × cols, row stride ldp, gradient with row stride ldg; the
+// optimizer's buffers contiguous), by the active ISA's loops. Element-wise, so sharing its rows
+// among the threads changes no result.
+template <typename T>
+void update_parameter(const UpdateKernels<T>& kernels, bool adam, const OptimizerConfig& opt, T* param, int64_t ldp,
+                      const T* g, int64_t ldg, T* first, T* second, int64_t rows, int64_t cols, T lr, T l2) {
+    auto update_rows = [&](int64_t r0, int64_t r1) {
+        if (ldp == cols && ldg == cols) {   // contiguous: one call for the whole range
+            const int64_t o = r0 * cols, n = (r1 - r0) * cols;
+            if (adam)
+                kernels.adam(param + o, g + o, first + o, second + o, n, lr, opt.beta1, opt.beta2,
+                             static_cast<T>(opt.epsilon), l2);
+            else
+                kernels.sgd(param + o, g + o, first ? first + o : nullptr, n, lr, static_cast<T>(opt.momentum),
+                            opt.nesterov, l2);
+            return;
+        }
+        for (int64_t r = r0; r < r1; ++r) {
+            if (adam)
+                kernels.adam(param + r * ldp, g + r * ldg, first + r * cols, second + r * cols, cols, lr, opt.beta1,
+                             opt.beta2, static_cast<T>(opt.epsilon), l2);
+            else
+                kernels.sgd(param + r * ldp, g + r * ldg, first ? first + r * cols : nullptr, cols, lr,
+                            static_cast<T>(opt.momentum), opt.nesterov, l2);
+        }
+    };
+    const int64_t rows_per_chunk = std::max<int64_t>(1, kUpdateChunk / std::max<int64_t>(1, cols));
+    const int64_t n_chunks = (rows + rows_per_chunk - 1) / rows_per_chunk;
+    const int nthreads = n_chunks > 1 ? std::min<int>(get_num_threads(), static_cast<int>(n_chunks)) : 1;
+    if (nthreads == 1) {
+        update_rows(0, rows);
+        return;
+    }
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(nthreads) schedule(static)
+#endif
+    for (int64_t c = 0; c < n_chunks; ++c)
+        update_rows(c * rows_per_chunk, std::min(rows, (c + 1) * rows_per_chunk));
+}
+
+// The update of one row of W_1 from its gradient row, as a RowSink for the fused sparse path.
+template <typename T>
+struct FirstRowUpdate {
+    const UpdateKernels<T>* kernels;
+    const OptimizerConfig* opt;
+    bool adam;
+    T* W;              // row stride ldw
+    int64_t ldw;
+    T* first;          // the optimizer's buffers: contiguous, d_1 per row
+    T* second;
+    int64_t cols;
+    T lr, l2;
+
+    static void consume(void* self, int64_t k, const T* g) {
+        const auto& u = *static_cast<const FirstRowUpdate*>(self);
+        if (u.adam)
+            u.kernels->adam(u.W + k * u.ldw, g, u.first + k * u.cols, u.second + k * u.cols, u.cols, u.lr,
+                            u.opt->beta1, u.opt->beta2, static_cast<T>(u.opt->epsilon), u.l2);
+        else
+            u.kernels->sgd(u.W + k * u.ldw, g, u.first ? u.first + k * u.cols : nullptr, u.cols, u.lr,
+                           static_cast<T>(u.opt->momentum), u.opt->nesterov, u.l2);
+    }
+};
+
+template <typename T, typename Input>
+int64_t run_epoch(Input& input, const int64_t* y, const int64_t* order, int64_t n_order,
+                  const BiasedNetwork<T>& net, const OptimizerConfig& opt, const OptimizerState<T>& state,
+                  double lr, int64_t batch, double alpha, double* loss_sum, const StopRequested& stop_requested) {
+    const int64_t L = net.layers(), k = net.dims[L];
+    const auto& d = net.dims;
+    // Row strides: layer 1's activations, gradients and weights are padded for the sparse input
+    // (when it is hidden; the logits keep stride k).
+    const bool pad = Input::kPadFirstLayer && L > 1;
+    std::vector<int64_t> ld(d.begin(), d.end());
+    if (pad) ld[1] = padded<T>(d[1]);
+    std::unique_ptr<PaddedWeights<T>> W1_padded;
+    if (pad) W1_padded = std::make_unique<PaddedWeights<T>>(net.W[0], d[0], d[1]);
+    T* const W1 = pad ? W1_padded->data() : net.W[0];
+    BiasedNetwork<T> work = net;   // the net as the epoch sees it: W_1 possibly the padded copy
+    work.W[0] = W1;
+
+    BiasedScratch<T> s(net, std::max<int64_t>(1, std::min(batch, n_order)), ld, /*train=*/true);
+    const bool adam = opt.kind == OptimizerKind::adam;
+    const UpdateKernels<T> kernels = update_kernels<T>();
+
+    for (int64_t start = 0; start < n_order; start += batch) {
+        if (stop_requested && stop_requested()) return start;
+        const int64_t B = std::min(batch, n_order - start);
+        input.fetch(start, B);
+        for (int64_t r = 0; r < B; ++r) s.y[r] = y[order ? order[start + r] : start + r];
+
+        // Forward and the fused softmax cross-entropy: G_L = (S − I_y)/B in place of Z.
+        T* Z = s.G[L].data();
+        input.first_layer(W1, ld[1], net.b[0], d[1], L == 1 ? Z : s.H[1].data(), ld[1], /*relu=*/L > 1);
+        if (L > 1) forward_pass::forward(s.H[1].data(), ld[1], B, work.W, &net.b, net.dims, s.H, Z, /*first=*/2);
+        double batch_loss = softmax_cross_entropy_rows(Z, k, s.y.data(), B, k,
+                                                       T(1) / static_cast<T>(B), Z, k);
+        if (alpha != 0) {   // (α/2) Σ ‖W‖², before this batch's update
+            double sq = 0;
+            for (int64_t i = 0; i < L; ++i)
+                for (int64_t r = 0; r < d[i]; ++r) sq += squared_norm(work.W[i] + r * ld[i + 1], d[i + 1]);
+            batch_loss += 0.5 * alpha * sq;
+        }
+        *loss_sum += batch_loss;
+
+        // The step of this batch's update (Adam: η_t for step t).
+        const T l2 = static_cast<T>(alpha / static_cast<double>(B));
+        T lr_t = static_cast<T>(lr);
+        if (adam) {
+            *state.t += 1;
+            lr_t = static_cast<T>(adam_step_size(lr, opt.beta1, opt.beta2, *state.t));
+        }
+
+        // Backward: every gradient from the parameters as they are before the update. With a
+        // sparse input, W_1 is updated row by row as its gradient rows are completed: no other
+        // gradient reads W_1, and nothing reads it after.
+        const FirstRowUpdate<T> first_row{&kernels, &opt, adam, W1, ld[1], state.first[0], state.second[0],
+                                          d[1], lr_t, l2};
+        for (int64_t i = L; i >= 1; --i) {
+            const T* Gi = s.G[i].data();
+            // ∇W_i (without the L2 term, added in the update) = H_{i-1}ᵀ G_i
+            if (i == 1) {
+                if constexpr (Input::kFusedFirstUpdate)
+                    input.first_layer_gradient(Gi, ld[1], d[1],
+                                               RowSink<T>{&FirstRowUpdate<T>::consume,
+                                                          const_cast<FirstRowUpdate<T>*>(&first_row)});
+                else
+                    input.first_layer_gradient(Gi, ld[1], d[1], s.gW[0].data(), ld[1]);
+            } else
+                gemm<T>(Op::T, Op::N, d[i - 1], d[i], B, T(1), s.H[i - 1].data(), ld[i - 1], Gi, ld[i], T(0),
+                        s.gW[i - 1].data(), ld[i]);
+            if (net.b[i - 1]) {   // ∇b_i = Σ_rows G_i, rows in order
+                T* gb = s.gb[i - 1].data();
+                std::fill(gb, gb + d[i], T(0));
+                for (int64_t r = 0; r < B; ++r)
+                    for (int64_t j = 0; j < d[i]; ++j) gb[j] += Gi[r * ld[i] + j];
+            }
+            if (i > 1)   // G_{i-1} = (G_i W_iᵀ) ∘ 1{H_{i-1} > 0}
+                gemm<T>(Op::N, Op::T, B, d[i - 1], d[i], T(1), Gi, ld[i], work.W[i - 1], ld[i], T(0),
+                        s.G[i - 1].data(), ld[i - 1], Epilogue::relu_mask, s.H[i - 1].data(), ld[i - 1]);
+        }
+
+        // The update of every other parameter, W_1 (unless done above) … W_L then b_1 … b_L.
+        for (int64_t p = Input::kFusedFirstUpdate ? 1 : 0; p < 2 * L; ++p) {
+            const int64_t i = p % L;
+            if (p < L)
+                update_parameter<T>(kernels, adam, opt, work.W[i], ld[i + 1], s.gW[i].data(), ld[i + 1], state.first[p],
+                                    state.second[p], d[i], d[i + 1], lr_t, l2);
+            else if (net.b[i])
+                update_parameter<T>(kernels, adam, opt, net.b[i], d[i + 1], s.gb[i].data(), d[i + 1], state.first[p],
+                                    state.second[p], 1, d[i + 1], lr_t, T(0));
+        }
+    }
+    return n_order;
+}
 
 }  // namespace
 
@@ -61,102 +383,31 @@ std::int64_t train_epoch(const DataMatrix<TX>& X, const std::int64_t* y, const s
                          std::int64_t batch, double alpha, double* loss_sum,
                          const StopRequested& stop_requested) {
     if (batch < 1) throw std::invalid_argument("batch: expected an integer >= 1");
-    const int64_t L = net.layers(), k = net.dims[L];
-    const auto& d = net.dims;
-    const bool need_x = order != nullptr || !std::is_same_v<T, TX>;
-    BiasedScratch<T> s(net, std::max<int64_t>(1, std::min(batch, n_order)), need_x, /*train=*/true);
-    const bool adam = opt.kind == OptimizerKind::adam;
+    DenseInput<T, TX> input(X, order, std::max<int64_t>(1, std::min(batch, n_order)));
+    return run_epoch<T>(input, y, order, n_order, net, opt, state, lr, batch, alpha, loss_sum, stop_requested);
+}
 
-    for (int64_t start = 0; start < n_order; start += batch) {
-        if (stop_requested && stop_requested()) return start;
-        const int64_t B = std::min(batch, n_order - start);
-        int64_t ldx;
-        const T* Xb = forward_pass::batch_rows(X, order, start, B, s.x, ldx);
-        for (int64_t r = 0; r < B; ++r) s.y[r] = y[order ? order[start + r] : start + r];
-
-        // Forward and the fused softmax cross-entropy: G_L = (S − I_y)/B in place of Z.
-        T* Z = s.G[L].data();
-        forward_pass::forward(Xb, ldx, B, net.W, &net.b, net.dims, s.H, Z);
-        double batch_loss = softmax_cross_entropy_rows(Z, k, s.y.data(), B, k,
-                                                       T(1) / static_cast<T>(B), Z, k);
-        if (alpha != 0) {   // (α/2) Σ ‖W‖², before this batch's update
-            double sq = 0;
-            for (int64_t i = 0; i < L; ++i) {
-                const T* W = net.W[i];
-                for (int64_t j = 0, n = d[i] * d[i + 1]; j < n; ++j)
-                    sq += static_cast<double>(W[j]) * static_cast<double>(W[j]);
-            }
-            batch_loss += 0.5 * alpha * sq;
-        }
-        *loss_sum += batch_loss;
-
-        // Backward: every gradient from the parameters as they are before the update.
-        for (int64_t i = L; i >= 1; --i) {
-            const T* H_prev = i == 1 ? Xb : s.H[i - 1].data();
-            const int64_t ld_prev = i == 1 ? ldx : d[i - 1];
-            const T* Gi = s.G[i].data();
-            // ∇W_i (without the L2 term, added in the update) = H_{i-1}ᵀ G_i
-            gemm<T>(Op::T, Op::N, d[i - 1], d[i], B, T(1), H_prev, ld_prev, Gi, d[i], T(0),
-                    s.gW[i - 1].data(), d[i]);
-            if (net.b[i - 1]) {   // ∇b_i = Σ_rows G_i, rows in order
-                T* gb = s.gb[i - 1].data();
-                std::fill(gb, gb + d[i], T(0));
-                for (int64_t r = 0; r < B; ++r)
-                    for (int64_t j = 0; j < d[i]; ++j) gb[j] += Gi[r * d[i] + j];
-            }
-            if (i > 1)   // G_{i-1} = (G_i W_iᵀ) ∘ 1{H_{i-1} > 0}
-                gemm<T>(Op::N, Op::T, B, d[i - 1], d[i], T(1), Gi, d[i], net.W[i - 1], d[i], T(0),
-                        s.G[i - 1].data(), d[i - 1], Epilogue::relu_mask, s.H[i - 1].data(), d[i - 1]);
-        }
-
-        // The update of every parameter, W_1 … W_L then b_1 … b_L.
-        const T l2 = static_cast<T>(alpha / static_cast<double>(B));
-        T lr_t = static_cast<T>(lr);
-        if (adam) {
-            *state.t += 1;
-            lr_t = static_cast<T>(adam_step_size(lr, opt.beta1, opt.beta2, *state.t));
-        }
-        for (int64_t p = 0; p < 2 * L; ++p) {
-            const int64_t i = p % L;
-            const bool is_bias = p >= L;
-            T* param = is_bias ? net.b[i] : net.W[i];
-            if (!param) continue;
-            const T* g = is_bias ? s.gb[i].data() : s.gW[i].data();
-            const int64_t n = is_bias ? d[i + 1] : d[i] * d[i + 1];
-            const T l2_p = is_bias ? T(0) : l2;
-            T* first = state.first[p];
-            T* second = state.second[p];
-            // Element-wise, so splitting into chunks across threads changes no result.
-            auto update = [&](int64_t lo, int64_t hi) {
-                if (adam)
-                    adam_update<T>(param + lo, g + lo, first + lo, second + lo, hi - lo, lr_t, opt.beta1,
-                                   opt.beta2, static_cast<T>(opt.epsilon), l2_p);
-                else
-                    sgd_update<T>(param + lo, g + lo, first ? first + lo : nullptr, hi - lo, lr_t,
-                                  static_cast<T>(opt.momentum), opt.nesterov, l2_p);
-            };
-            const int64_t n_chunks = (n + kUpdateChunk - 1) / kUpdateChunk;
-            const int nthreads = n_chunks > 1 ? std::min<int>(get_num_threads(), static_cast<int>(n_chunks)) : 1;
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(nthreads) schedule(static) if (nthreads > 1)
-#endif
-            for (int64_t c = 0; c < n_chunks; ++c)
-                update(c * kUpdateChunk, std::min(n, (c + 1) * kUpdateChunk));
-            (void)nthreads;
-        }
-    }
-    return n_order;
+template <typename T>
+std::int64_t train_epoch_sparse(const SparseRowsView<T>& X, const std::int64_t* y, const std::int64_t* order,
+                                std::int64_t n_order, const BiasedNetwork<T>& net,
+                                const OptimizerConfig& opt, const OptimizerState<T>& state, double lr,
+                                std::int64_t batch, double alpha, double* loss_sum,
+                                const StopRequested& stop_requested) {
+    if (batch < 1) throw std::invalid_argument("batch: expected an integer >= 1");
+    SparseInput<T> input(X, order, std::max<int64_t>(1, std::min(batch, n_order)), net.dims[1]);
+    return run_epoch<T>(input, y, order, n_order, net, opt, state, lr, batch, alpha, loss_sum, stop_requested);
 }
 
 template <typename T, typename TX>
 void biased_logits(const DataMatrix<TX>& X, const BiasedNetwork<T>& net, T* logits) {
     constexpr int64_t kChunk = 1024;
     const int64_t k = net.dims[net.layers()];
-    BiasedScratch<T> s(net, std::min(kChunk, X.rows), !std::is_same_v<T, TX>, /*train=*/false);
+    BiasedScratch<T> s(net, std::min(kChunk, X.rows), net.dims, /*train=*/false);
+    std::vector<T> x(std::is_same_v<T, TX> ? 0 : sz(std::min(kChunk, X.rows) * X.cols));
     for (int64_t start = 0; start < X.rows; start += kChunk) {
         const int64_t rows = std::min(kChunk, X.rows - start);
         int64_t ldx;
-        const T* Xb = forward_pass::batch_rows(X, nullptr, start, rows, s.x, ldx);
+        const T* Xb = forward_pass::batch_rows(X, nullptr, start, rows, x, ldx);
         forward_pass::forward(Xb, ldx, rows, net.W, &net.b, net.dims, s.H, logits + start * k);
     }
 }
@@ -172,6 +423,15 @@ void biased_logits(const DataMatrix<TX>& X, const BiasedNetwork<T>& net, T* logi
 FASTNN_INSTANTIATE(float, float)
 FASTNN_INSTANTIATE(double, double)
 FASTNN_INSTANTIATE(double, float)   // float32 data, float64 parameters
+
+template std::int64_t train_epoch_sparse<float>(const SparseRowsView<float>&, const std::int64_t*,
+                                                const std::int64_t*, std::int64_t, const BiasedNetwork<float>&,
+                                                const OptimizerConfig&, const OptimizerState<float>&, double,
+                                                std::int64_t, double, double*, const StopRequested&);
+template std::int64_t train_epoch_sparse<double>(const SparseRowsView<double>&, const std::int64_t*,
+                                                 const std::int64_t*, std::int64_t, const BiasedNetwork<double>&,
+                                                 const OptimizerConfig&, const OptimizerState<double>&, double,
+                                                 std::int64_t, double, double*, const StopRequested&);
 
 #undef FASTNN_INSTANTIATE
 

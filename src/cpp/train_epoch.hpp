@@ -16,6 +16,7 @@
 
 #include "mlp.hpp"          // DataMatrix, StopRequested
 #include "optimizers.hpp"
+#include "sparse_rows.hpp"
 
 namespace fastnn {
 
@@ -50,6 +51,15 @@ std::int64_t train_epoch(const DataMatrix<TX>& X, const std::int64_t* y, const s
                          const OptimizerConfig& opt, const OptimizerState<T>& state, double lr,
                          std::int64_t batch, double alpha, double* loss_sum,
                          const StopRequested& stop_requested);
+
+// The same epoch with X given as CSR (sparse_rows.hpp; begin/end indexed by row, values of
+// type T): the first layer's product and gradient skip the zeros of X; nothing else changes.
+template <typename T>
+std::int64_t train_epoch_sparse(const SparseRowsView<T>& X, const std::int64_t* y, const std::int64_t* order,
+                                std::int64_t n_order, const BiasedNetwork<T>& net,
+                                const OptimizerConfig& opt, const OptimizerState<T>& state, double lr,
+                                std::int64_t batch, double alpha, double* loss_sum,
+                                const StopRequested& stop_requested);
 
 // Logits (X.rows × d_L, contiguous) of the biased net for every row of X.
 template <typename T, typename TX>

@@ -1,0 +1,7 @@
+// The optimizers' update loops (optimizers.hpp) compiled for generic.
+#include "optimizers.hpp"
+
+namespace fastnn::optimizer_detail {
+UpdateKernels<float> generic_update_kernels_f32() { return {&sgd_update<float>, &adam_update<float>}; }
+UpdateKernels<double> generic_update_kernels_f64() { return {&sgd_update<double>, &adam_update<double>}; }
+}  // namespace fastnn::optimizer_detail

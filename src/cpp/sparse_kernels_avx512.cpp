@@ -1,0 +1,8 @@
+// The sparse × dense kernels for avx512 (64-byte vectors); see sparse_kernels.hpp.
+#define FASTNN_VECTOR_BYTES 64
+#include "sparse_kernels.hpp"
+
+namespace fastnn::sparse_detail {
+Kernels<float> avx512_kernels_f32() { return {rows_kernel<float>, transpose_block<float>, kLanes<float>}; }
+Kernels<double> avx512_kernels_f64() { return {rows_kernel<double>, transpose_block<double>, kLanes<double>}; }
+}  // namespace fastnn::sparse_detail

@@ -1,0 +1,8 @@
+// The sparse × dense kernels for generic (16-byte vectors); see sparse_kernels.hpp.
+#define FASTNN_VECTOR_BYTES 16
+#include "sparse_kernels.hpp"
+
+namespace fastnn::sparse_detail {
+Kernels<float> generic_kernels_f32() { return {rows_kernel<float>, transpose_block<float>, kLanes<float>}; }
+Kernels<double> generic_kernels_f64() { return {rows_kernel<double>, transpose_block<double>, kLanes<double>}; }
+}  // namespace fastnn::sparse_detail

@@ -1,0 +1,298 @@
+// CSR inputs (see sparse_rows.hpp): the threaded driver of the sparse × dense kernels, the
+// per-batch transpose, and the conversion from dense.
+#include "sparse_rows.hpp"
+
+#include <algorithm>
+#include <stdexcept>
+#include <type_traits>
+
+#include "cpu_features.hpp"
+#include "threads.hpp"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace fastnn {
+namespace {
+
+using std::int64_t;
+using namespace sparse_detail;
+
+template <typename T>
+Kernels<T> kernels_for(Isa isa) {
+    if constexpr (std::is_same_v<T, float>) {
+        switch (isa) {
+            case Isa::avx512: return avx512_kernels_f32();
+            case Isa::avx2: return avx2_kernels_f32();
+            default: return generic_kernels_f32();
+        }
+    } else {
+        switch (isa) {
+            case Isa::avx512: return avx512_kernels_f64();
+            case Isa::avx2: return avx2_kernels_f64();
+            default: return generic_kernels_f64();
+        }
+    }
+}
+
+// A block of result rows of Aᵀ D takes at most this many bytes (it stays in L1) ...
+constexpr int64_t kTransposeBlockBytes = 24 * 1024;
+// ... and at most this many rows.
+constexpr int64_t kTransposeBlockRows = 64;
+
+template <typename T>
+int64_t transpose_block_rows(int64_t n) {
+    return std::clamp<int64_t>(kTransposeBlockBytes / (std::max<int64_t>(1, n) * static_cast<int64_t>(sizeof(T))), 1,
+                               kTransposeBlockRows);
+}
+
+// Below this many multiply-adds a product runs on one thread.
+constexpr int64_t kParallelMinWork = 1 << 16;
+// Rows handed to a thread at a time (rows differ in their nonzero counts).
+constexpr int64_t kRowChunk = 8;
+
+}  // namespace
+
+template <typename T>
+void sparse_times_dense(const SparseRowsView<T>& A, const T* D, int64_t ldd, int64_t n, const T* init,
+                        T* out, int64_t ldo, bool relu) {
+    const auto kernel = kernels_for<T>(active_isa()).rows;
+    int64_t nnz = 0;
+    for (int64_t r = 0; r < A.rows; ++r) nnz += A.end[r] - A.begin[r];
+    const int nthreads = nnz * n >= kParallelMinWork && A.rows > kRowChunk ? get_num_threads() : 1;
+    if (nthreads == 1) {
+        kernel(A, 0, A.rows, D, ldd, n, init, out, ldo, relu);
+        return;
+    }
+    const int64_t chunks = (A.rows + kRowChunk - 1) / kRowChunk;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(nthreads) schedule(dynamic, 1)
+#endif
+    for (int64_t c = 0; c < chunks; ++c)
+        kernel(A, c * kRowChunk, std::min(A.rows, (c + 1) * kRowChunk), D, ldd, n, init, out, ldo, relu);
+}
+
+template <typename T>
+void sparse_times_dense(const SparseRowsView<T>& A, const T* D, int64_t ldd, int64_t n, const RowSink<T>& sink,
+                        T* scratch) {
+    const auto kernel = kernels_for<T>(active_isa()).rows;
+    int64_t nnz = 0;
+    for (int64_t r = 0; r < A.rows; ++r) nnz += A.end[r] - A.begin[r];
+    const int nthreads = nnz * n >= kParallelMinWork && A.rows > kRowChunk ? get_num_threads() : 1;
+    const int64_t chunks = (A.rows + kRowChunk - 1) / kRowChunk;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nthreads) if (nthreads > 1)
+#endif
+    {
+#ifdef _OPENMP
+        T* row = scratch + static_cast<int64_t>(omp_get_thread_num()) * n;
+#pragma omp for schedule(dynamic, 1)
+#else
+        T* row = scratch;
+#endif
+        for (int64_t c = 0; c < chunks; ++c)
+            for (int64_t r = c * kRowChunk, r1 = std::min(A.rows, (c + 1) * kRowChunk); r < r1; ++r) {
+                SparseRowsView<T> one = A;   // row r alone, computed into `row`
+                one.rows = 1;
+                one.begin = A.begin + r;
+                one.end = A.end + r;
+                kernel(one, 0, 1, D, ldd, n, nullptr, row, n, false);
+                sink.consume(sink.context, r, row);
+            }
+    }
+}
+
+// Threads for a product with `nnz` stored values and rows of n values split by A's columns:
+// the blocks of result rows of the transpose product, dealt out in contiguous ranges.
+template <typename T>
+struct ColumnSplit {
+    int64_t block, blocks;
+    int nthreads;
+    ColumnSplit(int64_t nnz, int64_t cols, int64_t n)
+        : block(transpose_block_rows<T>(n)), blocks((cols + block - 1) / block),
+          nthreads(nnz * n >= kParallelMinWork && blocks > 1
+                       ? static_cast<int>(std::min<int64_t>(get_num_threads(), blocks)) : 1) {}
+    int64_t first_block(int t) const { return blocks * t / nthreads; }
+    int64_t first_column(int t, int64_t cols) const { return std::min(cols, first_block(t) * block); }
+};
+
+template <typename T>
+int64_t stored_values(const SparseRowsView<T>& A) {
+    int64_t nnz = 0;
+    for (int64_t r = 0; r < A.rows; ++r) nnz += A.end[r] - A.begin[r];
+    return nnz;
+}
+
+template <typename T>
+int64_t transpose_scratch_size(int64_t n) {
+    return static_cast<int64_t>(get_num_threads()) * transpose_block_rows<T>(n) * n;
+}
+
+template <typename T>
+void sparse_transpose_times_dense(const SparseRowsView<T>& A, const T* D, int64_t ldd, int64_t n,
+                                  const RowSink<T>& sink, T* scratch, int64_t* cursors) {
+    const Kernels<T> k = kernels_for<T>(active_isa());
+    if (n % k.lanes != 0) throw std::invalid_argument("sparse_transpose_times_dense: n must be a multiple of the vector width");
+    const ColumnSplit<T> split(stored_values(A), A.cols, n);
+    const int64_t block = split.block;
+    const int nthreads = split.nthreads;
+    // Thread t owns the blocks [blocks·t/T, blocks·(t+1)/T): always the same result rows for a
+    // given thread count, so each thread keeps updating the same parameter rows.
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nthreads) if (nthreads > 1)
+#endif
+    {
+#ifdef _OPENMP
+        const int t = omp_get_thread_num();
+#else
+        const int t = 0;
+#endif
+        const int64_t c0 = split.first_column(t, A.cols), c1 = split.first_column(t + 1, A.cols);
+        int64_t* cursor = cursors + static_cast<int64_t>(t) * A.rows;
+        T* G = scratch + static_cast<int64_t>(t) * block * n;
+        for (int64_t r = 0; r < A.rows; ++r)   // first nonzero of each row in a column >= c0
+            cursor[r] = std::lower_bound(A.indices + A.begin[r], A.indices + A.end[r], static_cast<std::int32_t>(c0)) -
+                        A.indices;
+        for (int64_t kb0 = c0; kb0 < c1; kb0 += block) {
+            const int64_t kb1 = std::min(c1, kb0 + block);
+            k.transpose_block(A, cursor, kb0, kb1, D, ldd, n, G);
+            for (int64_t c = kb0; c < kb1; ++c) sink.consume(sink.context, c, G + (c - kb0) * n);
+        }
+    }
+}
+
+template <typename T>
+void transpose_sparse_rows(const SparseRowsView<T>& A, std::vector<int64_t>& indptr,
+                           std::vector<std::int32_t>& rows, std::vector<T>& values,
+                           std::vector<int64_t>& counts) {
+    int64_t nnz = 0;
+    for (int64_t r = 0; r < A.rows; ++r) nnz += A.end[r] - A.begin[r];
+    if (static_cast<int64_t>(rows.size()) < nnz) {
+        rows.resize(static_cast<std::size_t>(nnz));
+        values.resize(static_cast<std::size_t>(nnz));
+    }
+    const int64_t cols = A.cols;
+    const int nthreads = nnz >= kParallelMinWork / 8 && A.rows >= 2 ? std::min<int>(get_num_threads(), 64) : 1;
+    indptr.resize(static_cast<std::size_t>(cols + 1));
+    counts.assign(static_cast<std::size_t>(nthreads * cols), 0);
+    // Thread t takes rows [A.rows·t/T, A.rows·(t+1)/T): it counts them per column, then writes
+    // them from its own offset within each column: thread 0's rows first, so rows stay in order.
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nthreads) if (nthreads > 1)
+#endif
+    {
+#ifdef _OPENMP
+        const int t = omp_get_thread_num();
+#else
+        const int t = 0;
+#endif
+        const int64_t r0 = A.rows * t / nthreads, r1 = A.rows * (t + 1) / nthreads;
+        int64_t* my = counts.data() + static_cast<int64_t>(t) * cols;
+        for (int64_t r = r0; r < r1; ++r)
+            for (int64_t q = A.begin[r]; q < A.end[r]; ++q) ++my[A.indices[q]];
+#ifdef _OPENMP
+#pragma omp barrier
+#pragma omp single
+#endif
+        {   // counts become write positions; indptr the columns' starts
+            int64_t pos = 0;
+            for (int64_t c = 0; c < cols; ++c) {
+                indptr[static_cast<std::size_t>(c)] = pos;
+                for (int u = 0; u < nthreads; ++u) {
+                    int64_t& k = counts[static_cast<std::size_t>(u * cols + c)];
+                    const int64_t count = k;
+                    k = pos;
+                    pos += count;
+                }
+            }
+            indptr[static_cast<std::size_t>(cols)] = pos;
+        }   // (the implicit barrier of `single`)
+        for (int64_t r = r0; r < r1; ++r)
+            for (int64_t q = A.begin[r]; q < A.end[r]; ++q) {
+                const int64_t p = my[A.indices[q]]++;
+                rows[p] = static_cast<std::int32_t>(r);
+                values[p] = A.values[q];
+            }
+    }
+}
+
+template <typename TX>
+int64_t count_nonzeros(const TX* X, int64_t rows, int64_t cols, int64_t ld) {
+    int64_t total = 0;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(get_num_threads()) schedule(static) reduction(+ : total) if (rows * cols > (1 << 20))
+#endif
+    for (int64_t r = 0; r < rows; ++r) {
+        const TX* x = X + r * ld;
+        int64_t c_nz = 0;
+        for (int64_t c = 0; c < cols; ++c) c_nz += x[c] != TX(0);
+        total += c_nz;
+    }
+    return total;
+}
+
+template <typename TX, typename T>
+void dense_to_csr(const TX* X, int64_t rows, int64_t cols, int64_t ld, int64_t* indptr,
+                  std::int32_t* indices, T* values) {
+    indptr[0] = 0;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(get_num_threads()) schedule(static) if (rows * cols > (1 << 20))
+#endif
+    for (int64_t r = 0; r < rows; ++r) {   // row counts, then (serially) the offsets
+        const TX* x = X + r * ld;
+        int64_t c_nz = 0;
+        for (int64_t c = 0; c < cols; ++c) c_nz += x[c] != TX(0);
+        indptr[r + 1] = c_nz;
+    }
+    for (int64_t r = 0; r < rows; ++r) indptr[r + 1] += indptr[r];
+#ifdef _OPENMP
+#pragma omp parallel num_threads(get_num_threads()) if (rows * cols > (1 << 20))
+#endif
+    {
+        // Branch-free compaction into a per-thread row buffer (one spare slot), then a copy.
+        std::vector<std::int32_t> idx(static_cast<std::size_t>(cols + 1));
+        std::vector<T> val(static_cast<std::size_t>(cols + 1));
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+        for (int64_t r = 0; r < rows; ++r) {
+            const TX* x = X + r * ld;
+            int64_t p = 0;
+            for (int64_t c = 0; c < cols; ++c) {
+                idx[p] = static_cast<std::int32_t>(c);
+                val[p] = static_cast<T>(x[c]);
+                p += x[c] != TX(0);
+            }
+            std::copy(idx.begin(), idx.begin() + p, indices + indptr[r]);
+            std::copy(val.begin(), val.begin() + p, values + indptr[r]);
+        }
+    }
+}
+
+template void sparse_times_dense<float>(const SparseRowsView<float>&, const float*, int64_t, int64_t,
+                                        const float*, float*, int64_t, bool);
+template void sparse_times_dense<double>(const SparseRowsView<double>&, const double*, int64_t, int64_t,
+                                         const double*, double*, int64_t, bool);
+template void sparse_times_dense<float>(const SparseRowsView<float>&, const float*, int64_t, int64_t,
+                                        const RowSink<float>&, float*);
+template void sparse_times_dense<double>(const SparseRowsView<double>&, const double*, int64_t, int64_t,
+                                         const RowSink<double>&, double*);
+template void sparse_transpose_times_dense<float>(const SparseRowsView<float>&, const float*, int64_t, int64_t,
+                                                  const RowSink<float>&, float*, int64_t*);
+template void sparse_transpose_times_dense<double>(const SparseRowsView<double>&, const double*, int64_t, int64_t,
+                                                   const RowSink<double>&, double*, int64_t*);
+template int64_t transpose_scratch_size<float>(int64_t);
+template int64_t transpose_scratch_size<double>(int64_t);
+template void transpose_sparse_rows<float>(const SparseRowsView<float>&, std::vector<int64_t>&,
+                                           std::vector<std::int32_t>&, std::vector<float>&, std::vector<int64_t>&);
+template void transpose_sparse_rows<double>(const SparseRowsView<double>&, std::vector<int64_t>&,
+                                            std::vector<std::int32_t>&, std::vector<double>&, std::vector<int64_t>&);
+template int64_t count_nonzeros<float>(const float*, int64_t, int64_t, int64_t);
+template int64_t count_nonzeros<double>(const double*, int64_t, int64_t, int64_t);
+template void dense_to_csr<float, float>(const float*, int64_t, int64_t, int64_t, int64_t*, std::int32_t*, float*);
+template void dense_to_csr<float, double>(const float*, int64_t, int64_t, int64_t, int64_t*, std::int32_t*, double*);
+template void dense_to_csr<double, double>(const double*, int64_t, int64_t, int64_t, int64_t*, std::int32_t*, double*);
+template void dense_to_csr<double, float>(const double*, int64_t, int64_t, int64_t, int64_t*, std::int32_t*, float*);
+
+}  // namespace fastnn

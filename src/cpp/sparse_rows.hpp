@@ -1,0 +1,109 @@
+// Inputs stored as compressed sparse rows (CSR), and the one product the training epochs need
+// from them: a sparse matrix times a dense one.
+//
+// MNIST-like data is mostly zeros (81% of MNIST's pixels), and a zero input contributes nothing
+// to the first layer's product H_1 = X W_1 nor to its gradient ∇W_1 = Xᵀ G_1. With X in CSR
+// form both products cost (nonzeros × d_1) multiply-adds instead of (rows × d_0 × d_1).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace fastnn {
+
+// A sparse matrix, row by row: the nonzeros of row r are values[t] in column indices[t] for
+// t in [begin[r], end[r]). With begin = indptr and end = indptr + 1 this is plain CSR; other
+// begin/end arrays select (and reorder) rows without copying them, e.g. a shuffled batch.
+template <typename T>
+struct SparseRowsView {
+    std::int64_t rows = 0;
+    std::int64_t cols = 0;
+    const std::int64_t* begin = nullptr;
+    const std::int64_t* end = nullptr;
+    const std::int32_t* indices = nullptr;
+    const T* values = nullptr;
+};
+
+// out[r, 0:n] = act(init[0:n] + Σ_{t ∈ [begin[r], end[r])} values[t] · D[indices[t], 0:n])
+// for every row r of A, where act is ReLU when `relu` and the identity otherwise, init is a
+// row vector (a bias) or null (zeros), D is dense with row stride ldd and out has row stride
+// ldo. Every column index must be a valid row of D. Each output row sums its terms in the order
+// t = begin[r], begin[r] + 1, …, so the result does not depend on the thread count. Rows are
+// shared among the threads (fastnn::get_num_threads()); the vector kernel is the active ISA's.
+template <typename T>
+void sparse_times_dense(const SparseRowsView<T>& A, const T* D, std::int64_t ldd, std::int64_t n,
+                        const T* init, T* out, std::int64_t ldo, bool relu);
+
+// Where the second form of sparse_times_dense sends each finished output row instead of
+// storing it: consume(context, r, values) with the n values of row r (then discarded).
+template <typename T>
+struct RowSink {
+    void (*consume)(void* context, std::int64_t row, const T* values);
+    void* context;
+};
+
+// The same product (no init, no ReLU), row r handed to sink.consume as soon as it is complete,
+// from the thread that computed it (rows never straddle threads). `scratch` holds
+// get_num_threads() × n values. This lets a caller fuse a per-row step (an optimizer update)
+// without ever storing the whole product.
+template <typename T>
+void sparse_times_dense(const SparseRowsView<T>& A, const T* D, std::int64_t ldd, std::int64_t n,
+                        const RowSink<T>& sink, T* scratch);
+
+// Aᵀ D for a CSR A whose column indices are sorted within each row (rows × cols; any begin/end
+// selection) and a dense D (A.rows × n, row stride ldd, where n is the row length padded to
+// whole 64-byte lines, padding zero): row c of the result (n values, A.cols rows in all) goes to
+// sink as soon as it is complete. Result rows are computed in L1-sized blocks, each by one
+// thread (a contiguous range of result rows per thread); each sums its terms in row order of A,
+// so the result does not depend on the thread count. `scratch` holds transpose_scratch_size(n)
+// values and `cursors` get_num_threads() × A.rows entries.
+template <typename T>
+void sparse_transpose_times_dense(const SparseRowsView<T>& A, const T* D, std::int64_t ldd, std::int64_t n,
+                                  const RowSink<T>& sink, T* scratch, std::int64_t* cursors);
+template <typename T>
+std::int64_t transpose_scratch_size(std::int64_t n);
+
+// The transpose of a selection of rows, as CSR of Aᵀ (A.cols rows): fills `indptr` (A.cols + 1
+// entries), `rows` and `values` (one entry per nonzero, resized as needed, never shrunk) so
+// that column c of A holds values[t] in row rows[t] of A for t in [indptr[c], indptr[c+1]),
+// rows in increasing order. Threaded (a counting sort by column, each thread taking a range of
+// rows); `counts` is scratch, resized as needed.
+template <typename T>
+void transpose_sparse_rows(const SparseRowsView<T>& A, std::vector<std::int64_t>& indptr,
+                           std::vector<std::int32_t>& rows, std::vector<T>& values,
+                           std::vector<std::int64_t>& counts);
+
+// Counts the nonzeros of a dense matrix (rows × cols, row stride ld), threaded.
+template <typename TX>
+std::int64_t count_nonzeros(const TX* X, std::int64_t rows, std::int64_t cols, std::int64_t ld);
+
+// CSR of a dense matrix whose nonzero count is `nnz` (from count_nonzeros): indptr has rows + 1
+// entries, indices and values nnz each, columns in increasing order within a row. Values are
+// converted to T. NaN counts as nonzero, so it is kept.
+template <typename TX, typename T>
+void dense_to_csr(const TX* X, std::int64_t rows, std::int64_t cols, std::int64_t ld,
+                  std::int64_t* indptr, std::int32_t* indices, T* values);
+
+namespace sparse_detail {
+
+// One ISA's kernels (sparse_kernels.hpp).
+template <typename T>
+struct Kernels {
+    // rows r0 … r1 − 1 of sparse_times_dense
+    void (*rows)(const SparseRowsView<T>& A, std::int64_t r0, std::int64_t r1, const T* D, std::int64_t ldd,
+                 std::int64_t n, const T* init, T* out, std::int64_t ldo, bool relu);
+    // rows kb0 … kb1 − 1 of Aᵀ D into G (stride n, a multiple of `lanes`), from per-row cursors
+    void (*transpose_block)(const SparseRowsView<T>& A, std::int64_t* cursor, std::int64_t kb0, std::int64_t kb1,
+                            const T* D, std::int64_t ldd, std::int64_t n, T* G);
+    int lanes;   // values per vector
+};
+
+Kernels<float> generic_kernels_f32();
+Kernels<double> generic_kernels_f64();
+Kernels<float> avx2_kernels_f32();
+Kernels<double> avx2_kernels_f64();
+Kernels<float> avx512_kernels_f32();
+Kernels<double> avx512_kernels_f64();
+
+}  // namespace sparse_detail
+}  // namespace fastnn
