@@ -41,11 +41,6 @@ constexpr int64_t kTransposeBlockBytes = 24 * 1024;
 // ... and at most this many rows.
 constexpr int64_t kTransposeBlockRows = 64;
 
-template <typename T>
-int64_t transpose_block_rows(int64_t n) {
-    return std::clamp<int64_t>(kTransposeBlockBytes / (std::max<int64_t>(1, n) * static_cast<int64_t>(sizeof(T))), 1,
-                               kTransposeBlockRows);
-}
 
 // Below this many multiply-adds a product runs on one thread.
 constexpr int64_t kParallelMinWork = 1 << 16;
@@ -98,7 +93,7 @@ void sparse_times_dense(const SparseRowsView<T>& A, const T* D, int64_t ldd, int
                 one.begin = A.begin + r;
                 one.end = A.end + r;
                 kernel(one, 0, 1, D, ldd, n, nullptr, row, n, false);
-                sink.consume(sink.context, r, row);
+                sink.consume(sink.context, r, 1, row, n);
             }
     }
 }
@@ -122,6 +117,12 @@ int64_t stored_values(const SparseRowsView<T>& A) {
     int64_t nnz = 0;
     for (int64_t r = 0; r < A.rows; ++r) nnz += A.end[r] - A.begin[r];
     return nnz;
+}
+
+template <typename T>
+int64_t transpose_block_rows(int64_t n) {
+    return std::clamp<int64_t>(kTransposeBlockBytes / (std::max<int64_t>(1, n) * static_cast<int64_t>(sizeof(T))), 1,
+                               kTransposeBlockRows);
 }
 
 template <typename T>
@@ -157,7 +158,7 @@ void sparse_transpose_times_dense(const SparseRowsView<T>& A, const T* D, int64_
         for (int64_t kb0 = c0; kb0 < c1; kb0 += block) {
             const int64_t kb1 = std::min(c1, kb0 + block);
             k.transpose_block(A, cursor, kb0, kb1, D, ldd, n, G);
-            for (int64_t c = kb0; c < kb1; ++c) sink.consume(sink.context, c, G + (c - kb0) * n);
+            sink.consume(sink.context, kb0, kb1 - kb0, G, n);
         }
     }
 }
@@ -282,6 +283,8 @@ template void sparse_transpose_times_dense<float>(const SparseRowsView<float>&, 
                                                   const RowSink<float>&, float*, int64_t*);
 template void sparse_transpose_times_dense<double>(const SparseRowsView<double>&, const double*, int64_t, int64_t,
                                                    const RowSink<double>&, double*, int64_t*);
+template int64_t transpose_block_rows<float>(int64_t);
+template int64_t transpose_block_rows<double>(int64_t);
 template int64_t transpose_scratch_size<float>(int64_t);
 template int64_t transpose_scratch_size<double>(int64_t);
 template void transpose_sparse_rows<float>(const SparseRowsView<float>&, std::vector<int64_t>&,

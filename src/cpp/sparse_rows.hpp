@@ -34,11 +34,12 @@ template <typename T>
 void sparse_times_dense(const SparseRowsView<T>& A, const T* D, std::int64_t ldd, std::int64_t n,
                         const T* init, T* out, std::int64_t ldo, bool relu);
 
-// Where the second form of sparse_times_dense sends each finished output row instead of
-// storing it: consume(context, r, values) with the n values of row r (then discarded).
+// Where the products below send finished output rows instead of storing them:
+// consume(context, r0, rows, values, ld) with rows r0 … r0 + rows − 1 of the result, row i at
+// values + i·ld (then discarded).
 template <typename T>
 struct RowSink {
-    void (*consume)(void* context, std::int64_t row, const T* values);
+    void (*consume)(void* context, std::int64_t r0, std::int64_t rows, const T* values, std::int64_t ld);
     void* context;
 };
 
@@ -52,16 +53,19 @@ void sparse_times_dense(const SparseRowsView<T>& A, const T* D, std::int64_t ldd
 
 // Aᵀ D for a CSR A whose column indices are sorted within each row (rows × cols; any begin/end
 // selection) and a dense D (A.rows × n, row stride ldd, where n is the row length padded to
-// whole 64-byte lines, padding zero): row c of the result (n values, A.cols rows in all) goes to
-// sink as soon as it is complete. Result rows are computed in L1-sized blocks, each by one
-// thread (a contiguous range of result rows per thread); each sums its terms in row order of A,
-// so the result does not depend on the thread count. `scratch` holds transpose_scratch_size(n)
-// values and `cursors` get_num_threads() × A.rows entries.
+// whole 64-byte lines, padding zero): the result (A.cols rows of n values) goes to sink block by
+// block, as each is complete. Blocks are transpose_block_rows(n) rows (the last may be shorter),
+// small enough for L1; each is computed by one thread (a contiguous range of blocks per thread)
+// and each row sums its terms in row order of A, so the result does not depend on the thread
+// count. `scratch` holds transpose_scratch_size(n) values and `cursors` get_num_threads() ×
+// A.rows entries.
 template <typename T>
 void sparse_transpose_times_dense(const SparseRowsView<T>& A, const T* D, std::int64_t ldd, std::int64_t n,
                                   const RowSink<T>& sink, T* scratch, std::int64_t* cursors);
 template <typename T>
 std::int64_t transpose_scratch_size(std::int64_t n);
+template <typename T>
+std::int64_t transpose_block_rows(std::int64_t n);
 
 // The transpose of a selection of rows, as CSR of Aᵀ (A.cols rows): fills `indptr` (A.cols + 1
 // entries), `rows` and `values` (one entry per nonzero, resized as needed, never shrunk) so

@@ -78,22 +78,23 @@ struct BiasedScratch {
     }
 };
 
-// W_1 with its rows padded to whole cache lines, for the sparse products (whose loads of a row
-// of W_1 then never straddle two lines). The caller's W_1 is copied in at construction and the
-// copy is written back when this goes out of scope, however the epoch ends.
+// A matrix (W_1, or one of its optimizer buffers) with its rows padded to whole cache lines
+// (padding zero), for the sparse path: the loads of a row of W_1 never straddle two lines, and
+// the update runs over whole blocks of rows at once. The caller's matrix is copied in at
+// construction and written back when this goes out of scope, however the epoch ends.
 template <typename T>
-class PaddedWeights {
+class PaddedRows {
 public:
-    PaddedWeights(T* W, int64_t rows, int64_t cols) : W_(W), rows_(rows), cols_(cols), ld_(padded<T>(cols)),
+    PaddedRows(T* W, int64_t rows, int64_t cols) : W_(W), rows_(rows), cols_(cols), ld_(padded<T>(cols)),
                                                       copy_(sz(rows * ld_)) {
         for (int64_t r = 0; r < rows; ++r) std::copy(W + r * cols, W + (r + 1) * cols, copy_.data() + r * ld_);
     }
-    ~PaddedWeights() {
+    ~PaddedRows() {
         for (int64_t r = 0; r < rows_; ++r)
             std::copy(copy_.data() + r * ld_, copy_.data() + r * ld_ + cols_, W_ + r * cols_);
     }
-    PaddedWeights(const PaddedWeights&) = delete;
-    PaddedWeights& operator=(const PaddedWeights&) = delete;
+    PaddedRows(const PaddedRows&) = delete;
+    PaddedRows& operator=(const PaddedRows&) = delete;
     T* data() { return copy_.data(); }
     int64_t ld() const { return ld_; }
 
@@ -205,18 +206,6 @@ private:
     AlignedVector<T> block_scratch_;
 };
 
-// Σ_i ‖W_i‖², in double, in eight independent lanes (so the loop vectorises).
-template <typename T>
-double squared_norm(const T* W, int64_t n) {
-    double lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    int64_t j = 0;
-    for (; j + 8 <= n; j += 8)
-        for (int l = 0; l < 8; ++l) lane[l] += static_cast<double>(W[j + l]) * static_cast<double>(W[j + l]);
-    double sq = 0;
-    for (; j < n; ++j) sq += static_cast<double>(W[j]) * static_cast<double>(W[j]);
-    for (int l = 0; l < 8; ++l) sq += lane[l];
-    return sq;
-}
 
 // The update of one parameter (rows × cols, row stride ldp, gradient with row stride ldg; the
 // optimizer's buffers contiguous), by the active ISA's loops. Element-wise, so sharing its rows
@@ -258,27 +247,57 @@ void update_parameter(const UpdateKernels<T>& kernels, bool adam, const Optimize
         update_rows(c * rows_per_chunk, std::min(rows, (c + 1) * rows_per_chunk));
 }
 
-// The update of one row of W_1 from its gradient row, as a RowSink for the fused sparse path.
+// ‖W‖² over n values, in double, in eight independent lanes (so the loop vectorises).
 template <typename T>
-struct FirstRowUpdate {
+double squared_norm(const T* W, int64_t n) {
+    double lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int l = 0; l < 8; ++l) lane[l] += static_cast<double>(W[j + l]) * static_cast<double>(W[j + l]);
+    double sq = 0;
+    for (; j < n; ++j) sq += static_cast<double>(W[j]) * static_cast<double>(W[j]);
+    for (int l = 0; l < 8; ++l) sq += lane[l];
+    return sq;
+}
+
+// The update of W_1 from blocks of rows of its gradient, as a RowSink for the sparse path.
+// Padded (W_1 and its buffers with the gradient's row stride, padding zero, which the update
+// keeps zero): a block is contiguous and updated in one call, and its ‖·‖² (for the next
+// batch's L2 term) is taken while it is in L1, into sq[r0]. Otherwise row by row, buffers
+// with stride `cols`.
+template <typename T>
+struct FirstLayerUpdate {
     const UpdateKernels<T>* kernels;
     const OptimizerConfig* opt;
-    bool adam;
+    bool adam, padded;
     T* W;              // row stride ldw
     int64_t ldw;
-    T* first;          // the optimizer's buffers: contiguous, d_1 per row
+    T* first;          // the optimizer's buffers: stride ldw when padded, else cols
     T* second;
     int64_t cols;
     T lr, l2;
+    double* sq;        // padded and L2: ‖W_1 rows r0 …‖² of each block, at sq[r0]; else null
 
-    static void consume(void* self, int64_t k, const T* g) {
-        const auto& u = *static_cast<const FirstRowUpdate*>(self);
-        if (u.adam)
-            u.kernels->adam(u.W + k * u.ldw, g, u.first + k * u.cols, u.second + k * u.cols, u.cols, u.lr,
-                            u.opt->beta1, u.opt->beta2, static_cast<T>(u.opt->epsilon), u.l2);
+    void update(T* p, const T* g, T* m, T* v, int64_t n) const {
+        if (adam)
+            kernels->adam(p, g, m, v, n, lr, opt->beta1, opt->beta2, static_cast<T>(opt->epsilon), l2);
         else
-            u.kernels->sgd(u.W + k * u.ldw, g, u.first ? u.first + k * u.cols : nullptr, u.cols, u.lr,
-                           static_cast<T>(u.opt->momentum), u.opt->nesterov, u.l2);
+            kernels->sgd(p, g, m, n, lr, static_cast<T>(opt->momentum), opt->nesterov, l2);
+    }
+
+    static void consume(void* self, int64_t r0, int64_t rows, const T* g, int64_t ldg) {
+        const auto& u = *static_cast<const FirstLayerUpdate*>(self);
+        if (u.padded) {   // ldg == ldw: rows r0 … r0 + rows − 1 are one contiguous stretch
+            const int64_t o = r0 * u.ldw, n = rows * u.ldw;
+            u.update(u.W + o, g, u.first ? u.first + o : nullptr, u.second ? u.second + o : nullptr, n);
+            if (u.sq) u.sq[r0] = squared_norm(u.W + o, n);
+            return;
+        }
+        for (int64_t i = 0; i < rows; ++i) {
+            const int64_t r = r0 + i;
+            u.update(u.W + r * u.ldw, g + i * ldg, u.first ? u.first + r * u.cols : nullptr,
+                     u.second ? u.second + r * u.cols : nullptr, u.cols);
+        }
     }
 };
 
@@ -293,9 +312,25 @@ int64_t run_epoch(Input& input, const int64_t* y, const int64_t* order, int64_t 
     const bool pad = Input::kPadFirstLayer && L > 1;
     std::vector<int64_t> ld(d.begin(), d.end());
     if (pad) ld[1] = padded<T>(d[1]);
-    std::unique_ptr<PaddedWeights<T>> W1_padded;
-    if (pad) W1_padded = std::make_unique<PaddedWeights<T>>(net.W[0], d[0], d[1]);
+    std::unique_ptr<PaddedRows<T>> W1_padded, first_padded, second_padded;
+    if (pad) {
+        W1_padded = std::make_unique<PaddedRows<T>>(net.W[0], d[0], d[1]);
+        if (state.first[0]) first_padded = std::make_unique<PaddedRows<T>>(state.first[0], d[0], d[1]);
+        if (state.second[0]) second_padded = std::make_unique<PaddedRows<T>>(state.second[0], d[0], d[1]);
+    }
     T* const W1 = pad ? W1_padded->data() : net.W[0];
+    T* const first1 = first_padded ? first_padded->data() : state.first[0];
+    T* const second1 = second_padded ? second_padded->data() : state.second[0];
+    // ‖W_1‖² for the L2 term: with the padded path, by blocks of rows (those of the fused update,
+    // which refreshes them), summed in block order; sq1[r0] holds the block starting at row r0.
+    const bool fused = Input::kFusedFirstUpdate && pad;
+    std::vector<double> sq1;
+    if (fused && alpha != 0) {
+        const int64_t block = transpose_block_rows<T>(ld[1]);
+        sq1.assign(sz(d[0]), 0.0);
+        for (int64_t r0 = 0; r0 < d[0]; r0 += block)
+            sq1[sz(r0)] = squared_norm(W1 + r0 * ld[1], std::min(block, d[0] - r0) * ld[1]);
+    }
     BiasedNetwork<T> work = net;   // the net as the epoch sees it: W_1 possibly the padded copy
     work.W[0] = W1;
 
@@ -317,8 +352,11 @@ int64_t run_epoch(Input& input, const int64_t* y, const int64_t* order, int64_t 
                                                        T(1) / static_cast<T>(B), Z, k);
         if (alpha != 0) {   // (α/2) Σ ‖W‖², before this batch's update
             double sq = 0;
-            for (int64_t i = 0; i < L; ++i)
-                for (int64_t r = 0; r < d[i]; ++r) sq += squared_norm(work.W[i] + r * ld[i + 1], d[i + 1]);
+            if (!sq1.empty())
+                for (const double block_sq : sq1) sq += block_sq;
+            else
+                sq += squared_norm(W1, d[0] * ld[1]);   // unpadded: ld[1] == d[1]
+            for (int64_t i = 1; i < L; ++i) sq += squared_norm(work.W[i], d[i] * d[i + 1]);
             batch_loss += 0.5 * alpha * sq;
         }
         *loss_sum += batch_loss;
@@ -334,16 +372,16 @@ int64_t run_epoch(Input& input, const int64_t* y, const int64_t* order, int64_t 
         // Backward: every gradient from the parameters as they are before the update. With a
         // sparse input, W_1 is updated row by row as its gradient rows are completed: no other
         // gradient reads W_1, and nothing reads it after.
-        const FirstRowUpdate<T> first_row{&kernels, &opt, adam, W1, ld[1], state.first[0], state.second[0],
-                                          d[1], lr_t, l2};
+        const FirstLayerUpdate<T> first_update{&kernels, &opt, adam, pad, W1, ld[1], first1, second1,
+                                               d[1], lr_t, l2, sq1.empty() ? nullptr : sq1.data()};
         for (int64_t i = L; i >= 1; --i) {
             const T* Gi = s.G[i].data();
             // ∇W_i (without the L2 term, added in the update) = H_{i-1}ᵀ G_i
             if (i == 1) {
                 if constexpr (Input::kFusedFirstUpdate)
                     input.first_layer_gradient(Gi, ld[1], d[1],
-                                               RowSink<T>{&FirstRowUpdate<T>::consume,
-                                                          const_cast<FirstRowUpdate<T>*>(&first_row)});
+                                               RowSink<T>{&FirstLayerUpdate<T>::consume,
+                                                          const_cast<FirstLayerUpdate<T>*>(&first_update)});
                 else
                     input.first_layer_gradient(Gi, ld[1], d[1], s.gW[0].data(), ld[1]);
             } else
