@@ -22,6 +22,13 @@
 // The arithmetic is in T (float32 or float64), like NumPy's for arrays of that dtype with
 // Python-float scalars. Element-wise: the result does not depend on the thread count.
 //
+// Subnormal numbers: late in training, Adam's first moment m of a weight whose gradient has
+// gone quiet decays by β1 each step into the subnormal range (below 1.2e-38 in float32), where
+// x86 arithmetic takes a slow microcode path (the update then ran 2-3× slower by the third
+// epoch). The update loops therefore flush subnormal inputs and results to zero (MXCSR FTZ and
+// DAZ, set on entry and restored on exit): the parameters change by less than lr · 1e-30 from
+// it, far below float32 rounding; the NumPy backend does not flush.
+//
 // The loops are compiled once per ISA (optimizer_kernels_{generic,avx2,avx512}.cpp, each with
 // its own flags and -fno-math-errno so that sqrt vectorises) and called through the active
 // ISA's UpdateKernels. They sit in an anonymous namespace so that each of those files keeps its
@@ -30,6 +37,11 @@
 
 #include <cmath>
 #include <cstdint>
+
+#if defined(__SSE__) || defined(_M_X64)
+#include <xmmintrin.h>
+#define FASTNN_HAVE_MXCSR 1
+#endif
 
 namespace fastnn {
 
@@ -45,6 +57,22 @@ struct OptimizerConfig {
 };
 
 namespace {   // one copy per including file (see above)
+
+// Flush-to-zero and denormals-are-zero for the lifetime of this object, on this thread.
+class SubnormalsFlushed {
+public:
+#ifdef FASTNN_HAVE_MXCSR
+    SubnormalsFlushed() : saved_(_mm_getcsr()) { _mm_setcsr(saved_ | 0x8040u); }   // FTZ | DAZ
+    ~SubnormalsFlushed() { _mm_setcsr(saved_); }
+#endif
+    SubnormalsFlushed(const SubnormalsFlushed&) = delete;
+    SubnormalsFlushed& operator=(const SubnormalsFlushed&) = delete;
+
+private:
+#ifdef FASTNN_HAVE_MXCSR
+    unsigned saved_;
+#endif
+};
 
 // SGD with (optionally Nesterov) momentum; `velocity` may be null (plain SGD, momentum unused).
 template <typename T>
@@ -84,6 +112,19 @@ void adam_update(T* p, const T* g, T* m, T* v, std::int64_t n, T lr_t, double be
         v[j] = vj;
         p[j] -= lr_t * mj / (std::sqrt(vj) + eps);                  // p ← p − η_t m / (√v + ε)
     }
+}
+
+// The loops as the UpdateKernels call them: subnormals flushed (see above).
+template <typename T>
+void sgd_update_flushed(T* p, const T* g, T* velocity, std::int64_t n, T lr, T momentum, bool nesterov, T l2) {
+    const SubnormalsFlushed flushed;
+    sgd_update<T>(p, g, velocity, n, lr, momentum, nesterov, l2);
+}
+template <typename T>
+void adam_update_flushed(T* p, const T* g, T* m, T* v, std::int64_t n, T lr_t, double beta1, double beta2, T eps,
+                         T l2) {
+    const SubnormalsFlushed flushed;
+    adam_update<T>(p, g, m, v, n, lr_t, beta1, beta2, eps, l2);
 }
 
 }  // namespace

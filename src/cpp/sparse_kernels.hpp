@@ -125,51 +125,60 @@ void rows_kernel(const SparseRowsView<T>& A, int64_t r0, int64_t r1, const T* D,
 
 // ---- Aᵀ D by blocks of rows of the result (sparse_transpose_times_dense in sparse_rows.cpp).
 //
-// A block of result rows kb0 … kb1 − 1 (columns kb0 … kb1 − 1 of A) is small enough to stay in
-// L1. Each row r of A with nonzeros in [kb0, kb1) loads its row of D once into registers and
-// adds value · D[r] to the result row of every such nonzero: G[c − kb0] += a · D[r]. Rows r are
-// taken in increasing order, so each result row sums its terms in row order. n is a multiple of
-// the vector width (D and G are padded), so there is no tail.
+// A block of result rows kb0 … kb1 − 1 (columns kb0 … kb1 − 1 of A) at a time. First the
+// block's nonzeros are sorted by column (a counting sort into small L1-resident lists, rows in
+// increasing order within each column); then each result row is summed in registers, one
+// vector chunk of columns at a time: G[c − kb0] = Σ_{(r, a) in column c} a · D[r]. Each result
+// row sums its terms in row order. n is a multiple of the vector width (D and G are padded).
 template <typename T, int NV>
-void block_chunk(const SparseRowsView<T>& A, int64_t* cursor, bool advance, int64_t kb0, int64_t kb1,
-                 const T* D, int64_t ldd, int64_t j0, T* G, int64_t ldg) {
+void gather_chunk(const BlockLists<T>& lists, int64_t ncols, const T* D, int64_t ldd, int64_t j0, T* G, int64_t ldg) {
     constexpr int W = kLanes<T>;
-    for (int64_t r = 0; r < A.rows; ++r) {
-        int64_t t = cursor[r];
-        const int64_t e = A.end[r];
-        if (t < e && A.indices[t] < kb1) {
-            Vec<T> d[NV];
-            for (int v = 0; v < NV; ++v) d[v] = load(D + r * ldd + j0 + v * W);
-            do {
-                const T a = A.values[t];
-                T* g = G + (A.indices[t] - kb0) * ldg + j0;
-                for (int v = 0; v < NV; ++v) store(g + v * W, load(g + v * W) + a * d[v]);   // G[c] += a · D[r]
-                ++t;
-            } while (t < e && A.indices[t] < kb1);
+    for (int64_t c = 0; c < ncols; ++c) {
+        Vec<T> acc[NV];
+        for (int v = 0; v < NV; ++v) acc[v] = Vec<T>{};
+        for (int64_t e = lists.start[c]; e < lists.start[c + 1]; ++e) {
+            const T a = lists.value[e];
+            const T* d = D + static_cast<int64_t>(lists.row[e]) * ldd + j0;
+            for (int v = 0; v < NV; ++v) acc[v] += a * load(d + v * W);   // acc += a · D[r]
         }
-        if (advance) cursor[r] = t;
+        for (int v = 0; v < NV; ++v) store(G + c * ldg + j0 + v * W, acc[v]);
     }
 }
 
-// G (kb1 − kb0 rows, stride n, zeroed here) = rows kb0 … kb1 − 1 of Aᵀ D; cursor[r] is the first
-// nonzero of row r of A in a column >= kb0, and is moved past column kb1 − 1.
+// G (kb1 − kb0 rows, stride n) = rows kb0 … kb1 − 1 of Aᵀ D; cursor[r] is the first nonzero
+// of row r of A in a column >= kb0, and is moved past column kb1 − 1. `lists` has room for
+// A.rows × (kb1 − kb0) entries and kb1 − kb0 + 1 starts.
 template <typename T>
 void transpose_block(const SparseRowsView<T>& A, int64_t* cursor, int64_t kb0, int64_t kb1, const T* D,
-                     int64_t ldd, int64_t n, T* G) {
+                     int64_t ldd, int64_t n, T* G, const BlockLists<T>& lists) {
     constexpr int W = kLanes<T>;
-    std::memset(static_cast<void*>(G), 0, static_cast<std::size_t>((kb1 - kb0) * n) * sizeof(T));
+    const int64_t ncols = kb1 - kb0;
+    int64_t* start = lists.start;
+    std::fill(start, start + ncols + 1, int64_t(0));
+    for (int64_t r = 0; r < A.rows; ++r)   // count each column's entries
+        for (int64_t t = cursor[r], e = A.end[r]; t < e && A.indices[t] < kb1; ++t) ++start[A.indices[t] - kb0 + 1];
+    for (int64_t c = 0; c < ncols; ++c) start[c + 1] += start[c];
+    for (int64_t r = 0; r < A.rows; ++r) {   // fill, rows in order; start[c] runs ahead meanwhile
+        int64_t t = cursor[r];
+        for (const int64_t e = A.end[r]; t < e && A.indices[t] < kb1; ++t) {
+            const int64_t p = start[A.indices[t] - kb0]++;
+            lists.row[p] = static_cast<std::int32_t>(r);
+            lists.value[p] = A.values[t];
+        }
+        cursor[r] = t;
+    }
+    for (int64_t c = ncols; c > 0; --c) start[c] = start[c - 1];   // back to the columns' starts
+    start[0] = 0;
     for (int64_t j0 = 0; j0 < n; j0 += kMaxVectors * W) {
-        const int64_t nv = std::min<int64_t>(kMaxVectors, (n - j0) / W);
-        const bool last = j0 + kMaxVectors * W >= n;   // the last chunk moves the cursors on
-        switch (nv) {
-            case 1: block_chunk<T, 1>(A, cursor, last, kb0, kb1, D, ldd, j0, G, n); break;
-            case 2: block_chunk<T, 2>(A, cursor, last, kb0, kb1, D, ldd, j0, G, n); break;
-            case 3: block_chunk<T, 3>(A, cursor, last, kb0, kb1, D, ldd, j0, G, n); break;
-            case 4: block_chunk<T, 4>(A, cursor, last, kb0, kb1, D, ldd, j0, G, n); break;
-            case 5: block_chunk<T, 5>(A, cursor, last, kb0, kb1, D, ldd, j0, G, n); break;
-            case 6: block_chunk<T, 6>(A, cursor, last, kb0, kb1, D, ldd, j0, G, n); break;
-            case 7: block_chunk<T, 7>(A, cursor, last, kb0, kb1, D, ldd, j0, G, n); break;
-            default: block_chunk<T, 8>(A, cursor, last, kb0, kb1, D, ldd, j0, G, n); break;
+        switch (std::min<int64_t>(kMaxVectors, (n - j0) / W)) {
+            case 1: gather_chunk<T, 1>(lists, ncols, D, ldd, j0, G, n); break;
+            case 2: gather_chunk<T, 2>(lists, ncols, D, ldd, j0, G, n); break;
+            case 3: gather_chunk<T, 3>(lists, ncols, D, ldd, j0, G, n); break;
+            case 4: gather_chunk<T, 4>(lists, ncols, D, ldd, j0, G, n); break;
+            case 5: gather_chunk<T, 5>(lists, ncols, D, ldd, j0, G, n); break;
+            case 6: gather_chunk<T, 6>(lists, ncols, D, ldd, j0, G, n); break;
+            case 7: gather_chunk<T, 7>(lists, ncols, D, ldd, j0, G, n); break;
+            default: gather_chunk<T, 8>(lists, ncols, D, ldd, j0, G, n); break;
         }
     }
 }

@@ -3,6 +3,7 @@
 #include "sparse_rows.hpp"
 
 #include <algorithm>
+#include <cstdint>
 #include <stdexcept>
 #include <type_traits>
 
@@ -125,19 +126,25 @@ int64_t transpose_block_rows(int64_t n) {
                                kTransposeBlockRows);
 }
 
-template <typename T>
-int64_t transpose_scratch_size(int64_t n) {
-    return static_cast<int64_t>(get_num_threads()) * transpose_block_rows<T>(n) * n;
-}
 
 template <typename T>
 void sparse_transpose_times_dense(const SparseRowsView<T>& A, const T* D, int64_t ldd, int64_t n,
-                                  const RowSink<T>& sink, T* scratch, int64_t* cursors) {
+                                  const RowSink<T>& sink, TransposeScratch<T>& scratch) {
     const Kernels<T> k = kernels_for<T>(active_isa());
     if (n % k.lanes != 0) throw std::invalid_argument("sparse_transpose_times_dense: n must be a multiple of the vector width");
     const ColumnSplit<T> split(stored_values(A), A.cols, n);
     const int64_t block = split.block;
     const int nthreads = split.nthreads;
+    // Per thread: a block of results (64-byte aligned), the lists of a block's nonzeros, cursors.
+    constexpr int64_t line = 64 / static_cast<int64_t>(sizeof(T));
+    const int64_t per_thread_values = block * n + A.rows * block + line;
+    const int64_t per_thread_counts = A.rows + block + 1;
+    const auto need = [](auto& v, int64_t size) {
+        if (static_cast<int64_t>(v.size()) < size) v.resize(static_cast<std::size_t>(size));
+    };
+    need(scratch.values, nthreads * per_thread_values);
+    need(scratch.counts, nthreads * per_thread_counts);
+    need(scratch.rows, nthreads * A.rows * block);
     // Thread t owns the blocks [blocks·t/T, blocks·(t+1)/T): always the same result rows for a
     // given thread count, so each thread keeps updating the same parameter rows.
 #ifdef _OPENMP
@@ -150,14 +157,16 @@ void sparse_transpose_times_dense(const SparseRowsView<T>& A, const T* D, int64_
         const int t = 0;
 #endif
         const int64_t c0 = split.first_column(t, A.cols), c1 = split.first_column(t + 1, A.cols);
-        int64_t* cursor = cursors + static_cast<int64_t>(t) * A.rows;
-        T* G = scratch + static_cast<int64_t>(t) * block * n;
+        T* mine = scratch.values.data() + t * per_thread_values;
+        T* G = reinterpret_cast<T*>((reinterpret_cast<std::uintptr_t>(mine) + 63) & ~std::uintptr_t(63));
+        int64_t* cursor = scratch.counts.data() + t * per_thread_counts;
+        const BlockLists<T> lists{cursor + A.rows, scratch.rows.data() + t * A.rows * block, G + block * n};
         for (int64_t r = 0; r < A.rows; ++r)   // first nonzero of each row in a column >= c0
             cursor[r] = std::lower_bound(A.indices + A.begin[r], A.indices + A.end[r], static_cast<std::int32_t>(c0)) -
                         A.indices;
         for (int64_t kb0 = c0; kb0 < c1; kb0 += block) {
             const int64_t kb1 = std::min(c1, kb0 + block);
-            k.transpose_block(A, cursor, kb0, kb1, D, ldd, n, G);
+            k.transpose_block(A, cursor, kb0, kb1, D, ldd, n, G, lists);
             sink.consume(sink.context, kb0, kb1 - kb0, G, n);
         }
     }
@@ -280,13 +289,11 @@ template void sparse_times_dense<float>(const SparseRowsView<float>&, const floa
 template void sparse_times_dense<double>(const SparseRowsView<double>&, const double*, int64_t, int64_t,
                                          const RowSink<double>&, double*);
 template void sparse_transpose_times_dense<float>(const SparseRowsView<float>&, const float*, int64_t, int64_t,
-                                                  const RowSink<float>&, float*, int64_t*);
+                                                  const RowSink<float>&, TransposeScratch<float>&);
 template void sparse_transpose_times_dense<double>(const SparseRowsView<double>&, const double*, int64_t, int64_t,
-                                                   const RowSink<double>&, double*, int64_t*);
+                                                   const RowSink<double>&, TransposeScratch<double>&);
 template int64_t transpose_block_rows<float>(int64_t);
 template int64_t transpose_block_rows<double>(int64_t);
-template int64_t transpose_scratch_size<float>(int64_t);
-template int64_t transpose_scratch_size<double>(int64_t);
 template void transpose_sparse_rows<float>(const SparseRowsView<float>&, std::vector<int64_t>&,
                                            std::vector<std::int32_t>&, std::vector<float>&, std::vector<int64_t>&);
 template void transpose_sparse_rows<double>(const SparseRowsView<double>&, std::vector<int64_t>&,

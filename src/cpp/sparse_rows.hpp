@@ -57,13 +57,16 @@ void sparse_times_dense(const SparseRowsView<T>& A, const T* D, std::int64_t ldd
 // block, as each is complete. Blocks are transpose_block_rows(n) rows (the last may be shorter),
 // small enough for L1; each is computed by one thread (a contiguous range of blocks per thread)
 // and each row sums its terms in row order of A, so the result does not depend on the thread
-// count. `scratch` holds transpose_scratch_size(n) values and `cursors` get_num_threads() ×
-// A.rows entries.
+// count. `scratch` is grown as needed (so a caller that keeps it allocates nothing per call).
+template <typename T>
+struct TransposeScratch {
+    std::vector<T> values;
+    std::vector<std::int64_t> counts;
+    std::vector<std::int32_t> rows;
+};
 template <typename T>
 void sparse_transpose_times_dense(const SparseRowsView<T>& A, const T* D, std::int64_t ldd, std::int64_t n,
-                                  const RowSink<T>& sink, T* scratch, std::int64_t* cursors);
-template <typename T>
-std::int64_t transpose_scratch_size(std::int64_t n);
+                                  const RowSink<T>& sink, TransposeScratch<T>& scratch);
 template <typename T>
 std::int64_t transpose_block_rows(std::int64_t n);
 
@@ -90,6 +93,14 @@ void dense_to_csr(const TX* X, std::int64_t rows, std::int64_t cols, std::int64_
 
 namespace sparse_detail {
 
+// Scratch of one block of the transpose product: the block's nonzeros sorted by column.
+template <typename T>
+struct BlockLists {
+    std::int64_t* start;   // column c's entries are [start[c], start[c + 1])
+    std::int32_t* row;     // row of A
+    T* value;
+};
+
 // One ISA's kernels (sparse_kernels.hpp).
 template <typename T>
 struct Kernels {
@@ -98,7 +109,7 @@ struct Kernels {
                  std::int64_t n, const T* init, T* out, std::int64_t ldo, bool relu);
     // rows kb0 … kb1 − 1 of Aᵀ D into G (stride n, a multiple of `lanes`), from per-row cursors
     void (*transpose_block)(const SparseRowsView<T>& A, std::int64_t* cursor, std::int64_t kb0, std::int64_t kb1,
-                            const T* D, std::int64_t ldd, std::int64_t n, T* G);
+                            const T* D, std::int64_t ldd, std::int64_t n, T* G, const BlockLists<T>& lists);
     int lanes;   // values per vector
 };
 

@@ -152,8 +152,7 @@ class SparseInput {
 public:
     SparseInput(const SparseRowsView<T>& X, const int64_t* order, int64_t max_rows, int64_t d1)
         : X_(X), order_(order), begin_(sz(max_rows)), end_(sz(max_rows)),
-          cursors_(sz(get_num_threads() * max_rows)), row_scratch_(sz(get_num_threads() * d1)),
-          block_scratch_(sz(transpose_scratch_size<T>(padded<T>(d1)))) {}
+          row_scratch_(sz(get_num_threads() * d1)) {}
     void fetch(int64_t start, int64_t B) {
         for (int64_t r = 0; r < B; ++r) {
             const int64_t row = order_ ? order_[start + r] : start + r;
@@ -179,7 +178,7 @@ public:
     // the batch's transpose (the logits of a one-layer net: a few columns).
     void first_layer_gradient(const T* G1, int64_t ldg, int64_t d1, const RowSink<T>& sink) {
         if (ldg == padded<T>(d1))
-            sparse_transpose_times_dense<T>(batch_, G1, ldg, ldg, sink, block_scratch_.data(), cursors_.data());
+            sparse_transpose_times_dense<T>(batch_, G1, ldg, ldg, sink, transpose_scratch_);
         else
             sparse_times_dense<T>(batch_by_column(), G1, ldg, d1, sink, row_scratch_.data());
     }
@@ -200,10 +199,10 @@ private:
 
     SparseRowsView<T> X_, batch_;
     const int64_t* order_;
-    std::vector<int64_t> begin_, end_, colptr_, counts_, cursors_;
+    std::vector<int64_t> begin_, end_, colptr_, counts_;
     std::vector<std::int32_t> rows_;
     std::vector<T> values_, row_scratch_;
-    AlignedVector<T> block_scratch_;
+    TransposeScratch<T> transpose_scratch_;
 };
 
 
