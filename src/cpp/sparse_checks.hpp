@@ -54,20 +54,18 @@ SparseRowsView<T> sparse_rows_view(const py::array& data, const py::array& indic
             throw py::value_error("X.indptr: expected non-decreasing offsets, got " + std::to_string(ptr[r]) +
                                   " then " + std::to_string(ptr[r + 1]) + " at row " + std::to_string(r));
     const auto* idx = static_cast<const std::int32_t*>(indices.data());
-    std::uint32_t worst = 0;   // as unsigned, a negative index is larger than any valid one
-    for (std::int64_t t = 0; t < nnz; ++t) worst = std::max(worst, static_cast<std::uint32_t>(idx[t]));
-    if (nnz > 0 && worst >= static_cast<std::uint32_t>(cols)) {
-        std::int64_t t = 0;
-        while (static_cast<std::uint32_t>(idx[t]) < static_cast<std::uint32_t>(cols)) ++t;
-        throw py::value_error("X.indices: expected column indices in [0, " + std::to_string(cols) + "), got " +
-                              std::to_string(idx[t]) + " at position " + std::to_string(t));
+    if (!sparse_indices_valid(ptr, idx, rows, cols)) {   // find the first culprit, for the message
+        for (std::int64_t r = 0; r < rows; ++r)
+            for (std::int64_t t = ptr[r]; t < ptr[r + 1]; ++t) {
+                if (idx[t] < 0 || idx[t] >= cols)
+                    throw py::value_error("X.indices: expected column indices in [0, " + std::to_string(cols) +
+                                          "), got " + std::to_string(idx[t]) + " at position " + std::to_string(t));
+                if (t > ptr[r] && idx[t] < idx[t - 1])
+                    throw py::value_error("X.indices: expected sorted column indices within each row, got " +
+                                          std::to_string(idx[t - 1]) + " then " + std::to_string(idx[t]) +
+                                          " in row " + std::to_string(r));
+            }
     }
-    for (std::int64_t r = 0; r < rows; ++r)
-        for (std::int64_t t = ptr[r] + 1; t < ptr[r + 1]; ++t)
-            if (idx[t] < idx[t - 1])
-                throw py::value_error("X.indices: expected sorted column indices within each row, got " +
-                                      std::to_string(idx[t - 1]) + " then " + std::to_string(idx[t]) +
-                                      " in row " + std::to_string(r));
     SparseRowsView<T> view;
     view.rows = rows;
     view.cols = cols;

@@ -227,6 +227,24 @@ void transpose_sparse_rows(const SparseRowsView<T>& A, std::vector<int64_t>& ind
     }
 }
 
+bool sparse_indices_valid(const int64_t* indptr, const std::int32_t* indices, int64_t rows, int64_t cols) {
+    const int64_t nnz = indptr[rows];
+    int bad = 0;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(get_num_threads()) schedule(static) reduction(| : bad) if (nnz > (1 << 18))
+#endif
+    for (int64_t r = 0; r < rows; ++r) {
+        const std::int32_t* idx = indices + indptr[r];
+        const int64_t n = indptr[r + 1] - indptr[r];
+        std::uint32_t worst = 0;   // as unsigned, a negative index is larger than any valid one
+        int decreasing = 0;
+        for (int64_t t = 0; t < n; ++t) worst = std::max(worst, static_cast<std::uint32_t>(idx[t]));
+        for (int64_t t = 1; t < n; ++t) decreasing |= idx[t] < idx[t - 1];
+        bad |= decreasing | (n > 0 && worst >= static_cast<std::uint64_t>(cols));
+    }
+    return bad == 0;
+}
+
 template <typename TX>
 int64_t count_nonzeros(const TX* X, int64_t rows, int64_t cols, int64_t ld) {
     int64_t total = 0;

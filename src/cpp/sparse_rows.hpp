@@ -80,6 +80,12 @@ void transpose_sparse_rows(const SparseRowsView<T>& A, std::vector<std::int64_t>
                            std::vector<std::int32_t>& rows, std::vector<T>& values,
                            std::vector<std::int64_t>& counts);
 
+// Whether every column index is in [0, cols) and non-decreasing within each row (indptr has
+// rows + 1 valid, non-decreasing offsets). One threaded pass; the caller looks for the culprit
+// only when this says no.
+bool sparse_indices_valid(const std::int64_t* indptr, const std::int32_t* indices, std::int64_t rows,
+                          std::int64_t cols);
+
 // Counts the nonzeros of a dense matrix (rows × cols, row stride ld), threaded.
 template <typename TX>
 std::int64_t count_nonzeros(const TX* X, std::int64_t rows, std::int64_t cols, std::int64_t ld);
