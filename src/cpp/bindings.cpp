@@ -312,21 +312,20 @@ PYBIND11_MODULE(_core, m) {
             using T = typename decltype(tt)::type;
             using TX = typename decltype(tx)::type;
             const auto x = data_matrix<TX>(X, "X");
+            if (x.cols > INT32_MAX) throw py::value_error("X: expected at most 2**31 - 1 columns, got " + std::to_string(x.cols));
+            py::array_t<int64_t> ptr(x.rows + 1);
             int64_t nnz;
             {
                 py::gil_scoped_release nogil;
-                nnz = count_nonzeros<TX>(x.data, x.rows, x.cols, x.ld);
+                nnz = csr_row_offsets<TX>(x.data, x.rows, x.cols, x.ld, ptr.mutable_data());
             }
             if (static_cast<double>(nnz) > max_density * static_cast<double>(x.rows) * static_cast<double>(x.cols))
                 return py::none();
-            if (x.cols > INT32_MAX) throw py::value_error("X: expected at most 2**31 - 1 columns, got " + std::to_string(x.cols));
             py::array_t<T> values(nnz);
             py::array_t<std::int32_t> idx(nnz);
-            py::array_t<int64_t> ptr(x.rows + 1);
             {
                 py::gil_scoped_release nogil;
-                dense_to_csr<TX, T>(x.data, x.rows, x.cols, x.ld, ptr.mutable_data(), idx.mutable_data(),
-                                    values.mutable_data());
+                dense_to_csr<TX, T>(x.data, x.rows, x.cols, x.ld, ptr.data(), idx.mutable_data(), values.mutable_data());
             }
             return py::make_tuple(values, idx, ptr);
         });

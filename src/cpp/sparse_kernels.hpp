@@ -18,6 +18,10 @@
 
 #include "sparse_rows.hpp"
 
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
 #ifndef FASTNN_VECTOR_BYTES
 #error "define FASTNN_VECTOR_BYTES before including sparse_kernels.hpp"
 #endif
@@ -181,6 +185,32 @@ void transpose_block(const SparseRowsView<T>& A, int64_t* cursor, int64_t kb0, i
             default: gather_chunk<T, 8>(lists, ncols, D, ldd, j0, G, n); break;
         }
     }
+}
+
+// ---- Dense rows to CSR (dense_to_csr in sparse_rows.cpp).
+//
+// The nonzeros of x[0 … cols) (NaN counts as nonzero, ±0 does not): their columns into idx and
+// values into val, in column order; returns how many. idx and val have room for cols + 16
+// entries (the vector path stores whole vectors and moves on by the count of nonzeros).
+int64_t compact_row_f32(const float* x, int64_t cols, std::int32_t* idx, float* val) {
+    int64_t p = 0, c = 0;
+#if defined(__AVX512F__)
+    const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    for (; c + 16 <= cols; c += 16) {
+        const __m512 v = _mm512_loadu_ps(x + c);
+        const __mmask16 nonzero = _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_NEQ_UQ);
+        _mm512_storeu_ps(val + p, _mm512_maskz_compress_ps(nonzero, v));
+        const __m512i columns = _mm512_add_epi32(lanes, _mm512_set1_epi32(static_cast<int>(c)));
+        _mm512_storeu_si512(idx + p, _mm512_maskz_compress_epi32(nonzero, columns));
+        p += __builtin_popcount(static_cast<unsigned>(nonzero));
+    }
+#endif
+    for (; c < cols; ++c) {   // branch-free: write, then move on only past a nonzero
+        idx[p] = static_cast<std::int32_t>(c);
+        val[p] = x[c];
+        p += x[c] != 0.0f;
+    }
+    return p;
 }
 
 }  // namespace

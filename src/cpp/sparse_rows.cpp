@@ -109,8 +109,6 @@ struct ColumnSplit {
         : block(transpose_block_rows<T>(n)), blocks((cols + block - 1) / block),
           nthreads(nnz * n >= kParallelMinWork && blocks > 1
                        ? static_cast<int>(std::min<int64_t>(get_num_threads(), blocks)) : 1) {}
-    int64_t first_block(int t) const { return blocks * t / nthreads; }
-    int64_t first_column(int t, int64_t cols) const { return std::min(cols, first_block(t) * block); }
 };
 
 template <typename T>
@@ -145,8 +143,27 @@ void sparse_transpose_times_dense(const SparseRowsView<T>& A, const T* D, int64_
     need(scratch.values, nthreads * per_thread_values);
     need(scratch.counts, nthreads * per_thread_counts);
     need(scratch.rows, nthreads * A.rows * block);
-    // Thread t owns the blocks [blocks·t/T, blocks·(t+1)/T): always the same result rows for a
-    // given thread count, so each thread keeps updating the same parameter rows.
+    // Thread t owns the blocks [first[t], first[t+1]), chosen on the first call with this thread
+    // count to share out its nonzeros evenly (MNIST's lower half holds more ink than its upper
+    // half) and kept for later calls, so that each thread keeps updating the same parameter
+    // rows. Which thread computes a block never changes the block's result.
+    std::vector<int64_t>& first = scratch.first_block;
+    if (static_cast<int>(first.size()) != nthreads + 1 || first.back() != split.blocks) {
+        std::vector<int64_t> per_block(static_cast<std::size_t>(split.blocks), 0);
+        int64_t total = 0;
+        for (int64_t r = 0; r < A.rows; ++r)
+            for (int64_t q = A.begin[r]; q < A.end[r]; ++q) ++per_block[static_cast<std::size_t>(A.indices[q] / block)];
+        for (const int64_t c : per_block) total += c;
+        first.assign(static_cast<std::size_t>(nthreads + 1), split.blocks);
+        first[0] = 0;
+        int64_t seen = 0, b = 0;
+        for (int t = 1; t < nthreads; ++t) {   // thread t starts where the running count passes t/T
+            const int64_t target = total * t / nthreads;
+            while (b < split.blocks && seen + per_block[static_cast<std::size_t>(b)] / 2 < target)
+                seen += per_block[static_cast<std::size_t>(b++)];
+            first[static_cast<std::size_t>(t)] = std::max(b, first[static_cast<std::size_t>(t - 1)]);
+        }
+    }
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1)
 #endif
@@ -156,7 +173,8 @@ void sparse_transpose_times_dense(const SparseRowsView<T>& A, const T* D, int64_
 #else
         const int t = 0;
 #endif
-        const int64_t c0 = split.first_column(t, A.cols), c1 = split.first_column(t + 1, A.cols);
+        const int64_t c0 = std::min(A.cols, first[static_cast<std::size_t>(t)] * block);
+        const int64_t c1 = std::min(A.cols, first[static_cast<std::size_t>(t + 1)] * block);
         T* mine = scratch.values.data() + t * per_thread_values;
         T* G = reinterpret_cast<T*>((reinterpret_cast<std::uintptr_t>(mine) + 63) & ~std::uintptr_t(63));
         int64_t* cursor = scratch.counts.data() + t * per_thread_counts;
@@ -246,51 +264,46 @@ bool sparse_indices_valid(const int64_t* indptr, const std::int32_t* indices, in
 }
 
 template <typename TX>
-int64_t count_nonzeros(const TX* X, int64_t rows, int64_t cols, int64_t ld) {
-    int64_t total = 0;
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(get_num_threads()) schedule(static) reduction(+ : total) if (rows * cols > (1 << 20))
-#endif
-    for (int64_t r = 0; r < rows; ++r) {
-        const TX* x = X + r * ld;
-        int64_t c_nz = 0;
-        for (int64_t c = 0; c < cols; ++c) c_nz += x[c] != TX(0);
-        total += c_nz;
-    }
-    return total;
-}
-
-template <typename TX, typename T>
-void dense_to_csr(const TX* X, int64_t rows, int64_t cols, int64_t ld, int64_t* indptr,
-                  std::int32_t* indices, T* values) {
+int64_t csr_row_offsets(const TX* X, int64_t rows, int64_t cols, int64_t ld, int64_t* indptr) {
     indptr[0] = 0;
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(get_num_threads()) schedule(static) if (rows * cols > (1 << 20))
 #endif
-    for (int64_t r = 0; r < rows; ++r) {   // row counts, then (serially) the offsets
+    for (int64_t r = 0; r < rows; ++r) {
         const TX* x = X + r * ld;
         int64_t c_nz = 0;
         for (int64_t c = 0; c < cols; ++c) c_nz += x[c] != TX(0);
         indptr[r + 1] = c_nz;
     }
     for (int64_t r = 0; r < rows; ++r) indptr[r + 1] += indptr[r];
+    return indptr[rows];
+}
+
+template <typename TX, typename T>
+void dense_to_csr(const TX* X, int64_t rows, int64_t cols, int64_t ld, const int64_t* indptr,
+                  std::int32_t* indices, T* values) {
+    const auto compact_f32 = kernels_for<float>(active_isa()).compact_row_f32;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(get_num_threads()) if (rows * cols > (1 << 20))
 #endif
     {
-        // Branch-free compaction into a per-thread row buffer (one spare slot), then a copy.
-        std::vector<std::int32_t> idx(static_cast<std::size_t>(cols + 1));
-        std::vector<T> val(static_cast<std::size_t>(cols + 1));
+        // Compaction into a per-thread row buffer (room for whole vectors), then a copy.
+        std::vector<std::int32_t> idx(static_cast<std::size_t>(cols + 16));
+        std::vector<T> val(static_cast<std::size_t>(cols + 16));
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
         for (int64_t r = 0; r < rows; ++r) {
             const TX* x = X + r * ld;
             int64_t p = 0;
-            for (int64_t c = 0; c < cols; ++c) {
-                idx[p] = static_cast<std::int32_t>(c);
-                val[p] = static_cast<T>(x[c]);
-                p += x[c] != TX(0);
+            if constexpr (std::is_same_v<TX, float> && std::is_same_v<T, float>) {
+                p = compact_f32(x, cols, idx.data(), val.data());
+            } else {
+                for (int64_t c = 0; c < cols; ++c) {   // branch-free: write, move on past a nonzero
+                    idx[static_cast<std::size_t>(p)] = static_cast<std::int32_t>(c);
+                    val[static_cast<std::size_t>(p)] = static_cast<T>(x[c]);
+                    p += x[c] != TX(0);
+                }
             }
             std::copy(idx.begin(), idx.begin() + p, indices + indptr[r]);
             std::copy(val.begin(), val.begin() + p, values + indptr[r]);
@@ -316,11 +329,11 @@ template void transpose_sparse_rows<float>(const SparseRowsView<float>&, std::ve
                                            std::vector<std::int32_t>&, std::vector<float>&, std::vector<int64_t>&);
 template void transpose_sparse_rows<double>(const SparseRowsView<double>&, std::vector<int64_t>&,
                                             std::vector<std::int32_t>&, std::vector<double>&, std::vector<int64_t>&);
-template int64_t count_nonzeros<float>(const float*, int64_t, int64_t, int64_t);
-template int64_t count_nonzeros<double>(const double*, int64_t, int64_t, int64_t);
-template void dense_to_csr<float, float>(const float*, int64_t, int64_t, int64_t, int64_t*, std::int32_t*, float*);
-template void dense_to_csr<float, double>(const float*, int64_t, int64_t, int64_t, int64_t*, std::int32_t*, double*);
-template void dense_to_csr<double, double>(const double*, int64_t, int64_t, int64_t, int64_t*, std::int32_t*, double*);
-template void dense_to_csr<double, float>(const double*, int64_t, int64_t, int64_t, int64_t*, std::int32_t*, float*);
+template int64_t csr_row_offsets<float>(const float*, int64_t, int64_t, int64_t, int64_t*);
+template int64_t csr_row_offsets<double>(const double*, int64_t, int64_t, int64_t, int64_t*);
+template void dense_to_csr<float, float>(const float*, int64_t, int64_t, int64_t, const int64_t*, std::int32_t*, float*);
+template void dense_to_csr<float, double>(const float*, int64_t, int64_t, int64_t, const int64_t*, std::int32_t*, double*);
+template void dense_to_csr<double, double>(const double*, int64_t, int64_t, int64_t, const int64_t*, std::int32_t*, double*);
+template void dense_to_csr<double, float>(const double*, int64_t, int64_t, int64_t, const int64_t*, std::int32_t*, float*);
 
 }  // namespace fastnn

@@ -55,14 +55,15 @@ void sparse_times_dense(const SparseRowsView<T>& A, const T* D, std::int64_t ldd
 // selection) and a dense D (A.rows × n, row stride ldd, where n is the row length padded to
 // whole 64-byte lines, padding zero): the result (A.cols rows of n values) goes to sink block by
 // block, as each is complete. Blocks are transpose_block_rows(n) rows (the last may be shorter),
-// small enough for L1; each is computed by one thread (a contiguous range of blocks per thread)
-// and each row sums its terms in row order of A, so the result does not depend on the thread
-// count. `scratch` is grown as needed (so a caller that keeps it allocates nothing per call).
+// small enough for L1; each is computed by one thread (a contiguous range of blocks per thread,
+// balanced by the nonzeros of the first call's A) and each row sums its terms in row order of
+// A, so the result does not depend on the thread count. `scratch` is grown as needed (so a caller that keeps it allocates nothing per call).
 template <typename T>
 struct TransposeScratch {
     std::vector<T> values;
     std::vector<std::int64_t> counts;
     std::vector<std::int32_t> rows;
+    std::vector<std::int64_t> first_block;   // thread t's blocks start at first_block[t]
 };
 template <typename T>
 void sparse_transpose_times_dense(const SparseRowsView<T>& A, const T* D, std::int64_t ldd, std::int64_t n,
@@ -86,16 +87,18 @@ void transpose_sparse_rows(const SparseRowsView<T>& A, std::vector<std::int64_t>
 bool sparse_indices_valid(const std::int64_t* indptr, const std::int32_t* indices, std::int64_t rows,
                           std::int64_t cols);
 
-// Counts the nonzeros of a dense matrix (rows × cols, row stride ld), threaded.
+// The row offsets of the CSR form of a dense matrix (rows × cols, row stride ld): indptr[0] = 0
+// and indptr[r + 1] = indptr[r] + the nonzeros of row r (NaN counts as nonzero). Threaded;
+// returns the number of nonzeros.
 template <typename TX>
-std::int64_t count_nonzeros(const TX* X, std::int64_t rows, std::int64_t cols, std::int64_t ld);
+std::int64_t csr_row_offsets(const TX* X, std::int64_t rows, std::int64_t cols, std::int64_t ld,
+                             std::int64_t* indptr);
 
-// CSR of a dense matrix whose nonzero count is `nnz` (from count_nonzeros): indptr has rows + 1
-// entries, indices and values nnz each, columns in increasing order within a row. Values are
-// converted to T. NaN counts as nonzero, so it is kept.
+// The rest of the CSR form, given indptr from csr_row_offsets: indices and values (indptr[rows]
+// each), columns in increasing order within a row, values converted to T. Threaded.
 template <typename TX, typename T>
 void dense_to_csr(const TX* X, std::int64_t rows, std::int64_t cols, std::int64_t ld,
-                  std::int64_t* indptr, std::int32_t* indices, T* values);
+                  const std::int64_t* indptr, std::int32_t* indices, T* values);
 
 namespace sparse_detail {
 
@@ -117,6 +120,8 @@ struct Kernels {
     void (*transpose_block)(const SparseRowsView<T>& A, std::int64_t* cursor, std::int64_t kb0, std::int64_t kb1,
                             const T* D, std::int64_t ldd, std::int64_t n, T* G, const BlockLists<T>& lists);
     int lanes;   // values per vector
+    // the nonzeros of one float row: columns and values (room for cols + 16); returns the count
+    std::int64_t (*compact_row_f32)(const float* x, std::int64_t cols, std::int32_t* idx, float* val);
 };
 
 Kernels<float> generic_kernels_f32();
