@@ -206,6 +206,25 @@ private:
 };
 
 
+// Past the first layer, the batch's rows (and ∇W_i's rows, ∇b_i's columns) go to the threads
+// in chunks of this fixed size: which thread takes a chunk never changes a result, and every
+// sum over rows runs in order inside one chunk (the loss: chunk by chunk, in order).
+constexpr int64_t kRowChunk = 32;
+// Below this many multiply-adds per batch in those layers, they run on one thread.
+constexpr int64_t kSplitMinWork = 1 << 16;
+
+// f(c, lo, hi) for the chunks [lo, hi) of [0, n), on the threads when `parallel`.
+template <typename F>
+void for_chunks(int64_t n, int64_t chunk, bool parallel, F&& f) {
+    const int64_t chunks = (n + chunk - 1) / chunk;
+    const int nthreads = parallel && chunks > 1 ? static_cast<int>(std::min<int64_t>(get_num_threads(), chunks)) : 1;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(nthreads) schedule(static) if (nthreads > 1)
+#endif
+    for (int64_t c = 0; c < chunks; ++c) f(c, c * chunk, std::min(n, (c + 1) * chunk));
+    (void)nthreads;
+}
+
 // The update of one parameter (rows × cols, row stride ldp, gradient with row stride ldg; the
 // optimizer's buffers contiguous), by the active ISA's loops. Element-wise, so sharing its rows
 // among the threads changes no result.
@@ -333,7 +352,11 @@ int64_t run_epoch(Input& input, const int64_t* y, const int64_t* order, int64_t 
     BiasedNetwork<T> work = net;   // the net as the epoch sees it: W_1 possibly the padded copy
     work.W[0] = W1;
 
-    BiasedScratch<T> s(net, std::max<int64_t>(1, std::min(batch, n_order)), ld, /*train=*/true);
+    const int64_t max_rows = std::max<int64_t>(1, std::min(batch, n_order));
+    BiasedScratch<T> s(net, max_rows, ld, /*train=*/true);
+    std::vector<double> chunk_loss(sz((max_rows + kRowChunk - 1) / kRowChunk));
+    int64_t later_work = d[L];   // multiply-adds per row beyond the first layer (and the softmax)
+    for (int64_t i = 2; i <= L; ++i) later_work += d[i - 1] * d[i];
     const bool adam = opt.kind == OptimizerKind::adam;
     const UpdateKernels<T> kernels = update_kernels<T>();
 
@@ -346,9 +369,22 @@ int64_t run_epoch(Input& input, const int64_t* y, const int64_t* order, int64_t 
         // Forward and the fused softmax cross-entropy: G_L = (S − I_y)/B in place of Z.
         T* Z = s.G[L].data();
         input.first_layer(W1, ld[1], net.b[0], d[1], L == 1 ? Z : s.H[1].data(), ld[1], /*relu=*/L > 1);
-        if (L > 1) forward_pass::forward(s.H[1].data(), ld[1], B, work.W, &net.b, net.dims, s.H, Z, /*first=*/2);
-        double batch_loss = softmax_cross_entropy_rows(Z, k, s.y.data(), B, k,
-                                                       T(1) / static_cast<T>(B), Z, k);
+        // The other layers and the loss, rows in fixed chunks (shared among the threads).
+        const bool split = B * later_work >= kSplitMinWork;
+        for_chunks(B, kRowChunk, split, [&](int64_t c, int64_t r0, int64_t r1) {
+            const T* in = s.H[1].data() + r0 * ld[1];
+            int64_t ld_in = ld[1];
+            for (int64_t i = 2; i <= L; ++i) {
+                T* out = i == L ? Z + r0 * k : s.H[i].data() + r0 * ld[i];
+                forward_pass::layer<T>(in, ld_in, r1 - r0, work.W[i - 1], net.b[i - 1], d[i - 1], d[i], out, i < L);
+                in = out;
+                ld_in = ld[i];
+            }
+            chunk_loss[sz(c)] = softmax_cross_entropy_rows(Z + r0 * k, k, s.y.data() + r0, r1 - r0, k,
+                                                           T(1) / static_cast<T>(B), Z + r0 * k, k);
+        });
+        double batch_loss = 0;
+        for (int64_t c = 0; c * kRowChunk < B; ++c) batch_loss += chunk_loss[sz(c)];
         if (alpha != 0) {   // (α/2) Σ ‖W‖², before this batch's update
             double sq = 0;
             if (!sq1.empty())
@@ -383,18 +419,26 @@ int64_t run_epoch(Input& input, const int64_t* y, const int64_t* order, int64_t 
                                                           const_cast<FirstLayerUpdate<T>*>(&first_update)});
                 else
                     input.first_layer_gradient(Gi, ld[1], d[1], s.gW[0].data(), ld[1]);
-            } else
-                gemm<T>(Op::T, Op::N, d[i - 1], d[i], B, T(1), s.H[i - 1].data(), ld[i - 1], Gi, ld[i], T(0),
-                        s.gW[i - 1].data(), ld[i]);
-            if (net.b[i - 1]) {   // ∇b_i = Σ_rows G_i, rows in order
-                T* gb = s.gb[i - 1].data();
-                std::fill(gb, gb + d[i], T(0));
-                for (int64_t r = 0; r < B; ++r)
-                    for (int64_t j = 0; j < d[i]; ++j) gb[j] += Gi[r * ld[i] + j];
+            } else {   // by chunks of ∇W_i's rows
+                for_chunks(d[i - 1], kRowChunk, split, [&](int64_t, int64_t j0, int64_t j1) {
+                    gemm<T>(Op::T, Op::N, j1 - j0, d[i], B, T(1), s.H[i - 1].data() + j0, ld[i - 1], Gi, ld[i], T(0),
+                            s.gW[i - 1].data() + j0 * ld[i], ld[i]);
+                });
             }
-            if (i > 1)   // G_{i-1} = (G_i W_iᵀ) ∘ 1{H_{i-1} > 0}
-                gemm<T>(Op::N, Op::T, B, d[i - 1], d[i], T(1), Gi, ld[i], work.W[i - 1], ld[i], T(0),
-                        s.G[i - 1].data(), ld[i - 1], Epilogue::relu_mask, s.H[i - 1].data(), ld[i - 1]);
+            if (net.b[i - 1]) {   // ∇b_i = Σ_rows G_i, rows in order (by chunks of columns)
+                for_chunks(d[i], kRowChunk, split && i > 1, [&](int64_t, int64_t j0, int64_t j1) {
+                    T* gb = s.gb[i - 1].data();
+                    std::fill(gb + j0, gb + j1, T(0));
+                    for (int64_t r = 0; r < B; ++r)
+                        for (int64_t j = j0; j < j1; ++j) gb[j] += Gi[r * ld[i] + j];
+                });
+            }
+            if (i > 1)   // G_{i-1} = (G_i W_iᵀ) ∘ 1{H_{i-1} > 0}, by chunks of rows
+                for_chunks(B, kRowChunk, split, [&](int64_t, int64_t r0, int64_t r1) {
+                    gemm<T>(Op::N, Op::T, r1 - r0, d[i - 1], d[i], T(1), Gi + r0 * ld[i], ld[i], work.W[i - 1], ld[i],
+                            T(0), s.G[i - 1].data() + r0 * ld[i - 1], ld[i - 1], Epilogue::relu_mask,
+                            s.H[i - 1].data() + r0 * ld[i - 1], ld[i - 1]);
+                });
         }
 
         // The update of every other parameter, W_1 (unless done above) … W_L then b_1 … b_L.
