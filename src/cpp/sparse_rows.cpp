@@ -37,6 +37,17 @@ Kernels<T> kernels_for(Isa isa) {
     }
 }
 
+// Asks for row r of A (its column indices and values) to be brought into cache.
+template <typename T>
+void prefetch_row(const SparseRowsView<T>& A, int64_t r) {
+    const char* p = reinterpret_cast<const char*>(A.indices + A.begin[r]);
+    const char* q = reinterpret_cast<const char*>(A.indices + A.end[r]);
+    for (; p < q; p += 64) __builtin_prefetch(p);
+    p = reinterpret_cast<const char*>(A.values + A.begin[r]);
+    q = reinterpret_cast<const char*>(A.values + A.end[r]);
+    for (; p < q; p += 64) __builtin_prefetch(p);
+}
+
 // A block of result rows of Aᵀ D takes at most this many bytes (it stays in L1) ...
 constexpr int64_t kTransposeBlockBytes = 24 * 1024;
 // ... and at most this many rows.
@@ -127,7 +138,7 @@ int64_t transpose_block_rows(int64_t n) {
 
 template <typename T>
 void sparse_transpose_times_dense(const SparseRowsView<T>& A, const T* D, int64_t ldd, int64_t n,
-                                  const RowSink<T>& sink, TransposeScratch<T>& scratch) {
+                                  const RowSink<T>& sink, TransposeScratch<T>& scratch, const SparseRowsView<T>* ahead) {
     const Kernels<T> k = kernels_for<T>(active_isa());
     if (n % k.lanes != 0) throw std::invalid_argument("sparse_transpose_times_dense: n must be a multiple of the vector width");
     const ColumnSplit<T> split(stored_values(A), A.cols, n);
@@ -182,10 +193,16 @@ void sparse_transpose_times_dense(const SparseRowsView<T>& A, const T* D, int64_
         for (int64_t r = 0; r < A.rows; ++r)   // first nonzero of each row in a column >= c0
             cursor[r] = std::lower_bound(A.indices + A.begin[r], A.indices + A.end[r], static_cast<std::int32_t>(c0)) -
                         A.indices;
-        for (int64_t kb0 = c0; kb0 < c1; kb0 += block) {
+        // This thread's share of `ahead` (rows t, t + T, …), spread over its blocks.
+        const int64_t my_blocks = std::max<int64_t>(1, (c1 - c0 + block - 1) / block);
+        const int64_t ahead_rows = ahead ? ahead->rows : 0;
+        int64_t next_row = t;
+        for (int64_t kb0 = c0, b = 1; kb0 < c1; kb0 += block, ++b) {
             const int64_t kb1 = std::min(c1, kb0 + block);
             k.transpose_block(A, cursor, kb0, kb1, D, ldd, n, G, lists);
             sink.consume(sink.context, kb0, kb1 - kb0, G, n);
+            for (const int64_t until = ahead_rows * b / my_blocks; next_row < until; next_row += nthreads)
+                prefetch_row(*ahead, next_row);
         }
     }
 }
@@ -320,9 +337,11 @@ template void sparse_times_dense<float>(const SparseRowsView<float>&, const floa
 template void sparse_times_dense<double>(const SparseRowsView<double>&, const double*, int64_t, int64_t,
                                          const RowSink<double>&, double*);
 template void sparse_transpose_times_dense<float>(const SparseRowsView<float>&, const float*, int64_t, int64_t,
-                                                  const RowSink<float>&, TransposeScratch<float>&);
+                                                  const RowSink<float>&, TransposeScratch<float>&,
+                                                  const SparseRowsView<float>*);
 template void sparse_transpose_times_dense<double>(const SparseRowsView<double>&, const double*, int64_t, int64_t,
-                                                   const RowSink<double>&, TransposeScratch<double>&);
+                                                   const RowSink<double>&, TransposeScratch<double>&,
+                                                   const SparseRowsView<double>*);
 template int64_t transpose_block_rows<float>(int64_t);
 template int64_t transpose_block_rows<double>(int64_t);
 template void transpose_sparse_rows<float>(const SparseRowsView<float>&, std::vector<int64_t>&,

@@ -65,9 +65,12 @@ struct TransposeScratch {
     std::vector<std::int32_t> rows;
     std::vector<std::int64_t> first_block;   // thread t's blocks start at first_block[t]
 };
+// Along the way the rows of `ahead` (null: none; the next batch, in training) are prefetched,
+// so that they are in cache when that batch comes.
 template <typename T>
 void sparse_transpose_times_dense(const SparseRowsView<T>& A, const T* D, std::int64_t ldd, std::int64_t n,
-                                  const RowSink<T>& sink, TransposeScratch<T>& scratch);
+                                  const RowSink<T>& sink, TransposeScratch<T>& scratch,
+                                  const SparseRowsView<T>* ahead = nullptr);
 template <typename T>
 std::int64_t transpose_block_rows(std::int64_t n);
 

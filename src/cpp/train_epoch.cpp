@@ -150,8 +150,9 @@ private:
 template <typename T>
 class SparseInput {
 public:
-    SparseInput(const SparseRowsView<T>& X, const int64_t* order, int64_t max_rows, int64_t d1)
-        : X_(X), order_(order), begin_(sz(max_rows)), end_(sz(max_rows)),
+    SparseInput(const SparseRowsView<T>& X, const int64_t* order, int64_t n_order, int64_t max_rows, int64_t d1)
+        : X_(X), order_(order), n_order_(n_order), begin_(sz(max_rows)), end_(sz(max_rows)),
+          next_begin_(sz(max_rows)), next_end_(sz(max_rows)),
           row_scratch_(sz(get_num_threads() * d1)) {}
     void fetch(int64_t start, int64_t B) {
         for (int64_t r = 0; r < B; ++r) {
@@ -163,6 +164,17 @@ public:
         batch_.rows = B;
         batch_.begin = begin_.data();
         batch_.end = end_.data();
+        // The next batch's rows (scattered over X when shuffled), to prefetch during this one.
+        const int64_t B_next = std::max<int64_t>(0, std::min(B, n_order_ - (start + B)));
+        for (int64_t r = 0; r < B_next; ++r) {
+            const int64_t row = order_ ? order_[start + B + r] : start + B + r;
+            next_begin_[sz(r)] = X_.begin[row];
+            next_end_[sz(r)] = X_.end[row];
+        }
+        next_ = X_;
+        next_.rows = B_next;
+        next_.begin = next_begin_.data();
+        next_.end = next_end_.data();
     }
     static constexpr bool kPadFirstLayer = true;    // rows of W_1, H_1, G_1 padded to cache lines
     static constexpr bool kFusedFirstUpdate = true;   // each row of ∇W_1 goes straight to the update
@@ -178,7 +190,7 @@ public:
     // the batch's transpose (the logits of a one-layer net: a few columns).
     void first_layer_gradient(const T* G1, int64_t ldg, int64_t d1, const RowSink<T>& sink) {
         if (ldg == padded<T>(d1))
-            sparse_transpose_times_dense<T>(batch_, G1, ldg, ldg, sink, transpose_scratch_);
+            sparse_transpose_times_dense<T>(batch_, G1, ldg, ldg, sink, transpose_scratch_, &next_);
         else
             sparse_times_dense<T>(batch_by_column(), G1, ldg, d1, sink, row_scratch_.data());
     }
@@ -197,9 +209,10 @@ private:
         return by_column;
     }
 
-    SparseRowsView<T> X_, batch_;
+    SparseRowsView<T> X_, batch_, next_;
     const int64_t* order_;
-    std::vector<int64_t> begin_, end_, colptr_, counts_;
+    int64_t n_order_;
+    std::vector<int64_t> begin_, end_, next_begin_, next_end_, colptr_, counts_;
     std::vector<std::int32_t> rows_;
     std::vector<T> values_, row_scratch_;
     TransposeScratch<T> transpose_scratch_;
@@ -475,7 +488,7 @@ std::int64_t train_epoch_sparse(const SparseRowsView<T>& X, const std::int64_t* 
                                 std::int64_t batch, double alpha, double* loss_sum,
                                 const StopRequested& stop_requested) {
     if (batch < 1) throw std::invalid_argument("batch: expected an integer >= 1");
-    SparseInput<T> input(X, order, std::max<int64_t>(1, std::min(batch, n_order)), net.dims[1]);
+    SparseInput<T> input(X, order, n_order, std::max<int64_t>(1, std::min(batch, n_order)), net.dims[1]);
     return run_epoch<T>(input, y, order, n_order, net, opt, state, lr, batch, alpha, loss_sum, stop_requested);
 }
 
