@@ -385,7 +385,7 @@ int64_t run_epoch(Input& input, const int64_t* y, const int64_t* order, int64_t 
         // The other layers and the loss, rows in fixed chunks (shared among the threads).
         const bool split = B * later_work >= kSplitMinWork;
         for_chunks(B, kRowChunk, split, [&](int64_t c, int64_t r0, int64_t r1) {
-            const T* in = s.H[1].data() + r0 * ld[1];
+            const T* in = L > 1 ? s.H[1].data() + r0 * ld[1] : nullptr;   // (H[1] exists only then)
             int64_t ld_in = ld[1];
             for (int64_t i = 2; i <= L; ++i) {
                 T* out = i == L ? Z + r0 * k : s.H[i].data() + r0 * ld[i];
