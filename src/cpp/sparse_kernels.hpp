@@ -130,7 +130,7 @@ void rows_kernel(const SparseRowsView<T>& A, int64_t r0, int64_t r1, const T* D,
 // ---- Aᵀ D by blocks of rows of the result (sparse_transpose_times_dense in sparse_rows.cpp).
 //
 // A block of result rows kb0 … kb1 − 1 (columns kb0 … kb1 − 1 of A) at a time. First the
-// block's nonzeros are sorted by column (a counting sort into small L1-resident lists, rows in
+// block's nonzeros are sorted by column (a counting sort into small cache-resident lists, rows in
 // increasing order within each column); then each result row is summed in registers, one
 // vector chunk of columns at a time: G[c − kb0] = Σ_{(r, a) in column c} a · D[r]. Each result
 // row sums its terms in row order. n is a multiple of the vector width (D and G are padded).

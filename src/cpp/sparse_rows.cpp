@@ -48,10 +48,12 @@ void prefetch_row(const SparseRowsView<T>& A, int64_t r) {
     for (; p < q; p += 64) __builtin_prefetch(p);
 }
 
-// A block of result rows of Aᵀ D takes at most this many bytes (it stays in L1) ...
-constexpr int64_t kTransposeBlockBytes = 24 * 1024;
+// A block of result rows of Aᵀ D takes at most this many bytes (it stays in L2; measured on
+// MNIST h=100, 2 threads: 96 KiB blocks fit 1.75 s vs 1.9 s with L1-sized 24 KiB ones, whose
+// every block walks all the batch's rows again) ...
+constexpr int64_t kTransposeBlockBytes = 96 * 1024;
 // ... and at most this many rows.
-constexpr int64_t kTransposeBlockRows = 64;
+constexpr int64_t kTransposeBlockRows = 256;
 
 
 // Below this many multiply-adds a product runs on one thread.

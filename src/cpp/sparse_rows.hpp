@@ -55,7 +55,7 @@ void sparse_times_dense(const SparseRowsView<T>& A, const T* D, std::int64_t ldd
 // selection) and a dense D (A.rows × n, row stride ldd, where n is the row length padded to
 // whole 64-byte lines, padding zero): the result (A.cols rows of n values) goes to sink block by
 // block, as each is complete. Blocks are transpose_block_rows(n) rows (the last may be shorter),
-// small enough for L1; each is computed by one thread (a contiguous range of blocks per thread,
+// small enough for L2; each is computed by one thread (a contiguous range of blocks per thread,
 // balanced by the nonzeros of the first call's A) and each row sums its terms in row order of
 // A, so the result does not depend on the thread count. `scratch` is grown as needed (so a caller that keeps it allocates nothing per call).
 template <typename T>

@@ -186,7 +186,7 @@ public:
         sparse_times_dense<T>(batch_by_column(), G1, ldg, d1, nullptr, gW, ldw, false);
     }
     // Row k of ∇W_1 (without the L2 term) handed to sink as soon as it is complete: from blocks
-    // of X_bᵀ G_1 kept in L1 when G_1's rows are padded (zeros) to whole cache lines, else from
+    // of X_bᵀ G_1 kept in cache when G_1's rows are padded (zeros) to whole cache lines, else from
     // the batch's transpose (the logits of a one-layer net: a few columns).
     void first_layer_gradient(const T* G1, int64_t ldg, int64_t d1, const RowSink<T>& sink) {
         if (ldg == padded<T>(d1))
@@ -294,7 +294,7 @@ double squared_norm(const T* W, int64_t n) {
 // The update of W_1 from blocks of rows of its gradient, as a RowSink for the sparse path.
 // Padded (W_1 and its buffers with the gradient's row stride, padding zero, which the update
 // keeps zero): a block is contiguous and updated in one call, and its ‖·‖² (for the next
-// batch's L2 term) is taken while it is in L1, into sq[r0]. Otherwise row by row, buffers
+// batch's L2 term) is taken while it is in cache, into sq[r0]. Otherwise row by row, buffers
 // with stride `cols`.
 template <typename T>
 struct FirstLayerUpdate {
