@@ -74,12 +74,17 @@ void sparse_times_dense(const SparseRowsView<T>& A, const T* D, int64_t ldd, int
         kernel(A, 0, A.rows, D, ldd, n, init, out, ldo, relu);
         return;
     }
-    const int64_t chunks = (A.rows + kRowChunk - 1) / kRowChunk;
+    // Thread t takes rows [rows·t/T, rows·(t+1)/T): the share that sparse_transpose_times_dense
+    // prefetched into this thread's cache when A was its `ahead`.
 #ifdef _OPENMP
-#pragma omp parallel for num_threads(nthreads) schedule(dynamic, 1)
+#pragma omp parallel num_threads(nthreads)
+    {
+        const int t = omp_get_thread_num();
+        kernel(A, A.rows * t / nthreads, A.rows * (t + 1) / nthreads, D, ldd, n, init, out, ldo, relu);
+    }
+#else
+    kernel(A, 0, A.rows, D, ldd, n, init, out, ldo, relu);
 #endif
-    for (int64_t c = 0; c < chunks; ++c)
-        kernel(A, c * kRowChunk, std::min(A.rows, (c + 1) * kRowChunk), D, ldd, n, init, out, ldo, relu);
 }
 
 template <typename T>
@@ -195,15 +200,16 @@ void sparse_transpose_times_dense(const SparseRowsView<T>& A, const T* D, int64_
         for (int64_t r = 0; r < A.rows; ++r)   // first nonzero of each row in a column >= c0
             cursor[r] = std::lower_bound(A.indices + A.begin[r], A.indices + A.end[r], static_cast<std::int32_t>(c0)) -
                         A.indices;
-        // This thread's share of `ahead` (rows t, t + T, …), spread over its blocks.
+        // This thread's share of `ahead`, the rows it will take in sparse_times_dense
+        // ([rows·t/T, rows·(t+1)/T)), prefetched a part after each of its blocks.
         const int64_t my_blocks = std::max<int64_t>(1, (c1 - c0 + block - 1) / block);
-        const int64_t ahead_rows = ahead ? ahead->rows : 0;
-        int64_t next_row = t;
+        const int64_t a0 = ahead ? ahead->rows * t / nthreads : 0, a1 = ahead ? ahead->rows * (t + 1) / nthreads : 0;
+        int64_t next_row = a0;
         for (int64_t kb0 = c0, b = 1; kb0 < c1; kb0 += block, ++b) {
             const int64_t kb1 = std::min(c1, kb0 + block);
             k.transpose_block(A, cursor, kb0, kb1, D, ldd, n, G, lists);
             sink.consume(sink.context, kb0, kb1 - kb0, G, n);
-            for (const int64_t until = ahead_rows * b / my_blocks; next_row < until; next_row += nthreads)
+            for (const int64_t until = a0 + (a1 - a0) * b / my_blocks; next_row < until; ++next_row)
                 prefetch_row(*ahead, next_row);
         }
     }
