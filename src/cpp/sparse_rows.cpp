@@ -161,25 +161,26 @@ void sparse_transpose_times_dense(const SparseRowsView<T>& A, const T* D, int64_
     need(scratch.values, nthreads * per_thread_values);
     need(scratch.counts, nthreads * per_thread_counts);
     need(scratch.rows, nthreads * A.rows * block);
-    // Thread t owns the blocks [first[t], first[t+1]), chosen on the first call with this thread
-    // count to share out its nonzeros evenly (MNIST's lower half holds more ink than its upper
-    // half) and kept for later calls, so that each thread keeps updating the same parameter
-    // rows. Which thread computes a block never changes the block's result.
-    std::vector<int64_t>& first = scratch.first_block;
-    if (static_cast<int>(first.size()) != nthreads + 1 || first.back() != split.blocks) {
-        std::vector<int64_t> per_block(static_cast<std::size_t>(split.blocks), 0);
+    // Thread t owns the result rows [first[t], first[t+1]) (in blocks from first[t] on), chosen
+    // on the first call with this thread count to share out A's nonzeros evenly (MNIST's lower
+    // half holds more ink than its upper half) and kept for later calls, so that each thread
+    // keeps updating the same parameter rows. Neither the split nor the blocks change any
+    // result row: each sums its column's entries in row order.
+    std::vector<int64_t>& first = scratch.first_column;
+    if (static_cast<int>(first.size()) != nthreads + 1 || first.back() != A.cols) {
+        std::vector<int64_t> per_column(static_cast<std::size_t>(A.cols), 0);
         int64_t total = 0;
         for (int64_t r = 0; r < A.rows; ++r)
-            for (int64_t q = A.begin[r]; q < A.end[r]; ++q) ++per_block[static_cast<std::size_t>(A.indices[q] / block)];
-        for (const int64_t c : per_block) total += c;
-        first.assign(static_cast<std::size_t>(nthreads + 1), split.blocks);
+            for (int64_t q = A.begin[r]; q < A.end[r]; ++q) ++per_column[static_cast<std::size_t>(A.indices[q])];
+        for (const int64_t c : per_column) total += c;
+        first.assign(static_cast<std::size_t>(nthreads + 1), A.cols);
         first[0] = 0;
-        int64_t seen = 0, b = 0;
+        int64_t seen = 0, c = 0;
         for (int t = 1; t < nthreads; ++t) {   // thread t starts where the running count passes t/T
             const int64_t target = total * t / nthreads;
-            while (b < split.blocks && seen + per_block[static_cast<std::size_t>(b)] / 2 < target)
-                seen += per_block[static_cast<std::size_t>(b++)];
-            first[static_cast<std::size_t>(t)] = std::max(b, first[static_cast<std::size_t>(t - 1)]);
+            while (c < A.cols && seen + per_column[static_cast<std::size_t>(c)] / 2 < target)
+                seen += per_column[static_cast<std::size_t>(c++)];
+            first[static_cast<std::size_t>(t)] = std::max(c, first[static_cast<std::size_t>(t - 1)]);
         }
     }
 #ifdef _OPENMP
@@ -191,8 +192,7 @@ void sparse_transpose_times_dense(const SparseRowsView<T>& A, const T* D, int64_
 #else
         const int t = 0;
 #endif
-        const int64_t c0 = std::min(A.cols, first[static_cast<std::size_t>(t)] * block);
-        const int64_t c1 = std::min(A.cols, first[static_cast<std::size_t>(t + 1)] * block);
+        const int64_t c0 = first[static_cast<std::size_t>(t)], c1 = first[static_cast<std::size_t>(t + 1)];
         T* mine = scratch.values.data() + t * per_thread_values;
         T* G = reinterpret_cast<T*>((reinterpret_cast<std::uintptr_t>(mine) + 63) & ~std::uintptr_t(63));
         int64_t* cursor = scratch.counts.data() + t * per_thread_counts;

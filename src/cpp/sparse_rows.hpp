@@ -54,16 +54,16 @@ void sparse_times_dense(const SparseRowsView<T>& A, const T* D, std::int64_t ldd
 // Aᵀ D for a CSR A whose column indices are sorted within each row (rows × cols; any begin/end
 // selection) and a dense D (A.rows × n, row stride ldd, where n is the row length padded to
 // whole 64-byte lines, padding zero): the result (A.cols rows of n values) goes to sink block by
-// block, as each is complete. Blocks are transpose_block_rows(n) rows (the last may be shorter),
-// small enough for L2; each is computed by one thread (a contiguous range of blocks per thread,
-// balanced by the nonzeros of the first call's A) and each row sums its terms in row order of
-// A, so the result does not depend on the thread count. `scratch` is grown as needed (so a caller that keeps it allocates nothing per call).
+// block, as each is complete. Each thread takes a contiguous range of result rows (balanced by
+// the nonzeros of the first call's A), in blocks of at most transpose_block_rows(n) rows, small
+// enough for L2; each row sums its terms in row order of A, so neither the blocks nor the
+// thread count change the result. `scratch` is grown as needed (so a caller that keeps it allocates nothing per call).
 template <typename T>
 struct TransposeScratch {
     std::vector<T> values;
     std::vector<std::int64_t> counts;
     std::vector<std::int32_t> rows;
-    std::vector<std::int64_t> first_block;   // thread t's blocks start at first_block[t]
+    std::vector<std::int64_t> first_column;   // thread t's result rows start at first_column[t]
 };
 // Along the way the rows of `ahead` (null: none; the next batch, in training) are prefetched,
 // so that they are in cache when that batch comes.

@@ -293,8 +293,8 @@ double squared_norm(const T* W, int64_t n) {
 
 // The update of W_1 from blocks of rows of its gradient, as a RowSink for the sparse path.
 // Padded (W_1 and its buffers with the gradient's row stride, padding zero, which the update
-// keeps zero): a block is contiguous and updated in one call, and its ‖·‖² (for the next
-// batch's L2 term) is taken while it is in cache, into sq[r0]. Otherwise row by row, buffers
+// keeps zero): a block is contiguous and updated in one call, and its rows' ‖·‖² (for the
+// next batch's L2 term) are taken while they are in cache, into sq[r]. Otherwise row by row, buffers
 // with stride `cols`.
 template <typename T>
 struct FirstLayerUpdate {
@@ -307,7 +307,7 @@ struct FirstLayerUpdate {
     T* second;
     int64_t cols;
     T lr, l2;
-    double* sq;        // padded and L2: ‖W_1 rows r0 …‖² of each block, at sq[r0]; else null
+    double* sq;        // padded and L2: ‖row r of W_1‖² at sq[r]; else null
 
     void update(T* p, const T* g, T* m, T* v, int64_t n) const {
         if (adam)
@@ -321,7 +321,8 @@ struct FirstLayerUpdate {
         if (u.padded) {   // ldg == ldw: rows r0 … r0 + rows − 1 are one contiguous stretch
             const int64_t o = r0 * u.ldw, n = rows * u.ldw;
             u.update(u.W + o, g, u.first ? u.first + o : nullptr, u.second ? u.second + o : nullptr, n);
-            if (u.sq) u.sq[r0] = squared_norm(u.W + o, n);
+            if (u.sq)
+                for (int64_t i = 0; i < rows; ++i) u.sq[r0 + i] = squared_norm(u.W + (r0 + i) * u.ldw, u.ldw);
             return;
         }
         for (int64_t i = 0; i < rows; ++i) {
@@ -352,15 +353,13 @@ int64_t run_epoch(Input& input, const int64_t* y, const int64_t* order, int64_t 
     T* const W1 = pad ? W1_padded->data() : net.W[0];
     T* const first1 = first_padded ? first_padded->data() : state.first[0];
     T* const second1 = second_padded ? second_padded->data() : state.second[0];
-    // ‖W_1‖² for the L2 term: with the padded path, by blocks of rows (those of the fused update,
-    // which refreshes them), summed in block order; sq1[r0] holds the block starting at row r0.
+    // ‖W_1‖² for the L2 term: with the padded path, row by row (sq1[r]: refreshed by the fused
+    // update right after it updates row r), summed in row order.
     const bool fused = Input::kFusedFirstUpdate && pad;
     std::vector<double> sq1;
     if (fused && alpha != 0) {
-        const int64_t block = transpose_block_rows<T>(ld[1]);
-        sq1.assign(sz(d[0]), 0.0);
-        for (int64_t r0 = 0; r0 < d[0]; r0 += block)
-            sq1[sz(r0)] = squared_norm(W1 + r0 * ld[1], std::min(block, d[0] - r0) * ld[1]);
+        sq1.resize(sz(d[0]));
+        for (int64_t r = 0; r < d[0]; ++r) sq1[sz(r)] = squared_norm(W1 + r * ld[1], ld[1]);
     }
     BiasedNetwork<T> work = net;   // the net as the epoch sees it: W_1 possibly the padded copy
     work.W[0] = W1;
@@ -401,7 +400,7 @@ int64_t run_epoch(Input& input, const int64_t* y, const int64_t* order, int64_t 
         if (alpha != 0) {   // (α/2) Σ ‖W‖², before this batch's update
             double sq = 0;
             if (!sq1.empty())
-                for (const double block_sq : sq1) sq += block_sq;
+                for (const double row_sq : sq1) sq += row_sq;
             else
                 sq += squared_norm(W1, d[0] * ld[1]);   // unpadded: ld[1] == d[1]
             for (int64_t i = 1; i < L; ++i) sq += squared_norm(work.W[i], d[i] * d[i + 1]);
