@@ -2,6 +2,7 @@
 #include "train_epoch.hpp"
 
 #include <algorithm>
+#include <array>
 #include <memory>
 #include <new>
 #include <stdexcept>
@@ -56,6 +57,7 @@ struct BiasedScratch {
     std::vector<AlignedVector<T>> G;    // G[i], i = 1 … L: rows × d_i; G[L] holds Z first
     std::vector<AlignedVector<T>> gW;   // ∇W_i without the L2 term (training only), row stride ld[i+1]
     std::vector<std::vector<T>> gb;     // ∇b_i (training only, present biases)
+    std::vector<std::array<int64_t, 3>> tasks;   // the backward pass's parameter-gradient tasks
 
     BiasedScratch(const BiasedNetwork<T>& net, int64_t rows, const std::vector<int64_t>& ld, bool train) {
         const int64_t L = net.layers();
@@ -381,7 +383,8 @@ int64_t run_epoch(Input& input, const int64_t* y, const int64_t* order, int64_t 
         // Forward and the fused softmax cross-entropy: G_L = (S − I_y)/B in place of Z.
         T* Z = s.G[L].data();
         input.first_layer(W1, ld[1], net.b[0], d[1], L == 1 ? Z : s.H[1].data(), ld[1], /*relu=*/L > 1);
-        // The other layers and the loss, rows in fixed chunks (shared among the threads).
+        // The other layers, the loss and the backward pass to G_1, rows in fixed chunks (shared
+        // among the threads).
         const bool split = B * later_work >= kSplitMinWork;
         for_chunks(B, kRowChunk, split, [&](int64_t c, int64_t r0, int64_t r1) {
             const T* in = L > 1 ? s.H[1].data() + r0 * ld[1] : nullptr;   // (H[1] exists only then)
@@ -394,6 +397,12 @@ int64_t run_epoch(Input& input, const int64_t* y, const int64_t* order, int64_t 
             }
             chunk_loss[sz(c)] = softmax_cross_entropy_rows(Z + r0 * k, k, s.y.data() + r0, r1 - r0, k,
                                                            T(1) / static_cast<T>(B), Z + r0 * k, k);
+            // Back through the layers for these rows (W_i as before the update):
+            // G_{i-1} = (G_i W_iᵀ) ∘ 1{H_{i-1} > 0}
+            for (int64_t i = L; i >= 2; --i)
+                gemm<T>(Op::N, Op::T, r1 - r0, d[i - 1], d[i], T(1), s.G[i].data() + r0 * ld[i], ld[i], work.W[i - 1],
+                        ld[i], T(0), s.G[i - 1].data() + r0 * ld[i - 1], ld[i - 1], Epilogue::relu_mask,
+                        s.H[i - 1].data() + r0 * ld[i - 1], ld[i - 1]);
         });
         double batch_loss = 0;
         for (int64_t c = 0; c * kRowChunk < B; ++c) batch_loss += chunk_loss[sz(c)];
@@ -416,42 +425,40 @@ int64_t run_epoch(Input& input, const int64_t* y, const int64_t* order, int64_t 
             lr_t = static_cast<T>(adam_step_size(lr, opt.beta1, opt.beta2, *state.t));
         }
 
-        // Backward: every gradient from the parameters as they are before the update. With a
-        // sparse input, W_1 is updated row by row as its gradient rows are completed: no other
-        // gradient reads W_1, and nothing reads it after.
+        // The gradients, every one from the parameters as they are before the update.
         const FirstLayerUpdate<T> first_update{&kernels, &opt, adam, pad, W1, ld[1], first1, second1,
                                                d[1], lr_t, l2, sq1.empty() ? nullptr : sq1.data()};
-        for (int64_t i = L; i >= 1; --i) {
-            const T* Gi = s.G[i].data();
-            // ∇W_i (without the L2 term, added in the update) = H_{i-1}ᵀ G_i
-            if (i == 1) {
-                if constexpr (Input::kFusedFirstUpdate)
-                    input.first_layer_gradient(Gi, ld[1], d[1],
-                                               RowSink<T>{&FirstLayerUpdate<T>::consume,
-                                                          const_cast<FirstLayerUpdate<T>*>(&first_update)});
-                else
-                    input.first_layer_gradient(Gi, ld[1], d[1], s.gW[0].data(), ld[1]);
-            } else {   // by chunks of ∇W_i's rows
-                for_chunks(d[i - 1], kRowChunk, split, [&](int64_t, int64_t j0, int64_t j1) {
-                    gemm<T>(Op::T, Op::N, j1 - j0, d[i], B, T(1), s.H[i - 1].data() + j0, ld[i - 1], Gi, ld[i], T(0),
-                            s.gW[i - 1].data() + j0 * ld[i], ld[i]);
-                });
+        // ∇W_i (i > 1; without the L2 term, added in the update) = H_{i-1}ᵀ G_i by chunks of its
+        // rows, and ∇b_i = Σ_rows G_i (rows in order) by chunks of columns: one list of tasks.
+        std::vector<std::array<int64_t, 3>>& tasks = s.tasks;   // (what, lo, hi): what < L: ∇W_{what+1}
+        tasks.clear();
+        for (int64_t i = L; i >= 2; --i)
+            for (int64_t j0 = 0; j0 < d[i - 1]; j0 += kRowChunk) tasks.push_back({i - 1, j0, std::min(d[i - 1], j0 + kRowChunk)});
+        for (int64_t i = L; i >= 1; --i)
+            if (net.b[i - 1])
+                for (int64_t j0 = 0; j0 < d[i]; j0 += kRowChunk) tasks.push_back({L + i - 1, j0, std::min(d[i], j0 + kRowChunk)});
+        for_chunks(static_cast<int64_t>(tasks.size()), 1, split, [&](int64_t, int64_t t0, int64_t) {
+            const auto [what, j0, j1] = tasks[sz(t0)];
+            if (what < L) {   // ∇W_i, i = what + 1
+                const int64_t i = what + 1;
+                gemm<T>(Op::T, Op::N, j1 - j0, d[i], B, T(1), s.H[i - 1].data() + j0, ld[i - 1], s.G[i].data(), ld[i],
+                        T(0), s.gW[i - 1].data() + j0 * ld[i], ld[i]);
+            } else {          // ∇b_i, i = what − L + 1
+                const int64_t i = what - L + 1;
+                const T* Gi = s.G[i].data();
+                T* gb = s.gb[i - 1].data();
+                std::fill(gb + j0, gb + j1, T(0));
+                for (int64_t r = 0; r < B; ++r)
+                    for (int64_t j = j0; j < j1; ++j) gb[j] += Gi[r * ld[i] + j];
             }
-            if (net.b[i - 1]) {   // ∇b_i = Σ_rows G_i, rows in order (by chunks of columns)
-                for_chunks(d[i], kRowChunk, split && i > 1, [&](int64_t, int64_t j0, int64_t j1) {
-                    T* gb = s.gb[i - 1].data();
-                    std::fill(gb + j0, gb + j1, T(0));
-                    for (int64_t r = 0; r < B; ++r)
-                        for (int64_t j = j0; j < j1; ++j) gb[j] += Gi[r * ld[i] + j];
-                });
-            }
-            if (i > 1)   // G_{i-1} = (G_i W_iᵀ) ∘ 1{H_{i-1} > 0}, by chunks of rows
-                for_chunks(B, kRowChunk, split, [&](int64_t, int64_t r0, int64_t r1) {
-                    gemm<T>(Op::N, Op::T, r1 - r0, d[i - 1], d[i], T(1), Gi + r0 * ld[i], ld[i], work.W[i - 1], ld[i],
-                            T(0), s.G[i - 1].data() + r0 * ld[i - 1], ld[i - 1], Epilogue::relu_mask,
-                            s.H[i - 1].data() + r0 * ld[i - 1], ld[i - 1]);
-                });
-        }
+        });
+        // ∇W_1 = X_bᵀ G_1; with a sparse input, W_1 is updated block by block as its gradient rows
+        // are completed (no other gradient reads W_1, and nothing reads it after).
+        if constexpr (Input::kFusedFirstUpdate)
+            input.first_layer_gradient(s.G[1].data(), ld[1], d[1],
+                                       RowSink<T>{&FirstLayerUpdate<T>::consume, const_cast<FirstLayerUpdate<T>*>(&first_update)});
+        else
+            input.first_layer_gradient(s.G[1].data(), ld[1], d[1], s.gW[0].data(), ld[1]);
 
         // The update of every other parameter, W_1 (unless done above) … W_L then b_1 … b_L.
         for (int64_t p = Input::kFusedFirstUpdate ? 1 : 0; p < 2 * L; ++p) {
