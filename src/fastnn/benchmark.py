@@ -144,6 +144,12 @@ def _worker_env(engine, threads, pythonpath):
     env = dict(os.environ)
     for var in _THREAD_VARS:
         env[var] = str(threads)
+    if engine != "numpy":
+        # There NumPy only prepares data and checks results (np.linalg.norm: a BLAS dot). With
+        # several OpenBLAS threads, those would spin on the CPUs after each check while the
+        # engine's own threads are timed (fastnn's sgemm 1024³ on 2 threads read 48 ms that way,
+        # 6.7 ms alone).
+        env["OPENBLAS_NUM_THREADS"] = "1"
     if engine in ("numpy", "torch"):
         for var in _UNSET_FOR_PEERS:
             env.pop(var, None)
