@@ -12,24 +12,15 @@
 #include <utility>
 
 #include "softmax_epoch.hpp"
-
-#ifndef FASTNN_VECTOR_BYTES
-#error "define FASTNN_VECTOR_BYTES before including softmax_epoch_kernels.hpp"
-#endif
+#include "vector_lanes.hpp"
 
 namespace fastnn::softmax_epoch_detail {
 namespace {
 
 using std::int64_t;
 
-template <typename T> struct VectorOf;
-template <> struct VectorOf<float> { typedef float type __attribute__((vector_size(FASTNN_VECTOR_BYTES))); };
-template <> struct VectorOf<double> { typedef double type __attribute__((vector_size(FASTNN_VECTOR_BYTES))); };
-template <typename T> using Vec = typename VectorOf<T>::type;
-template <typename T> constexpr int kLanes = FASTNN_VECTOR_BYTES / static_cast<int>(sizeof(T));
+using namespace fastnn::vector_lanes;   // Vec<T>, kLanes<T>, load, store
 
-template <typename T> inline Vec<T> load(const T* p) { Vec<T> v; std::memcpy(&v, p, sizeof v); return v; }
-template <typename T> inline void store(T* p, const Vec<T>& v) { std::memcpy(p, &v, sizeof v); }
 // Σ of the lanes, as a tree in registers: add the vector's two halves until two lanes are left.
 template <typename V, std::size_t... I>
 inline auto low_half(const V& v, std::index_sequence<I...>) { return __builtin_shufflevector(v, v, I...); }

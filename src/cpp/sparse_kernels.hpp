@@ -17,13 +17,10 @@
 #include <cstring>
 
 #include "sparse_rows.hpp"
+#include "vector_lanes.hpp"
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
-#endif
-
-#ifndef FASTNN_VECTOR_BYTES
-#error "define FASTNN_VECTOR_BYTES before including sparse_kernels.hpp"
 #endif
 
 namespace fastnn::sparse_detail {
@@ -31,14 +28,7 @@ namespace {
 
 using std::int64_t;
 
-template <typename T> struct VectorOf;
-template <> struct VectorOf<float> { typedef float type __attribute__((vector_size(FASTNN_VECTOR_BYTES))); };
-template <> struct VectorOf<double> { typedef double type __attribute__((vector_size(FASTNN_VECTOR_BYTES))); };
-template <typename T> using Vec = typename VectorOf<T>::type;
-template <typename T> constexpr int kLanes = FASTNN_VECTOR_BYTES / static_cast<int>(sizeof(T));
-
-template <typename T> inline Vec<T> load(const T* p) { Vec<T> v; std::memcpy(&v, p, sizeof v); return v; }
-template <typename T> inline void store(T* p, const Vec<T>& v) { std::memcpy(p, &v, sizeof v); }
+using namespace fastnn::vector_lanes;   // Vec<T>, kLanes<T>, load, store
 
 // Accumulators per block: 8 of the 16 vector registers, leaving room for loads and broadcasts.
 constexpr int kMaxVectors = 8;
