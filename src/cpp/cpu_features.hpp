@@ -23,4 +23,15 @@ Isa isa_from_name(const std::string& name);  // inverse of isa_name; throws std:
 std::string isa_warning();    // "" unless FASTNN_ISA could not be honoured
 std::string cpu_model();      // cpuid brand string, e.g. "Intel(R) Xeon(R) Processor"
 
+// The kernels of `isa`, from the getters that the per-ISA files export (only the chosen one is
+// called): for_isa(active_isa(), generic_kernels, avx2_kernels, avx512_kernels).
+template <typename Getter>
+auto for_isa(Isa isa, Getter generic, Getter avx2, Getter avx512) {
+    switch (isa) {
+        case Isa::avx512: return avx512();
+        case Isa::avx2: return avx2();
+        default: return generic();
+    }
+}
+
 }  // namespace fastnn

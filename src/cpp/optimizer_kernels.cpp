@@ -8,20 +8,12 @@ using namespace optimizer_detail;
 
 template <>
 UpdateKernels<float> update_kernels<float>() {
-    switch (active_isa()) {
-        case Isa::avx512: return avx512_update_kernels_f32();
-        case Isa::avx2: return avx2_update_kernels_f32();
-        default: return generic_update_kernels_f32();
-    }
+    return for_isa(active_isa(), generic_update_kernels_f32, avx2_update_kernels_f32, avx512_update_kernels_f32);
 }
 
 template <>
 UpdateKernels<double> update_kernels<double>() {
-    switch (active_isa()) {
-        case Isa::avx512: return avx512_update_kernels_f64();
-        case Isa::avx2: return avx2_update_kernels_f64();
-        default: return generic_update_kernels_f64();
-    }
+    return for_isa(active_isa(), generic_update_kernels_f64, avx2_update_kernels_f64, avx512_update_kernels_f64);
 }
 
 }  // namespace fastnn

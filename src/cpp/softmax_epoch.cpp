@@ -19,20 +19,12 @@ Kernels<T> kernels_for(Isa isa);
 
 template <>
 Kernels<float> kernels_for<float>(Isa isa) {
-    switch (isa) {
-        case Isa::avx512: return avx512_kernels_f32();
-        case Isa::avx2: return avx2_kernels_f32();
-        default: return generic_kernels_f32();
-    }
+    return for_isa(isa, generic_kernels_f32, avx2_kernels_f32, avx512_kernels_f32);
 }
 
 template <>
 Kernels<double> kernels_for<double>(Isa isa) {
-    switch (isa) {
-        case Isa::avx512: return avx512_kernels_f64();
-        case Isa::avx2: return avx2_kernels_f64();
-        default: return generic_kernels_f64();
-    }
+    return for_isa(isa, generic_kernels_f64, avx2_kernels_f64, avx512_kernels_f64);
 }
 
 }  // namespace

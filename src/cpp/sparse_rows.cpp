@@ -22,19 +22,10 @@ using namespace sparse_detail;
 
 template <typename T>
 Kernels<T> kernels_for(Isa isa) {
-    if constexpr (std::is_same_v<T, float>) {
-        switch (isa) {
-            case Isa::avx512: return avx512_kernels_f32();
-            case Isa::avx2: return avx2_kernels_f32();
-            default: return generic_kernels_f32();
-        }
-    } else {
-        switch (isa) {
-            case Isa::avx512: return avx512_kernels_f64();
-            case Isa::avx2: return avx2_kernels_f64();
-            default: return generic_kernels_f64();
-        }
-    }
+    if constexpr (std::is_same_v<T, float>)
+        return for_isa(isa, generic_kernels_f32, avx2_kernels_f32, avx512_kernels_f32);
+    else
+        return for_isa(isa, generic_kernels_f64, avx2_kernels_f64, avx512_kernels_f64);
 }
 
 // Asks for row r of A (its column indices and values) to be brought into cache.
@@ -61,15 +52,35 @@ constexpr int64_t kParallelMinWork = 1 << 16;
 // Rows handed to a thread at a time (rows differ in their nonzero counts).
 constexpr int64_t kRowChunk = 8;
 
+template <typename T>
+int64_t stored_values(const SparseRowsView<T>& A) {
+    int64_t nnz = 0;
+    for (int64_t r = 0; r < A.rows; ++r) nnz += A.end[r] - A.begin[r];
+    return nnz;
+}
+
+// Threads for sparse_times_dense: all of them once the product is worth it.
+template <typename T>
+int row_threads(const SparseRowsView<T>& A, int64_t n) {
+    return stored_values(A) * n >= kParallelMinWork && A.rows > kRowChunk ? get_num_threads() : 1;
+}
+
+// This thread's number inside a parallel region (0 without OpenMP).
+inline int thread_index() {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
 }  // namespace
 
 template <typename T>
 void sparse_times_dense(const SparseRowsView<T>& A, const T* D, int64_t ldd, int64_t n, const T* init,
                         T* out, int64_t ldo, bool relu) {
     const auto kernel = kernels_for<T>(active_isa()).rows;
-    int64_t nnz = 0;
-    for (int64_t r = 0; r < A.rows; ++r) nnz += A.end[r] - A.begin[r];
-    const int nthreads = nnz * n >= kParallelMinWork && A.rows > kRowChunk ? get_num_threads() : 1;
+    const int nthreads = row_threads(A, n);
     if (nthreads == 1) {
         kernel(A, 0, A.rows, D, ldd, n, init, out, ldo, relu);
         return;
@@ -79,7 +90,7 @@ void sparse_times_dense(const SparseRowsView<T>& A, const T* D, int64_t ldd, int
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nthreads)
     {
-        const int t = omp_get_thread_num();
+        const int t = thread_index();
         kernel(A, A.rows * t / nthreads, A.rows * (t + 1) / nthreads, D, ldd, n, init, out, ldo, relu);
     }
 #else
@@ -91,19 +102,15 @@ template <typename T>
 void sparse_times_dense(const SparseRowsView<T>& A, const T* D, int64_t ldd, int64_t n, const RowSink<T>& sink,
                         T* scratch) {
     const auto kernel = kernels_for<T>(active_isa()).rows;
-    int64_t nnz = 0;
-    for (int64_t r = 0; r < A.rows; ++r) nnz += A.end[r] - A.begin[r];
-    const int nthreads = nnz * n >= kParallelMinWork && A.rows > kRowChunk ? get_num_threads() : 1;
+    const int nthreads = row_threads(A, n);
     const int64_t chunks = (A.rows + kRowChunk - 1) / kRowChunk;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1)
 #endif
     {
+        T* row = scratch + static_cast<int64_t>(thread_index()) * n;
 #ifdef _OPENMP
-        T* row = scratch + static_cast<int64_t>(omp_get_thread_num()) * n;
 #pragma omp for schedule(dynamic, 1)
-#else
-        T* row = scratch;
 #endif
         for (int64_t c = 0; c < chunks; ++c)
             for (int64_t r = c * kRowChunk, r1 = std::min(A.rows, (c + 1) * kRowChunk); r < r1; ++r) {
@@ -115,25 +122,6 @@ void sparse_times_dense(const SparseRowsView<T>& A, const T* D, int64_t ldd, int
                 sink.consume(sink.context, r, 1, row, n);
             }
     }
-}
-
-// Threads for a product with `nnz` stored values and rows of n values split by A's columns:
-// the blocks of result rows of the transpose product, dealt out in contiguous ranges.
-template <typename T>
-struct ColumnSplit {
-    int64_t block, blocks;
-    int nthreads;
-    ColumnSplit(int64_t nnz, int64_t cols, int64_t n)
-        : block(transpose_block_rows<T>(n)), blocks((cols + block - 1) / block),
-          nthreads(nnz * n >= kParallelMinWork && blocks > 1
-                       ? static_cast<int>(std::min<int64_t>(get_num_threads(), blocks)) : 1) {}
-};
-
-template <typename T>
-int64_t stored_values(const SparseRowsView<T>& A) {
-    int64_t nnz = 0;
-    for (int64_t r = 0; r < A.rows; ++r) nnz += A.end[r] - A.begin[r];
-    return nnz;
 }
 
 template <typename T>
@@ -148,9 +136,10 @@ void sparse_transpose_times_dense(const SparseRowsView<T>& A, const T* D, int64_
                                   const RowSink<T>& sink, TransposeScratch<T>& scratch, const SparseRowsView<T>* ahead) {
     const Kernels<T> k = kernels_for<T>(active_isa());
     if (n % k.lanes != 0) throw std::invalid_argument("sparse_transpose_times_dense: n must be a multiple of the vector width");
-    const ColumnSplit<T> split(stored_values(A), A.cols, n);
-    const int64_t block = split.block;
-    const int nthreads = split.nthreads;
+    const int64_t block = transpose_block_rows<T>(n);
+    const int64_t blocks = (A.cols + block - 1) / block;   // no more threads than blocks
+    const int nthreads = stored_values(A) * n >= kParallelMinWork && blocks > 1
+                             ? static_cast<int>(std::min<int64_t>(get_num_threads(), blocks)) : 1;
     // Per thread: a block of results (64-byte aligned), the lists of a block's nonzeros, cursors.
     constexpr int64_t line = 64 / static_cast<int64_t>(sizeof(T));
     const int64_t per_thread_values = block * n + A.rows * block + line;
@@ -187,11 +176,7 @@ void sparse_transpose_times_dense(const SparseRowsView<T>& A, const T* D, int64_
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1)
 #endif
     {
-#ifdef _OPENMP
-        const int t = omp_get_thread_num();
-#else
-        const int t = 0;
-#endif
+        const int t = thread_index();
         const int64_t c0 = first[static_cast<std::size_t>(t)], c1 = first[static_cast<std::size_t>(t + 1)];
         T* mine = scratch.values.data() + t * per_thread_values;
         T* G = reinterpret_cast<T*>((reinterpret_cast<std::uintptr_t>(mine) + 63) & ~std::uintptr_t(63));
@@ -235,11 +220,7 @@ void transpose_sparse_rows(const SparseRowsView<T>& A, std::vector<int64_t>& ind
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1)
 #endif
     {
-#ifdef _OPENMP
-        const int t = omp_get_thread_num();
-#else
-        const int t = 0;
-#endif
+        const int t = thread_index();
         const int64_t r0 = A.rows * t / nthreads, r1 = A.rows * (t + 1) / nthreads;
         int64_t* my = counts.data() + static_cast<int64_t>(t) * cols;
         for (int64_t r = r0; r < r1; ++r)
