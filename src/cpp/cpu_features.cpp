@@ -1,11 +1,16 @@
 #include "cpu_features.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
 #include <stdexcept>
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <unistd.h>
+#endif
 
 #if defined(__x86_64__) || defined(_M_X64)
 #define FASTNN_X86_64 1
@@ -173,6 +178,18 @@ std::string cpu_model() {
 #else
     return "non-x86-64 CPU";
 #endif
+}
+
+long long l2_cache_bytes() {
+    static const long long bytes = [] {
+        long long reported = 0;
+#if defined(_SC_LEVEL2_CACHE_SIZE)
+        reported = sysconf(_SC_LEVEL2_CACHE_SIZE);
+#endif
+        if (reported <= 0) return 1LL << 20;
+        return std::min(std::max(reported, 256LL << 10), 8LL << 20);
+    }();
+    return bytes;
 }
 
 }  // namespace fastnn

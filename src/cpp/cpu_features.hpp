@@ -22,6 +22,9 @@ const char* isa_name(Isa isa);  // "generic", "avx2", "avx512"
 Isa isa_from_name(const std::string& name);  // inverse of isa_name; throws std::invalid_argument
 std::string isa_warning();    // "" unless FASTNN_ISA could not be honoured
 std::string cpu_model();      // cpuid brand string, e.g. "Intel(R) Xeon(R) Processor"
+// Per-core L2 cache size in bytes, as the C library reports it (sysconf), clamped to
+// [256 KiB, 8 MiB]; 1 MiB where it is not reported.  Used to size the GEMM's blocks.
+long long l2_cache_bytes();
 
 // The kernels of `isa`, from the getters that the per-ISA files export (only the chosen one is
 // called): for_isa(active_isa(), generic_kernels, avx2_kernels, avx512_kernels).

@@ -13,6 +13,9 @@
 //           for ir in [0, MC) step MR             A~ micro-panel         (streamed from L2)
 //             micro-kernel: C[ir:ir+MR, jr:jr+NR] (+)= A~_ir · B~_jr  (registers)
 //
+// When both operands are packed and a B~ block fits in half of L2, the two innermost loops
+// swap (ir outer: one A~ micro-panel in L1, the B~ block streamed from L2, NC capped to fit).
+//
 // The micro-kernel reads its A sliver as "k-major" (the MR values of one k step are
 // contiguous) and its B sliver as "row-major" (the NR values of one k step are
 // contiguous), each with an arbitrary stride between k steps.  That lets two common cases
@@ -200,11 +203,8 @@ Range thread_share(std::int64_t count, int tid, int nthreads) {
     return {count * tid / nthreads, count * (tid + 1) / nthreads};
 }
 
-// Barrier of the team running run_blocked.  Only issued when that team has several
-// threads, i.e. inside our own parallel region: with one thread there is nothing to wait
-// for, and an orphaned barrier would bind to a *caller's* enclosing parallel region (when
-// gemm is called from inside one) and deadlock it.
-// Tiles of one macro-kernel call, in jr-major order (tile t = jr*n_ir + ir), split into
+// Tiles of one macro-kernel call, in jr-major order (tile t = jr*n_ir + ir; for the ir-major
+// order swap the roles: n_ir, n_jr, last_height, last_width, MR, NR), split into
 // contiguous runs of near-equal *area* (edge tiles are narrower / shorter, so equal tile
 // counts would leave the thread holding the full tiles behind).  Which thread computes a
 // tile never changes how it is computed, so the split cannot change any result.
@@ -229,6 +229,10 @@ Range tile_share(std::int64_t n_jr, std::int64_t n_ir, std::int64_t last_width, 
             tile_split_point(n_jr, n_ir, last_width, last_height, NR, MR, tid + 1, nthreads)};
 }
 
+// Barrier of the team running run_blocked.  Only issued when that team has several
+// threads, i.e. inside our own parallel region: with one thread there is nothing to wait
+// for, and an orphaned barrier would bind to a *caller's* enclosing parallel region (when
+// gemm is called from inside one) and deadlock it.
 void team_barrier(int nthreads) {
 #if defined(_OPENMP)
     if (nthreads > 1) {
@@ -345,6 +349,7 @@ struct BlockedPlan {
     Blocking bl;
     std::int64_t mc_max, kc_max, nc_max;  // balanced block sizes for this call
     bool pack_a, pack_b;
+    bool a_outer;  // macro-kernel order: ir outer (A~ micro-panel in L1) instead of jr outer
     T* a_buf;  // mc_max × kc_max (panels of MR)
     T* b_buf;  // kc_max × nc_max (panels of NR)
 };
@@ -392,16 +397,19 @@ void run_blocked(const BlockedPlan<T>& plan, int tid, int nthreads) noexcept {
                 }
 
                 // Macro-kernel: tiles in jr-major order (a B~ micro-panel stays in L1 while
-                // the A~ micro-panels stream past it); each thread takes a contiguous run.
+                // the A~ micro-panels stream past it) or, with plan.a_outer, in ir-major
+                // order; each thread takes a contiguous run.
                 MicroKernelArgs<T> args{};
                 args.alpha = P.alpha;
                 args.beta = first_k ? P.beta : T(1);
                 args.epi = last_k ? P.epi : Epilogue::none;
                 args.k = kc;
                 alignas(64) T tile[gemm_detail::kMaxMR * gemm_detail::kMaxNR];
-                const Range mine = tile_share(n_jr, n_ir, nc - (n_jr - 1) * NR, mc - (n_ir - 1) * MR,
-                                              NR, MR, tid, nthreads);
-                const bool a_outer = tuning().a_panel_outer;
+                const bool a_outer = plan.a_outer;
+                const std::int64_t last_width = nc - (n_jr - 1) * NR, last_height = mc - (n_ir - 1) * MR;
+                const Range mine =
+                    a_outer ? tile_share(n_ir, n_jr, last_height, last_width, MR, NR, tid, nthreads)
+                            : tile_share(n_jr, n_ir, last_width, last_height, NR, MR, tid, nthreads);
                 for (std::int64_t t = mine.begin; t < mine.end; ++t) {
                     const std::int64_t jr = a_outer ? t % n_jr : t / n_ir;
                     const std::int64_t ir = a_outer ? t / n_jr : t % n_ir;
@@ -501,6 +509,23 @@ void blocked_gemm(const Problem<T>& P, const Engine<T>& E) {
                   (force == 0 && (!a_small || conflict_stride(P.lda)));
     plan.pack_b = P.opB == Op::T || force > 0 ||
                   (force == 0 && (!b_small || conflict_stride(P.ldb)));
+
+    // Macro-kernel order.  BLIS's jr-outer order keeps one B~ micro-panel (KC·NR) in L1 while
+    // the A~ micro-panels stream past it from the A~ block in L2.  When both operands are
+    // packed, the ir-outer order (GotoBLAS's "A~ micro-panel in L1, B~ block in L2") does
+    // better where the B~ block fits in half of L2: NC is then capped to fit.  Measured on a
+    // Sapphire Rapids core (2 MiB L2), 1 thread: sgemm 1024³ 14.2 -> 13.2 ms, 2048³ (NC capped
+    // from 2048 to 1024) 113 -> 104 ms, 256³ 0.22 -> 0.20 ms.
+    plan.a_outer = tuning().a_panel_outer;
+    if (!plan.a_outer && tuning().auto_order && plan.pack_a && plan.pack_b) {
+        const std::int64_t half_l2 = l2_cache_bytes() / 2;
+        std::int64_t nc_fit = half_l2 / (plan.kc_max * static_cast<std::int64_t>(sizeof(T)));
+        nc_fit = nc_fit / bl.NR * bl.NR;
+        if (nc_fit >= 4 * bl.NR) {
+            plan.a_outer = true;
+            if (tuning().nc <= 0) plan.nc_max = balanced_block(P.n, std::min<std::int64_t>(bl.NC, nc_fit), bl.NR);
+        }
+    }
 
     PackBuffers& buffers = pack_buffers();
     if (plan.pack_a) plan.a_buf = buffers.a.get<T>(round_up(plan.mc_max, bl.MR) * plan.kc_max);

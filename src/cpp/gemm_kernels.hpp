@@ -131,7 +131,10 @@ struct Tuning {
     int force_pack = 0;                 // 0: heuristics, 1: always pack A and B, -1: pack only when required
     int mc = 0, kc = 0, nc = 0;         // > 0: override the ISA's MC / KC / NC (benchmarks)
     bool single_k_block = true;         // small op(A): one k block (see kSingleKBlockBytes)
-    bool a_panel_outer = false;         // macro-kernel order: false = jr outer (B~ sliver in L1), true = ir outer
+    bool a_panel_outer = false;         // force the ir-outer macro-kernel order (A~ micro-panel in L1)
+    bool auto_order = true;             // false: always BLIS's jr-outer order (B~ micro-panel in L1)
+                                        // unless a_panel_outer; true: ir outer when A and B are both
+                                        // packed and a B~ block of >= 4 micro-panels fits in L2 / 2
 };
 Tuning& tuning();
 
