@@ -49,8 +49,10 @@ constexpr int kRowsPerUpdate = 2;   // rows sharing each Θᵀ load/store in the
 
 // Z[r][j0 + j] = Σ_p x_r[p] · Θᵀ[j0 + j][p] for R rows and KB classes, vectors along p.
 template <typename T, int R, int KB>
-void dot_block(const T* const* x, const T* tt, int64_t dp, int64_t d, T* z, int64_t ldz) {
+void dot_block(const T* const* rows, const T* tt, int64_t dp, int64_t d, T* z, int64_t ldz) {
     constexpr int W = kLanes<T>;
+    const T* x[R];   // a local copy, which the compiler keeps in registers
+    for (int r = 0; r < R; ++r) x[r] = rows[r];
     Vec<T> acc[R][KB];
     for (int r = 0; r < R; ++r)
         for (int j = 0; j < KB; ++j) acc[r][j] = Vec<T>{};
@@ -59,7 +61,7 @@ void dot_block(const T* const* x, const T* tt, int64_t dp, int64_t d, T* z, int6
         Vec<T> xv[R];
         for (int r = 0; r < R; ++r) xv[r] = load(x[r] + p);
         for (int j = 0; j < KB; ++j) {
-            const Vec<T> t = load(tt + j * dp + p);
+            const Vec<T> t = in_register(load(tt + j * dp + p));   // one load for R FMAs
             for (int r = 0; r < R; ++r) acc[r][j] += xv[r] * t;
         }
     }
@@ -110,15 +112,21 @@ void logits(const T* Xb, int64_t ldx, int64_t B, int64_t d, const T* tt, int64_t
 // registers, the same columns of R rows of the next batch (`ahead`, or null) are prefetched
 // into L2, so the next forward pass does not wait for DRAM.
 template <typename T, int R, int KB>
-void update_block(const T* const* x, const T* const* ahead, const T* C, int64_t ldc, T* tt, int64_t dp,
+void update_block(const T* const* rows, const T* const* ahead_rows, const T* C, int64_t ldc, T* tt, int64_t dp,
                   int64_t d) {
     constexpr int W = kLanes<T>;
+    const T* x[R];       // local copies: stores through tt cannot change them, so they stay in
+    const T* ahead[R];   // registers instead of being reloaded at every step
+    for (int r = 0; r < R; ++r) {
+        x[r] = rows[r];
+        ahead[r] = ahead_rows ? ahead_rows[r] : nullptr;
+    }
     Vec<T> c[R][KB];
     for (int r = 0; r < R; ++r)
-        for (int j = 0; j < KB; ++j) c[r][j] = Vec<T>{} + C[r * ldc + j];
+        for (int j = 0; j < KB; ++j) c[r][j] = splat(C[r * ldc + j]);
     int64_t p = 0;
     for (; p + W <= d; p += W) {
-        if (ahead)
+        if (ahead_rows)
             for (int r = 0; r < R; ++r) __builtin_prefetch(ahead[r] + p, 0, 1);   // into L2, not L1
         Vec<T> xv[R];
         for (int r = 0; r < R; ++r) xv[r] = load(x[r] + p);

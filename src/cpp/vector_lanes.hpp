@@ -20,6 +20,19 @@ template <> struct VectorOf<double> { typedef double type __attribute__((vector_
 template <typename T> using Vec = typename VectorOf<T>::type;
 template <typename T> constexpr int kLanes = FASTNN_VECTOR_BYTES / static_cast<int>(sizeof(T));
 
+// x in every lane. (x − 0 is x for every x, −0 included, so this is one broadcast; 0 + x is
+// not, and compiles to an add before the broadcast.)
+template <typename T> inline Vec<T> splat(T x) { return x - Vec<T>{}; }
+
+// v, kept in a register: stops the compiler from folding the load that produced v into every
+// instruction that uses it (one load per use, which makes a kernel load-bound).
+template <typename V> inline V in_register(V v) {
+#if defined(__x86_64__) || defined(__i386__)
+    asm("" : "+v"(v));
+#endif
+    return v;
+}
+
 // Unaligned loads and stores of one vector.
 template <typename T> inline Vec<T> load(const T* p) { Vec<T> v; std::memcpy(&v, p, sizeof v); return v; }
 template <typename T> inline void store(T* p, const Vec<T>& v) { std::memcpy(p, &v, sizeof v); }
