@@ -85,8 +85,9 @@ using gemm_detail::tuning;
 //   MC·KC·sizeof(T)  (the A~ block)        fits in half of L2 (>= 512 KiB on every target),
 //   KC·NC·sizeof(T)  (the B~ block)        fits in L3.
 // Actual block sizes are balanced per call (e.g. k = 1037 runs as 5 blocks of ~208, not
-// 4·256 + 13) and rounded to multiples of MR / NR; a small op(A) (<= kSingleKBlockBytes,
-// e.g. a 100×784 batch) runs as a single k block.
+// 4·256 + 13) and rounded to multiples of MR / NR; on several threads, a small op(A)
+// (<= kSingleKBlockBytes, e.g. a 100×784 batch) with little work per thread and k block runs
+// as a single k block.
 struct Blocking {
     int MR, NR, MC, KC, NC;
 };
@@ -107,8 +108,10 @@ constexpr Blocking kAvx512F64{gemm_detail::kAvx512TileF64.MR, gemm_detail::kAvx5
 static_assert(kAvx512F32.MR <= gemm_detail::kMaxMR && kAvx512F32.NR <= gemm_detail::kMaxNR, "");
 static_assert(kAvx512F64.MR <= gemm_detail::kMaxMR && kAvx512F64.NR <= gemm_detail::kMaxNR, "");
 
-// A small op(A) (at most this many bytes) is processed as a single k block.
+// On several threads, a small op(A) (at most this many bytes) is processed as a single k
+// block when KC-deep blocks would give each thread fewer than this many FLOPs per block.
 constexpr std::int64_t kSingleKBlockBytes = 512 * 1024;
+constexpr double kSingleKBlockFlops = 4.0e6;
 
 // Narrow-output paths apply when n is at most this many columns.
 constexpr std::int64_t kDotMaxN = 16;
@@ -486,11 +489,19 @@ void blocked_gemm(const Problem<T>& P, const Engine<T>& E) {
     plan.K = &E.kernels;
     plan.bl = bl;
     plan.kc_max = balanced_block(P.k, bl.KC, 8);
-    // Short, wide-k products (the epoch loop's m = 100 batches): when all of op(A) fits in
-    // half of a small L2 as one packed block, one k block is better than several -- fewer
-    // passes over C and fewer team barriers, and the B~ sliver streams from L2 fine.
-    if (tuning().single_k_block && P.k <= 4 * bl.KC &&
-        P.m * P.k * static_cast<std::int64_t>(sizeof(T)) <= kSingleKBlockBytes)
+    const double flops = 2.0 * double(P.m) * double(P.n) * double(P.k);
+    const std::int64_t tiles = ceil_div(std::min(P.m, balanced_block(P.m, bl.MC, bl.MR)), bl.MR) *
+                               ceil_div(std::min(P.n, balanced_block(P.n, bl.NC, bl.NR)), bl.NR);
+    const int nthreads = team_size(flops, tiles);
+    // Short, wide-k products on several threads (the epoch loop's m = 100 batches): when all of
+    // op(A) fits in half of a small L2 as one packed block and a k block would give each thread
+    // little work, one k block is better than several -- each k block costs the team a barrier
+    // after packing A~ (2 threads, 100×784·784×100: 157 -> 136 ms per h=100 epoch).  Otherwise
+    // KC-deep blocks keep the B~ sliver in L1 (1 thread, 100×784·784×400: 600 -> 568 ms per
+    // h=400 epoch; 2 threads 351 -> 328 ms).
+    const double flops_per_thread_block = flops / double(nthreads) / double(ceil_div(P.k, plan.kc_max));
+    if (tuning().single_k_block && nthreads > 1 && flops_per_thread_block < kSingleKBlockFlops &&
+        P.k <= 4 * bl.KC && P.m * P.k * static_cast<std::int64_t>(sizeof(T)) <= kSingleKBlockBytes)
         plan.kc_max = P.k;
     plan.mc_max = balanced_block(P.m, bl.MC, bl.MR);
     plan.nc_max = balanced_block(P.n, bl.NC, bl.NR);
@@ -531,10 +542,7 @@ void blocked_gemm(const Problem<T>& P, const Engine<T>& E) {
     if (plan.pack_a) plan.a_buf = buffers.a.get<T>(round_up(plan.mc_max, bl.MR) * plan.kc_max);
     if (plan.pack_b) plan.b_buf = buffers.b.get<T>(round_up(plan.nc_max, bl.NR) * plan.kc_max);
 
-    const double flops = 2.0 * double(P.m) * double(P.n) * double(P.k);
-    const std::int64_t tiles = ceil_div(std::min(P.m, plan.mc_max), bl.MR) *
-                               ceil_div(std::min(P.n, plan.nc_max), bl.NR);
-    run_team(team_size(flops, tiles), [&](int tid, int nthreads) { run_blocked(plan, tid, nthreads); });
+    run_team(nthreads, [&](int tid, int team) { run_blocked(plan, tid, team); });
 }
 
 // ---------------------------------------------------------------------------------------
