@@ -104,12 +104,15 @@ def test_same_seed_same_threads_is_bitwise_reproducible(cpp, threads):
             np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("sizes", [(300, 200, 10), (300, 120, 50, 10)], ids=["2-layer", "3-layer"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_thread_count_does_not_change_results(cpp, threads, dtype):
+def test_thread_count_does_not_change_results(cpp, threads, dtype, sizes):
+    # With 1, 2 and 3 threads the layers after the first are split into 1, 2 and 3 shares of
+    # the batch's rows (and of each later W's rows): the results must not move a bit.
     results = []
     for n in (1, 2, 3):
         threads(n)
-        X, y, W = _model(5, n=512, sizes=(300, 200, 10), dtype=dtype)
+        X, y, W = _model(5, n=512 + 37, sizes=sizes, dtype=dtype)
         fastnn.mlp_epoch(X, y, W, lr=0.05, batch=256)
         results.append(W)
     for other in results[1:]:

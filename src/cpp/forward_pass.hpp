@@ -1,5 +1,6 @@
-// The two steps every epoch loop and evaluation shares (mlp.cpp, train_epoch.cpp):
-// fetching a batch's rows as T, and the forward pass of an L-layer ReLU net.
+// The steps every epoch loop and evaluation shares (mlp.cpp, train_epoch.cpp): fetching a
+// batch's rows as T, the forward pass of an L-layer ReLU net, and how the work after the first
+// layer is shared among the threads.
 #pragma once
 
 #include <algorithm>
@@ -10,7 +11,34 @@
 #include "gemm.hpp"
 #include "mlp.hpp"   // DataMatrix
 
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+#include "threads.hpp"
+
 namespace fastnn::forward_pass {
+
+// Past the first layer, the batch's rows (and the later weights' rows, the biases' columns) go
+// to the threads in chunks of this fixed size: which thread takes a chunk never changes a
+// result, and every sum over rows runs in order inside one chunk (the loss: chunk by chunk, in
+// order). The first layer's products are threaded inside the GEMM instead.
+constexpr std::int64_t kRowChunk = 32;
+// Below this many multiply-adds per batch in those layers, they run on one thread.
+constexpr std::int64_t kSplitMinWork = 1 << 16;
+
+// f(c, lo, hi) for the chunks [lo, hi) of [0, n), on the threads when `parallel`.
+template <typename F>
+void for_chunks(std::int64_t n, std::int64_t chunk, bool parallel, F&& f) {
+    const std::int64_t chunks = (n + chunk - 1) / chunk;
+    const int nthreads =
+        parallel && chunks > 1 ? static_cast<int>(std::min<std::int64_t>(get_num_threads(), chunks)) : 1;
+#if defined(_OPENMP)
+#pragma omp parallel for num_threads(nthreads) schedule(static) if (nthreads > 1)
+#endif
+    for (std::int64_t c = 0; c < chunks; ++c) f(c, c * chunk, std::min(n, (c + 1) * chunk));
+    (void)nthreads;
+}
 
 // Rows of one batch as T: entries start … start + B − 1 of `order` (null: rows start … start+B−1).
 // When the rows can be read in place (no order, X already of type T) this returns a pointer

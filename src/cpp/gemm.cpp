@@ -85,9 +85,8 @@ using gemm_detail::tuning;
 //   MC·KC·sizeof(T)  (the A~ block)        fits in half of L2 (>= 512 KiB on every target),
 //   KC·NC·sizeof(T)  (the B~ block)        fits in L3.
 // Actual block sizes are balanced per call (e.g. k = 1037 runs as 5 blocks of ~208, not
-// 4·256 + 13) and rounded to multiples of MR / NR; on several threads, a small op(A)
-// (<= kSingleKBlockBytes, e.g. a 100×784 batch) with little work per thread and k block runs
-// as a single k block.
+// 4·256 + 13) and rounded to multiples of MR / NR; a small op(B) (<= kSingleKBlockBytes,
+// e.g. the 784×100 W_1 of an h = 100 net) runs as a single k block.
 struct Blocking {
     int MR, NR, MC, KC, NC;
 };
@@ -108,10 +107,8 @@ constexpr Blocking kAvx512F64{gemm_detail::kAvx512TileF64.MR, gemm_detail::kAvx5
 static_assert(kAvx512F32.MR <= gemm_detail::kMaxMR && kAvx512F32.NR <= gemm_detail::kMaxNR, "");
 static_assert(kAvx512F64.MR <= gemm_detail::kMaxMR && kAvx512F64.NR <= gemm_detail::kMaxNR, "");
 
-// On several threads, a small op(A) (at most this many bytes) is processed as a single k
-// block when KC-deep blocks would give each thread fewer than this many FLOPs per block.
+// A product whose op(B) has at most this many bytes runs as a single k block.
 constexpr std::int64_t kSingleKBlockBytes = 512 * 1024;
-constexpr double kSingleKBlockFlops = 4.0e6;
 
 // Narrow-output paths apply when n is at most this many columns.
 constexpr std::int64_t kDotMaxN = 16;
@@ -489,19 +486,15 @@ void blocked_gemm(const Problem<T>& P, const Engine<T>& E) {
     plan.K = &E.kernels;
     plan.bl = bl;
     plan.kc_max = balanced_block(P.k, bl.KC, 8);
-    const double flops = 2.0 * double(P.m) * double(P.n) * double(P.k);
-    const std::int64_t tiles = ceil_div(std::min(P.m, balanced_block(P.m, bl.MC, bl.MR)), bl.MR) *
-                               ceil_div(std::min(P.n, balanced_block(P.n, bl.NC, bl.NR)), bl.NR);
-    const int nthreads = team_size(flops, tiles);
-    // Short, wide-k products on several threads (the epoch loop's m = 100 batches): when all of
-    // op(A) fits in half of a small L2 as one packed block and a k block would give each thread
-    // little work, one k block is better than several -- each k block costs the team a barrier
-    // after packing A~ (2 threads, 100×784·784×100: 157 -> 136 ms per h=100 epoch).  Otherwise
-    // KC-deep blocks keep the B~ sliver in L1 (1 thread, 100×784·784×400: 600 -> 568 ms per
-    // h=400 epoch; 2 threads 351 -> 328 ms).
-    const double flops_per_thread_block = flops / double(nthreads) / double(ceil_div(P.k, plan.kc_max));
-    if (tuning().single_k_block && nthreads > 1 && flops_per_thread_block < kSingleKBlockFlops &&
-        P.k <= 4 * bl.KC && P.m * P.k * static_cast<std::int64_t>(sizeof(T)) <= kSingleKBlockBytes)
+    // Products with a small op(B) (at most kSingleKBlockBytes, e.g. an h = 100 net's 784×100
+    // W_1) run as one k block: with several threads, each k block costs the team a barrier after
+    // packing A~, which such products cannot amortise (2 threads, 100×784·784×100: 157 -> 136 ms
+    // per h = 100 epoch). Larger ones keep KC-deep blocks, whose B~ sliver stays in L1
+    // (100×784·784×400: 600 -> 568 ms per h = 400 epoch on 1 thread, 351 -> 328 ms on 2).
+    // The choice depends on k and n only -- never on m or the thread count, which would change
+    // how C's sums are split and so the results (test_threads_determinism.py).
+    if (tuning().single_k_block && P.k <= 4 * bl.KC &&
+        P.k * P.n * static_cast<std::int64_t>(sizeof(T)) <= kSingleKBlockBytes)
         plan.kc_max = P.k;
     plan.mc_max = balanced_block(P.m, bl.MC, bl.MR);
     plan.nc_max = balanced_block(P.n, bl.NC, bl.NR);
@@ -542,7 +535,10 @@ void blocked_gemm(const Problem<T>& P, const Engine<T>& E) {
     if (plan.pack_a) plan.a_buf = buffers.a.get<T>(round_up(plan.mc_max, bl.MR) * plan.kc_max);
     if (plan.pack_b) plan.b_buf = buffers.b.get<T>(round_up(plan.nc_max, bl.NR) * plan.kc_max);
 
-    run_team(nthreads, [&](int tid, int team) { run_blocked(plan, tid, team); });
+    const double flops = 2.0 * double(P.m) * double(P.n) * double(P.k);
+    const std::int64_t tiles = ceil_div(std::min(P.m, plan.mc_max), bl.MR) *
+                               ceil_div(std::min(P.n, plan.nc_max), bl.NR);
+    run_team(team_size(flops, tiles), [&](int tid, int nthreads) { run_blocked(plan, tid, nthreads); });
 }
 
 // ---------------------------------------------------------------------------------------

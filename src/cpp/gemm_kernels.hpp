@@ -130,7 +130,7 @@ struct Tuning {
     bool allow_swap_path = true;        // narrow n, op(A) = Aᵀ, op(B) = B: compute Cᵀ = Bᵀ·A
     int force_pack = 0;                 // 0: heuristics, 1: always pack A and B, -1: pack only when required
     int mc = 0, kc = 0, nc = 0;         // > 0: override the ISA's MC / KC / NC (benchmarks)
-    bool single_k_block = true;         // small op(A), several threads, little work: one k block (gemm.cpp)
+    bool single_k_block = true;         // small op(B): one k block (see kSingleKBlockBytes)
     bool a_panel_outer = false;         // force the ir-outer macro-kernel order (A~ micro-panel in L1)
     bool auto_order = true;             // false: always BLIS's jr-outer order (B~ micro-panel in L1)
                                         // unless a_panel_outer; true: ir outer when A and B are both

@@ -10,6 +10,7 @@
 #include "gemm.hpp"
 #include "softmax_cross_entropy.hpp"
 #include "softmax_epoch.hpp"
+#include "threads.hpp"
 
 namespace fastnn {
 namespace {
@@ -91,22 +92,61 @@ void for_each_chunk(const DataMatrix<TX>& X, const Network<T>& net, Body&& body)
 
 }  // namespace
 
+// One SGD epoch. Per batch: the first layer's products run threaded inside the GEMM; the
+// layers after it, the loss gradient and the backward pass down to G_1 run on the threads by
+// equal shares of the batch's rows, then the updates of W_L … W_2 by shares of their rows; every
+// G_i is formed before any weight changes. The shares cannot change a result: each output
+// element of those products is summed in the same order whatever the rows around it
+// (test_threads_determinism.py), and no loss is summed here.
 template <typename T, typename TX>
 std::int64_t mlp_epoch(const DataMatrix<TX>& X, const std::int64_t* y, const Network<T>& net,
                        T lr, std::int64_t batch, const StopRequested& stop_requested) {
+    using forward_pass::for_chunks;
     if (batch < 1) throw std::invalid_argument("batch: expected an integer >= 1");
     if constexpr (std::is_same_v<T, TX>) {
         if (net.layers() == 1)   // softmax regression: the fused, transposed path
             return softmax_regression_epoch_fused<T>(X, y, net.W[0], net.dims[1], lr, batch, stop_requested);
     }
+    const std::int64_t L = net.layers(), k = net.dims[L];
+    const auto& d = net.dims;
+    std::int64_t later_work = k;   // multiply-adds per row after the first layer (and the softmax)
+    for (std::int64_t i = 2; i <= L; ++i) later_work += d[i - 1] * d[i];
     Scratch<T> s(net, std::min(batch, X.rows), !std::is_same_v<T, TX>);
+    auto share = [](std::int64_t n, std::int64_t parts) { return std::max<std::int64_t>(1, (n + parts - 1) / parts); };
+
     for (std::int64_t start = 0; start < X.rows; start += batch) {
         if (stop_requested && stop_requested()) return start;
         const std::int64_t B = std::min(batch, X.rows - start);
         std::int64_t ldx;
         const T* Xb = batch_rows(X, start, B, s, ldx);
-        forward_loss_grad(Xb, ldx, B, y + start, net, s);
-        backward(Xb, ldx, B, net, s, -lr, T(1), net.W);     // W_i ← W_i − lr · H_{i-1}ᵀ G_i
+        T* Z = s.G[L].data();
+        // H_1 = ReLU(Xb W_1)   (the logits Z when L = 1)
+        forward_pass::layer<T>(Xb, ldx, B, net.W[0], nullptr, d[0], d[1], L == 1 ? Z : s.H[1].data(), L > 1);
+        const std::int64_t team = B * later_work >= forward_pass::kSplitMinWork ? get_num_threads() : 1;
+        for_chunks(B, share(B, team), team > 1, [&](std::int64_t, std::int64_t r0, std::int64_t r1) {
+            const std::int64_t rows = r1 - r0;
+            const T* in = L > 1 ? s.H[1].data() + r0 * d[1] : nullptr;
+            for (std::int64_t i = 2; i <= L; ++i) {   // H_i = ReLU(H_{i-1} W_i), Z = H_{L-1} W_L
+                T* out = i == L ? Z + r0 * k : s.H[i].data() + r0 * d[i];
+                forward_pass::layer<T>(in, d[i - 1], rows, net.W[i - 1], nullptr, d[i - 1], d[i], out, i < L);
+                in = out;
+            }
+            // G_L = (S − I_y)/B in place of Z
+            softmax_cross_entropy_rows(Z + r0 * k, k, y + start + r0, rows, k, T(1) / static_cast<T>(B),
+                                       Z + r0 * k, k);
+            for (std::int64_t i = L; i >= 2; --i)   // G_{i-1} = (G_i W_iᵀ) ∘ 1{H_{i-1} > 0}
+                gemm<T>(Op::N, Op::T, rows, d[i - 1], d[i], T(1), s.G[i].data() + r0 * d[i], d[i], net.W[i - 1],
+                        d[i], T(0), s.G[i - 1].data() + r0 * d[i - 1], d[i - 1], Epilogue::relu_mask,
+                        s.H[i - 1].data() + r0 * d[i - 1], d[i - 1]);
+        });
+        // W_i ← W_i − lr · H_{i-1}ᵀ G_i for i = L … 2, each by shares of its rows
+        for (std::int64_t i = L; i >= 2; --i)
+            for_chunks(d[i - 1], share(d[i - 1], team), team > 1, [&](std::int64_t, std::int64_t j0, std::int64_t j1) {
+                gemm<T>(Op::T, Op::N, j1 - j0, d[i], B, -lr, s.H[i - 1].data() + j0, d[i - 1], s.G[i].data(), d[i],
+                        T(1), net.W[i - 1] + j0 * d[i], d[i]);
+            });
+        // W_1 ← W_1 − lr · Xbᵀ G_1
+        gemm<T>(Op::T, Op::N, d[0], d[1], B, -lr, Xb, ldx, s.G[1].data(), d[1], T(1), net.W[0], d[1]);
     }
     return X.rows;
 }

@@ -221,24 +221,9 @@ private:
 };
 
 
-// Past the first layer, the batch's rows (and ∇W_i's rows, ∇b_i's columns) go to the threads
-// in chunks of this fixed size: which thread takes a chunk never changes a result, and every
-// sum over rows runs in order inside one chunk (the loss: chunk by chunk, in order).
-constexpr int64_t kRowChunk = 32;
-// Below this many multiply-adds per batch in those layers, they run on one thread.
-constexpr int64_t kSplitMinWork = 1 << 16;
-
-// f(c, lo, hi) for the chunks [lo, hi) of [0, n), on the threads when `parallel`.
-template <typename F>
-void for_chunks(int64_t n, int64_t chunk, bool parallel, F&& f) {
-    const int64_t chunks = (n + chunk - 1) / chunk;
-    const int nthreads = parallel && chunks > 1 ? static_cast<int>(std::min<int64_t>(get_num_threads(), chunks)) : 1;
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(nthreads) schedule(static) if (nthreads > 1)
-#endif
-    for (int64_t c = 0; c < chunks; ++c) f(c, c * chunk, std::min(n, (c + 1) * chunk));
-    (void)nthreads;
-}
+using forward_pass::for_chunks;
+using forward_pass::kRowChunk;
+using forward_pass::kSplitMinWork;
 
 // The update of one parameter (rows × cols, row stride ldp, gradient with row stride ldg; the
 // optimizer's buffers contiguous), by the active ISA's loops. Element-wise, so sharing its rows
