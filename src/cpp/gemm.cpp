@@ -262,6 +262,7 @@ struct Problem {
     const T* mask;
     std::int64_t ldmask;
     bool c_transposed;
+    PrefetchRange ahead;
 };
 
 // x = epi(x) for one element; the scalar twin of the kernels' vector epilogue.
@@ -354,11 +355,41 @@ struct BlockedPlan {
     T* b_buf;  // kc_max × nc_max (panels of NR)
 };
 
+// This thread's share of a PrefetchRange, issued a few cache lines per micro-kernel call
+// (into L2: prefetcht1), so that the product's own loads never queue behind it.
+class PrefetchStream {
+public:
+    PrefetchStream(PrefetchRange range, int tid, int nthreads, std::int64_t calls) {
+        if (range.data == nullptr || range.bytes <= 0) return;
+        const auto first = reinterpret_cast<std::uintptr_t>(range.data) / 64 * 64;
+        const std::int64_t lines =
+            static_cast<std::int64_t>((reinterpret_cast<std::uintptr_t>(range.data) + range.bytes - first + 63) / 64);
+        const Range mine = thread_share(lines, tid, nthreads);
+        next_ = first + static_cast<std::uintptr_t>(mine.begin) * 64;
+        end_ = first + static_cast<std::uintptr_t>(mine.end) * 64;
+        per_call_ = ceil_div(mine.end - mine.begin, std::max<std::int64_t>(1, calls));
+    }
+    void step() {
+        for (std::int64_t i = 0; i < per_call_ && next_ < end_; ++i, next_ += 64)
+            __builtin_prefetch(reinterpret_cast<const void*>(next_), 0, 2);
+    }
+    void finish() {   // whatever the estimate of calls left over
+        for (; next_ < end_; next_ += 64) __builtin_prefetch(reinterpret_cast<const void*>(next_), 0, 2);
+    }
+private:
+    std::uintptr_t next_ = 0, end_ = 0;
+    std::int64_t per_call_ = 0;
+};
+
 template <typename T>
 void run_blocked(const BlockedPlan<T>& plan, int tid, int nthreads) noexcept {
     const Problem<T>& P = *plan.P;
     const int MR = plan.bl.MR, NR = plan.bl.NR;
     const auto micro = plan.K->micro;
+    // About this many micro-kernel calls fall to this thread.
+    const std::int64_t blocks = ceil_div(P.n, plan.nc_max) * ceil_div(P.k, plan.kc_max) * ceil_div(P.m, plan.mc_max);
+    const std::int64_t block_tiles = ceil_div(std::min(P.n, plan.nc_max), NR) * ceil_div(std::min(P.m, plan.mc_max), MR);
+    PrefetchStream ahead(P.ahead, tid, nthreads, blocks * ceil_div(block_tiles, nthreads));
 
     for (std::int64_t jc = 0; jc < P.n; jc += plan.nc_max) {
         const std::int64_t nc = std::min(plan.nc_max, P.n - jc);
@@ -430,6 +461,7 @@ void run_blocked(const BlockedPlan<T>& plan, int tid, int nthreads) noexcept {
                         args.b = P.B + pc * P.ldb + j;
                         args.b_k_stride = P.ldb;
                     }
+                    ahead.step();
                     if (!P.c_transposed) {
                         args.c = P.C + i * P.ldc + j;
                         args.ldc = P.ldc;
@@ -450,6 +482,7 @@ void run_blocked(const BlockedPlan<T>& plan, int tid, int nthreads) noexcept {
             }
         }
     }
+    ahead.finish();
 }
 
 // Runs body(tid, nthreads) on a team of `nthreads` threads (or inline when 1).
@@ -626,10 +659,10 @@ void check_arguments(Op opA, Op opB, std::int64_t m, std::int64_t n, std::int64_
 template <typename T>
 void gemm(Op opA, Op opB, std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const T* A,
           std::int64_t lda, const T* B, std::int64_t ldb, T beta, T* C, std::int64_t ldc,
-          Epilogue epi, const T* mask, std::int64_t ldmask) {
+          Epilogue epi, const T* mask, std::int64_t ldmask, PrefetchRange ahead) {
     check_arguments(opA, opB, m, n, k, A, lda, B, ldb, C, ldc, epi, mask, ldmask);
     if (m == 0 || n == 0) return;
-    Problem<T> P{opA, opB, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc, epi, mask, ldmask, false};
+    Problem<T> P{opA, opB, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc, epi, mask, ldmask, false, ahead};
     if (k == 0 || alpha == T(0)) {
         scale_c(P);
         return;
@@ -646,7 +679,7 @@ void gemm(Op opA, Op opB, std::int64_t m, std::int64_t n, std::int64_t k, T alph
         n * 2 <= E.blocking.NR && m >= E.blocking.NR) {
         // Cᵀ = op(B)ᵀ·op(A)ᵀ = Bᵀ·A: the roles of A and B swap, and so do the op flags;
         // both operands stay in their kernel-friendly layouts (no packing).
-        Problem<T> S{Op::T, Op::N, n, m, k, alpha, B, ldb, A, lda, beta, C, ldc, epi, mask, ldmask, true};
+        Problem<T> S{Op::T, Op::N, n, m, k, alpha, B, ldb, A, lda, beta, C, ldc, epi, mask, ldmask, true, ahead};
         blocked_gemm(S, E);
         return;
     }
@@ -680,10 +713,10 @@ void gemm_reference(Op opA, Op opB, std::int64_t m, std::int64_t n, std::int64_t
 
 template void gemm<float>(Op, Op, std::int64_t, std::int64_t, std::int64_t, float, const float*,
                           std::int64_t, const float*, std::int64_t, float, float*, std::int64_t,
-                          Epilogue, const float*, std::int64_t);
+                          Epilogue, const float*, std::int64_t, PrefetchRange);
 template void gemm<double>(Op, Op, std::int64_t, std::int64_t, std::int64_t, double, const double*,
                            std::int64_t, const double*, std::int64_t, double, double*, std::int64_t,
-                           Epilogue, const double*, std::int64_t);
+                           Epilogue, const double*, std::int64_t, PrefetchRange);
 template void gemm_reference<float>(Op, Op, std::int64_t, std::int64_t, std::int64_t, float,
                                     const float*, std::int64_t, const float*, std::int64_t, float,
                                     float*, std::int64_t, Epilogue, const float*, std::int64_t);

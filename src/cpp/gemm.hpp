@@ -26,11 +26,21 @@ namespace fastnn {
 enum class Op : char { N = 'N', T = 'T' };
 enum class Epilogue : char { none, relu, relu_mask };
 
+// Memory that a caller will need next (e.g. the next batch's rows): the blocked paths pull it
+// into L2 while the product runs, a few cache lines per micro-kernel call, each thread an equal
+// share in order -- spread out, so that the product's own loads never wait behind it. A hint
+// only: the dot path ignores it, and it never changes a result.
+struct PrefetchRange {
+    const void* data = nullptr;
+    std::int64_t bytes = 0;
+};
+
 template <typename T>
 void gemm(Op opA, Op opB, std::int64_t m, std::int64_t n, std::int64_t k,
           T alpha, const T* A, std::int64_t lda, const T* B, std::int64_t ldb,
           T beta, T* C, std::int64_t ldc,
-          Epilogue epi = Epilogue::none, const T* mask = nullptr, std::int64_t ldmask = 0);
+          Epilogue epi = Epilogue::none, const T* mask = nullptr, std::int64_t ldmask = 0,
+          PrefetchRange ahead = {});
 
 // Naive triple loop with the same contract: the reference the tests compare against.
 template <typename T>
@@ -41,10 +51,12 @@ void gemm_reference(Op opA, Op opB, std::int64_t m, std::int64_t n, std::int64_t
 
 extern template void gemm<float>(Op, Op, std::int64_t, std::int64_t, std::int64_t, float,
                                  const float*, std::int64_t, const float*, std::int64_t, float,
-                                 float*, std::int64_t, Epilogue, const float*, std::int64_t);
+                                 float*, std::int64_t, Epilogue, const float*, std::int64_t,
+                                 PrefetchRange);
 extern template void gemm<double>(Op, Op, std::int64_t, std::int64_t, std::int64_t, double,
                                   const double*, std::int64_t, const double*, std::int64_t, double,
-                                  double*, std::int64_t, Epilogue, const double*, std::int64_t);
+                                  double*, std::int64_t, Epilogue, const double*, std::int64_t,
+                                  PrefetchRange);
 extern template void gemm_reference<float>(Op, Op, std::int64_t, std::int64_t, std::int64_t, float,
                                            const float*, std::int64_t, const float*, std::int64_t,
                                            float, float*, std::int64_t, Epilogue, const float*,

@@ -145,8 +145,13 @@ std::int64_t mlp_epoch(const DataMatrix<TX>& X, const std::int64_t* y, const Net
                 gemm<T>(Op::T, Op::N, j1 - j0, d[i], B, -lr, s.H[i - 1].data() + j0, d[i - 1], s.G[i].data(), d[i],
                         T(1), net.W[i - 1] + j0 * d[i], d[i]);
             });
-        // W_1 ← W_1 − lr · Xbᵀ G_1
-        gemm<T>(Op::T, Op::N, d[0], d[1], B, -lr, Xb, ldx, s.G[1].data(), d[1], T(1), net.W[0], d[1]);
+        // W_1 ← W_1 − lr · Xbᵀ G_1, pulling the next batch's rows into L2 meanwhile (the first
+        // layer's GEMM of the next batch then packs them from cache, not from DRAM)
+        const std::int64_t next_rows = std::min(batch, X.rows - start - B);
+        const PrefetchRange next{X.data + (start + B) * X.ld,
+                                 next_rows > 0 ? ((next_rows - 1) * X.ld + X.cols) * static_cast<std::int64_t>(sizeof(TX)) : 0};
+        gemm<T>(Op::T, Op::N, d[0], d[1], B, -lr, Xb, ldx, s.G[1].data(), d[1], T(1), net.W[0], d[1],
+                Epilogue::none, nullptr, 0, next);
     }
     return X.rows;
 }
