@@ -11,8 +11,8 @@ def _tol(dtype):
     return dict(rtol=2e-5, atol=2e-6) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("n,batch", [(23, 5), (20, 5), (7, 10), (9, 1)],
-                         ids=["partial-last-batch", "exact", "batch>n", "batch1"])
+@pytest.mark.parametrize("n,batch", [(23, 5), (20, 5), (7, 10), (9, 1), (9, 2), (12, 4)],
+                         ids=["partial-last-batch", "exact", "batch>n", "batch1", "batch2", "batch4"])
 def test_softmax_regression_epoch_matches_per_sample(backend, dtype, n, batch):
     rng = np.random.default_rng(n)
     X, y = random_problem(rng, n, 6, 4, dtype)

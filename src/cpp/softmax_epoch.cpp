@@ -44,14 +44,6 @@ TransposedWeights<T>::TransposedWeights(T* theta, std::int64_t d, std::int64_t k
 }
 
 template <typename T>
-void TransposedWeights<T>::apply_gradient() {
-    for (std::int64_t i = 0, size = k_ * dp_; i < size; ++i) {
-        ptr_[i] += grad_[i];
-        grad_[i] = T(0);
-    }
-}
-
-template <typename T>
 void TransposedWeights<T>::write_back() {
     for (std::int64_t p = 0; p < d_; ++p)
         for (std::int64_t j = 0; j < k_; ++j) theta_[p * k_ + j] = ptr_[j * dp_ + p];
@@ -81,8 +73,8 @@ std::int64_t softmax_regression_epoch_fused(const DataMatrix<T>& X, const std::i
         const std::int64_t next_rows = std::min(batch, n - start - B);
         kern.logits(Xb, X.ld, B, d, theta_t.data(), dp, k, Z.data());                    // Z = Xb Θ
         softmax_cross_entropy_rows(Z.data(), k, y + start, B, k, -lr / static_cast<T>(B), Z.data(), k);
-        kern.update(Xb, X.ld, B, d, Z.data(), k, theta_t.gradient(), dp, next, next_rows);  // −lr Xbᵀ (S − I_y)/B
-        theta_t.apply_gradient();                                                               // Θ += that
+        kern.update(Xb, X.ld, B, d, Z.data(), k, theta_t.data(), theta_t.gradient(), dp, next,
+                    next_rows);                                                     // Θ += −lr Xbᵀ (S − I_y)/B
     }
     theta_t.write_back();
     return std::min(start, n);

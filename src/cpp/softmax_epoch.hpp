@@ -42,18 +42,17 @@ struct Kernels {
     // Z (B × k, contiguous) = Xb · Θ, i.e. Z[r][j] = Σ_p Xb[r][p] · Θᵀ[j][p]
     void (*logits)(const T* Xb, std::int64_t ldx, std::int64_t B, std::int64_t d, const T* theta_t,
                    std::int64_t dp, std::int64_t k, T* Z);
-    // Θᵀ[j][:] += Σ_r C[r][j] · Xb[r][:]   (C: B × k, contiguous). Along the way the first
-    // ahead_rows rows of `ahead` (the next batch, row stride ldx) are prefetched into L2.
+    // Θᵀ[j][:] += Σ_r C[r][j] · Xb[r][:]   (C: B × k, contiguous): the sum over the rows is
+    // formed in `grad` (k × dp scratch, any contents) and added to Θᵀ once. Along the way the
+    // first ahead_rows rows of `ahead` (the next batch, row stride ldx) are prefetched into L2.
     void (*update)(const T* Xb, std::int64_t ldx, std::int64_t B, std::int64_t d, const T* C,
-                   std::int64_t k, T* theta_t, std::int64_t dp, const T* ahead, std::int64_t ahead_rows);
+                   std::int64_t k, T* theta_t, T* grad, std::int64_t dp, const T* ahead,
+                   std::int64_t ahead_rows);
 };
 
-// Θᵀ (k × d) kept in scratch for an epoch: rows 64-byte aligned with stride dp; the caller's
-// Θ (d × k, contiguous) is read at construction and written back by write_back().
-// A batch's update is first summed into gradient() (zeroed), then added to Θᵀ in one step by
-// apply_gradient(), as NumPy's Θ −= lr·(Xᵀ ∇Z) does: adding 50 rank-2 pieces straight into Θᵀ
-// would round a small increment onto a large weight 50 times per batch, and in float32 that
-// drifts measurably over an epoch.
+// Θᵀ (k × d) kept in scratch for an epoch, with a gradient buffer of the same shape: rows
+// 64-byte aligned with stride dp; the caller's Θ (d × k, contiguous) is read at construction
+// and written back by write_back().
 template <typename T>
 class TransposedWeights {
 public:
@@ -61,7 +60,6 @@ public:
     T* data() { return ptr_; }
     T* gradient() { return grad_; }
     std::int64_t stride() const { return dp_; }
-    void apply_gradient();   // Θᵀ += gradient; gradient = 0
     void write_back();
 private:
     T* theta_;

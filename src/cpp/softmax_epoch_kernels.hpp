@@ -107,16 +107,42 @@ void logits(const T* Xb, int64_t ldx, int64_t B, int64_t d, const T* tt, int64_t
     }
 }
 
-// Θᵀ[j0 + j][:] += Σ_r C[r][j0 + j] · x_r[:] for R rows and KB classes, vectors along the
-// features, with the R × KB coefficients broadcast once into registers. While the rows are in
-// registers, the same columns of R rows of the next batch (`ahead`, or null) are prefetched
-// into L2, so the next forward pass does not wait for DRAM.
-template <typename T, int R, int KB>
-void update_block(const T* const* rows, const T* const* ahead_rows, const T* C, int64_t ldc, T* tt, int64_t dp,
-                  int64_t d) {
+// Where one pass of the update (R rows) puts its sum Σ_r C[r][j] · x_r[:]:
+//   first:  Γ = sum              (Γ: the batch's gradient buffer; no zeroing pass needed)
+//   middle: Γ = Γ + sum
+//   last:   Θᵀ = Θᵀ + (Γ + sum)  (the batch's whole update added to Θᵀ in one rounding, as
+//                                 NumPy's Θ −= lr·(Xᵀ ∇Z) does)
+//   only:   Θᵀ = Θᵀ + sum        (a batch of at most R rows)
+// Adding each pass's rank-R piece straight into Θᵀ instead would round a small increment onto
+// a large weight B/R times per batch, which in float32 drifts measurably over an epoch.
+enum class Pass { first, middle, last, only };
+
+template <typename T, Pass P>
+inline Vec<T> pass_result(const T* grad, const T* theta, const Vec<T>& sum) {
+    if constexpr (P == Pass::first) return sum;
+    if constexpr (P == Pass::middle) return load(grad) + sum;
+    if constexpr (P == Pass::last) return load(theta) + (load(grad) + sum);
+    return load(theta) + sum;
+}
+template <typename T, Pass P>
+inline T pass_result(const T* grad, const T* theta, T sum) {
+    if constexpr (P == Pass::first) return sum;
+    if constexpr (P == Pass::middle) return *grad + sum;
+    if constexpr (P == Pass::last) return *theta + (*grad + sum);
+    return *theta + sum;
+}
+
+// One pass for R rows and KB classes, vectors along the features, with the R × KB coefficients
+// broadcast once into registers; the result goes to Γ (first, middle) or Θᵀ (last, only). While
+// the rows are in registers, the same columns of R rows of the next batch (`ahead`, or null)
+// are prefetched into L2, so the next forward pass does not wait for DRAM.
+template <typename T, int R, int KB, Pass P>
+void update_block(const T* const* rows, const T* const* ahead_rows, const T* C, int64_t ldc, T* theta,
+                  T* grad, int64_t dp, int64_t d) {
     constexpr int W = kLanes<T>;
-    const T* x[R];       // local copies: stores through tt cannot change them, so they stay in
-    const T* ahead[R];   // registers instead of being reloaded at every step
+    constexpr bool to_theta = P == Pass::last || P == Pass::only;
+    const T* x[R];       // local copies: stores through theta / grad cannot change them, so they
+    const T* ahead[R];   // stay in registers instead of being reloaded at every step
     for (int r = 0; r < R; ++r) {
         x[r] = rows[r];
         ahead[r] = ahead_rows ? ahead_rows[r] : nullptr;
@@ -131,58 +157,79 @@ void update_block(const T* const* rows, const T* const* ahead_rows, const T* C, 
         Vec<T> xv[R];
         for (int r = 0; r < R; ++r) xv[r] = load(x[r] + p);
         for (int j = 0; j < KB; ++j) {
-            Vec<T> a = load(tt + j * dp + p);
-            for (int r = 0; r < R; ++r) a += c[r][j] * xv[r];
-            store(tt + j * dp + p, a);
+            Vec<T> sum = c[0][j] * xv[0];
+            for (int r = 1; r < R; ++r) sum += c[r][j] * xv[r];
+            const int64_t at = j * dp + p;
+            store(to_theta ? theta + at : grad + at, pass_result<T, P>(grad + at, theta + at, sum));
         }
     }
     for (; p < d; ++p)
         for (int j = 0; j < KB; ++j) {
-            T a = tt[j * dp + p];
-            for (int r = 0; r < R; ++r) a += C[r * ldc + j] * x[r][p];
-            tt[j * dp + p] = a;
+            T sum = C[j] * x[0][p];
+            for (int r = 1; r < R; ++r) sum += C[r * ldc + j] * x[r][p];
+            const int64_t at = j * dp + p;
+            (to_theta ? theta : grad)[at] = pass_result<T, P>(grad + at, theta + at, sum);
         }
 }
 
-template <typename T, int R>
-void update_rows(const T* const* x, const T* const* ahead, const T* C, int64_t k, T* tt, int64_t dp,
-                 int64_t d) {
+template <typename T, int R, Pass P>
+void update_rows(const T* const* x, const T* const* ahead, const T* C, int64_t k, T* theta, T* grad,
+                 int64_t dp, int64_t d) {
     for (int64_t j0 = 0; j0 < k; j0 += kClassBlock) {
         const T* Cj = C + j0;
-        T* t = tt + j0 * dp;
+        T* t = theta + j0 * dp;
+        T* g = grad + j0 * dp;
         const T* const* pf = j0 == 0 ? ahead : nullptr;   // prefetch once per row group
-        switch (k - j0 < kClassBlock ? k - j0 : kClassBlock) {
-            case 1: update_block<T, R, 1>(x, pf, Cj, k, t, dp, d); break;
-            case 2: update_block<T, R, 2>(x, pf, Cj, k, t, dp, d); break;
-            case 3: update_block<T, R, 3>(x, pf, Cj, k, t, dp, d); break;
-            case 4: update_block<T, R, 4>(x, pf, Cj, k, t, dp, d); break;
-            case 5: update_block<T, R, 5>(x, pf, Cj, k, t, dp, d); break;
-            case 6: update_block<T, R, 6>(x, pf, Cj, k, t, dp, d); break;
-            case 7: update_block<T, R, 7>(x, pf, Cj, k, t, dp, d); break;
-            case 8: update_block<T, R, 8>(x, pf, Cj, k, t, dp, d); break;
-            case 9: update_block<T, R, 9>(x, pf, Cj, k, t, dp, d); break;
-            default: update_block<T, R, kClassBlock>(x, pf, Cj, k, t, dp, d); break;
+        switch (k - j0 < kClassBlock ? k - j0 : kClassBlock) {   // the class block, as a constant
+            case 1: update_block<T, R, 1, P>(x, pf, Cj, k, t, g, dp, d); break;
+            case 2: update_block<T, R, 2, P>(x, pf, Cj, k, t, g, dp, d); break;
+            case 3: update_block<T, R, 3, P>(x, pf, Cj, k, t, g, dp, d); break;
+            case 4: update_block<T, R, 4, P>(x, pf, Cj, k, t, g, dp, d); break;
+            case 5: update_block<T, R, 5, P>(x, pf, Cj, k, t, g, dp, d); break;
+            case 6: update_block<T, R, 6, P>(x, pf, Cj, k, t, g, dp, d); break;
+            case 7: update_block<T, R, 7, P>(x, pf, Cj, k, t, g, dp, d); break;
+            case 8: update_block<T, R, 8, P>(x, pf, Cj, k, t, g, dp, d); break;
+            case 9: update_block<T, R, 9, P>(x, pf, Cj, k, t, g, dp, d); break;
+            default: update_block<T, R, kClassBlock, P>(x, pf, Cj, k, t, g, dp, d); break;
         }
     }
 }
 
-// Θᵀ += Cᵀ · Xb, two rows at a time (2 × 10 coefficients + 2 rows + 1 accumulator fit in the
-// 32 AVX-512 registers); rows r, r+1 of `ahead` (the next batch) are prefetched with rows r, r+1
-// of this one, up to ahead_rows.
-template <typename T>
-void update(const T* Xb, int64_t ldx, int64_t B, int64_t d, const T* C, int64_t k, T* tt, int64_t dp,
-            const T* ahead, int64_t ahead_rows) {
-    constexpr int R = kRowsPerUpdate;
-    int64_t r = 0;
-    for (; r + R <= B; r += R) {
-        const T* x[R] = {Xb + r * ldx, Xb + (r + 1) * ldx};
-        const T* next[R] = {ahead + r * ldx, ahead + (r + 1) * ldx};
-        update_rows<T, R>(x, r + R <= ahead_rows ? next : nullptr, C + r * k, k, tt, dp, d);
+// One pass over rows r … r+R−1 (and the same rows of `ahead`, when all of them exist there).
+template <typename T, int R>
+void update_pass(Pass pass, const T* Xb, int64_t ldx, int64_t r, const T* C, int64_t k, T* theta, T* grad,
+                 int64_t dp, int64_t d, const T* ahead, int64_t ahead_rows) {
+    const T* x[R];
+    const T* next[R];
+    for (int i = 0; i < R; ++i) {
+        x[i] = Xb + (r + i) * ldx;
+        next[i] = ahead + (r + i) * ldx;
     }
-    for (; r < B; ++r) {
-        const T* x[1] = {Xb + r * ldx};
-        const T* next[1] = {ahead + r * ldx};
-        update_rows<T, 1>(x, r < ahead_rows ? next : nullptr, C + r * k, k, tt, dp, d);
+    const T* const* pf = r + R <= ahead_rows ? next : nullptr;
+    C += r * k;
+    switch (pass) {
+        case Pass::first: update_rows<T, R, Pass::first>(x, pf, C, k, theta, grad, dp, d); break;
+        case Pass::middle: update_rows<T, R, Pass::middle>(x, pf, C, k, theta, grad, dp, d); break;
+        case Pass::last: update_rows<T, R, Pass::last>(x, pf, C, k, theta, grad, dp, d); break;
+        case Pass::only: update_rows<T, R, Pass::only>(x, pf, C, k, theta, grad, dp, d); break;
+    }
+}
+
+// Θᵀ += Cᵀ · Xb in passes of two rows (2 × 10 coefficients + 2 rows + 1 accumulator fit in the
+// 32 AVX-512 registers), the last pass for an odd row alone; rows r, r+1 of `ahead` (the next
+// batch) are prefetched with rows r, r+1 of this one, up to ahead_rows.
+template <typename T>
+void update(const T* Xb, int64_t ldx, int64_t B, int64_t d, const T* C, int64_t k, T* theta, T* grad,
+            int64_t dp, const T* ahead, int64_t ahead_rows) {
+    constexpr int R = kRowsPerUpdate;
+    const int64_t passes = (B + R - 1) / R;
+    for (int64_t q = 0; q < passes; ++q) {
+        const Pass pass = passes == 1 ? Pass::only : q == 0 ? Pass::first : q + 1 == passes ? Pass::last : Pass::middle;
+        const int64_t r = q * R;
+        if (r + R <= B)
+            update_pass<T, R>(pass, Xb, ldx, r, C, k, theta, grad, dp, d, ahead, ahead_rows);
+        else
+            update_pass<T, 1>(pass, Xb, ldx, r, C, k, theta, grad, dp, d, ahead, ahead_rows);
     }
 }
 
