@@ -43,8 +43,13 @@ struct LaneSum<2> {
 };
 template <typename T> inline T sum_lanes(const Vec<T>& v) { return LaneSum<kLanes<T>>::of(v); }
 
-constexpr int kRowsPerDot = 2;      // rows sharing each Θᵀ load in the forward
-constexpr int kClassBlock = 10;     // classes per register block: 2 × 10 accumulators
+// The forward's register block: R rows × KB classes of accumulators, each step loading R row
+// vectors and KB Θᵀ vectors for R·KB FMAs. With 32 registers (AVX-512), 4 rows × at most 6
+// classes (k = 10 runs as 2 blocks of 5: 9 loads per 20 FMAs -- vector loads, not FMAs, are
+// the scarce resource on some of these cores); with 16, 2 rows × at most 10 classes.
+constexpr int kRowsPerDot = FASTNN_VECTOR_BYTES == 64 ? 4 : 2;
+constexpr int kDotClassBlock = FASTNN_VECTOR_BYTES == 64 ? 6 : 10;
+constexpr int kClassBlock = 10;     // classes per register block of the update: 2 × 10 coefficients
 constexpr int kRowsPerUpdate = 2;   // rows sharing each Θᵀ load/store in the update
 
 // Z[r][j0 + j] = Σ_p x_r[p] · Θᵀ[j0 + j][p] for R rows and KB classes, vectors along p.
@@ -75,36 +80,45 @@ void dot_block(const T* const* rows, const T* tt, int64_t dp, int64_t d, T* z, i
 
 template <typename T, int R>
 void dot_rows(const T* const* x, const T* tt, int64_t dp, int64_t d, int64_t k, T* z, int64_t ldz) {
-    for (int64_t j0 = 0; j0 < k; j0 += kClassBlock) {
+    const int64_t blocks = (k + kDotClassBlock - 1) / kDotClassBlock;
+    const int64_t block = (k + blocks - 1) / blocks;   // balanced: k = 10 -> 5 + 5, not 6 + 4
+    for (int64_t j0 = 0; j0 < k; j0 += block) {
         const T* t = tt + j0 * dp;
         T* zj = z + j0;
-        switch (k - j0 < kClassBlock ? k - j0 : kClassBlock) {   // the class block, as a constant
+        switch (k - j0 < block ? k - j0 : block) {   // the class block, as a constant
             case 1: dot_block<T, R, 1>(x, t, dp, d, zj, ldz); break;
             case 2: dot_block<T, R, 2>(x, t, dp, d, zj, ldz); break;
             case 3: dot_block<T, R, 3>(x, t, dp, d, zj, ldz); break;
             case 4: dot_block<T, R, 4>(x, t, dp, d, zj, ldz); break;
             case 5: dot_block<T, R, 5>(x, t, dp, d, zj, ldz); break;
             case 6: dot_block<T, R, 6>(x, t, dp, d, zj, ldz); break;
+#if FASTNN_VECTOR_BYTES != 64
             case 7: dot_block<T, R, 7>(x, t, dp, d, zj, ldz); break;
             case 8: dot_block<T, R, 8>(x, t, dp, d, zj, ldz); break;
             case 9: dot_block<T, R, 9>(x, t, dp, d, zj, ldz); break;
-            default: dot_block<T, R, kClassBlock>(x, t, dp, d, zj, ldz); break;
+            case 10: dot_block<T, R, 10>(x, t, dp, d, zj, ldz); break;
+#endif
+            default: break;   // unreachable: 1 <= block <= kDotClassBlock
         }
     }
 }
 
-// Z = Xb · Θ, two rows at a time.
+// Rows r … r+R−1 of Xb.
+template <typename T, int R>
+void logits_rows(const T* Xb, int64_t ldx, int64_t r, int64_t d, const T* tt, int64_t dp, int64_t k, T* Z) {
+    const T* x[R];
+    for (int i = 0; i < R; ++i) x[i] = Xb + (r + i) * ldx;
+    dot_rows<T, R>(x, tt, dp, d, k, Z + r * k, k);
+}
+
+// Z = Xb · Θ, kRowsPerDot rows at a time (then pairs, then a single row). Every Z[r][j] is
+// summed in the same order whichever group its row falls in.
 template <typename T>
 void logits(const T* Xb, int64_t ldx, int64_t B, int64_t d, const T* tt, int64_t dp, int64_t k, T* Z) {
     int64_t r = 0;
-    for (; r + kRowsPerDot <= B; r += kRowsPerDot) {
-        const T* x[kRowsPerDot] = {Xb + r * ldx, Xb + (r + 1) * ldx};
-        dot_rows<T, kRowsPerDot>(x, tt, dp, d, k, Z + r * k, k);
-    }
-    if (r < B) {
-        const T* x[1] = {Xb + r * ldx};
-        dot_rows<T, 1>(x, tt, dp, d, k, Z + r * k, k);
-    }
+    for (; r + kRowsPerDot <= B; r += kRowsPerDot) logits_rows<T, kRowsPerDot>(Xb, ldx, r, d, tt, dp, k, Z);
+    for (; r + 2 <= B; r += 2) logits_rows<T, 2>(Xb, ldx, r, d, tt, dp, k, Z);
+    for (; r < B; ++r) logits_rows<T, 1>(Xb, ldx, r, d, tt, dp, k, Z);
 }
 
 // Where one pass of the update (R rows) puts its sum Σ_r C[r][j] · x_r[:]:
