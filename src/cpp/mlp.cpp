@@ -12,6 +12,10 @@
 #include "softmax_epoch.hpp"
 #include "threads.hpp"
 
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
 namespace fastnn {
 namespace {
 
@@ -101,7 +105,6 @@ void for_each_chunk(const DataMatrix<TX>& X, const Network<T>& net, Body&& body)
 template <typename T, typename TX>
 std::int64_t mlp_epoch(const DataMatrix<TX>& X, const std::int64_t* y, const Network<T>& net,
                        T lr, std::int64_t batch, const StopRequested& stop_requested) {
-    using forward_pass::for_chunks;
     if (batch < 1) throw std::invalid_argument("batch: expected an integer >= 1");
     if constexpr (std::is_same_v<T, TX>) {
         if (net.layers() == 1)   // softmax regression: the fused, transposed path
@@ -122,29 +125,48 @@ std::int64_t mlp_epoch(const DataMatrix<TX>& X, const std::int64_t* y, const Net
         T* Z = s.G[L].data();
         // H_1 = ReLU(Xb W_1)   (the logits Z when L = 1)
         forward_pass::layer<T>(Xb, ldx, B, net.W[0], nullptr, d[0], d[1], L == 1 ? Z : s.H[1].data(), L > 1);
-        const std::int64_t team = B * later_work >= forward_pass::kSplitMinWork ? get_num_threads() : 1;
-        for_chunks(B, share(B, team), team > 1, [&](std::int64_t, std::int64_t r0, std::int64_t r1) {
-            const std::int64_t rows = r1 - r0;
-            const T* in = L > 1 ? s.H[1].data() + r0 * d[1] : nullptr;
-            for (std::int64_t i = 2; i <= L; ++i) {   // H_i = ReLU(H_{i-1} W_i), Z = H_{L-1} W_L
-                T* out = i == L ? Z + r0 * k : s.H[i].data() + r0 * d[i];
-                forward_pass::layer<T>(in, d[i - 1], rows, net.W[i - 1], nullptr, d[i - 1], d[i], out, i < L);
-                in = out;
+        const int team = B * later_work >= forward_pass::kSplitMinWork ? get_num_threads() : 1;
+        // One parallel region: the rows' shares, then (after the barrier ending the first loop)
+        // each W_i's rows' shares.
+#if defined(_OPENMP)
+#pragma omp parallel num_threads(team) if (team > 1)
+#endif
+        {
+#if defined(_OPENMP)
+#pragma omp for schedule(static)
+#endif
+            for (int part = 0; part < team; ++part) {
+                const std::int64_t r0 = std::min(B, part * share(B, team)), r1 = std::min(B, r0 + share(B, team));
+                if (r0 == r1) continue;
+                const std::int64_t rows = r1 - r0;
+                const T* in = L > 1 ? s.H[1].data() + r0 * d[1] : nullptr;
+                for (std::int64_t i = 2; i <= L; ++i) {   // H_i = ReLU(H_{i-1} W_i), Z = H_{L-1} W_L
+                    T* out = i == L ? Z + r0 * k : s.H[i].data() + r0 * d[i];
+                    forward_pass::layer<T>(in, d[i - 1], rows, net.W[i - 1], nullptr, d[i - 1], d[i], out, i < L);
+                    in = out;
+                }
+                // G_L = (S − I_y)/B in place of Z
+                softmax_cross_entropy_rows(Z + r0 * k, k, y + start + r0, rows, k, T(1) / static_cast<T>(B),
+                                           Z + r0 * k, k);
+                for (std::int64_t i = L; i >= 2; --i)   // G_{i-1} = (G_i W_iᵀ) ∘ 1{H_{i-1} > 0}
+                    gemm<T>(Op::N, Op::T, rows, d[i - 1], d[i], T(1), s.G[i].data() + r0 * d[i], d[i],
+                            net.W[i - 1], d[i], T(0), s.G[i - 1].data() + r0 * d[i - 1], d[i - 1],
+                            Epilogue::relu_mask, s.H[i - 1].data() + r0 * d[i - 1], d[i - 1]);
             }
-            // G_L = (S − I_y)/B in place of Z
-            softmax_cross_entropy_rows(Z + r0 * k, k, y + start + r0, rows, k, T(1) / static_cast<T>(B),
-                                       Z + r0 * k, k);
-            for (std::int64_t i = L; i >= 2; --i)   // G_{i-1} = (G_i W_iᵀ) ∘ 1{H_{i-1} > 0}
-                gemm<T>(Op::N, Op::T, rows, d[i - 1], d[i], T(1), s.G[i].data() + r0 * d[i], d[i], net.W[i - 1],
-                        d[i], T(0), s.G[i - 1].data() + r0 * d[i - 1], d[i - 1], Epilogue::relu_mask,
-                        s.H[i - 1].data() + r0 * d[i - 1], d[i - 1]);
-        });
-        // W_i ← W_i − lr · H_{i-1}ᵀ G_i for i = L … 2, each by shares of its rows
-        for (std::int64_t i = L; i >= 2; --i)
-            for_chunks(d[i - 1], share(d[i - 1], team), team > 1, [&](std::int64_t, std::int64_t j0, std::int64_t j1) {
-                gemm<T>(Op::T, Op::N, j1 - j0, d[i], B, -lr, s.H[i - 1].data() + j0, d[i - 1], s.G[i].data(), d[i],
-                        T(1), net.W[i - 1] + j0 * d[i], d[i]);
-            });
+            // W_i ← W_i − lr · H_{i-1}ᵀ G_i for i = L … 2, each by shares of its rows
+            for (std::int64_t i = L; i >= 2; --i) {
+#if defined(_OPENMP)
+#pragma omp for schedule(static)
+#endif
+                for (int part = 0; part < team; ++part) {
+                    const std::int64_t j0 = std::min(d[i - 1], part * share(d[i - 1], team));
+                    const std::int64_t j1 = std::min(d[i - 1], j0 + share(d[i - 1], team));
+                    if (j0 < j1)
+                        gemm<T>(Op::T, Op::N, j1 - j0, d[i], B, -lr, s.H[i - 1].data() + j0, d[i - 1],
+                                s.G[i].data(), d[i], T(1), net.W[i - 1] + j0 * d[i], d[i]);
+                }
+            }
+        }
         // W_1 ← W_1 − lr · Xbᵀ G_1, pulling the next batch's rows into L2 meanwhile (the first
         // layer's GEMM of the next batch then packs them from cache, not from DRAM)
         const std::int64_t next_rows = std::min(batch, X.rows - start - B);
