@@ -6,8 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+import fastnn
 from fastnn import benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,6 +71,7 @@ def test_smoke_json_schema(smoke):
     assert ids == ["softmax-numpy", "softmax-torch", "h100-numpy", "h100-torch", "h400-numpy",
                    "h400-torch", "h400-floor", "h400-2threads", "sgemm1024-numpy"]
     assert all(t["status"] in ("met", "not met", "n/a") for t in out["targets"])
+    assert out["scaling"] is None   # a 1-thread run has no thread scaling to measure
 
 
 def test_smoke_contenders_agree(smoke):
@@ -115,3 +118,44 @@ def test_worker_env_gives_openblas_threads_to_the_numpy_engine_only():
     for engine in ("cpp", "torch"):
         env = benchmark._worker_env(engine, 3, "/x")
         assert env["OPENBLAS_NUM_THREADS"] == "1" and env["OMP_NUM_THREADS"] == "3"
+
+
+@pytest.mark.skipif("cpp" not in fastnn.available_backends(), reason="cpp backend not built")
+def test_scaling_alternates_one_and_two_thread_runs(tmp_path):
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "X.npy", rng.random((300, 784), dtype=np.float32))
+    np.save(tmp_path / "y.npy", rng.integers(0, 10, 300).astype(np.uint8))
+    wl = benchmark.epoch_workload(benchmark.SCALING_WORKLOAD, "2-layer h=16", 300, 784, 16)
+    workers, log = [], []
+    pkg_parent = str(Path(benchmark.__file__).resolve().parents[1])
+    try:
+        sc = benchmark._measure_scaling([wl], ["cpp", "numpy"], [1, 2], rounds=3, warmup=1, settle=0.0,
+                                        timeout=120, tmpdir=str(tmp_path), pkg_parent=pkg_parent,
+                                        all_workers=workers, log=log.append)
+    finally:
+        for w in workers:
+            w.close()
+    assert sc["threads"] == [1, 2] and sc["workload"] == benchmark.SCALING_WORKLOAD
+    assert len(sc["times_s"]["1"]) == len(sc["times_s"]["2"]) == 3
+    assert sc["speedup"] == pytest.approx(sc["median_s"]["1"] / sc["median_s"]["2"])
+    assert "[scaling]" in log[-1]
+    # nothing to measure without fastnn-cpp, without a 2-thread run, or without the workload
+    assert benchmark._measure_scaling([wl], ["numpy"], [1, 2], 1, 0, 0, 60, str(tmp_path), pkg_parent, [], log.append) is None
+    assert benchmark._measure_scaling([wl], ["cpp"], [1], 1, 0, 0, 60, str(tmp_path), pkg_parent, [], log.append) is None
+    other = benchmark.epoch_workload("mlp-h100", "2-layer h=100", 300, 784, 16)
+    assert benchmark._measure_scaling([other], ["cpp"], [1, 2], 1, 0, 0, 60, str(tmp_path), pkg_parent, [], log.append) is None
+
+
+def _epoch_row(threads, seconds):
+    return {"kind": "epoch", "workload": "mlp-h400", "threads": threads, "contender": "fastnn-cpp",
+            "median_s": seconds}
+
+
+def test_scaling_target_prefers_the_interleaved_measurement():
+    results = [_epoch_row(1, 0.60), _epoch_row(2, 0.40)]          # 1.50× from the two tables
+    targets = {t["id"]: t for t in benchmark.evaluate_targets({"results": results, "scaling": None})}
+    assert targets["h400-2threads"]["status"] == "not met" and targets["h400-2threads"]["measured"] == "1.50×"
+    scaling = {"speedup": 1.75, "median_s": {"1": 0.56, "2": 0.32}, "threads": [1, 2]}
+    targets = {t["id"]: t for t in benchmark.evaluate_targets({"results": results, "scaling": scaling})}
+    assert targets["h400-2threads"]["status"] == "met"
+    assert targets["h400-2threads"]["measured"] == "1.75× (interleaved runs)"
