@@ -78,6 +78,7 @@ def test_build_info():
     assert info["version"] == fastnn.__version__
     assert "-march=native" not in info["cxx_flags"]
     assert info["simd_active"] in ("generic", "avx2", "avx512")
+    assert 256 * 1024 <= info["l2_cache_bytes"] <= 8 * 1024 * 1024   # clamped; 1 MiB when unknown
 
 
 def test_threads_setting():

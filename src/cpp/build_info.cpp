@@ -39,6 +39,7 @@ pybind11::dict build_info() {
     info["simd_active"] = isa_name(active_isa());
     info["simd_warning"] = isa_warning();
     info["cpu"] = cpu_model();
+    info["l2_cache_bytes"] = l2_cache_bytes();   // per core, as the GEMM's blocking uses it
     info["openmp"] = openmp_enabled();
     info["num_threads"] = get_num_threads();
     info["default_num_threads"] = default_num_threads();
