@@ -58,7 +58,8 @@ def test_gemm_every_isa_form_and_shape(isa, dtype, op_a, op_b, m, n, k):
 
 
 STRATEGIES = [dict(force_pack=1), dict(force_pack=-1), dict(allow_dot_path=False, allow_swap_path=False),
-              dict(single_k_block=False), dict(a_panel_outer=True), dict(auto_order=False), dict(kc=64, mc=48, nc=96),
+              dict(single_k_block=False), dict(a_panel_outer=True), dict(auto_order=False),
+              dict(private_a=False, parallel_min_flops=0.0), dict(kc=64, mc=48, nc=96),
               dict(parallel_min_flops=0.0)]
 
 

@@ -366,6 +366,7 @@ PYBIND11_MODULE(_core, m) {
         previous["single_k_block"] = t.single_k_block;
         previous["a_panel_outer"] = t.a_panel_outer;
         previous["auto_order"] = t.auto_order;
+        previous["private_a"] = t.private_a;
         for (auto item : kwargs) {
             const auto key = item.first.cast<std::string>();
             if (key == "parallel_min_flops") t.parallel_min_flops = item.second.cast<double>();
@@ -378,6 +379,7 @@ PYBIND11_MODULE(_core, m) {
             else if (key == "single_k_block") t.single_k_block = item.second.cast<bool>();
             else if (key == "a_panel_outer") t.a_panel_outer = item.second.cast<bool>();
             else if (key == "auto_order") t.auto_order = item.second.cast<bool>();
+            else if (key == "private_a") t.private_a = item.second.cast<bool>();
             else throw py::value_error("_gemm_tuning: unknown setting '" + key + "'");
         }
         return previous;

@@ -35,7 +35,8 @@
 // Tuning::parallel_min_flops = 2 MFLOP): the team splits the packing of each block by
 // micro-panels and the macro-kernel's tiles into contiguous runs of equal area; barriers
 // separate packing from use (none are needed when neither operand is packed, e.g. the
-// epoch loop's W1 += Xbᵀ·G1).  k is never split.  The dot path splits rows.
+// epoch loop's W1 += Xbᵀ·G1, nor when each thread packs all of a small A~ for itself, e.g.
+// the epoch loop's Xb·W1).  k is never split.  The dot path splits rows.
 //
 // Determinism: every C element is produced by exactly one micro-kernel call per KC block,
 // with k blocks in ascending order; threads only decide *which* thread runs a tile, never
@@ -351,6 +352,8 @@ struct BlockedPlan {
     std::int64_t mc_max, kc_max, nc_max;  // balanced block sizes for this call
     bool pack_a, pack_b;
     bool a_outer;  // macro-kernel order: ir outer (A~ micro-panel in L1) instead of jr outer
+    bool a_private;           // every thread packs all of A~ into its own slice (no barriers)
+    std::int64_t a_slice;     // elements of one thread's slice of a_buf (a_private)
     T* a_buf;  // mc_max × kc_max (panels of MR)
     T* b_buf;  // kc_max × nc_max (panels of NR)
 };
@@ -390,6 +393,7 @@ void run_blocked(const BlockedPlan<T>& plan, int tid, int nthreads) noexcept {
     const std::int64_t blocks = ceil_div(P.n, plan.nc_max) * ceil_div(P.k, plan.kc_max) * ceil_div(P.m, plan.mc_max);
     const std::int64_t block_tiles = ceil_div(std::min(P.n, plan.nc_max), NR) * ceil_div(std::min(P.m, plan.mc_max), MR);
     PrefetchStream ahead(P.ahead, tid, nthreads, blocks * ceil_div(block_tiles, nthreads));
+    T* const a_buf = plan.a_private ? plan.a_buf + tid * plan.a_slice : plan.a_buf;
 
     for (std::int64_t jc = 0; jc < P.n; jc += plan.nc_max) {
         const std::int64_t nc = std::min(plan.nc_max, P.n - jc);
@@ -414,17 +418,19 @@ void run_blocked(const BlockedPlan<T>& plan, int tid, int nthreads) noexcept {
                 const std::int64_t n_ir = ceil_div(mc, MR);
 
                 if (plan.pack_a) {
-                    const Range mine = thread_share(n_ir, tid, nthreads);
+                    // Shared A~: each thread packs a share of the panels, then all wait. Private
+                    // A~ (plan.a_private): each thread packs every panel into its own slice.
+                    const Range mine = plan.a_private ? Range{0, n_ir} : thread_share(n_ir, tid, nthreads);
                     for (std::int64_t ir = mine.begin; ir < mine.end; ++ir) {
                         const std::int64_t i = ic + ir * MR;
                         const int rows = static_cast<int>(std::min<std::int64_t>(MR, P.m - i));
-                        T* dst = plan.a_buf + ir * MR * kc;
+                        T* dst = a_buf + ir * MR * kc;
                         if (P.opA == Op::N && plan.K->pack_a_rows != nullptr)
                             plan.K->pack_a_rows(P.A + i * P.lda + pc, P.lda, rows, kc, dst);
                         else
                             pack_a_panel(P, i, rows, pc, kc, MR, dst);
                     }
-                    team_barrier(nthreads);
+                    if (!plan.a_private) team_barrier(nthreads);
                 }
 
                 // Macro-kernel: tiles in jr-major order (a B~ micro-panel stays in L1 while
@@ -448,7 +454,7 @@ void run_blocked(const BlockedPlan<T>& plan, int tid, int nthreads) noexcept {
                     args.rows = static_cast<int>(std::min<std::int64_t>(MR, P.m - i));
                     args.cols = static_cast<int>(std::min<std::int64_t>(NR, P.n - j));
                     if (plan.pack_a) {
-                        args.a = plan.a_buf + ir * MR * kc;
+                        args.a = a_buf + ir * MR * kc;
                         args.a_k_stride = MR;
                     } else {  // op(A) = Aᵀ: A(i, p) at A[p*lda + i], already k-major
                         args.a = P.A + pc * P.lda + i;
@@ -478,7 +484,8 @@ void run_blocked(const BlockedPlan<T>& plan, int tid, int nthreads) noexcept {
                                                args.epi);
                     }
                 }
-                if (plan.pack_a || plan.pack_b) team_barrier(nthreads);  // before the buffers are refilled
+                if ((plan.pack_a && !plan.a_private) || plan.pack_b)
+                    team_barrier(nthreads);  // before the shared buffers are refilled
             }
         }
     }
@@ -564,14 +571,22 @@ void blocked_gemm(const Problem<T>& P, const Engine<T>& E) {
         }
     }
 
-    PackBuffers& buffers = pack_buffers();
-    if (plan.pack_a) plan.a_buf = buffers.a.get<T>(round_up(plan.mc_max, bl.MR) * plan.kc_max);
-    if (plan.pack_b) plan.b_buf = buffers.b.get<T>(round_up(plan.nc_max, bl.NR) * plan.kc_max);
-
     const double flops = 2.0 * double(P.m) * double(P.n) * double(P.k);
     const std::int64_t tiles = ceil_div(std::min(P.m, plan.mc_max), bl.MR) *
                                ceil_div(std::min(P.n, plan.nc_max), bl.NR);
-    run_team(team_size(flops, tiles), [&](int tid, int nthreads) { run_blocked(plan, tid, nthreads); });
+    const int nthreads = team_size(flops, tiles);
+    // Few rows, B used in place (the epoch's X_b·W_1 on several threads): every thread packs
+    // all of A~ itself rather than a share of a common copy -- the packing is small, and the
+    // team then never waits at a barrier, and never reads panels another core packed.
+    plan.a_slice = round_up(plan.mc_max, bl.MR) * plan.kc_max;
+    plan.a_private = tuning().private_a && nthreads > 1 && plan.pack_a && !plan.pack_b &&
+                     P.m <= plan.mc_max && P.n <= plan.nc_max;
+
+    PackBuffers& buffers = pack_buffers();
+    if (plan.pack_a) plan.a_buf = buffers.a.get<T>(plan.a_slice * (plan.a_private ? nthreads : 1));
+    if (plan.pack_b) plan.b_buf = buffers.b.get<T>(round_up(plan.nc_max, bl.NR) * plan.kc_max);
+
+    run_team(nthreads, [&](int tid, int team) { run_blocked(plan, tid, team); });
 }
 
 // ---------------------------------------------------------------------------------------

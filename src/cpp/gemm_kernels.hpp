@@ -132,6 +132,7 @@ struct Tuning {
     int mc = 0, kc = 0, nc = 0;         // > 0: override the ISA's MC / KC / NC (benchmarks)
     bool single_k_block = true;         // small op(B): one k block (see kSingleKBlockBytes)
     bool a_panel_outer = false;         // force the ir-outer macro-kernel order (A~ micro-panel in L1)
+    bool private_a = true;              // few rows, B in place, several threads: each packs all of A~
     bool auto_order = true;             // false: always BLIS's jr-outer order (B~ micro-panel in L1)
                                         // unless a_panel_outer; true: ir outer when A and B are both
                                         // packed and a B~ block of >= 4 micro-panels fits in L2 / 2
