@@ -509,6 +509,11 @@ void run_team(int nthreads, const Body& body) {
 
 int team_size(double flops, std::int64_t work_items) {
     if (flops < tuning().parallel_min_flops) return 1;
+#if defined(_OPENMP)
+    // Called from inside a parallel region (a thread's share of an epoch's later layers): the
+    // threads are busy already; a nested region would only cost its setup.
+    if (omp_in_parallel()) return 1;
+#endif
     const std::int64_t n = std::min<std::int64_t>(get_num_threads(), work_items);
     return static_cast<int>(std::max<std::int64_t>(1, n));
 }
