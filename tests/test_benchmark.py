@@ -72,6 +72,9 @@ def test_smoke_json_schema(smoke):
                    "h400-torch", "h400-floor", "h400-2threads", "sgemm1024-numpy"]
     assert all(t["status"] in ("met", "not met", "n/a") for t in out["targets"])
     assert out["scaling"] is None   # a 1-thread run has no thread scaling to measure
+    if "fastnn-cpp" in contenders:
+        kernel, peak = out["probes"]["micro_kernel_gflops"], out["probes"]["fma_peak_gflops"]["1"]
+        assert 0 < kernel < 1.5 * peak   # in L1 the kernel cannot beat the FMA units by much (noise)
 
 
 def test_smoke_contenders_agree(smoke):

@@ -391,6 +391,11 @@ PYBIND11_MODULE(_core, m) {
         return probe_fma_peak_gflops(i, dbl, seconds);
     }, py::arg("isa"), py::arg("double") = false, py::arg("seconds") = 0.2,
        "Single-thread FMA throughput in GFLOP/s for the ISA's widest vectors.");
+    m.def("probe_micro_kernel_gflops", [](double seconds) {
+        py::gil_scoped_release nogil;
+        return probe_micro_kernel_gflops(seconds);
+    }, py::arg("seconds") = 0.2,
+       "Single-thread GFLOP/s of the active ISA's float GEMM micro-kernel with its operands in L1.");
     m.def("probe_read_bandwidth_gbs", [](std::size_t bytes, double seconds) {
         py::gil_scoped_release nogil;
         return probe_read_bandwidth_gbs(bytes, seconds);

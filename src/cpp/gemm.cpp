@@ -48,14 +48,17 @@
 #include "gemm.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <new>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "cpu_features.hpp"
 #include "gemm_kernels.hpp"
+#include "probe.hpp"
 #include "threads.hpp"
 
 #if defined(_OPENMP)
@@ -729,6 +732,45 @@ void gemm_reference(Op opA, Op opB, std::int64_t m, std::int64_t n, std::int64_t
             C[i * ldc + j] = result;
         }
     }
+}
+
+// The active ISA's float micro-kernel on operands that stay in L1: one MR×NR tile of C
+// (β = 1) from packed A~ (MR×kc) and B~ (kc×NR) slivers, kc = 256, called over and over; the
+// best rate of short runs after a warm-up, in GFLOP/s. What the kernel itself can do on this
+// core, whatever the caches and the driver around it.
+double probe_micro_kernel_gflops(double seconds) {
+    using Clock = std::chrono::steady_clock;
+    const Engine<float>& E = engine_for<float>(active_isa());
+    const int MR = E.blocking.MR, NR = E.blocking.NR;
+    constexpr std::int64_t kc = 256;
+    std::vector<float> a(static_cast<std::size_t>(MR * kc + 64), 1e-3f), b(static_cast<std::size_t>(kc * NR + 64), 1e-3f);
+    std::vector<float> c(static_cast<std::size_t>(MR * NR), 0.0f);
+    MicroKernelArgs<float> args{};
+    args.k = kc;
+    args.a = a.data();
+    args.a_k_stride = MR;
+    args.b = b.data();
+    args.b_k_stride = NR;
+    args.rows = MR;
+    args.cols = NR;
+    args.alpha = 1.0f;
+    args.beta = 1.0f;
+    args.c = c.data();
+    args.ldc = NR;
+    args.epi = Epilogue::none;
+    const double flops_per_call = 2.0 * MR * NR * kc;
+    const int calls = 256;
+    auto run = [&] {
+        const auto t0 = Clock::now();
+        for (int i = 0; i < calls; ++i) E.kernels.micro(args);
+        return std::chrono::duration<double>(Clock::now() - t0).count();
+    };
+    for (auto t0 = Clock::now(); std::chrono::duration<double>(Clock::now() - t0).count() < 0.02;) run();
+    double best = 0;
+    for (auto t0 = Clock::now(); std::chrono::duration<double>(Clock::now() - t0).count() < seconds;)
+        best = std::max(best, flops_per_call * calls / run() * 1e-9);
+    if (!(c[0] == c[0])) best = 0;   // keeps the results observable
+    return best;
 }
 
 template void gemm<float>(Op, Op, std::int64_t, std::int64_t, std::int64_t, float, const float*,

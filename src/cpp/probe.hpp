@@ -18,4 +18,9 @@ double probe_fma_peak_gflops(Isa isa, bool dbl, double seconds = 0.2);
 // bytes (choose it much larger than the last-level cache), measured for about `seconds`.
 double probe_read_bandwidth_gbs(std::size_t bytes = std::size_t(512) << 20, double seconds = 0.5);
 
+// Single-thread GFLOP/s of the active ISA's float GEMM micro-kernel with all its operands in L1
+// (one register tile, depth 256, called over and over; defined in gemm.cpp): the ceiling of
+// every GEMM on this core, below the FMA peak by what the kernel's loads cost.
+double probe_micro_kernel_gflops(double seconds = 0.2);
+
 }  // namespace fastnn

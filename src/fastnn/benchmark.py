@@ -468,7 +468,11 @@ def run_probes(thread_counts, seconds=0.2, bw_bytes=1 << 29):
         else:
             peak[t], peak_each[t] = _concurrently(lambda: _core.probe_fma_peak_gflops(best, False, seconds), t)
         bw[t], bw_each[t] = _concurrently(lambda: _core.probe_read_bandwidth_gbs(bw_bytes, seconds * 1.5), t)
+    # Not a floor: what fastnn's own micro-kernel reaches with its operands in L1 (context for
+    # the GEMM rows' % of the floor; older builds lack the probe).
+    kernel = getattr(_core, "probe_micro_kernel_gflops", None)
     return {"available": True, "best_isa": best, "fma_peak_gflops_1thread_by_isa": per_isa,
+            "micro_kernel_gflops": None if kernel is None else max(kernel(seconds) for _ in range(2)),
             "fma_peak_gflops": {str(t): v for t, v in peak.items()},
             "fma_peak_gflops_per_thread": {str(t): v for t, v in peak_each.items()},
             "read_bandwidth_gbs": {str(t): v for t, v in bw.items()},
@@ -1001,6 +1005,11 @@ def render_markdown(out):
         bws = ", ".join(f"{v:.1f} GB/s on {t} thread{'s' if t != '1' else ''}"
                         for t, v in p["read_bandwidth_gbs"].items())
         L.append(f"* **Probes**: FMA peak ({p['best_isa']}, fp32) {peaks}; read bandwidth {bws}")
+        if p.get("micro_kernel_gflops"):
+            one = p["fma_peak_gflops"].get("1")
+            share = f" ({100 * p['micro_kernel_gflops'] / one:.0f}% of the FMA peak)" if one else ""
+            L.append(f"* **fastnn's GEMM micro-kernel** with its operands in L1 (not a floor, the kernel's own "
+                     f"ceiling on this core): {p['micro_kernel_gflops']:.0f} GFLOP/s on 1 thread{share}")
     else:
         L.append(f"* **Probes**: not available ({p.get('reason')}); no floors")
     if out.get("data"):
