@@ -103,6 +103,7 @@ void sparse_times_dense(const SparseRowsView<T>& A, const T* D, int64_t ldd, int
                         T* scratch) {
     const auto kernel = kernels_for<T>(active_isa()).rows;
     const int nthreads = row_threads(A, n);
+    (void)nthreads;   // (unused without OpenMP)
     const int64_t chunks = (A.rows + kRowChunk - 1) / kRowChunk;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1)
@@ -253,6 +254,7 @@ void transpose_sparse_rows(const SparseRowsView<T>& A, std::vector<int64_t>& ind
 
 bool sparse_indices_valid(const int64_t* indptr, const std::int32_t* indices, int64_t rows, int64_t cols) {
     const int64_t nnz = indptr[rows];
+    (void)nnz;   // (unused without OpenMP)
     int bad = 0;
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(get_num_threads()) schedule(static) reduction(| : bad) if (nnz > (1 << 18))
