@@ -106,10 +106,6 @@ private:
     AlignedVector<T> copy_;
 };
 
-}  // namespace
-
-namespace {
-
 // Where a batch's rows come from, and the first layer's two products with them. The rest of the
 // epoch (hidden layers, softmax, backward, update) is shared by both kinds of input.
 //
@@ -157,26 +153,10 @@ public:
           next_begin_(sz(max_rows)), next_end_(sz(max_rows)),
           row_scratch_(sz(get_num_threads() * d1)) {}
     void fetch(int64_t start, int64_t B) {
-        for (int64_t r = 0; r < B; ++r) {
-            const int64_t row = order_ ? order_[start + r] : start + r;
-            begin_[sz(r)] = X_.begin[row];
-            end_[sz(r)] = X_.end[row];
-        }
-        batch_ = X_;
-        batch_.rows = B;
-        batch_.begin = begin_.data();
-        batch_.end = end_.data();
+        batch_ = rows_view(start, B, begin_, end_);
         // The next batch's rows (scattered over X when shuffled), to prefetch during this one.
-        const int64_t B_next = std::max<int64_t>(0, std::min(B, n_order_ - (start + B)));
-        for (int64_t r = 0; r < B_next; ++r) {
-            const int64_t row = order_ ? order_[start + B + r] : start + B + r;
-            next_begin_[sz(r)] = X_.begin[row];
-            next_end_[sz(r)] = X_.end[row];
-        }
-        next_ = X_;
-        next_.rows = B_next;
-        next_.begin = next_begin_.data();
-        next_.end = next_end_.data();
+        next_ = rows_view(start + B, std::max<int64_t>(0, std::min(B, n_order_ - (start + B))), next_begin_,
+                          next_end_);
     }
     static constexpr bool kPadFirstLayer = true;    // rows of W_1, H_1, G_1 padded to cache lines
     static constexpr bool kFusedFirstUpdate = true;   // each row of ∇W_1 goes straight to the update
@@ -198,6 +178,22 @@ public:
     }
 
 private:
+    // Entries first … first + count − 1 of the order (null: rows first …) as a view of X whose
+    // row ranges are stored in `begin` / `end`.
+    SparseRowsView<T> rows_view(int64_t first, int64_t count, std::vector<int64_t>& begin,
+                                std::vector<int64_t>& end) const {
+        for (int64_t r = 0; r < count; ++r) {
+            const int64_t row = order_ ? order_[first + r] : first + r;
+            begin[sz(r)] = X_.begin[row];
+            end[sz(r)] = X_.end[row];
+        }
+        SparseRowsView<T> view = X_;
+        view.rows = count;
+        view.begin = begin.data();
+        view.end = end.data();
+        return view;
+    }
+
     // The batch by columns (∇W_1 = X_bᵀ G_1 takes row k of X_bᵀ, i.e. column k of X_b).
     SparseRowsView<T> batch_by_column() {
         transpose_sparse_rows<T>(batch_, colptr_, rows_, values_, counts_);
@@ -225,31 +221,35 @@ using forward_pass::for_chunks;
 using forward_pass::kRowChunk;
 using forward_pass::kSplitMinWork;
 
+// n contiguous values of a parameter, its gradient and the optimizer's buffers (m: velocity or
+// first moment, v: second moment; null where the optimizer keeps none) through the active
+// ISA's SGD or Adam loop.
+template <typename T>
+void update_stretch(const UpdateKernels<T>& kernels, bool adam, const OptimizerConfig& opt, T* p, const T* g,
+                    T* m, T* v, int64_t n, T lr, T l2) {
+    if (adam)
+        kernels.adam(p, g, m, v, n, lr, opt.beta1, opt.beta2, static_cast<T>(opt.epsilon), l2);
+    else
+        kernels.sgd(p, g, m, n, lr, static_cast<T>(opt.momentum), opt.nesterov, l2);
+}
+
 // The update of one parameter (rows × cols, row stride ldp, gradient with row stride ldg; the
 // optimizer's buffers contiguous), by the active ISA's loops. Element-wise, so sharing its rows
 // among the threads changes no result.
 template <typename T>
 void update_parameter(const UpdateKernels<T>& kernels, bool adam, const OptimizerConfig& opt, T* param, int64_t ldp,
                       const T* g, int64_t ldg, T* first, T* second, int64_t rows, int64_t cols, T lr, T l2) {
+    auto buffer = [](T* b, int64_t offset) { return b ? b + offset : nullptr; };
     auto update_rows = [&](int64_t r0, int64_t r1) {
         if (ldp == cols && ldg == cols) {   // contiguous: one call for the whole range
-            const int64_t o = r0 * cols, n = (r1 - r0) * cols;
-            if (adam)
-                kernels.adam(param + o, g + o, first + o, second + o, n, lr, opt.beta1, opt.beta2,
-                             static_cast<T>(opt.epsilon), l2);
-            else
-                kernels.sgd(param + o, g + o, first ? first + o : nullptr, n, lr, static_cast<T>(opt.momentum),
-                            opt.nesterov, l2);
+            const int64_t o = r0 * cols;
+            update_stretch(kernels, adam, opt, param + o, g + o, buffer(first, o), buffer(second, o),
+                           (r1 - r0) * cols, lr, l2);
             return;
         }
-        for (int64_t r = r0; r < r1; ++r) {
-            if (adam)
-                kernels.adam(param + r * ldp, g + r * ldg, first + r * cols, second + r * cols, cols, lr, opt.beta1,
-                             opt.beta2, static_cast<T>(opt.epsilon), l2);
-            else
-                kernels.sgd(param + r * ldp, g + r * ldg, first ? first + r * cols : nullptr, cols, lr,
-                            static_cast<T>(opt.momentum), opt.nesterov, l2);
-        }
+        for (int64_t r = r0; r < r1; ++r)
+            update_stretch(kernels, adam, opt, param + r * ldp, g + r * ldg, buffer(first, r * cols),
+                           buffer(second, r * cols), cols, lr, l2);
     };
     const int64_t rows_per_chunk = std::max<int64_t>(1, kUpdateChunk / std::max<int64_t>(1, cols));
     const int64_t n_chunks = (rows + rows_per_chunk - 1) / rows_per_chunk;
@@ -297,10 +297,7 @@ struct FirstLayerUpdate {
     double* sq;        // padded and L2: ‖row r of W_1‖² at sq[r]; else null
 
     void update(T* p, const T* g, T* m, T* v, int64_t n) const {
-        if (adam)
-            kernels->adam(p, g, m, v, n, lr, opt->beta1, opt->beta2, static_cast<T>(opt->epsilon), l2);
-        else
-            kernels->sgd(p, g, m, n, lr, static_cast<T>(opt->momentum), opt->nesterov, l2);
+        update_stretch(*kernels, adam, *opt, p, g, m, v, n, lr, l2);
     }
 
     static void consume(void* self, int64_t r0, int64_t rows, const T* g, int64_t ldg) {
