@@ -10,11 +10,6 @@
 
 #include "gemm.hpp"
 #include "mlp.hpp"   // DataMatrix
-
-#if defined(_OPENMP)
-#include <omp.h>
-#endif
-
 #include "threads.hpp"
 
 namespace fastnn::forward_pass {

@@ -48,7 +48,6 @@
 #include "gemm.hpp"
 
 #include <algorithm>
-#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -535,9 +534,10 @@ void blocked_gemm(const Problem<T>& P, const Engine<T>& E) {
     plan.bl = bl;
     plan.kc_max = balanced_block(P.k, bl.KC, 8);
     // Products with a small op(B) (at most kSingleKBlockBytes, e.g. an h = 100 net's 784×100
-    // W_1) run as one k block: with several threads, each k block costs the team a barrier after
-    // packing A~, which such products cannot amortise (2 threads, 100×784·784×100: 157 -> 136 ms
-    // per h = 100 epoch). Larger ones keep KC-deep blocks, whose B~ sliver stays in L1
+    // W_1) run as one k block. That won when every k block cost a team a barrier after packing
+    // a shared A~ (2 threads, 100×784·784×100: 157 -> 136 ms per h = 100 epoch); since such an
+    // A~ is packed by each thread for itself (a_private below), one and several k blocks measure
+    // about the same there. Larger ones keep KC-deep blocks, whose B~ sliver stays in L1
     // (100×784·784×400: 600 -> 568 ms per h = 400 epoch on 1 thread, 351 -> 328 ms on 2).
     // The choice depends on k and n only -- never on m or the thread count, which would change
     // how C's sums are split and so the results (test_threads_determinism.py).
@@ -739,7 +739,6 @@ void gemm_reference(Op opA, Op opB, std::int64_t m, std::int64_t n, std::int64_t
 // best rate of short runs after a warm-up, in GFLOP/s. What the kernel itself can do on this
 // core, whatever the caches and the driver around it.
 double probe_micro_kernel_gflops(double seconds) {
-    using Clock = std::chrono::steady_clock;
     const Engine<float>& E = engine_for<float>(active_isa());
     const int MR = E.blocking.MR, NR = E.blocking.NR;
     constexpr std::int64_t kc = 256;
@@ -759,16 +758,12 @@ double probe_micro_kernel_gflops(double seconds) {
     args.ldc = NR;
     args.epi = Epilogue::none;
     const double flops_per_call = 2.0 * MR * NR * kc;
-    const int calls = 256;
-    auto run = [&] {
-        const auto t0 = Clock::now();
-        for (int i = 0; i < calls; ++i) E.kernels.micro(args);
-        return std::chrono::duration<double>(Clock::now() - t0).count();
-    };
-    for (auto t0 = Clock::now(); std::chrono::duration<double>(Clock::now() - t0).count() < 0.02;) run();
-    double best = 0;
-    for (auto t0 = Clock::now(); std::chrono::duration<double>(Clock::now() - t0).count() < seconds;)
-        best = std::max(best, flops_per_call * calls / run() * 1e-9);
+    double best = probe_detail::best_gflops(
+        [&](std::int64_t calls) {
+            for (std::int64_t i = 0; i < calls; ++i) E.kernels.micro(args);
+            return flops_per_call * static_cast<double>(calls);
+        },
+        64, seconds);
     if (!(c[0] == c[0])) best = 0;   // keeps the results observable
     return best;
 }

@@ -12,10 +12,6 @@
 #include "softmax_epoch.hpp"
 #include "threads.hpp"
 
-#if defined(_OPENMP)
-#include <omp.h>
-#endif
-
 namespace fastnn {
 namespace {
 

@@ -26,31 +26,15 @@ double probe_fma_peak_gflops(Isa isa, bool dbl, double seconds) {
     if (static_cast<int>(isa) > static_cast<int>(detected_isa()))
         throw std::invalid_argument(std::string("probe_fma_peak_gflops: ") + isa_name(isa) +
                                     " is not supported by this CPU");
-    auto run = [&](std::int64_t iterations, double* sink) {
+    double sink = 0;
+    auto run = [&](std::int64_t iterations) {   // flops done; 0: ISA not compiled in (non-x86 build)
         switch (isa) {
-            case Isa::avx512: return gemm_detail::avx512_fma_chains(dbl, iterations, sink);
-            case Isa::avx2: return gemm_detail::avx2_fma_chains(dbl, iterations, sink);
-            default: return gemm_detail::generic_fma_chains(dbl, iterations, sink);
+            case Isa::avx512: return gemm_detail::avx512_fma_chains(dbl, iterations, &sink);
+            case Isa::avx2: return gemm_detail::avx2_fma_chains(dbl, iterations, &sink);
+            default: return gemm_detail::generic_fma_chains(dbl, iterations, &sink);
         }
     };
-    double sink = 0;
-    // Warm up (clock ramp, AVX-512 license transition), then take the best of short runs.
-    std::int64_t iterations = 1 << 16;
-    auto start = Clock::now();
-    while (seconds_since(start) < 0.02) run(iterations, &sink);
-    double best = 0;
-    start = Clock::now();
-    while (seconds_since(start) < seconds) {
-        const auto t0 = Clock::now();
-        const double flops = run(iterations, &sink);
-        const double dt = seconds_since(t0);
-        if (flops == 0) break;  // ISA not compiled in (non-x86 build)
-        if (dt < 1e-3) {
-            iterations *= 2;
-            continue;
-        }
-        best = std::max(best, flops / dt * 1e-9);
-    }
+    const double best = probe_detail::best_gflops(run, 1 << 16, seconds);
     g_probe_sink = g_probe_sink + sink;
     return best;
 }

@@ -2,7 +2,10 @@
 // be compared against.
 #pragma once
 
+#include <algorithm>
+#include <chrono>
 #include <cstddef>
+#include <cstdint>
 
 #include "cpu_features.hpp"
 
@@ -22,5 +25,33 @@ double probe_read_bandwidth_gbs(std::size_t bytes = std::size_t(512) << 20, doub
 // (one register tile, depth 256, called over and over; defined in gemm.cpp): the ceiling of
 // every GEMM on this core, below the FMA peak by what the kernel's loads cost.
 double probe_micro_kernel_gflops(double seconds = 0.2);
+
+namespace probe_detail {
+
+// GFLOP/s of run(iterations) -- which does the work and returns the floating-point operations
+// it did (0: nothing to measure here) -- as the best of runs of at least 1 ms (`iterations`
+// doubled until they take that long) after a 20 ms warm-up (clock ramp, AVX-512 licence), for
+// about `seconds`.
+template <typename Run>
+double best_gflops(Run&& run, std::int64_t iterations, double seconds) {
+    using Clock = std::chrono::steady_clock;
+    auto since = [](Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); };
+    for (const auto start = Clock::now(); since(start) < 0.02;) run(iterations);
+    double best = 0;
+    for (const auto start = Clock::now(); since(start) < seconds;) {
+        const auto t0 = Clock::now();
+        const double flops = run(iterations);
+        const double dt = since(t0);
+        if (flops == 0) break;
+        if (dt < 1e-3) {
+            iterations *= 2;
+            continue;
+        }
+        best = std::max(best, flops / dt * 1e-9);
+    }
+    return best;
+}
+
+}  // namespace probe_detail
 
 }  // namespace fastnn
