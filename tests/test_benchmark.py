@@ -69,12 +69,25 @@ def test_smoke_json_schema(smoke):
         assert r["gflops"] > 0
     ids = [t["id"] for t in out["targets"]]
     assert ids == ["softmax-numpy", "softmax-torch", "h100-numpy", "h100-torch", "h400-numpy",
-                   "h400-torch", "h400-floor", "h400-2threads", "sgemm1024-numpy"]
+                   "h400-torch", "h400-floor", "h400-floor-dense", "h400-2threads", "sgemm1024-numpy"]
     assert all(t["status"] in ("met", "not met", "n/a") for t in out["targets"])
     assert out["scaling"] is None   # a 1-thread run has no thread scaling to measure
     if "fastnn-cpp" in contenders:
         kernel, peak = out["probes"]["micro_kernel_gflops"], out["probes"]["fma_peak_gflops"]["1"]
         assert 0 < kernel < 1.5 * peak   # in L1 the kernel cannot beat the FMA units by much (noise)
+
+
+def test_dense_kernels_contender_runs_only_where_it_differs(smoke):
+    """fastnn-cpp-dense (zero skipping off) runs the epochs of nets with a hidden layer, not the
+    softmax epoch (never skipped) nor the GEMMs; the markdown explains it."""
+    _, md_path, out = smoke
+    if "cpp" not in fastnn.available_backends():
+        pytest.skip("cpp backend not built")
+    dense = {(r["kind"], r["workload"]) for r in out["results"] if r["contender"] == "fastnn-cpp-dense"}
+    assert dense == {("epoch", "mlp-h16")}
+    assert "fastnn-cpp-dense is the same package with that turned off" in md_path.read_text()
+    wl = benchmark.epoch_workload("x", "x", 10, 784, None)
+    assert not benchmark._runs("fastnn-cpp-dense", wl) and benchmark._runs("fastnn-cpp", wl)
 
 
 def test_smoke_contenders_agree(smoke):

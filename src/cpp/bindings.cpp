@@ -263,21 +263,25 @@ PYBIND11_MODULE(_core, m) {
                             const py::list& weights, const py::object& biases, const std::string& kind,
                             const py::list& first, const py::list& second, const py::array& t,
                             double lr, int64_t batch, double alpha, double momentum, bool nesterov,
-                            double beta1, double beta2, double epsilon) {
+                            double beta1, double beta2, double epsilon, bool skip_zeros) {
         const OptimizerConfig opt = optimizer_config(kind, batch, t, momentum, nesterov, beta1, beta2, epsilon);
         return dispatch(first_dtype(weights), X.dtype(), [&](auto tt, auto tx) {
             using T = typename decltype(tt)::type;
             using TX = typename decltype(tx)::type;
             const auto x = data_matrix<TX>(X, "X");
             return run_train_epoch<T>(x.rows, x.cols, y, order, weights, biases, opt, first, second, t,
-                                      [&](const auto&... a) { return train_epoch<T, TX>(x, a...); },
+                                      [&](const auto&... a) {
+                                          return skip_zeros ? train_epoch_skipping_zeros<T, TX>(x, a...)
+                                                            : train_epoch<T, TX>(x, a...);
+                                      },
                                       lr, batch, alpha);
         });
     }, py::arg("X").noconvert(), py::arg("y").noconvert(), py::arg("order"), py::arg("weights"),
        py::arg("biases"), py::arg("kind"), py::arg("first"), py::arg("second"), py::arg("t").noconvert(),
        py::arg("lr"), py::arg("batch"), py::arg("alpha"), py::arg("momentum"), py::arg("nesterov"),
-       py::arg("beta1"), py::arg("beta2"), py::arg("epsilon"),
-       "One epoch of SGD/Adam with biases and L2 over the rows X[order]; returns Σ batch losses × B.");
+       py::arg("beta1"), py::arg("beta2"), py::arg("epsilon"), py::arg("skip_zeros") = false,
+       "One epoch of SGD/Adam with biases and L2 over the rows X[order]; returns Σ batch losses × B. "
+       "With skip_zeros, each batch is compacted to CSR and the first layer skips X's zeros.");
 
     m.def("train_epoch_csr", [](const py::array& data, const py::array& indices, const py::array& indptr,
                                 int64_t n_cols, const py::array& y, const py::object& order,

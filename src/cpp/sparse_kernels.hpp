@@ -51,7 +51,7 @@ inline void row_block(const std::int32_t* idx, const T* val, int64_t nnz, const 
         for (int v = 0; v < NA; ++v) acc[v] += a * load(d + col[v]);   // acc += a · D[c, block]
     }
     if (relu)
-        for (int v = 0; v < NA; ++v) acc[v] = acc[v] > T(0) ? acc[v] : Vec<T>{};
+        for (int v = 0; v < NA; ++v) acc[v] = acc[v] < T(0) ? Vec<T>{} : acc[v];   // NaN stays NaN, as in the GEMM
     for (int v = 0; v < NV; ++v) store(out + col[v], acc[v]);
     if (Tail)
         for (int64_t l = W - tail; l < W; ++l) out[n - W + l] = acc[NA - 1][l];
@@ -77,7 +77,7 @@ inline void narrow_row(const std::int32_t* idx, const T* val, int64_t nnz, const
         const T* d = D + static_cast<int64_t>(idx[t]) * ldd;
         for (int64_t j = 0; j < n; ++j) acc[j] += a * d[j];
     }
-    for (int64_t j = 0; j < n; ++j) out[j] = relu && !(acc[j] > T(0)) ? T(0) : acc[j];
+    for (int64_t j = 0; j < n; ++j) out[j] = relu && acc[j] < T(0) ? T(0) : acc[j];
 }
 
 template <typename T>
@@ -177,8 +177,21 @@ void transpose_block(const SparseRowsView<T>& A, int64_t* cursor, int64_t kb0, i
     }
 }
 
-// ---- Dense rows to CSR (dense_to_csr in sparse_rows.cpp).
+// ---- Dense rows to CSR (dense_to_csr in sparse_rows.cpp, and per batch in training).
 //
+// The number of nonzeros of x[0 … cols) (NaN counts as nonzero, ±0 does not).
+int64_t count_row_f32(const float* x, int64_t cols) {
+    int64_t count = 0, c = 0;
+#if defined(__AVX512F__)
+    for (; c + 16 <= cols; c += 16)
+        count += __builtin_popcount(static_cast<unsigned>(
+            _mm512_cmp_ps_mask(_mm512_loadu_ps(x + c), _mm512_setzero_ps(), _CMP_NEQ_UQ)));
+#endif
+    for (; c < cols; ++c) count += x[c] != 0.0f;
+    return count;
+}
+
+
 // The nonzeros of x[0 … cols) (NaN counts as nonzero, ±0 does not): their columns into idx and
 // values into val, in column order; returns how many. idx and val have room for cols + 16
 // entries (the vector path stores whole vectors and moves on by the count of nonzeros).

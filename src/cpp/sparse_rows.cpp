@@ -134,7 +134,7 @@ int64_t transpose_block_rows(int64_t n) {
 
 template <typename T>
 void sparse_transpose_times_dense(const SparseRowsView<T>& A, const T* D, int64_t ldd, int64_t n,
-                                  const RowSink<T>& sink, TransposeScratch<T>& scratch, const SparseRowsView<T>* ahead) {
+                                  const RowSink<T>& sink, TransposeScratch<T>& scratch, const RowPrefetch& ahead) {
     const Kernels<T> k = kernels_for<T>(active_isa());
     if (n % k.lanes != 0) throw std::invalid_argument("sparse_transpose_times_dense: n must be a multiple of the vector width");
     const int64_t block = transpose_block_rows<T>(n);
@@ -189,16 +189,22 @@ void sparse_transpose_times_dense(const SparseRowsView<T>& A, const T* D, int64_
         // This thread's share of `ahead`, the rows it will take in sparse_times_dense
         // ([rows·t/T, rows·(t+1)/T)), prefetched a part after each of its blocks.
         const int64_t my_blocks = std::max<int64_t>(1, (c1 - c0 + block - 1) / block);
-        const int64_t a0 = ahead ? ahead->rows * t / nthreads : 0, a1 = ahead ? ahead->rows * (t + 1) / nthreads : 0;
+        const int64_t a0 = ahead.rows * t / nthreads, a1 = ahead.rows * (t + 1) / nthreads;
         int64_t next_row = a0;
         for (int64_t kb0 = c0, b = 1; kb0 < c1; kb0 += block, ++b) {
             const int64_t kb1 = std::min(c1, kb0 + block);
             k.transpose_block(A, cursor, kb0, kb1, D, ldd, n, G, lists);
             sink.consume(sink.context, kb0, kb1 - kb0, G, n);
             for (const int64_t until = a0 + (a1 - a0) * b / my_blocks; next_row < until; ++next_row)
-                prefetch_row(*ahead, next_row);
+                ahead.fetch(ahead.context, next_row);
         }
     }
+}
+
+template <typename T>
+RowPrefetch sparse_row_prefetch(const SparseRowsView<T>& rows) {
+    return {rows.rows, [](const void* view, int64_t r) { prefetch_row(*static_cast<const SparseRowsView<T>*>(view), r); },
+            &rows};
 }
 
 template <typename T>
@@ -272,25 +278,45 @@ bool sparse_indices_valid(const int64_t* indptr, const std::int32_t* indices, in
 }
 
 template <typename TX>
+int64_t count_nonzeros(const TX* x, int64_t cols) {
+    if constexpr (std::is_same_v<TX, float>)
+        return kernels_for<float>(active_isa()).count_row_f32(x, cols);
+    else {
+        int64_t count = 0;
+        for (int64_t c = 0; c < cols; ++c) count += x[c] != TX(0);
+        return count;
+    }
+}
+
+template <typename TX>
 int64_t csr_row_offsets(const TX* X, int64_t rows, int64_t cols, int64_t ld, int64_t* indptr) {
     indptr[0] = 0;
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(get_num_threads()) schedule(static) if (rows * cols > (1 << 20))
 #endif
-    for (int64_t r = 0; r < rows; ++r) {
-        const TX* x = X + r * ld;
-        int64_t c_nz = 0;
-        for (int64_t c = 0; c < cols; ++c) c_nz += x[c] != TX(0);
-        indptr[r + 1] = c_nz;
-    }
+    for (int64_t r = 0; r < rows; ++r) indptr[r + 1] = count_nonzeros(X + r * ld, cols);
     for (int64_t r = 0; r < rows; ++r) indptr[r + 1] += indptr[r];
     return indptr[rows];
 }
 
 template <typename TX, typename T>
+int64_t compact_row(const TX* x, int64_t cols, std::int32_t* idx, T* val) {
+    if constexpr (std::is_same_v<TX, float> && std::is_same_v<T, float>)
+        return kernels_for<float>(active_isa()).compact_row_f32(x, cols, idx, val);
+    else {
+        int64_t p = 0;
+        for (int64_t c = 0; c < cols; ++c) {   // branch-free: write, then move on only past a nonzero
+            idx[p] = static_cast<std::int32_t>(c);
+            val[p] = static_cast<T>(x[c]);
+            p += x[c] != TX(0);
+        }
+        return p;
+    }
+}
+
+template <typename TX, typename T>
 void dense_to_csr(const TX* X, int64_t rows, int64_t cols, int64_t ld, const int64_t* indptr,
                   std::int32_t* indices, T* values) {
-    const auto compact_f32 = kernels_for<float>(active_isa()).compact_row_f32;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(get_num_threads()) if (rows * cols > (1 << 20))
 #endif
@@ -302,17 +328,7 @@ void dense_to_csr(const TX* X, int64_t rows, int64_t cols, int64_t ld, const int
 #pragma omp for schedule(static)
 #endif
         for (int64_t r = 0; r < rows; ++r) {
-            const TX* x = X + r * ld;
-            int64_t p = 0;
-            if constexpr (std::is_same_v<TX, float> && std::is_same_v<T, float>) {
-                p = compact_f32(x, cols, idx.data(), val.data());
-            } else {
-                for (int64_t c = 0; c < cols; ++c) {   // branch-free: write, move on past a nonzero
-                    idx[static_cast<std::size_t>(p)] = static_cast<std::int32_t>(c);
-                    val[static_cast<std::size_t>(p)] = static_cast<T>(x[c]);
-                    p += x[c] != TX(0);
-                }
-            }
+            const int64_t p = compact_row<TX, T>(X + r * ld, cols, idx.data(), val.data());
             std::copy(idx.begin(), idx.begin() + p, indices + indptr[r]);
             std::copy(val.begin(), val.begin() + p, values + indptr[r]);
         }
@@ -329,10 +345,12 @@ template void sparse_times_dense<double>(const SparseRowsView<double>&, const do
                                          const RowSink<double>&, double*);
 template void sparse_transpose_times_dense<float>(const SparseRowsView<float>&, const float*, int64_t, int64_t,
                                                   const RowSink<float>&, TransposeScratch<float>&,
-                                                  const SparseRowsView<float>*);
+                                                  const RowPrefetch&);
 template void sparse_transpose_times_dense<double>(const SparseRowsView<double>&, const double*, int64_t, int64_t,
                                                    const RowSink<double>&, TransposeScratch<double>&,
-                                                   const SparseRowsView<double>*);
+                                                   const RowPrefetch&);
+template RowPrefetch sparse_row_prefetch<float>(const SparseRowsView<float>&);
+template RowPrefetch sparse_row_prefetch<double>(const SparseRowsView<double>&);
 template int64_t transpose_block_rows<float>(int64_t);
 template int64_t transpose_block_rows<double>(int64_t);
 template void transpose_sparse_rows<float>(const SparseRowsView<float>&, std::vector<int64_t>&,
@@ -341,6 +359,12 @@ template void transpose_sparse_rows<double>(const SparseRowsView<double>&, std::
                                             std::vector<std::int32_t>&, std::vector<double>&, std::vector<int64_t>&);
 template int64_t csr_row_offsets<float>(const float*, int64_t, int64_t, int64_t, int64_t*);
 template int64_t csr_row_offsets<double>(const double*, int64_t, int64_t, int64_t, int64_t*);
+template int64_t count_nonzeros<float>(const float*, int64_t);
+template int64_t count_nonzeros<double>(const double*, int64_t);
+template int64_t compact_row<float, float>(const float*, int64_t, std::int32_t*, float*);
+template int64_t compact_row<float, double>(const float*, int64_t, std::int32_t*, double*);
+template int64_t compact_row<double, double>(const double*, int64_t, std::int32_t*, double*);
+template int64_t compact_row<double, float>(const double*, int64_t, std::int32_t*, float*);
 template void dense_to_csr<float, float>(const float*, int64_t, int64_t, int64_t, const int64_t*, std::int32_t*, float*);
 template void dense_to_csr<float, double>(const float*, int64_t, int64_t, int64_t, const int64_t*, std::int32_t*, double*);
 template void dense_to_csr<double, double>(const double*, int64_t, int64_t, int64_t, const int64_t*, std::int32_t*, double*);

@@ -25,7 +25,8 @@ struct SparseRowsView {
 };
 
 // out[r, 0:n] = act(init[0:n] + Σ_{t ∈ [begin[r], end[r])} values[t] · D[indices[t], 0:n])
-// for every row r of A, where act is ReLU when `relu` and the identity otherwise, init is a
+// for every row r of A, where act is ReLU when `relu` (max(·, 0) with NaN kept, as the GEMM's
+// epilogue and np.maximum) and the identity otherwise, init is a
 // row vector (a bias) or null (zeros), D is dense with row stride ldd and out has row stride
 // ldo. Every column index must be a valid row of D. Each output row sums its terms in the order
 // t = begin[r], begin[r] + 1, …, so the result does not depend on the thread count. Rows are
@@ -65,12 +66,23 @@ struct TransposeScratch {
     std::vector<std::int32_t> rows;
     std::vector<std::int64_t> first_column;   // thread t's result rows start at first_column[t]
 };
-// Along the way the rows of `ahead` (null: none; the next batch, in training) are prefetched,
-// so that they are in cache when that batch comes.
+// Rows to bring into cache while a product runs (in training: the next batch's, so that they
+// are in cache when that batch comes): fetch(context, r) asks for row r, 0 <= r < rows.
+struct RowPrefetch {
+    std::int64_t rows = 0;
+    void (*fetch)(const void* context, std::int64_t r) = nullptr;
+    const void* context = nullptr;
+};
+// The rows of a CSR view (their column indices and values); the view must outlive its use.
+template <typename T>
+RowPrefetch sparse_row_prefetch(const SparseRowsView<T>& rows);
+
+// Along the way the rows of `ahead` are prefetched, each thread the share [rows·t/T,
+// rows·(t+1)/T) that it takes in sparse_times_dense, a part after each of its blocks.
 template <typename T>
 void sparse_transpose_times_dense(const SparseRowsView<T>& A, const T* D, std::int64_t ldd, std::int64_t n,
                                   const RowSink<T>& sink, TransposeScratch<T>& scratch,
-                                  const SparseRowsView<T>* ahead = nullptr);
+                                  const RowPrefetch& ahead = {});
 template <typename T>
 std::int64_t transpose_block_rows(std::int64_t n);
 
@@ -96,6 +108,17 @@ bool sparse_indices_valid(const std::int64_t* indptr, const std::int32_t* indice
 template <typename TX>
 std::int64_t csr_row_offsets(const TX* X, std::int64_t rows, std::int64_t cols, std::int64_t ld,
                              std::int64_t* indptr);
+
+// The number of nonzeros of one dense row x of cols values (NaN counts as nonzero).
+template <typename TX>
+std::int64_t count_nonzeros(const TX* x, std::int64_t cols);
+
+// The nonzeros of one dense row x (cols values; NaN counts as nonzero), in column order:
+// their column indices into idx and their values, converted to T, into val. Returns their
+// count p; entries p … p + 15 of idx and val may be overwritten too (whole-vector stores), so
+// both need room for p + 16 entries.
+template <typename TX, typename T>
+std::int64_t compact_row(const TX* x, std::int64_t cols, std::int32_t* idx, T* val);
 
 // The rest of the CSR form, given indptr from csr_row_offsets: indices and values (indptr[rows]
 // each), columns in increasing order within a row, values converted to T. Threaded.
@@ -125,6 +148,8 @@ struct Kernels {
     int lanes;   // values per vector
     // the nonzeros of one float row: columns and values (room for cols + 16); returns the count
     std::int64_t (*compact_row_f32)(const float* x, std::int64_t cols, std::int32_t* idx, float* val);
+    // the number of nonzeros of one float row
+    std::int64_t (*count_row_f32)(const float* x, std::int64_t cols);
 };
 
 Kernels<float> generic_kernels_f32();

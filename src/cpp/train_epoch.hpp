@@ -61,6 +61,17 @@ std::int64_t train_epoch_sparse(const SparseRowsView<T>& X, const std::int64_t* 
                                 std::int64_t batch, double alpha, double* loss_sum,
                                 const StopRequested& stop_requested);
 
+// The dense epoch with the first layer's products skipping the zeros of X: each batch's rows
+// are compacted to CSR in scratch (reused from batch to batch) and then go through the sparse
+// epoch's products. The result equals train_epoch's up to rounding; faster when most of X is
+// zeros (the crossover on MNIST-shaped data is about a third of X nonzero).
+template <typename T, typename TX>
+std::int64_t train_epoch_skipping_zeros(const DataMatrix<TX>& X, const std::int64_t* y, const std::int64_t* order,
+                                        std::int64_t n_order, const BiasedNetwork<T>& net,
+                                        const OptimizerConfig& opt, const OptimizerState<T>& state, double lr,
+                                        std::int64_t batch, double alpha, double* loss_sum,
+                                        const StopRequested& stop_requested);
+
 // Logits (X.rows × d_L, contiguous) of the biased net for every row of X.
 template <typename T, typename TX>
 void biased_logits(const DataMatrix<TX>& X, const BiasedNetwork<T>& net, T* logits);

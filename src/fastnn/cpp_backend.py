@@ -12,15 +12,19 @@ them, without ever letting an in-place update land on a temporary:
   * every array handed to the core is aligned for its dtype (an unaligned view, e.g. from
     np.frombuffer at an odd offset, is copied: the core reads and writes T* directly);
   * batch sizes beyond n are passed as n (the same single batch; fits the core's int64);
+  * the epochs of a net with a hidden layer skip the zeros of a mostly-zero dense X in the first
+    layer (runtime.set_skip_zeros; the core compacts each batch to CSR);
   * X as SparseRows (train_epoch only) goes to the core's CSR epoch as its three arrays; the core
     takes values of the parameters' dtype only, so float32 values under float64 parameters are
     converted (one copy of the values per call).
 """
 import contextlib
+import functools
 
 import numpy as np
 
-from . import _core
+from . import _core, runtime
+from .optimizers import SGD
 from .sparse import SparseRows
 
 _F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
@@ -111,7 +115,21 @@ def loss_err(h, y):
     return loss_sum / h.shape[0], errors / h.shape[0]
 
 
+def _skips_zeros(X, n_layers, order=None):
+    """Whether a dense X's epoch runs its first layer over X's nonzeros only (runtime's
+    set_skip_zeros): on, a hidden layer, and at most SKIP_ZEROS_MAX_DENSITY of the first
+    SKIP_ZEROS_SAMPLE_ROWS rows the epoch visits nonzero (NaN counts as nonzero)."""
+    if not runtime.get_skip_zeros() or n_layers < 2 or X.size == 0:
+        return False
+    rows = runtime.SKIP_ZEROS_SAMPLE_ROWS
+    sample = X[:rows] if order is None else X[np.asarray(order[:rows])]
+    return np.count_nonzero(sample) <= runtime.SKIP_ZEROS_MAX_DENSITY * sample.size
+
+
 def mlp_epoch(X, y, weights, lr=0.1, batch=100):
+    if _skips_zeros(X, len(weights)):   # the same SGD epoch, through the zero-skipping core
+        train_epoch(X, y, weights, [None] * len(weights), SGD(), lr, batch, None, 0.0)
+        return
     dtype = np.result_type(X, *weights)
     with _updated_in_place(weights, dtype) as work:
         _core.mlp_epoch(_data(X, dtype), _labels(y), work, lr, min(batch, X.shape[0]))
@@ -166,7 +184,9 @@ def train_epoch(X, y, weights, biases, optimizer, lr, batch, order, alpha):
         x_args = (X.data.astype(dtype, copy=False), X.indices, X.indptr, X.shape[1])
     else:
         dtype = np.result_type(X, *weights)
-        core_epoch, x_args = _core.train_epoch, (_data(X, dtype),)
+        skip_zeros = _skips_zeros(X, L, order)
+        core_epoch = functools.partial(_core.train_epoch, skip_zeros=skip_zeros)
+        x_args = (_data(X, dtype),)
     first, second = optimizer.buffers()
     first = list(first) if first is not None else [None] * (2 * L)
     second = list(second) if second is not None else [None] * (2 * L)

@@ -1,0 +1,237 @@
+"""The C++ epochs' zero skipping (fastnn.set_skip_zeros): a mostly-zero dense X is compacted to CSR
+batch by batch and the first layer runs over its nonzeros only. The results must equal the dense
+kernels' (and the NumPy reference's) up to rounding, on every ISA, with 1 or 2 threads alike, and
+the policy must choose the path as documented."""
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import SGD, Adam, _core, cpp_backend, runtime
+
+TOL = {np.dtype(np.float32): dict(rtol=2e-5, atol=2e-6), np.dtype(np.float64): dict(rtol=1e-12, atol=1e-14)}
+
+
+@pytest.fixture(autouse=True)
+def _restore_setting():
+    saved = fastnn.get_skip_zeros()
+    yield
+    fastnn.set_skip_zeros(saved)
+
+
+def _sparse_data(rng, n, d, dtype, density=0.15):
+    """Mostly zeros, with ±0 and a first row and a column of nothing but zeros."""
+    X = rng.standard_normal((n, d)) * (rng.random((n, d)) < density)
+    X[0] = 0
+    X[:, d // 2] = 0
+    X[1, :3] = -0.0
+    return X.astype(dtype)
+
+
+def _net(rng, sizes, dtype):
+    return [(rng.standard_normal((a, b)) / np.sqrt(a)).astype(dtype) for a, b in zip(sizes, sizes[1:])]
+
+
+def _core_epoch(X, y, weights, lr, batch, skip_zeros, biases=None, kind="sgd", first=None, second=None,
+                order=None, alpha=0.0):
+    """One SGD epoch through the core's dense entry point, the path forced."""
+    L = len(weights)
+    t = np.zeros(1, np.int64)
+    return _core.train_epoch(X, y, order, weights, biases or [None] * L, kind, first or [None] * (2 * L),
+                             second or [None] * (2 * L), t, lr, batch, alpha, 0.0, False, 0.9, 0.999, 1e-8,
+                             skip_zeros=skip_zeros)
+
+
+# ---- the setting and the policy -------------------------------------------------------------------
+
+def test_setting_round_trips_and_rejects_non_booleans():
+    assert fastnn.get_skip_zeros() is True   # the default
+    fastnn.set_skip_zeros(False)
+    assert fastnn.get_skip_zeros() is False
+    for bad in (1, "yes", None):
+        with pytest.raises(TypeError, match="enabled: expected True or False"):
+            fastnn.set_skip_zeros(bad)
+    assert fastnn.get_skip_zeros() is False
+
+
+def test_policy_skips_only_mostly_zero_data_with_a_hidden_layer():
+    rng = np.random.default_rng(0)
+    sparse = _sparse_data(rng, 50, 40, np.float32, density=0.1)
+    dense = rng.standard_normal((50, 40)).astype(np.float32)
+    assert cpp_backend._skips_zeros(sparse, 2)
+    assert not cpp_backend._skips_zeros(sparse, 1)          # softmax regression: its own fused epoch
+    assert not cpp_backend._skips_zeros(dense, 2)
+    assert not cpp_backend._skips_zeros(sparse[:0], 2)
+    fastnn.set_skip_zeros(False)
+    assert not cpp_backend._skips_zeros(sparse, 3)
+
+
+def test_policy_samples_the_rows_the_epoch_visits_first():
+    rows = runtime.SKIP_ZEROS_SAMPLE_ROWS
+    X = np.zeros((2 * rows, 8), np.float32)
+    X[rows:] = 1.0                                           # the dense rows come after the sample
+    assert cpp_backend._skips_zeros(X, 2)
+    order = np.arange(X.shape[0])[::-1]                      # … unless the order visits them first
+    assert not cpp_backend._skips_zeros(X, 2, order)
+    limit = runtime.SKIP_ZEROS_MAX_DENSITY
+    X = np.zeros((100, 10), np.float32)
+    X.flat[:int(limit * X.size)] = 1.0                       # exactly at the limit: skipped
+    assert cpp_backend._skips_zeros(X, 2)
+    X.flat[int(limit * X.size)] = np.nan                     # NaN counts as a nonzero
+    assert not cpp_backend._skips_zeros(X, 2)
+
+
+def test_nn_epoch_takes_the_zero_skipping_path_exactly_when_the_policy_says():
+    """With the policy on, nn_epoch's result is bit for bit the core's zero-skipping epoch; with it
+    off, bit for bit the dense hw0 epoch."""
+    rng = np.random.default_rng(1)
+    X = _sparse_data(rng, 230, 37, np.float32)
+    y = rng.integers(0, 10, 230)
+    W = _net(rng, [37, 20, 10], np.float32)
+    with fastnn.use_backend("cpp"):
+        for skip in (True, False):
+            fastnn.set_skip_zeros(skip)
+            mine = [w.copy() for w in W]
+            fastnn.nn_epoch(X, y, *mine, lr=0.2, batch=50)
+            core = [w.copy() for w in W]
+            if skip:
+                _core_epoch(X, y, core, 0.2, 50, skip_zeros=True)
+            else:
+                _core.mlp_epoch(X, y, core, 0.2, 50)
+            for a, b in zip(mine, core):
+                np.testing.assert_array_equal(a, b)
+
+
+# ---- agreement ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("sizes,n,batch", [([37, 20, 10], 230, 50), ([784, 100, 10], 137, 100),
+                                           ([17, 33, 7, 5], 101, 37), ([16, 8, 3], 9, 1)])
+def test_skipping_agrees_with_dense_and_numpy_on_every_isa(isa, dtype, sizes, n, batch):
+    rng = np.random.default_rng(sum(sizes) + n)
+    X = _sparse_data(rng, n, sizes[0], dtype)
+    y = rng.integers(0, sizes[-1], n)
+    W = _net(rng, sizes, dtype)
+    results = {}
+    for name, backend, skip in (("skip", "cpp", True), ("dense", "cpp", False), ("numpy", "numpy", False)):
+        fastnn.set_skip_zeros(skip)
+        with fastnn.use_backend(backend):
+            mine = [w.copy() for w in W]
+            fastnn.mlp_epoch(X, y, mine, lr=0.1, batch=batch)
+        results[name] = mine
+    for a, b, c in zip(results["skip"], results["dense"], results["numpy"]):
+        np.testing.assert_allclose(a, b, **TOL[dtype])
+        np.testing.assert_allclose(a, c, **TOL[dtype])
+
+
+def test_float32_data_under_float64_parameters():
+    """hw0 under NumPy 2: float32 X, float64 weights; the compaction widens the values."""
+    rng = np.random.default_rng(2)
+    X = _sparse_data(rng, 120, 50, np.float32)
+    y = rng.integers(0, 10, 120)
+    W = _net(rng, [50, 30, 10], np.float64)
+    out = {}
+    for backend in ("cpp", "numpy"):
+        with fastnn.use_backend(backend):
+            mine = [w.copy() for w in W]
+            fastnn.nn_epoch(X, y, *mine, lr=0.1, batch=25)
+            out[backend] = mine
+    assert out["cpp"][0].dtype == np.float64
+    for a, b in zip(out["cpp"], out["numpy"]):
+        np.testing.assert_allclose(a, b, **TOL[np.dtype(np.float64)])
+
+
+def test_train_epoch_with_biases_adam_l2_and_a_shuffled_order(dtype):
+    rng = np.random.default_rng(3)
+    X = _sparse_data(rng, 150, 30, dtype)
+    y = rng.integers(0, 4, 150)
+    W = _net(rng, [30, 24, 4], dtype)
+    b = [(0.1 * rng.standard_normal(s)).astype(dtype) for s in (24, 4)]
+    order = rng.permutation(150)[:140]
+    out = {}
+    for name, backend, skip in (("skip", "cpp", True), ("dense", "cpp", False), ("numpy", "numpy", False)):
+        fastnn.set_skip_zeros(skip)
+        with fastnn.use_backend(backend):
+            Wc, bc, opt = [w.copy() for w in W], [v.copy() for v in b], Adam()
+            loss = fastnn.train_epoch(X, y, Wc, bc, optimizer=opt, lr=0.01, batch=32, order=order, alpha=1e-3)
+            out[name] = (loss, Wc + bc + opt.buffers()[0] + opt.buffers()[1])
+    for other in ("dense", "numpy"):
+        assert out["skip"][0] == pytest.approx(out[other][0], rel=1e-5 if dtype == np.float32 else 1e-12)
+        for a, c in zip(out["skip"][1], out[other][1]):
+            if a is not None:
+                np.testing.assert_allclose(a, c, **TOL[dtype])
+
+
+def test_row_strided_view_and_momentum():
+    """A view with a row stride (no copy) and SGD with momentum, against the dense kernels."""
+    rng = np.random.default_rng(4)
+    big = _sparse_data(rng, 100, 60, np.float32)
+    X = big[:, 5:45]
+    y = rng.integers(0, 10, 100)
+    W = _net(rng, [40, 16, 10], np.float32)
+    out = {}
+    for skip in (True, False):
+        fastnn.set_skip_zeros(skip)
+        with fastnn.use_backend("cpp"):
+            Wc, opt = [w.copy() for w in W], SGD(momentum=0.9, nesterov=True)
+            fastnn.train_epoch(X, y, Wc, optimizer=opt, lr=0.05, batch=16)
+            out[skip] = Wc
+    for a, b in zip(out[True], out[False]):
+        np.testing.assert_allclose(a, b, **TOL[np.dtype(np.float32)])
+
+
+def test_nan_in_x_poisons_the_net_as_in_the_dense_epoch():
+    """A NaN pixel makes its row's hidden units NaN (ReLU keeps NaN, as np.maximum does), hence
+    the logits and every weight of the last layer, on both paths. (Rows of W_1 whose pixel is zero
+    throughout may stay finite when skipping: 0 × NaN is never computed.)"""
+    rng = np.random.default_rng(5)
+    X = _sparse_data(rng, 40, 20, np.float32)
+    X[7, 3] = np.nan
+    y = rng.integers(0, 10, 40)
+    W = _net(rng, [20, 12, 10], np.float32)
+    for skip in (True, False):
+        with fastnn.use_backend("cpp"):
+            Wc = [w.copy() for w in W]
+            _core_epoch(X, y, Wc, 0.1, 10, skip_zeros=skip)
+        assert np.isnan(Wc[1]).all()
+        assert np.isnan(Wc[0][3]).all()
+
+
+# ---- threads --------------------------------------------------------------------------------------
+
+def test_results_do_not_depend_on_the_thread_count():
+    rng = np.random.default_rng(6)
+    X = _sparse_data(rng, 437, 200, np.float32)           # enough work to share: the threads really split it
+    y = rng.integers(0, 10, 437)
+    W = _net(rng, [200, 64, 32, 10], np.float32)
+    saved = fastnn.get_num_threads()
+    out = {}
+    try:
+        for threads in (1, 2, 3):
+            fastnn.set_num_threads(threads)
+            with fastnn.use_backend("cpp"):
+                Wc = [w.copy() for w in W]
+                loss = _core_epoch(X, y, Wc, 0.1, 100, skip_zeros=True)
+                out[threads] = (loss, Wc)
+    finally:
+        fastnn.set_num_threads(saved)
+    for threads in (2, 3):
+        assert out[threads][0] == out[1][0]
+        for a, b in zip(out[threads][1], out[1][1]):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_mnist_epoch_agrees_with_the_dense_kernels(mnist_train):
+    """The real workload: the first 3000 MNIST rows (19% nonzero), h = 100."""
+    X, y = mnist_train
+    X, y = X[:3000], y[:3000]
+    rng = np.random.default_rng(7)
+    W = _net(rng, [784, 100, 10], np.float32)
+    assert cpp_backend._skips_zeros(X, 2)
+    out = {}
+    for skip in (True, False):
+        fastnn.set_skip_zeros(skip)
+        with fastnn.use_backend("cpp"):
+            Wc = [w.copy() for w in W]
+            fastnn.nn_epoch(X, y, *Wc, lr=0.1, batch=100)
+            out[skip] = Wc
+    for a, b in zip(out[True], out[False]):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
