@@ -435,7 +435,7 @@ int64_t run_epoch(Input& input, const int64_t* y, const int64_t* order, int64_t 
 
     const int64_t max_rows = std::max<int64_t>(1, std::min(batch, n_order));
     BiasedScratch<T> s(net, max_rows, ld, /*train=*/true);
-    std::vector<double> chunk_loss(sz((max_rows + kRowChunk - 1) / kRowChunk));
+    std::vector<double> row_loss(sz(max_rows));
     int64_t later_work = d[L];   // multiply-adds per row beyond the first layer (and the softmax)
     for (int64_t i = 2; i <= L; ++i) later_work += d[i - 1] * d[i];
     const bool adam = opt.kind == OptimizerKind::adam;
@@ -450,10 +450,12 @@ int64_t run_epoch(Input& input, const int64_t* y, const int64_t* order, int64_t 
         // Forward and the fused softmax cross-entropy: G_L = (S − I_y)/B in place of Z.
         T* Z = s.G[L].data();
         input.first_layer(W1, ld[1], net.b[0], d[1], L == 1 ? Z : s.H[1].data(), ld[1], /*relu=*/L > 1);
-        // The other layers, the loss and the backward pass to G_1, rows in fixed chunks (shared
-        // among the threads).
+        // The other layers, the loss and the backward pass to G_1: one share of the rows per
+        // thread. No result depends on the shares: a GEMM's rows do not depend on how many it
+        // computes at once, and the loss is summed row by row in order below.
         const bool split = B * later_work >= kSplitMinWork;
-        for_chunks(B, kRowChunk, split, [&](int64_t c, int64_t r0, int64_t r1) {
+        const int64_t share = split ? (B + get_num_threads() - 1) / get_num_threads() : B;
+        for_chunks(B, share, split, [&](int64_t, int64_t r0, int64_t r1) {
             const T* in = L > 1 ? s.H[1].data() + r0 * ld[1] : nullptr;   // (H[1] exists only then)
             int64_t ld_in = ld[1];
             for (int64_t i = 2; i <= L; ++i) {
@@ -462,8 +464,9 @@ int64_t run_epoch(Input& input, const int64_t* y, const int64_t* order, int64_t 
                 in = out;
                 ld_in = ld[i];
             }
-            chunk_loss[sz(c)] = softmax_cross_entropy_rows(Z + r0 * k, k, s.y.data() + r0, r1 - r0, k,
-                                                           T(1) / static_cast<T>(B), Z + r0 * k, k);
+            for (int64_t r = r0; r < r1; ++r)
+                row_loss[sz(r)] = softmax_cross_entropy_rows(Z + r * k, k, s.y.data() + r, 1, k,
+                                                             T(1) / static_cast<T>(B), Z + r * k, k);
             // Back through the layers for these rows (W_i as before the update):
             // G_{i-1} = (G_i W_iᵀ) ∘ 1{H_{i-1} > 0}
             for (int64_t i = L; i >= 2; --i)
@@ -472,7 +475,7 @@ int64_t run_epoch(Input& input, const int64_t* y, const int64_t* order, int64_t 
                         s.H[i - 1].data() + r0 * ld[i - 1], ld[i - 1]);
         });
         double batch_loss = 0;
-        for (int64_t c = 0; c * kRowChunk < B; ++c) batch_loss += chunk_loss[sz(c)];
+        for (int64_t r = 0; r < B; ++r) batch_loss += row_loss[sz(r)];
         if (alpha != 0) {   // (α/2) Σ ‖W‖², before this batch's update
             double sq = 0;
             if (!sq1.empty())
