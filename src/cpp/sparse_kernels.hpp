@@ -139,13 +139,11 @@ void gather_chunk(const BlockLists<T>& lists, int64_t ncols, const T* D, int64_t
     }
 }
 
-// G (kb1 − kb0 rows, stride n) = rows kb0 … kb1 − 1 of Aᵀ D; cursor[r] is the first nonzero
-// of row r of A in a column >= kb0, and is moved past column kb1 − 1. `lists` has room for
-// A.rows × (kb1 − kb0) entries and kb1 − kb0 + 1 starts.
+// The lists of block kb0 … kb1 − 1: its nonzeros by column (rows in increasing order within a
+// column); cursor[r] is the first nonzero of row r of A in a column >= kb0, and is moved past
+// column kb1 − 1. `lists` has room for A.rows × (kb1 − kb0) entries and kb1 − kb0 + 1 starts.
 template <typename T>
-void transpose_block(const SparseRowsView<T>& A, int64_t* cursor, int64_t kb0, int64_t kb1, const T* D,
-                     int64_t ldd, int64_t n, T* G, const BlockLists<T>& lists) {
-    constexpr int W = kLanes<T>;
+void block_lists(const SparseRowsView<T>& A, int64_t* cursor, int64_t kb0, int64_t kb1, const BlockLists<T>& lists) {
     const int64_t ncols = kb1 - kb0;
     int64_t* start = lists.start;
     std::fill(start, start + ncols + 1, int64_t(0));
@@ -163,18 +161,32 @@ void transpose_block(const SparseRowsView<T>& A, int64_t* cursor, int64_t kb0, i
     }
     for (int64_t c = ncols; c > 0; --c) start[c] = start[c - 1];   // back to the columns' starts
     start[0] = 0;
+}
+
+// G (ncols rows, stride ldg) = Σ over each list of a · D[r, 0:n] (n a multiple of the vector width).
+template <typename T>
+void gather_block(const BlockLists<T>& lists, int64_t ncols, const T* D, int64_t ldd, int64_t n, T* G, int64_t ldg) {
+    constexpr int W = kLanes<T>;
     for (int64_t j0 = 0; j0 < n; j0 += kMaxVectors * W) {
         switch (std::min<int64_t>(kMaxVectors, (n - j0) / W)) {
-            case 1: gather_chunk<T, 1>(lists, ncols, D, ldd, j0, G, n); break;
-            case 2: gather_chunk<T, 2>(lists, ncols, D, ldd, j0, G, n); break;
-            case 3: gather_chunk<T, 3>(lists, ncols, D, ldd, j0, G, n); break;
-            case 4: gather_chunk<T, 4>(lists, ncols, D, ldd, j0, G, n); break;
-            case 5: gather_chunk<T, 5>(lists, ncols, D, ldd, j0, G, n); break;
-            case 6: gather_chunk<T, 6>(lists, ncols, D, ldd, j0, G, n); break;
-            case 7: gather_chunk<T, 7>(lists, ncols, D, ldd, j0, G, n); break;
-            default: gather_chunk<T, 8>(lists, ncols, D, ldd, j0, G, n); break;
+            case 1: gather_chunk<T, 1>(lists, ncols, D, ldd, j0, G, ldg); break;
+            case 2: gather_chunk<T, 2>(lists, ncols, D, ldd, j0, G, ldg); break;
+            case 3: gather_chunk<T, 3>(lists, ncols, D, ldd, j0, G, ldg); break;
+            case 4: gather_chunk<T, 4>(lists, ncols, D, ldd, j0, G, ldg); break;
+            case 5: gather_chunk<T, 5>(lists, ncols, D, ldd, j0, G, ldg); break;
+            case 6: gather_chunk<T, 6>(lists, ncols, D, ldd, j0, G, ldg); break;
+            case 7: gather_chunk<T, 7>(lists, ncols, D, ldd, j0, G, ldg); break;
+            default: gather_chunk<T, 8>(lists, ncols, D, ldd, j0, G, ldg); break;
         }
     }
+}
+
+// G (kb1 − kb0 rows, stride n) = rows kb0 … kb1 − 1 of Aᵀ D: the block's lists, then the gather.
+template <typename T>
+void transpose_block(const SparseRowsView<T>& A, int64_t* cursor, int64_t kb0, int64_t kb1, const T* D,
+                     int64_t ldd, int64_t n, T* G, const BlockLists<T>& lists) {
+    block_lists<T>(A, cursor, kb0, kb1, lists);
+    gather_block<T>(lists, kb1 - kb0, D, ldd, n, G, n);
 }
 
 // ---- Dense rows to CSR (dense_to_csr in sparse_rows.cpp, and per batch in training).

@@ -74,6 +74,15 @@ inline int thread_index() {
 #endif
 }
 
+// The threads of the current team (1 without OpenMP).
+inline int team_size() {
+#ifdef _OPENMP
+    return omp_get_num_threads();
+#else
+    return 1;
+#endif
+}
+
 }  // namespace
 
 template <typename T>
@@ -96,6 +105,19 @@ void sparse_times_dense(const SparseRowsView<T>& A, const T* D, int64_t ldd, int
 #else
     kernel(A, 0, A.rows, D, ldd, n, init, out, ldo, relu);
 #endif
+}
+
+template <typename T>
+void sparse_times_panels(const SparseRowsView<T>& A, const Panel<T>* panels, int parts, const T* init, T* out,
+                         int64_t ldo, bool relu) {
+    const auto kernel = kernels_for<T>(active_isa()).rows;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(parts) if (parts > 1)
+#endif
+    for (int t = thread_index(); t < parts; t += team_size()) {   // (a smaller team than asked still covers every panel)
+        const Panel<T>& p = panels[t];
+        kernel(A, 0, A.rows, p.data, p.ld, p.n, init ? init + p.c0 : nullptr, out + p.c0, ldo, relu);
+    }
 }
 
 template <typename T>
@@ -197,6 +219,61 @@ void sparse_transpose_times_dense(const SparseRowsView<T>& A, const T* D, int64_
             sink.consume(sink.context, kb0, kb1 - kb0, G, n);
             for (const int64_t until = a0 + (a1 - a0) * b / my_blocks; next_row < until; ++next_row)
                 ahead.fetch(ahead.context, next_row);
+        }
+    }
+}
+
+template <typename T>
+void sparse_transpose_times_panels(const SparseRowsView<T>& A, const T* D, int64_t ldd, const Panel<T>* panels,
+                                   int parts, const RowSink<T>* sinks, TransposeScratch<T>& scratch,
+                                   const RowPrefetch& ahead) {
+    const Kernels<T> k = kernels_for<T>(active_isa());
+    int64_t widest = 0;
+    for (int t = 0; t < parts; ++t) widest = std::max(widest, panels[t].ld);
+    const int64_t block = transpose_block_rows<T>(widest);
+    const int64_t blocks = (A.cols + block - 1) / block;
+    // Scratch: every block's lists (room for A.rows × block entries and block + 1 starts), each
+    // thread's cursors, and each panel's block of results (64-byte aligned).
+    constexpr int64_t line = 64 / static_cast<int64_t>(sizeof(T));
+    const int64_t entries = blocks * A.rows * block, starts = blocks * (block + 1);
+    const auto need = [](auto& v, int64_t size) {
+        if (static_cast<int64_t>(v.size()) < size) v.resize(static_cast<std::size_t>(size));
+    };
+    need(scratch.rows, entries);
+    need(scratch.values, entries + parts * (block * widest + line));
+    need(scratch.counts, starts + parts * A.rows);
+    auto lists_of = [&](int64_t b) {
+        return BlockLists<T>{scratch.counts.data() + b * (block + 1), scratch.rows.data() + b * A.rows * block,
+                             scratch.values.data() + b * A.rows * block};
+    };
+#ifdef _OPENMP
+#pragma omp parallel num_threads(parts) if (parts > 1)
+#endif
+    {
+        const int t = thread_index(), team = team_size();
+        // The lists of blocks [blocks·t/team, blocks·(t+1)/team), in order (the cursors only advance).
+        const int64_t b0 = blocks * t / team, b1 = blocks * (t + 1) / team;
+        int64_t* cursor = scratch.counts.data() + starts + static_cast<int64_t>(t) * A.rows;
+        for (int64_t r = 0; r < A.rows; ++r)
+            cursor[r] = std::lower_bound(A.indices + A.begin[r], A.indices + A.end[r],
+                                         static_cast<std::int32_t>(b0 * block)) - A.indices;
+        for (int64_t b = b0; b < b1; ++b) k.block_lists(A, cursor, b * block, std::min(A.cols, (b + 1) * block), lists_of(b));
+#ifdef _OPENMP
+#pragma omp barrier
+#endif
+        for (int q = t; q < parts; q += team) {   // (a smaller team than asked still covers every panel)
+            const Panel<T>& p = panels[q];
+            T* mine = scratch.values.data() + entries + q * (block * widest + line);
+            T* G = reinterpret_cast<T*>((reinterpret_cast<std::uintptr_t>(mine) + 63) & ~std::uintptr_t(63));
+            const int64_t a0 = ahead.rows * q / parts, a1 = ahead.rows * (q + 1) / parts;
+            int64_t next_row = a0;
+            for (int64_t b = 0; b < blocks; ++b) {
+                const int64_t kb0 = b * block, rows = std::min(A.cols, kb0 + block) - kb0;
+                k.gather_block(lists_of(b), rows, D + p.c0, ldd, p.ld, G, p.ld);
+                sinks[q].consume(sinks[q].context, kb0, rows, G, p.ld);
+                for (const int64_t until = a0 + (a1 - a0) * (b + 1) / blocks; next_row < until; ++next_row)
+                    ahead.fetch(ahead.context, next_row);
+            }
         }
     }
 }
@@ -351,6 +428,16 @@ template void sparse_transpose_times_dense<double>(const SparseRowsView<double>&
                                                    const RowPrefetch&);
 template RowPrefetch sparse_row_prefetch<float>(const SparseRowsView<float>&);
 template RowPrefetch sparse_row_prefetch<double>(const SparseRowsView<double>&);
+template void sparse_times_panels<float>(const SparseRowsView<float>&, const Panel<float>*, int, const float*, float*,
+                                         int64_t, bool);
+template void sparse_times_panels<double>(const SparseRowsView<double>&, const Panel<double>*, int, const double*,
+                                          double*, int64_t, bool);
+template void sparse_transpose_times_panels<float>(const SparseRowsView<float>&, const float*, int64_t,
+                                                   const Panel<float>*, int, const RowSink<float>*,
+                                                   TransposeScratch<float>&, const RowPrefetch&);
+template void sparse_transpose_times_panels<double>(const SparseRowsView<double>&, const double*, int64_t,
+                                                    const Panel<double>*, int, const RowSink<double>*,
+                                                    TransposeScratch<double>&, const RowPrefetch&);
 template int64_t transpose_block_rows<float>(int64_t);
 template int64_t transpose_block_rows<double>(int64_t);
 template void transpose_sparse_rows<float>(const SparseRowsView<float>&, std::vector<int64_t>&,

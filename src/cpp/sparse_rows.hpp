@@ -35,6 +35,21 @@ template <typename T>
 void sparse_times_dense(const SparseRowsView<T>& A, const T* D, std::int64_t ldd, std::int64_t n,
                         const T* init, T* out, std::int64_t ldo, bool relu);
 
+// Columns c0 … c0 + n − 1 of a dense matrix held apart, at data with row stride ld (the
+// first layer's weights split by columns, one panel per thread: see train_epoch.cpp).
+template <typename T>
+struct Panel {
+    T* data = nullptr;
+    std::int64_t ld = 0, c0 = 0, n = 0;
+};
+
+// sparse_times_dense with D in column panels, thread t computing panel t's columns of every row:
+// out[r, c0_t : c0_t + n_t] = act(init[c0_t …] + Σ_t values · panel_t[indices, 0:n_t]). Each
+// output value is the same sum as sparse_times_dense's.
+template <typename T>
+void sparse_times_panels(const SparseRowsView<T>& A, const Panel<T>* panels, int parts, const T* init, T* out,
+                         std::int64_t ldo, bool relu);
+
 // Where the products below send finished output rows instead of storing them:
 // consume(context, r0, rows, values, ld) with rows r0 … r0 + rows − 1 of the result, row i at
 // values + i·ld (then discarded).
@@ -85,6 +100,17 @@ void sparse_transpose_times_dense(const SparseRowsView<T>& A, const T* D, std::i
                                   const RowPrefetch& ahead = {});
 template <typename T>
 std::int64_t transpose_block_rows(std::int64_t n);
+
+// Aᵀ D (as sparse_transpose_times_dense; D padded with zeros to whole 64-byte lines, row stride
+// ldd) for a first layer held in column panels: the result's blocks of rows are sorted into
+// lists by the threads together (each a range of blocks), then thread t gathers panel t's
+// columns of every block (panels[t].ld of them: D's zero padding fills a last narrow panel) and
+// hands them to sinks[t] block by block. Each value sums its terms in row order of A, as
+// sparse_transpose_times_dense's do. Meanwhile thread t prefetches its share of `ahead`.
+template <typename T>
+void sparse_transpose_times_panels(const SparseRowsView<T>& A, const T* D, std::int64_t ldd, const Panel<T>* panels,
+                                   int parts, const RowSink<T>* sinks, TransposeScratch<T>& scratch,
+                                   const RowPrefetch& ahead = {});
 
 // The transpose of a selection of rows, as CSR of Aᵀ (A.cols rows): fills `indptr` (A.cols + 1
 // entries), `rows` and `values` (one entry per nonzero, resized as needed, never shrunk) so
@@ -150,6 +176,11 @@ struct Kernels {
     std::int64_t (*compact_row_f32)(const float* x, std::int64_t cols, std::int32_t* idx, float* val);
     // the number of nonzeros of one float row
     std::int64_t (*count_row_f32)(const float* x, std::int64_t cols);
+    // transpose_block's two halves: the block's lists, and the gather of n columns of D from them
+    void (*block_lists)(const SparseRowsView<T>& A, std::int64_t* cursor, std::int64_t kb0, std::int64_t kb1,
+                        const BlockLists<T>& lists);
+    void (*gather_block)(const BlockLists<T>& lists, std::int64_t ncols, const T* D, std::int64_t ldd, std::int64_t n,
+                         T* G, std::int64_t ldg);
 };
 
 Kernels<float> generic_kernels_f32();

@@ -80,30 +80,50 @@ struct BiasedScratch {
     }
 };
 
-// A matrix (W_1, or one of its optimizer buffers) with its rows padded to whole cache lines
-// (padding zero), for the sparse path: the loads of a row of W_1 never straddle two lines, and
-// the update runs over whole blocks of rows at once. The caller's matrix is copied in at
-// construction and written back when this goes out of scope, however the epoch ends.
+// A matrix (W_1, or one of its optimizer buffers) for the sparse path, split by columns into
+// `parts` panels (at whole cache lines), each its own allocation with rows padded to whole cache
+// lines (padding zero): the loads of a row never straddle two lines, and the update runs over
+// whole blocks of rows at once. With one panel per thread, each thread keeps its columns of W_1
+// in its own cache for the whole epoch: no line of W_1 moves between cores from batch to batch
+// (nor is one fetched by the other core's prefetchers, as neighbouring columns of a shared row
+// would be). The caller's matrix is copied in at construction and written back when this goes
+// out of scope, however the epoch ends.
 template <typename T>
-class PaddedRows {
+class ColumnPanels {
 public:
-    PaddedRows(T* W, int64_t rows, int64_t cols) : W_(W), rows_(rows), cols_(cols), ld_(padded<T>(cols)),
-                                                      copy_(sz(rows * ld_)) {
-        for (int64_t r = 0; r < rows; ++r) std::copy(W + r * cols, W + (r + 1) * cols, copy_.data() + r * ld_);
+    ColumnPanels(T* W, int64_t rows, int64_t cols, int parts) : W_(W), rows_(rows), cols_(cols) {
+        constexpr int64_t line = 64 / static_cast<int64_t>(sizeof(T));
+        const int64_t lines = (cols + line - 1) / line;
+        parts = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(parts, lines)));
+        store_.resize(sz(parts));
+        for (int t = 0; t < parts; ++t) {
+            Panel<T> p;
+            p.c0 = std::min(cols, lines * t / parts * line);
+            p.n = std::min(cols, lines * (t + 1) / parts * line) - p.c0;
+            p.ld = padded<T>(p.n);
+            store_[sz(t)].resize(sz(rows * p.ld));
+            p.data = store_[sz(t)].data();
+            for (int64_t r = 0; r < rows; ++r)
+                std::copy(W + r * cols + p.c0, W + r * cols + p.c0 + p.n, p.data + r * p.ld);
+            panels_.push_back(p);
+        }
     }
-    ~PaddedRows() {
-        for (int64_t r = 0; r < rows_; ++r)
-            std::copy(copy_.data() + r * ld_, copy_.data() + r * ld_ + cols_, W_ + r * cols_);
+    ~ColumnPanels() {
+        for (const Panel<T>& p : panels_)
+            for (int64_t r = 0; r < rows_; ++r) std::copy(p.data + r * p.ld, p.data + r * p.ld + p.n, W_ + r * cols_ + p.c0);
     }
-    PaddedRows(const PaddedRows&) = delete;
-    PaddedRows& operator=(const PaddedRows&) = delete;
-    T* data() { return copy_.data(); }
-    int64_t ld() const { return ld_; }
+    ColumnPanels(const ColumnPanels&) = delete;
+    ColumnPanels& operator=(const ColumnPanels&) = delete;
+    const std::vector<Panel<T>>& panels() const { return panels_; }
+    int parts() const { return static_cast<int>(panels_.size()); }
+    T* data() { return panels_[0].data; }   // with one panel: the whole padded matrix
+    int64_t ld() const { return panels_[0].ld; }
 
 private:
     T* W_;
-    int64_t rows_, cols_, ld_;
-    AlignedVector<T> copy_;
+    int64_t rows_, cols_;
+    std::vector<AlignedVector<T>> store_;
+    std::vector<Panel<T>> panels_;
 };
 
 // Where a batch's rows come from, and the first layer's two products with them. The rest of the
@@ -167,6 +187,18 @@ public:
             sparse_transpose_times_dense<T>(batch_, G1, ldg, ldg, sink, transpose_scratch_, ahead_);
         else
             sparse_times_dense<T>(batch_by_column(), G1, ldg, d1, sink, row_scratch_.data());
+    }
+
+    // The same with W_1 in column panels, one per thread (thread t: panel t's columns of every
+    // row): H_1 = act(X_b W_1 + b_1) ...
+    void first_layer(const std::vector<Panel<T>>& W, const T* b, T* out, int64_t ld, bool relu) const {
+        sparse_times_panels<T>(batch_, W.data(), static_cast<int>(W.size()), b, out, ld, relu);
+    }
+    // ... and ∇W_1 = X_bᵀ G_1, panel t's columns handed to sinks[t] by blocks of rows.
+    void first_layer_gradient(const T* G1, int64_t ldg, const std::vector<Panel<T>>& W,
+                              const std::vector<RowSink<T>>& sinks) {
+        sparse_transpose_times_panels<T>(batch_, G1, ldg, W.data(), static_cast<int>(W.size()), sinks.data(),
+                                         transpose_scratch_, ahead_);
     }
 
 protected:
@@ -411,20 +443,27 @@ int64_t run_epoch(Input& input, const int64_t* y, const int64_t* order, int64_t 
     // Row strides: layer 1's activations, gradients and weights are padded for the sparse input
     // (when it is hidden; the logits keep stride k).
     const bool pad = Input::kPadFirstLayer && L > 1;
+    const bool fused = Input::kFusedFirstUpdate && pad;
     std::vector<int64_t> ld(d.begin(), d.end());
     if (pad) ld[1] = padded<T>(d[1]);
-    std::unique_ptr<PaddedRows<T>> W1_padded, first_padded, second_padded;
+    // With the fused sparse first layer and several threads, W_1 and its optimizer buffers are
+    // split into one column panel per thread (ColumnPanels); not with an L2 term, whose ‖W_1‖²
+    // is summed by whole rows (see sq1).
+    const int parts = fused && alpha == 0 ? get_num_threads() : 1;
+    std::unique_ptr<ColumnPanels<T>> W1_padded, first_padded, second_padded;
     if (pad) {
-        W1_padded = std::make_unique<PaddedRows<T>>(net.W[0], d[0], d[1]);
-        if (state.first[0]) first_padded = std::make_unique<PaddedRows<T>>(state.first[0], d[0], d[1]);
-        if (state.second[0]) second_padded = std::make_unique<PaddedRows<T>>(state.second[0], d[0], d[1]);
+        W1_padded = std::make_unique<ColumnPanels<T>>(net.W[0], d[0], d[1], parts);
+        if (state.first[0]) first_padded = std::make_unique<ColumnPanels<T>>(state.first[0], d[0], d[1], parts);
+        if (state.second[0]) second_padded = std::make_unique<ColumnPanels<T>>(state.second[0], d[0], d[1], parts);
     }
+    const bool panels = pad && W1_padded->parts() > 1;
     T* const W1 = pad ? W1_padded->data() : net.W[0];
     T* const first1 = first_padded ? first_padded->data() : state.first[0];
     T* const second1 = second_padded ? second_padded->data() : state.second[0];
+    std::vector<FirstLayerUpdate<T>> panel_updates;   // per panel, refreshed each batch (the step)
+    std::vector<RowSink<T>> panel_sinks;
     // ‖W_1‖² for the L2 term: with the padded path, row by row (sq1[r]: refreshed by the fused
     // update right after it updates row r), summed in row order.
-    const bool fused = Input::kFusedFirstUpdate && pad;
     std::vector<double> sq1;
     if (fused && alpha != 0) {
         sq1.resize(sz(d[0]));
@@ -449,7 +488,14 @@ int64_t run_epoch(Input& input, const int64_t* y, const int64_t* order, int64_t 
 
         // Forward and the fused softmax cross-entropy: G_L = (S − I_y)/B in place of Z.
         T* Z = s.G[L].data();
-        input.first_layer(W1, ld[1], net.b[0], d[1], L == 1 ? Z : s.H[1].data(), ld[1], /*relu=*/L > 1);
+        if constexpr (Input::kFusedFirstUpdate) {
+            if (panels)
+                input.first_layer(W1_padded->panels(), net.b[0], s.H[1].data(), ld[1], /*relu=*/true);
+            else
+                input.first_layer(W1, ld[1], net.b[0], d[1], L == 1 ? Z : s.H[1].data(), ld[1], /*relu=*/L > 1);
+        } else {
+            input.first_layer(W1, ld[1], net.b[0], d[1], L == 1 ? Z : s.H[1].data(), ld[1], /*relu=*/L > 1);
+        }
         // The other layers, the loss and the backward pass to G_1: one share of the rows per
         // thread. No result depends on the shares: a GEMM's rows do not depend on how many it
         // computes at once, and the loss is summed row by row in order below.
@@ -524,10 +570,25 @@ int64_t run_epoch(Input& input, const int64_t* y, const int64_t* order, int64_t 
         });
         // ∇W_1 = X_bᵀ G_1; with a sparse input, W_1 is updated block by block as its gradient rows
         // are completed (no other gradient reads W_1, and nothing reads it after).
-        if constexpr (Input::kFusedFirstUpdate)
-            input.first_layer_gradient(s.G[1].data(), ld[1], d[1],
-                                       RowSink<T>{&FirstLayerUpdate<T>::consume, const_cast<FirstLayerUpdate<T>*>(&first_update)});
-        else
+        if constexpr (Input::kFusedFirstUpdate) {
+            if (panels) {   // each thread updates its own panel of W_1 (and of the buffers)
+                panel_updates.clear();
+                panel_sinks.clear();
+                for (int t = 0; t < W1_padded->parts(); ++t) {
+                    const Panel<T>& p = W1_padded->panels()[sz(t)];
+                    panel_updates.push_back({&kernels, &opt, adam, /*padded=*/true, p.data, p.ld,
+                                             first_padded ? first_padded->panels()[sz(t)].data : nullptr,
+                                             second_padded ? second_padded->panels()[sz(t)].data : nullptr, p.n,
+                                             lr_t, l2, nullptr});
+                }
+                for (auto& u : panel_updates) panel_sinks.push_back({&FirstLayerUpdate<T>::consume, &u});
+                input.first_layer_gradient(s.G[1].data(), ld[1], W1_padded->panels(), panel_sinks);
+            } else {
+                input.first_layer_gradient(s.G[1].data(), ld[1], d[1],
+                                           RowSink<T>{&FirstLayerUpdate<T>::consume,
+                                                      const_cast<FirstLayerUpdate<T>*>(&first_update)});
+            }
+        } else
             input.first_layer_gradient(s.G[1].data(), ld[1], d[1], s.gW[0].data(), ld[1]);
 
         // The update of every other parameter, W_1 (unless done above) … W_L then b_1 … b_L.
