@@ -84,10 +84,11 @@ struct BiasedScratch {
 // `parts` panels (at whole cache lines), each its own allocation with rows padded to whole cache
 // lines (padding zero): the loads of a row never straddle two lines, and the update runs over
 // whole blocks of rows at once. With one panel per thread, each thread keeps its columns of W_1
-// in its own cache for the whole epoch: no line of W_1 moves between cores from batch to batch
-// (nor is one fetched by the other core's prefetchers, as neighbouring columns of a shared row
-// would be). The caller's matrix is copied in at construction and written back when this goes
-// out of scope, however the epoch ends.
+// in its own cache for the whole epoch: no line of W_1 moves between cores from batch to batch.
+// (Splitting the columns of one shared row-major copy instead gained nothing, measured: lines
+// next to the split still travel, e.g. fetched by the other core's prefetchers.) The caller's
+// matrix is copied in at construction and written back when this goes out of scope, however the
+// epoch ends.
 template <typename T>
 class ColumnPanels {
 public:
@@ -269,7 +270,8 @@ private:
 // Dense rows whose zeros are skipped: each batch's rows are compacted into CSR scratch, and
 // the products are the sparse ones. The result equals the dense input's up to rounding and does
 // not depend on the thread count. Worth it when most of X is zeros (MNIST: 81%): compacting a
-// row reads it once, as packing it for a GEMM would, and a second read (the count) hits cache.
+// row reads it from memory once, as packing it for a GEMM would (the count reads it first; the
+// compaction finds it in cache).
 // The rows are compacted in chunks shared among the threads; each chunk's rows are contiguous
 // and 16 spare entries follow each chunk, so a row's whole-vector stores past its end
 // (compact_row) land on the next row of the same chunk (compacted after it) or on the spare.
