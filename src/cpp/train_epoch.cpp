@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <type_traits>
 
+#include "batch_compaction.hpp"
 #include "forward_pass.hpp"
 #include "gemm.hpp"
 #include "softmax_cross_entropy.hpp"
@@ -267,73 +268,22 @@ private:
     std::vector<int64_t> begin_, end_, next_begin_, next_end_;
 };
 
-// Dense rows whose zeros are skipped: each batch's rows are compacted into CSR scratch, and
-// the products are the sparse ones. The result equals the dense input's up to rounding and does
-// not depend on the thread count. Worth it when most of X is zeros (MNIST: 81%): compacting a
-// row reads it from memory once, as packing it for a GEMM would (the count reads it first; the
-// compaction finds it in cache).
-// The rows are compacted in chunks shared among the threads; each chunk's rows are contiguous
-// and 16 spare entries follow each chunk, so a row's whole-vector stores past its end
-// (compact_row) land on the next row of the same chunk (compacted after it) or on the spare.
+// Dense rows whose zeros are skipped: each batch's rows are compacted into CSR scratch
+// (batch_compaction.hpp), and the products are the sparse ones. The result equals the dense
+// input's up to rounding and does not depend on the thread count. Worth it when most of X is
+// zeros (MNIST: 81%).
 template <typename T, typename TX>
 class CompactedInput : public SparseFirstLayer<T> {
 public:
     CompactedInput(const DataMatrix<TX>& X, const int64_t* order, int64_t n_order, int64_t max_rows, int64_t d1)
-        : SparseFirstLayer<T>(d1), X_(X), order_(order), n_order_(n_order), begin_(sz(max_rows)),
-          end_(sz(max_rows)) {}
+        : SparseFirstLayer<T>(d1), batches_(X, order, n_order, max_rows) {}
     void fetch(int64_t start, int64_t B) {
-        const bool parallel = B * X_.cols >= kCompactSplitMin;
-        auto row = [&](int64_t r) { return X_.data + (order_ ? order_[start + r] : start + r) * X_.ld; };
-        forward_pass::for_chunks(B, kChunk, parallel, [&](int64_t, int64_t r0, int64_t r1) {
-            for (int64_t r = r0; r < r1; ++r) end_[sz(r)] = count_nonzeros(row(r), X_.cols);
-        });
-        int64_t at = 0;
-        for (int64_t r = 0; r < B; ++r) {
-            begin_[sz(r)] = at;
-            at += end_[sz(r)];
-            end_[sz(r)] = at;
-            if (r % kChunk == kChunk - 1 || r == B - 1) at += kSpare;
-        }
-        if (indices_.size() < sz(at)) {   // grows to the largest batch seen, never shrinks
-            indices_.resize(sz(at));
-            values_.resize(sz(at));
-        }
-        forward_pass::for_chunks(B, kChunk, parallel, [&](int64_t, int64_t r0, int64_t r1) {
-            for (int64_t r = r0; r < r1; ++r)
-                compact_row<TX, T>(row(r), X_.cols, indices_.data() + begin_[sz(r)], values_.data() + begin_[sz(r)]);
-        });
-        // The next batch's rows, prefetched into L2 (they are read once, by the count) during
-        // this batch's gradient.
-        next_start_ = start + B;
-        this->ahead_ = {std::max<int64_t>(0, std::min(B, n_order_ - next_start_)), &prefetch_row, this};
-        SparseRowsView<T>& batch = this->batch_;
-        batch.rows = B;
-        batch.cols = X_.cols;
-        batch.begin = begin_.data();
-        batch.end = end_.data();
-        batch.indices = indices_.data();
-        batch.values = values_.data();
+        this->batch_ = batches_.fetch(start, B);
+        this->ahead_ = batches_.next_batch();   // prefetched into L2 during this batch's gradient
     }
 
 private:
-    static constexpr int64_t kChunk = 8;                   // rows per task
-    static constexpr int64_t kSpare = 16;                  // entries after each chunk (compact_row)
-    static constexpr int64_t kCompactSplitMin = 1 << 14;   // values per batch below which one thread compacts
-
-    static void prefetch_row(const void* self, int64_t r) {
-        const auto& in = *static_cast<const CompactedInput*>(self);
-        const int64_t row = in.order_ ? in.order_[in.next_start_ + r] : in.next_start_ + r;
-        const char* p = reinterpret_cast<const char*>(in.X_.data + row * in.X_.ld);
-        const char* end = reinterpret_cast<const char*>(in.X_.data + row * in.X_.ld + in.X_.cols);
-        for (; p < end; p += 64) __builtin_prefetch(p, 0, 2);
-    }
-
-    const DataMatrix<TX>& X_;
-    const int64_t* order_;
-    int64_t n_order_, next_start_ = 0;
-    std::vector<int64_t> begin_, end_;
-    std::vector<std::int32_t> indices_;
-    std::vector<T> values_;
+    CompactedBatches<T, TX> batches_;
 };
 
 using forward_pass::for_chunks;
