@@ -197,16 +197,21 @@ def test_nan_in_x_poisons_the_net_as_in_the_dense_epoch():
 
 # ---- threads --------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("sizes,optimizer", [([200, 64, 32, 10], None), ([200, 37, 10], None),
-                                              ([90, 48, 10], "momentum"), ([90, 40, 10], "adam")])
-def test_results_do_not_depend_on_the_thread_count(sizes, optimizer):
+@pytest.mark.parametrize("sizes,optimizer,kind", [([200, 64, 32, 10], None, "dense"), ([200, 37, 10], None, "dense"),
+                                                   ([90, 48, 10], "momentum", "dense"), ([90, 40, 10], "adam", "dense"),
+                                                   ([200, 64, 10], None, "csr"), ([90, 40, 10], "adam", "csr")])
+def test_results_do_not_depend_on_the_thread_count(sizes, optimizer, kind):
     """Several threads split W_1 into column panels (one per thread; the last may be narrower than
     a cache line's worth) and the batch's rows elsewhere: every parameter and optimizer buffer,
-    and the loss, must come out bit for bit as on one thread."""
+    and the loss, must come out bit for bit as on one thread, for a dense X whose zeros are
+    skipped and for SparseRows, in a shuffled order."""
     rng = np.random.default_rng(6)
     X = _sparse_data(rng, 437, sizes[0], np.float32)        # enough work to share: the threads really split it
     y = rng.integers(0, sizes[-1], 437)
     W = _net(rng, sizes, np.float32)
+    order = rng.permutation(437)
+    if kind == "csr":
+        X = fastnn.SparseRows.from_dense(X)
     saved = fastnn.get_num_threads()
     out = {}
     try:
@@ -215,7 +220,7 @@ def test_results_do_not_depend_on_the_thread_count(sizes, optimizer):
             with fastnn.use_backend("cpp"):
                 Wc = [w.copy() for w in W]
                 opt = {None: SGD(), "momentum": SGD(momentum=0.9), "adam": Adam()}[optimizer]
-                loss = fastnn.train_epoch(X, y, Wc, optimizer=opt, lr=0.05, batch=100)
+                loss = fastnn.train_epoch(X, y, Wc, optimizer=opt, lr=0.05, batch=100, order=order)
                 out[threads] = (loss, Wc + [b for b in (opt.buffers()[0] or []) + (opt.buffers()[1] or [])
                                             if b is not None])
     finally:
