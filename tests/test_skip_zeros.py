@@ -104,7 +104,8 @@ def test_nn_epoch_takes_the_zero_skipping_path_exactly_when_the_policy_says():
 # ---- agreement ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("sizes,n,batch", [([37, 20, 10], 230, 50), ([784, 100, 10], 137, 100),
-                                           ([17, 33, 7, 5], 101, 37), ([16, 8, 3], 9, 1)])
+                                           ([17, 33, 7, 5], 101, 37), ([16, 8, 3], 9, 1),
+                                           ([50, 300, 10], 60, 30)])   # rows of W_1 in several blocks, with a tail
 def test_skipping_agrees_with_dense_and_numpy_on_every_isa(isa, dtype, sizes, n, batch):
     rng = np.random.default_rng(sum(sizes) + n)
     X = _sparse_data(rng, n, sizes[0], dtype)
