@@ -230,7 +230,8 @@ void sparse_transpose_times_panels(const SparseRowsView<T>& A, const T* D, int64
     const Kernels<T> k = kernels_for<T>(active_isa());
     int64_t widest = 0;
     for (int t = 0; t < parts; ++t) widest = std::max(widest, panels[t].ld);
-    const int64_t block = transpose_block_rows<T>(widest);
+    // Blocks of half the size the gather alone would take: finer shares for the sorting.
+    const int64_t block = std::max<int64_t>(1, transpose_block_rows<T>(widest) / 2);
     const int64_t blocks = (A.cols + block - 1) / block;
     // Scratch: every block's lists (room for A.rows × block entries and block + 1 starts), each
     // thread's cursors, and each panel's block of results (64-byte aligned).
@@ -246,13 +247,35 @@ void sparse_transpose_times_panels(const SparseRowsView<T>& A, const T* D, int64
         return BlockLists<T>{scratch.counts.data() + b * (block + 1), scratch.rows.data() + b * A.rows * block,
                              scratch.values.data() + b * A.rows * block};
     };
+    // Thread t sorts blocks [first[t], first[t+1]), chosen on the first call with this many
+    // blocks and threads to share out A's nonzeros evenly (MNIST's lower half holds more ink),
+    // and kept for later calls. Which thread sorts a block changes no result.
+    std::vector<int64_t>& first = scratch.first_block;
+    if (static_cast<int>(first.size()) != parts + 1 || first.back() != blocks) {
+        std::vector<int64_t> per_block(static_cast<std::size_t>(blocks), 0);
+        int64_t total = 0;
+        for (int64_t r = 0; r < A.rows; ++r)
+            for (int64_t q = A.begin[r]; q < A.end[r]; ++q) ++per_block[static_cast<std::size_t>(A.indices[q] / block)];
+        for (const int64_t c : per_block) total += c;
+        first.assign(static_cast<std::size_t>(parts + 1), blocks);
+        first[0] = 0;
+        int64_t seen = 0, b = 0;
+        for (int t = 1; t < parts; ++t) {   // thread t starts where the running count passes t/T
+            const int64_t target = total * t / parts;
+            while (b < blocks && seen + per_block[static_cast<std::size_t>(b)] / 2 < target)
+                seen += per_block[static_cast<std::size_t>(b++)];
+            first[static_cast<std::size_t>(t)] = std::max(b, first[static_cast<std::size_t>(t - 1)]);
+        }
+    }
 #ifdef _OPENMP
 #pragma omp parallel num_threads(parts) if (parts > 1)
 #endif
     {
         const int t = thread_index(), team = team_size();
-        // The lists of blocks [blocks·t/team, blocks·(t+1)/team), in order (the cursors only advance).
-        const int64_t b0 = blocks * t / team, b1 = blocks * (t + 1) / team;
+        // The lists of this thread's blocks, in order (the cursors only advance); a smaller team
+        // than asked takes the shares of the missing threads too.
+        const int64_t b0 = first[static_cast<std::size_t>(parts * t / team)],
+                      b1 = first[static_cast<std::size_t>(parts * (t + 1) / team)];
         int64_t* cursor = scratch.counts.data() + starts + static_cast<int64_t>(t) * A.rows;
         for (int64_t r = 0; r < A.rows; ++r)
             cursor[r] = std::lower_bound(A.indices + A.begin[r], A.indices + A.end[r],

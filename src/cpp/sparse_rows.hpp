@@ -80,6 +80,7 @@ struct TransposeScratch {
     std::vector<std::int64_t> counts;
     std::vector<std::int32_t> rows;
     std::vector<std::int64_t> first_column;   // thread t's result rows start at first_column[t]
+    std::vector<std::int64_t> first_block;    // (panels) thread t sorts the blocks from first_block[t] on
 };
 // Rows to bring into cache while a product runs (in training: the next batch's, so that they
 // are in cache when that batch comes): fetch(context, r) asks for row r, 0 <= r < rows.
