@@ -105,6 +105,23 @@ def test_train_softmax_and_layer_lists(data_env, tmp_path):
 
 
 @pytest.mark.skipif(os.name != "posix", reason="sends SIGINT")
+@pytest.mark.skipif("cpp" not in fastnn.available_backends(), reason="cpp backend not built")
+def test_dense_flag_turns_zero_skipping_off(tmp_path, data_env):
+    """--dense runs the dense GEMMs (set_skip_zeros(False)); both paths train the same model up
+    to rounding."""
+    report = "import atexit, fastnn; atexit.register(lambda: print('skip_zeros', fastnn.get_skip_zeros()))"
+    models = {}
+    for flag in ([], ["--dense"]):
+        model = tmp_path / f"m{len(flag)}.npz"
+        r = fastnn_cmd("train", *SMALL, "--epochs", "1", "--backend", "cpp", "--save", model, "-q", *flag,
+                       env=data_env, pre=report)
+        assert r.returncode == 0, r.stderr
+        assert f"skip_zeros {not flag}" in r.stdout
+        models[bool(flag)] = load_model(model)
+    for a, b in zip(models[False].weights, models[True].weights):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
 def test_ctrl_c_stops_cleanly_and_saves(tmp_path, data_env):
     model, hist = tmp_path / "m.npz", tmp_path / "h.csv"
     proc = subprocess.Popen(

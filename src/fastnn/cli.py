@@ -110,6 +110,9 @@ def build_parser():
     g.add_argument("--batch", type=_positive_int, default=100, help="minibatch size (default: 100)")
     g.add_argument("--seed", type=int, default=0, help="seed of the weight initialisation (default: 0)")
     g.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="default: float32")
+    g.add_argument("--dense", action="store_true",
+                   help="always run the dense GEMMs: do not skip the zeros of a mostly-zero X in the "
+                        "first layer (fastnn.set_skip_zeros(False); cpp backend)")
     t.add_argument("--dataset", type=_dataset_name, default="mnist",
                    help="mnist or fashion-mnist (default: mnist)")
     t.add_argument("--train-limit", type=_positive_int, metavar="N",
@@ -142,6 +145,8 @@ def _setup_runtime(parser, args):
             parser.error(f"argument --backend: {args.backend!r} is not available on this installation "
                          f"(available: {', '.join(fastnn.available_backends())})")
         fastnn.set_backend(args.backend)
+    if getattr(args, "dense", False):   # (train only: evaluation is dense anyway)
+        fastnn.set_skip_zeros(False)
     if args.threads is not None:
         try:
             fastnn.set_num_threads(args.threads)
