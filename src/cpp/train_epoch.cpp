@@ -197,11 +197,10 @@ public:
         sparse_times_panels<T>(batch_, W.data(), static_cast<int>(W.size()), b, out, ld, relu);
     }
     // ... and ∇W_1 = X_bᵀ G_1, panel t's columns handed to sinks[t] by blocks of rows.
-    // `also` runs first on each panel's thread (sparse_transpose_times_panels).
     void first_layer_gradient(const T* G1, int64_t ldg, const std::vector<Panel<T>>& W,
-                              const std::vector<RowSink<T>>& sinks, const PanelWork& also) {
+                              const std::vector<RowSink<T>>& sinks) {
         sparse_transpose_times_panels<T>(batch_, G1, ldg, W.data(), static_cast<int>(W.size()), sinks.data(),
-                                         transpose_scratch_, ahead_, also);
+                                         transpose_scratch_, ahead_);
     }
 
 protected:
@@ -504,12 +503,11 @@ int64_t run_epoch(Input& input, const int64_t* y, const int64_t* order, int64_t 
         std::vector<std::array<int64_t, 3>>& tasks = s.tasks;   // (what, lo, hi): what < L: ∇W_{what+1}
         tasks.clear();
         auto chunk = [&](int64_t rows) { return std::max<int64_t>(kRowChunk, (rows + get_num_threads() - 1) / get_num_threads()); };
-        for (int64_t i = L; i >= (panels ? 3 : 2); --i)   // (with panels, ∇W_2 is formed by panel below)
+        for (int64_t i = L; i >= 2; --i)
             for (int64_t j0 = 0, c = chunk(d[i - 1]); j0 < d[i - 1]; j0 += c) tasks.push_back({i - 1, j0, std::min(d[i - 1], j0 + c)});
         for (int64_t i = L; i >= 1; --i)
             if (net.b[i - 1])
                 for (int64_t j0 = 0, c = chunk(d[i]); j0 < d[i]; j0 += c) tasks.push_back({L + i - 1, j0, std::min(d[i], j0 + c)});
-        if (!tasks.empty())
         for_chunks(static_cast<int64_t>(tasks.size()), 1, split, [&](int64_t, int64_t t0, int64_t) {
             const auto [what, j0, j1] = tasks[sz(t0)];
             if (what < L) {   // ∇W_i, i = what + 1
@@ -539,22 +537,7 @@ int64_t run_epoch(Input& input, const int64_t* y, const int64_t* order, int64_t 
                                              lr_t, l2, nullptr});
                 }
                 for (auto& u : panel_updates) panel_sinks.push_back({&FirstLayerUpdate<T>::consume, &u});
-                // ∇W_2 = H_1ᵀ G_2, the rows of each panel's columns of H_1 by that panel's thread,
-                // which computed them (the same values as by any other chunks of rows).
-                struct SecondLayerGradient {
-                    const std::vector<Panel<T>>* panels;
-                    const T *H1, *G2;
-                    T* gW2;
-                    int64_t ldh, ldg, d2, B;
-                    static void run(void* self, int part) {
-                        const auto& g = *static_cast<const SecondLayerGradient*>(self);
-                        const Panel<T>& p = (*g.panels)[sz(part)];
-                        gemm<T>(Op::T, Op::N, p.n, g.d2, g.B, T(1), g.H1 + p.c0, g.ldh, g.G2, g.ldg, T(0),
-                                g.gW2 + p.c0 * g.ldg, g.ldg);
-                    }
-                } second{&W1_padded->panels(), s.H[1].data(), s.G[2].data(), s.gW[1].data(), ld[1], ld[2], d[2], B};
-                input.first_layer_gradient(s.G[1].data(), ld[1], W1_padded->panels(), panel_sinks,
-                                           PanelWork{&SecondLayerGradient::run, &second});
+                input.first_layer_gradient(s.G[1].data(), ld[1], W1_padded->panels(), panel_sinks);
             } else {
                 input.first_layer_gradient(s.G[1].data(), ld[1], d[1],
                                            RowSink<T>{&FirstLayerUpdate<T>::consume,
