@@ -498,16 +498,13 @@ int64_t run_epoch(Input& input, const int64_t* y, const int64_t* order, int64_t 
                                                d[1], lr_t, l2, sq1.empty() ? nullptr : sq1.data()};
         // ∇W_i (i > 1; without the L2 term, added in the update) = H_{i-1}ᵀ G_i by chunks of its
         // rows, and ∇b_i = Σ_rows G_i (rows in order) by chunks of columns: one list of tasks.
-        // A chunk is a thread's share of a parameter's rows (at least kRowChunk), so each is
-        // one GEMM per thread; no result depends on the chunks (each value sums over the rows).
         std::vector<std::array<int64_t, 3>>& tasks = s.tasks;   // (what, lo, hi): what < L: ∇W_{what+1}
         tasks.clear();
-        auto chunk = [&](int64_t rows) { return std::max<int64_t>(kRowChunk, (rows + get_num_threads() - 1) / get_num_threads()); };
         for (int64_t i = L; i >= 2; --i)
-            for (int64_t j0 = 0, c = chunk(d[i - 1]); j0 < d[i - 1]; j0 += c) tasks.push_back({i - 1, j0, std::min(d[i - 1], j0 + c)});
+            for (int64_t j0 = 0; j0 < d[i - 1]; j0 += kRowChunk) tasks.push_back({i - 1, j0, std::min(d[i - 1], j0 + kRowChunk)});
         for (int64_t i = L; i >= 1; --i)
             if (net.b[i - 1])
-                for (int64_t j0 = 0, c = chunk(d[i]); j0 < d[i]; j0 += c) tasks.push_back({L + i - 1, j0, std::min(d[i], j0 + c)});
+                for (int64_t j0 = 0; j0 < d[i]; j0 += kRowChunk) tasks.push_back({L + i - 1, j0, std::min(d[i], j0 + kRowChunk)});
         for_chunks(static_cast<int64_t>(tasks.size()), 1, split, [&](int64_t, int64_t t0, int64_t) {
             const auto [what, j0, j1] = tasks[sz(t0)];
             if (what < L) {   // ∇W_i, i = what + 1
