@@ -118,3 +118,35 @@ def test_thread_count_does_not_change_results(cpp, threads, dtype, sizes):
     for other in results[1:]:
         for a, b in zip(results[0], other):
             np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("skip_zeros", [False, True], ids=["dense", "skip-zeros"])
+@pytest.mark.parametrize("epoch", ["nn_epoch", "train_epoch"])
+def test_batches_past_the_gemm_depth_block_do_not_depend_on_the_thread_count(cpp, threads, skip_zeros, epoch):
+    """A batch of 500 rows is deeper than the GEMM's KC (256): how the products over the batch's
+    rows are blocked then depends on their shapes, so every product must keep its shape whatever
+    the thread count (a W_2 update split into one share per thread did not: 1 thread and 2 gave
+    different bits for batches of about 330 to 650 rows). Dense X and zero-skipped X alike."""
+    rng = np.random.default_rng(11)
+    X = (rng.standard_normal((1100, 120)) * (rng.random((1100, 120)) < 0.15)).astype(np.float32)
+    y = rng.integers(0, 10, 1100)
+    W = [(rng.standard_normal((120, 400)) / 11).astype(np.float32),
+         (rng.standard_normal((400, 10)) / 20).astype(np.float32)]
+    saved = fastnn.get_skip_zeros()
+    fastnn.set_skip_zeros(skip_zeros)
+    results = []
+    try:
+        for n in (1, 2, 3):
+            threads(n)
+            Wc = [w.copy() for w in W]
+            if epoch == "nn_epoch":
+                fastnn.nn_epoch(X, y, *Wc, lr=0.05, batch=500)
+                results.append((None, Wc))
+            else:
+                results.append((fastnn.train_epoch(X, y, Wc, lr=0.05, batch=500), Wc))
+    finally:
+        fastnn.set_skip_zeros(saved)
+    for loss, Wc in results[1:]:
+        assert loss == results[0][0]
+        for a, b in zip(results[0][1], Wc):
+            np.testing.assert_array_equal(a, b)

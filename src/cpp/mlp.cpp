@@ -94,10 +94,10 @@ void for_each_chunk(const DataMatrix<TX>& X, const Network<T>& net, Body&& body)
 
 // One SGD epoch. Per batch: the first layer's products run threaded inside the GEMM; the
 // layers after it, the loss gradient and the backward pass down to G_1 run on the threads by
-// equal shares of the batch's rows, then the updates of W_L … W_2 by shares of their rows; every
-// G_i is formed before any weight changes. The shares cannot change a result: each output
-// element of those products is summed in the same order whatever the rows around it
-// (test_threads_determinism.py), and no loss is summed here.
+// equal shares of the batch's rows, then the updates of W_L … W_2 by fixed chunks of their rows
+// shared among the threads; every G_i is formed before any weight changes. The shares cannot
+// change a result: each output element of those products is summed in the same order whatever
+// the rows around it (test_threads_determinism.py), and no loss is summed here.
 template <typename T, typename TX>
 std::int64_t mlp_epoch(const DataMatrix<TX>& X, const std::int64_t* y, const Network<T>& net,
                        T lr, std::int64_t batch, const StopRequested& stop_requested) {
@@ -149,17 +149,20 @@ std::int64_t mlp_epoch(const DataMatrix<TX>& X, const std::int64_t* y, const Net
                             net.W[i - 1], d[i], T(0), s.G[i - 1].data() + r0 * d[i - 1], d[i - 1],
                             Epilogue::relu_mask, s.H[i - 1].data() + r0 * d[i - 1], d[i - 1]);
             }
-            // W_i ← W_i − lr · H_{i-1}ᵀ G_i for i = L … 2, each by shares of its rows
+            // W_i ← W_i − lr · H_{i-1}ᵀ G_i for i = L … 2, each by chunks of kRowChunk rows shared
+            // among the threads. The chunks must not depend on the thread count: for a narrow
+            // W_i (the output layer) the GEMM takes its swapped path, whose k blocking (over the
+            // batch's rows) depends on the chunk's row count once the batch exceeds KC.
             for (std::int64_t i = L; i >= 2; --i) {
+                const std::int64_t chunks = (d[i - 1] + forward_pass::kRowChunk - 1) / forward_pass::kRowChunk;
 #if defined(_OPENMP)
 #pragma omp for schedule(static)
 #endif
-                for (int part = 0; part < team; ++part) {
-                    const std::int64_t j0 = std::min(d[i - 1], part * share(d[i - 1], team));
-                    const std::int64_t j1 = std::min(d[i - 1], j0 + share(d[i - 1], team));
-                    if (j0 < j1)
-                        gemm<T>(Op::T, Op::N, j1 - j0, d[i], B, -lr, s.H[i - 1].data() + j0, d[i - 1],
-                                s.G[i].data(), d[i], T(1), net.W[i - 1] + j0 * d[i], d[i]);
+                for (std::int64_t c = 0; c < chunks; ++c) {
+                    const std::int64_t j0 = c * forward_pass::kRowChunk;
+                    const std::int64_t j1 = std::min(d[i - 1], j0 + forward_pass::kRowChunk);
+                    gemm<T>(Op::T, Op::N, j1 - j0, d[i], B, -lr, s.H[i - 1].data() + j0, d[i - 1],
+                            s.G[i].data(), d[i], T(1), net.W[i - 1] + j0 * d[i], d[i]);
                 }
             }
         }
