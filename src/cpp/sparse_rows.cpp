@@ -226,7 +226,7 @@ void sparse_transpose_times_dense(const SparseRowsView<T>& A, const T* D, int64_
 template <typename T>
 void sparse_transpose_times_panels(const SparseRowsView<T>& A, const T* D, int64_t ldd, const Panel<T>* panels,
                                    int parts, const RowSink<T>* sinks, TransposeScratch<T>& scratch,
-                                   const RowPrefetch& ahead) {
+                                   const RowPrefetch& ahead, const PanelWork& also) {
     const Kernels<T> k = kernels_for<T>(active_isa());
     int64_t widest = 0;
     for (int t = 0; t < parts; ++t) widest = std::max(widest, panels[t].ld);
@@ -272,6 +272,8 @@ void sparse_transpose_times_panels(const SparseRowsView<T>& A, const T* D, int64
 #endif
     {
         const int t = thread_index(), team = team_size();
+        if (also.run)
+            for (int q = t; q < parts; q += team) also.run(also.context, q);
         // The lists of this thread's blocks, in order (the cursors only advance); a smaller team
         // than asked takes the shares of the missing threads too.
         const int64_t b0 = first[static_cast<std::size_t>(parts * t / team)],
@@ -457,10 +459,12 @@ template void sparse_times_panels<double>(const SparseRowsView<double>&, const P
                                           double*, int64_t, bool);
 template void sparse_transpose_times_panels<float>(const SparseRowsView<float>&, const float*, int64_t,
                                                    const Panel<float>*, int, const RowSink<float>*,
-                                                   TransposeScratch<float>&, const RowPrefetch&);
+                                                   TransposeScratch<float>&, const RowPrefetch&,
+                                                   const PanelWork&);
 template void sparse_transpose_times_panels<double>(const SparseRowsView<double>&, const double*, int64_t,
                                                     const Panel<double>*, int, const RowSink<double>*,
-                                                    TransposeScratch<double>&, const RowPrefetch&);
+                                                    TransposeScratch<double>&, const RowPrefetch&,
+                                                    const PanelWork&);
 template int64_t transpose_block_rows<float>(int64_t);
 template int64_t transpose_block_rows<double>(int64_t);
 template void transpose_sparse_rows<float>(const SparseRowsView<float>&, std::vector<int64_t>&,

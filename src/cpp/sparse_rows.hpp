@@ -107,11 +107,17 @@ std::int64_t transpose_block_rows(std::int64_t n);
 // lists by the threads together (each a range of blocks), then thread t gathers panel t's
 // columns of every block (panels[t].ld of them: D's zero padding fills a last narrow panel) and
 // hands them to sinks[t] block by block. Each value sums its terms in row order of A, as
-// sparse_transpose_times_dense's do. Meanwhile thread t prefetches its share of `ahead`.
+// sparse_transpose_times_dense's do. Meanwhile thread t prefetches its share of `ahead`. Before
+// sorting, the thread of panel t calls also.run(also.context, t) when `also.run` is set: other
+// work of that panel's columns, done where they are in cache (the next layer's ∇W rows).
+struct PanelWork {
+    void (*run)(void* context, int part) = nullptr;
+    void* context = nullptr;
+};
 template <typename T>
 void sparse_transpose_times_panels(const SparseRowsView<T>& A, const T* D, std::int64_t ldd, const Panel<T>* panels,
                                    int parts, const RowSink<T>* sinks, TransposeScratch<T>& scratch,
-                                   const RowPrefetch& ahead = {});
+                                   const RowPrefetch& ahead = {}, const PanelWork& also = {});
 
 // The transpose of a selection of rows, as CSR of Aᵀ (A.cols rows): fills `indptr` (A.cols + 1
 // entries), `rows` and `values` (one entry per nonzero, resized as needed, never shrunk) so

@@ -82,7 +82,7 @@ struct BiasedScratch {
 };
 
 // A matrix (W_1, or one of its optimizer buffers) for the sparse path, split by columns into
-// `parts` panels (at whole cache lines), each its own allocation with rows padded to whole cache
+// `parts` panels (at whole 32-column units), each its own allocation with rows padded to whole cache
 // lines (padding zero): the loads of a row never straddle two lines, and the update runs over
 // whole blocks of rows at once. With one panel per thread, each thread keeps its columns of W_1
 // in its own cache for the whole epoch: no line of W_1 moves between cores from batch to batch.
@@ -93,15 +93,18 @@ struct BiasedScratch {
 template <typename T>
 class ColumnPanels {
 public:
+    // Panels split at multiples of kUnit columns: whole cache lines, and whole kRowChunk-row
+    // chunks of the next layer's weight gradient (computed per panel, in those chunks).
+    static constexpr int64_t kUnit = 32;
+    static_assert(kUnit * sizeof(double) % 64 == 0, "a panel starts on a cache line");
     ColumnPanels(T* W, int64_t rows, int64_t cols, int parts) : W_(W), rows_(rows), cols_(cols) {
-        constexpr int64_t line = 64 / static_cast<int64_t>(sizeof(T));
-        const int64_t lines = (cols + line - 1) / line;
-        parts = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(parts, lines)));
+        const int64_t units = (cols + kUnit - 1) / kUnit;
+        parts = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(parts, units)));
         store_.resize(sz(parts));
         for (int t = 0; t < parts; ++t) {
             Panel<T> p;
-            p.c0 = std::min(cols, lines * t / parts * line);
-            p.n = std::min(cols, lines * (t + 1) / parts * line) - p.c0;
+            p.c0 = std::min(cols, units * t / parts * kUnit);
+            p.n = std::min(cols, units * (t + 1) / parts * kUnit) - p.c0;
             p.ld = padded<T>(p.n);
             store_[sz(t)].resize(sz(rows * p.ld));
             p.data = store_[sz(t)].data();
@@ -197,10 +200,11 @@ public:
         sparse_times_panels<T>(batch_, W.data(), static_cast<int>(W.size()), b, out, ld, relu);
     }
     // ... and ∇W_1 = X_bᵀ G_1, panel t's columns handed to sinks[t] by blocks of rows.
+    // `also` runs first on each panel's thread (sparse_transpose_times_panels).
     void first_layer_gradient(const T* G1, int64_t ldg, const std::vector<Panel<T>>& W,
-                              const std::vector<RowSink<T>>& sinks) {
+                              const std::vector<RowSink<T>>& sinks, const PanelWork& also) {
         sparse_transpose_times_panels<T>(batch_, G1, ldg, W.data(), static_cast<int>(W.size()), sinks.data(),
-                                         transpose_scratch_, ahead_);
+                                         transpose_scratch_, ahead_, also);
     }
 
 protected:
@@ -500,11 +504,12 @@ int64_t run_epoch(Input& input, const int64_t* y, const int64_t* order, int64_t 
         // rows, and ∇b_i = Σ_rows G_i (rows in order) by chunks of columns: one list of tasks.
         std::vector<std::array<int64_t, 3>>& tasks = s.tasks;   // (what, lo, hi): what < L: ∇W_{what+1}
         tasks.clear();
-        for (int64_t i = L; i >= 2; --i)
+        for (int64_t i = L; i >= (panels ? 3 : 2); --i)   // (with panels, ∇W_2 is formed by panel below)
             for (int64_t j0 = 0; j0 < d[i - 1]; j0 += kRowChunk) tasks.push_back({i - 1, j0, std::min(d[i - 1], j0 + kRowChunk)});
         for (int64_t i = L; i >= 1; --i)
             if (net.b[i - 1])
                 for (int64_t j0 = 0; j0 < d[i]; j0 += kRowChunk) tasks.push_back({L + i - 1, j0, std::min(d[i], j0 + kRowChunk)});
+        if (!tasks.empty())
         for_chunks(static_cast<int64_t>(tasks.size()), 1, split, [&](int64_t, int64_t t0, int64_t) {
             const auto [what, j0, j1] = tasks[sz(t0)];
             if (what < L) {   // ∇W_i, i = what + 1
@@ -534,7 +539,26 @@ int64_t run_epoch(Input& input, const int64_t* y, const int64_t* order, int64_t 
                                              lr_t, l2, nullptr});
                 }
                 for (auto& u : panel_updates) panel_sinks.push_back({&FirstLayerUpdate<T>::consume, &u});
-                input.first_layer_gradient(s.G[1].data(), ld[1], W1_padded->panels(), panel_sinks);
+                // ∇W_2 = H_1ᵀ G_2: each panel's rows by the thread that computed those columns of
+                // H_1, in the same kRowChunk-row chunks as the task list forms them (panels start
+                // on chunk boundaries), so that every GEMM has the same shape as on one thread.
+                struct SecondLayerGradient {
+                    const std::vector<Panel<T>>* panels;
+                    const T *H1, *G2;
+                    T* gW2;
+                    int64_t ldh, ldg, d2, B;
+                    static void run(void* self, int part) {
+                        const auto& g = *static_cast<const SecondLayerGradient*>(self);
+                        const Panel<T>& p = (*g.panels)[sz(part)];
+                        for (int64_t j0 = p.c0; j0 < p.c0 + p.n; j0 += kRowChunk) {
+                            const int64_t rows = std::min(p.c0 + p.n, j0 + kRowChunk) - j0;
+                            gemm<T>(Op::T, Op::N, rows, g.d2, g.B, T(1), g.H1 + j0, g.ldh, g.G2, g.ldg, T(0),
+                                    g.gW2 + j0 * g.ldg, g.ldg);
+                        }
+                    }
+                } second{&W1_padded->panels(), s.H[1].data(), s.G[2].data(), s.gW[1].data(), ld[1], ld[2], d[2], B};
+                input.first_layer_gradient(s.G[1].data(), ld[1], W1_padded->panels(), panel_sinks,
+                                           PanelWork{&SecondLayerGradient::run, &second});
             } else {
                 input.first_layer_gradient(s.G[1].data(), ld[1], d[1],
                                            RowSink<T>{&FirstLayerUpdate<T>::consume,
