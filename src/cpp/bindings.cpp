@@ -270,10 +270,7 @@ PYBIND11_MODULE(_core, m) {
             using TX = typename decltype(tx)::type;
             const auto x = data_matrix<TX>(X, "X");
             return run_train_epoch<T>(x.rows, x.cols, y, order, weights, biases, opt, first, second, t,
-                                      [&](const auto&... a) {
-                                          return skip_zeros ? train_epoch_skipping_zeros<T, TX>(x, a...)
-                                                            : train_epoch<T, TX>(x, a...);
-                                      },
+                                      [&](const auto&... a) { return train_epoch<T, TX>(x, a..., skip_zeros); },
                                       lr, batch, alpha);
         });
     }, py::arg("X").noconvert(), py::arg("y").noconvert(), py::arg("order"), py::arg("weights"),

@@ -444,14 +444,15 @@ int64_t run_epoch(Input& input, const int64_t* y, const int64_t* order, int64_t 
 
         // Forward and the fused softmax cross-entropy: G_L = (S − I_y)/B in place of Z.
         T* Z = s.G[L].data();
+        bool first_done = false;   // (with panels: by panel; otherwise from W_1 whole)
         if constexpr (Input::kFusedFirstUpdate) {
-            if (panels)
+            if (panels) {
                 input.first_layer(W1_padded->panels(), net.b[0], s.H[1].data(), ld[1], /*relu=*/true);
-            else
-                input.first_layer(W1, ld[1], net.b[0], d[1], L == 1 ? Z : s.H[1].data(), ld[1], /*relu=*/L > 1);
-        } else {
-            input.first_layer(W1, ld[1], net.b[0], d[1], L == 1 ? Z : s.H[1].data(), ld[1], /*relu=*/L > 1);
+                first_done = true;
+            }
         }
+        if (!first_done)
+            input.first_layer(W1, ld[1], net.b[0], d[1], L == 1 ? Z : s.H[1].data(), ld[1], /*relu=*/L > 1);
         // The other layers, the loss and the backward pass to G_1: one share of the rows per
         // thread. No result depends on the shares: a GEMM's rows do not depend on how many it
         // computes at once, and the loss is summed row by row in order below.
@@ -509,7 +510,6 @@ int64_t run_epoch(Input& input, const int64_t* y, const int64_t* order, int64_t 
         for (int64_t i = L; i >= 1; --i)
             if (net.b[i - 1])
                 for (int64_t j0 = 0; j0 < d[i]; j0 += kRowChunk) tasks.push_back({L + i - 1, j0, std::min(d[i], j0 + kRowChunk)});
-        if (!tasks.empty())
         for_chunks(static_cast<int64_t>(tasks.size()), 1, split, [&](int64_t, int64_t t0, int64_t) {
             const auto [what, j0, j1] = tasks[sz(t0)];
             if (what < L) {   // ∇W_i, i = what + 1
@@ -588,20 +588,14 @@ std::int64_t train_epoch(const DataMatrix<TX>& X, const std::int64_t* y, const s
                          std::int64_t n_order, const BiasedNetwork<T>& net,
                          const OptimizerConfig& opt, const OptimizerState<T>& state, double lr,
                          std::int64_t batch, double alpha, double* loss_sum,
-                         const StopRequested& stop_requested) {
+                         const StopRequested& stop_requested, bool skip_zeros) {
     if (batch < 1) throw std::invalid_argument("batch: expected an integer >= 1");
-    DenseInput<T, TX> input(X, order, std::max<int64_t>(1, std::min(batch, n_order)));
-    return run_epoch<T>(input, y, order, n_order, net, opt, state, lr, batch, alpha, loss_sum, stop_requested);
-}
-
-template <typename T, typename TX>
-std::int64_t train_epoch_skipping_zeros(const DataMatrix<TX>& X, const std::int64_t* y, const std::int64_t* order,
-                                        std::int64_t n_order, const BiasedNetwork<T>& net,
-                                        const OptimizerConfig& opt, const OptimizerState<T>& state, double lr,
-                                        std::int64_t batch, double alpha, double* loss_sum,
-                                        const StopRequested& stop_requested) {
-    if (batch < 1) throw std::invalid_argument("batch: expected an integer >= 1");
-    CompactedInput<T, TX> input(X, order, n_order, std::max<int64_t>(1, std::min(batch, n_order)), net.dims[1]);
+    const int64_t max_rows = std::max<int64_t>(1, std::min(batch, n_order));
+    if (skip_zeros) {
+        CompactedInput<T, TX> input(X, order, n_order, max_rows, net.dims[1]);
+        return run_epoch<T>(input, y, order, n_order, net, opt, state, lr, batch, alpha, loss_sum, stop_requested);
+    }
+    DenseInput<T, TX> input(X, order, max_rows);
     return run_epoch<T>(input, y, order, n_order, net, opt, state, lr, batch, alpha, loss_sum, stop_requested);
 }
 
@@ -635,11 +629,7 @@ void biased_logits(const DataMatrix<TX>& X, const BiasedNetwork<T>& net, T* logi
                                              const std::int64_t*, std::int64_t,                    \
                                              const BiasedNetwork<T>&, const OptimizerConfig&,      \
                                              const OptimizerState<T>&, double, std::int64_t,       \
-                                             double, double*, const StopRequested&);               \
-    template std::int64_t train_epoch_skipping_zeros<T, TX>(                                        \
-        const DataMatrix<TX>&, const std::int64_t*, const std::int64_t*, std::int64_t,            \
-        const BiasedNetwork<T>&, const OptimizerConfig&, const OptimizerState<T>&, double,        \
-        std::int64_t, double, double*, const StopRequested&);                                      \
+                                             double, double*, const StopRequested&, bool);         \
     template void biased_logits<T, TX>(const DataMatrix<TX>&, const BiasedNetwork<T>&, T*);
 
 FASTNN_INSTANTIATE(float, float)

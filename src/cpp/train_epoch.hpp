@@ -45,12 +45,16 @@ struct OptimizerState {
 // order entries processed (n_order unless stop_requested() returned true) and adds to
 // *loss_sum, for every batch, B · (its loss above) = Σ CE + (α/2) Σ ‖W‖², with the parameters
 // as they were before that batch's update (sklearn's accumulated_loss).
+// With skip_zeros, the first layer's products skip the zeros of X: each batch's rows are
+// compacted to CSR in scratch (reused from batch to batch) and go through train_epoch_sparse's
+// products. The result equals the dense epoch's up to rounding; faster when most of X is zeros
+// (the crossover on MNIST-shaped data is about a third of X nonzero).
 template <typename T, typename TX>
 std::int64_t train_epoch(const DataMatrix<TX>& X, const std::int64_t* y, const std::int64_t* order,
                          std::int64_t n_order, const BiasedNetwork<T>& net,
                          const OptimizerConfig& opt, const OptimizerState<T>& state, double lr,
                          std::int64_t batch, double alpha, double* loss_sum,
-                         const StopRequested& stop_requested);
+                         const StopRequested& stop_requested, bool skip_zeros = false);
 
 // The same epoch with X given as CSR (sparse_rows.hpp; begin/end indexed by row, values of
 // type T): the first layer's product and gradient skip the zeros of X; nothing else changes.
@@ -60,17 +64,6 @@ std::int64_t train_epoch_sparse(const SparseRowsView<T>& X, const std::int64_t* 
                                 const OptimizerConfig& opt, const OptimizerState<T>& state, double lr,
                                 std::int64_t batch, double alpha, double* loss_sum,
                                 const StopRequested& stop_requested);
-
-// The dense epoch with the first layer's products skipping the zeros of X: each batch's rows
-// are compacted to CSR in scratch (reused from batch to batch) and then go through the sparse
-// epoch's products. The result equals train_epoch's up to rounding; faster when most of X is
-// zeros (the crossover on MNIST-shaped data is about a third of X nonzero).
-template <typename T, typename TX>
-std::int64_t train_epoch_skipping_zeros(const DataMatrix<TX>& X, const std::int64_t* y, const std::int64_t* order,
-                                        std::int64_t n_order, const BiasedNetwork<T>& net,
-                                        const OptimizerConfig& opt, const OptimizerState<T>& state, double lr,
-                                        std::int64_t batch, double alpha, double* loss_sum,
-                                        const StopRequested& stop_requested);
 
 // Logits (X.rows × d_L, contiguous) of the biased net for every row of X.
 template <typename T, typename TX>
