@@ -83,6 +83,48 @@ inline int team_size() {
 #endif
 }
 
+// v grown to at least `size` entries (never shrunk: callers that keep it allocate nothing later).
+template <typename V>
+void grow(V& v, int64_t size) {
+    if (static_cast<int64_t>(v.size()) < size) v.resize(static_cast<std::size_t>(size));
+}
+
+// p rounded up to a 64-byte boundary (scratch carries a line's worth of slack for it).
+template <typename T>
+T* aligned_line(T* p) {
+    return reinterpret_cast<T*>((reinterpret_cast<std::uintptr_t>(p) + 63) & ~std::uintptr_t(63));
+}
+
+// Boundaries first[0 … parts] of `parts` ranges of the units 0 … units − 1 (unit u: A's columns
+// [u·width, (u+1)·width)) holding about equal shares of A's nonzeros: range t starts where the
+// running count passes t/parts (MNIST's lower half holds more ink than its upper half).
+template <typename T>
+void nonzero_balanced_split(const SparseRowsView<T>& A, int64_t width, int64_t units, int parts,
+                            std::vector<int64_t>& first) {
+    std::vector<int64_t> per_unit(static_cast<std::size_t>(units), 0);
+    int64_t total = 0;
+    for (int64_t r = 0; r < A.rows; ++r)
+        for (int64_t q = A.begin[r]; q < A.end[r]; ++q) ++per_unit[static_cast<std::size_t>(A.indices[q] / width)];
+    for (const int64_t c : per_unit) total += c;
+    first.assign(static_cast<std::size_t>(parts + 1), units);
+    first[0] = 0;
+    int64_t seen = 0, u = 0;
+    for (int t = 1; t < parts; ++t) {
+        const int64_t target = total * t / parts;
+        while (u < units && seen + per_unit[static_cast<std::size_t>(u)] / 2 < target)
+            seen += per_unit[static_cast<std::size_t>(u++)];
+        first[static_cast<std::size_t>(t)] = std::max(u, first[static_cast<std::size_t>(t - 1)]);
+    }
+}
+
+// cursor[r] = the first nonzero of row r of A in a column >= c0.
+template <typename T>
+void cursors_from(const SparseRowsView<T>& A, int64_t c0, int64_t* cursor) {
+    for (int64_t r = 0; r < A.rows; ++r)
+        cursor[r] = std::lower_bound(A.indices + A.begin[r], A.indices + A.end[r], static_cast<std::int32_t>(c0)) -
+                    A.indices;
+}
+
 }  // namespace
 
 template <typename T>
@@ -167,47 +209,27 @@ void sparse_transpose_times_dense(const SparseRowsView<T>& A, const T* D, int64_
     constexpr int64_t line = 64 / static_cast<int64_t>(sizeof(T));
     const int64_t per_thread_values = block * n + A.rows * block + line;
     const int64_t per_thread_counts = A.rows + block + 1;
-    const auto need = [](auto& v, int64_t size) {
-        if (static_cast<int64_t>(v.size()) < size) v.resize(static_cast<std::size_t>(size));
-    };
-    need(scratch.values, nthreads * per_thread_values);
-    need(scratch.counts, nthreads * per_thread_counts);
-    need(scratch.rows, nthreads * A.rows * block);
+    grow(scratch.values, nthreads * per_thread_values);
+    grow(scratch.counts, nthreads * per_thread_counts);
+    grow(scratch.rows, nthreads * A.rows * block);
     // Thread t owns the result rows [first[t], first[t+1]) (in blocks from first[t] on), chosen
     // on the first call with this thread count to share out A's nonzeros evenly (MNIST's lower
     // half holds more ink than its upper half) and kept for later calls, so that each thread
     // keeps updating the same parameter rows. Neither the split nor the blocks change any
     // result row: each sums its column's entries in row order.
     std::vector<int64_t>& first = scratch.first_column;
-    if (static_cast<int>(first.size()) != nthreads + 1 || first.back() != A.cols) {
-        std::vector<int64_t> per_column(static_cast<std::size_t>(A.cols), 0);
-        int64_t total = 0;
-        for (int64_t r = 0; r < A.rows; ++r)
-            for (int64_t q = A.begin[r]; q < A.end[r]; ++q) ++per_column[static_cast<std::size_t>(A.indices[q])];
-        for (const int64_t c : per_column) total += c;
-        first.assign(static_cast<std::size_t>(nthreads + 1), A.cols);
-        first[0] = 0;
-        int64_t seen = 0, c = 0;
-        for (int t = 1; t < nthreads; ++t) {   // thread t starts where the running count passes t/T
-            const int64_t target = total * t / nthreads;
-            while (c < A.cols && seen + per_column[static_cast<std::size_t>(c)] / 2 < target)
-                seen += per_column[static_cast<std::size_t>(c++)];
-            first[static_cast<std::size_t>(t)] = std::max(c, first[static_cast<std::size_t>(t - 1)]);
-        }
-    }
+    if (static_cast<int>(first.size()) != nthreads + 1 || first.back() != A.cols)
+        nonzero_balanced_split(A, 1, A.cols, nthreads, first);
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1)
 #endif
     {
         const int t = thread_index();
         const int64_t c0 = first[static_cast<std::size_t>(t)], c1 = first[static_cast<std::size_t>(t + 1)];
-        T* mine = scratch.values.data() + t * per_thread_values;
-        T* G = reinterpret_cast<T*>((reinterpret_cast<std::uintptr_t>(mine) + 63) & ~std::uintptr_t(63));
+        T* G = aligned_line(scratch.values.data() + t * per_thread_values);
         int64_t* cursor = scratch.counts.data() + t * per_thread_counts;
         const BlockLists<T> lists{cursor + A.rows, scratch.rows.data() + t * A.rows * block, G + block * n};
-        for (int64_t r = 0; r < A.rows; ++r)   // first nonzero of each row in a column >= c0
-            cursor[r] = std::lower_bound(A.indices + A.begin[r], A.indices + A.end[r], static_cast<std::int32_t>(c0)) -
-                        A.indices;
+        cursors_from(A, c0, cursor);
         // This thread's share of `ahead`, the rows it will take in sparse_times_dense
         // ([rows·t/T, rows·(t+1)/T)), prefetched a part after each of its blocks.
         const int64_t my_blocks = std::max<int64_t>(1, (c1 - c0 + block - 1) / block);
@@ -237,36 +259,19 @@ void sparse_transpose_times_panels(const SparseRowsView<T>& A, const T* D, int64
     // thread's cursors, and each panel's block of results (64-byte aligned).
     constexpr int64_t line = 64 / static_cast<int64_t>(sizeof(T));
     const int64_t entries = blocks * A.rows * block, starts = blocks * (block + 1);
-    const auto need = [](auto& v, int64_t size) {
-        if (static_cast<int64_t>(v.size()) < size) v.resize(static_cast<std::size_t>(size));
-    };
-    need(scratch.rows, entries);
-    need(scratch.values, entries + parts * (block * widest + line));
-    need(scratch.counts, starts + parts * A.rows);
+    grow(scratch.rows, entries);
+    grow(scratch.values, entries + parts * (block * widest + line));
+    grow(scratch.counts, starts + parts * A.rows);
     auto lists_of = [&](int64_t b) {
         return BlockLists<T>{scratch.counts.data() + b * (block + 1), scratch.rows.data() + b * A.rows * block,
                              scratch.values.data() + b * A.rows * block};
     };
     // Thread t sorts blocks [first[t], first[t+1]), chosen on the first call with this many
-    // blocks and threads to share out A's nonzeros evenly (MNIST's lower half holds more ink),
-    // and kept for later calls. Which thread sorts a block changes no result.
+    // blocks and threads to share out A's nonzeros evenly, and kept for later calls. Which
+    // thread sorts a block changes no result.
     std::vector<int64_t>& first = scratch.first_block;
-    if (static_cast<int>(first.size()) != parts + 1 || first.back() != blocks) {
-        std::vector<int64_t> per_block(static_cast<std::size_t>(blocks), 0);
-        int64_t total = 0;
-        for (int64_t r = 0; r < A.rows; ++r)
-            for (int64_t q = A.begin[r]; q < A.end[r]; ++q) ++per_block[static_cast<std::size_t>(A.indices[q] / block)];
-        for (const int64_t c : per_block) total += c;
-        first.assign(static_cast<std::size_t>(parts + 1), blocks);
-        first[0] = 0;
-        int64_t seen = 0, b = 0;
-        for (int t = 1; t < parts; ++t) {   // thread t starts where the running count passes t/T
-            const int64_t target = total * t / parts;
-            while (b < blocks && seen + per_block[static_cast<std::size_t>(b)] / 2 < target)
-                seen += per_block[static_cast<std::size_t>(b++)];
-            first[static_cast<std::size_t>(t)] = std::max(b, first[static_cast<std::size_t>(t - 1)]);
-        }
-    }
+    if (static_cast<int>(first.size()) != parts + 1 || first.back() != blocks)
+        nonzero_balanced_split(A, block, blocks, parts, first);
 #ifdef _OPENMP
 #pragma omp parallel num_threads(parts) if (parts > 1)
 #endif
@@ -279,17 +284,14 @@ void sparse_transpose_times_panels(const SparseRowsView<T>& A, const T* D, int64
         const int64_t b0 = first[static_cast<std::size_t>(parts * t / team)],
                       b1 = first[static_cast<std::size_t>(parts * (t + 1) / team)];
         int64_t* cursor = scratch.counts.data() + starts + static_cast<int64_t>(t) * A.rows;
-        for (int64_t r = 0; r < A.rows; ++r)
-            cursor[r] = std::lower_bound(A.indices + A.begin[r], A.indices + A.end[r],
-                                         static_cast<std::int32_t>(b0 * block)) - A.indices;
+        cursors_from(A, b0 * block, cursor);
         for (int64_t b = b0; b < b1; ++b) k.block_lists(A, cursor, b * block, std::min(A.cols, (b + 1) * block), lists_of(b));
 #ifdef _OPENMP
 #pragma omp barrier
 #endif
         for (int q = t; q < parts; q += team) {   // (a smaller team than asked still covers every panel)
             const Panel<T>& p = panels[q];
-            T* mine = scratch.values.data() + entries + q * (block * widest + line);
-            T* G = reinterpret_cast<T*>((reinterpret_cast<std::uintptr_t>(mine) + 63) & ~std::uintptr_t(63));
+            T* G = aligned_line(scratch.values.data() + entries + q * (block * widest + line));
             const int64_t a0 = ahead.rows * q / parts, a1 = ahead.rows * (q + 1) / parts;
             int64_t next_row = a0;
             for (int64_t b = 0; b < blocks; ++b) {
@@ -315,10 +317,8 @@ void transpose_sparse_rows(const SparseRowsView<T>& A, std::vector<int64_t>& ind
                            std::vector<int64_t>& counts) {
     int64_t nnz = 0;
     for (int64_t r = 0; r < A.rows; ++r) nnz += A.end[r] - A.begin[r];
-    if (static_cast<int64_t>(rows.size()) < nnz) {
-        rows.resize(static_cast<std::size_t>(nnz));
-        values.resize(static_cast<std::size_t>(nnz));
-    }
+    grow(rows, nnz);
+    grow(values, nnz);
     const int64_t cols = A.cols;
     const int nthreads = nnz >= kParallelMinWork / 8 && A.rows >= 2 ? std::min<int>(get_num_threads(), 64) : 1;
     indptr.resize(static_cast<std::size_t>(cols + 1));
