@@ -36,3 +36,37 @@ def test_row_strided_data_view(isa):
     with fastnn.use_backend("cpp"):
         fastnn.softmax_regression_epoch(X, y, theta, lr=0.5, batch=16)
     np.testing.assert_allclose(theta, ref, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("scale", [50.0, 1000.0])
+def test_softmax_epoch_with_far_apart_logits(isa, dtype, scale):
+    """Logits hundreds apart (exp underflows, and the fused epoch's vector exp clamps) or in the
+    thousands (exp would overflow without the max subtracted) give the NumPy reference's epoch."""
+    rng = np.random.default_rng(11)
+    X = (rng.standard_normal((60, 37)) * scale).astype(dtype)
+    y = rng.integers(0, 12, 60)
+    theta = rng.standard_normal((37, 12)).astype(dtype)
+    ref = theta.copy()
+    with fastnn.use_backend("numpy"):
+        fastnn.softmax_regression_epoch(X, y, ref, lr=0.5, batch=16)
+    with fastnn.use_backend("cpp"):
+        fastnn.softmax_regression_epoch(X, y, theta, lr=0.5, batch=16)
+    assert np.isfinite(theta).all()
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(theta, ref, **tol)
+
+
+def test_softmax_epoch_nan_spreads_as_in_numpy(isa, dtype):
+    """A NaN feature turns its batch's logits, and so the weights, into NaN, as in NumPy."""
+    rng = np.random.default_rng(12)
+    X = rng.standard_normal((40, 19)).astype(dtype)
+    X[25, 4] = np.nan   # second batch
+    y = rng.integers(0, 5, 40)
+    theta = np.zeros((19, 5), dtype)
+    ref = theta.copy()
+    with fastnn.use_backend("numpy"):
+        fastnn.softmax_regression_epoch(X, y, ref, lr=0.5, batch=20)
+    with fastnn.use_backend("cpp"):
+        fastnn.softmax_regression_epoch(X, y, theta, lr=0.5, batch=20)
+    assert np.isnan(ref).all()
+    assert np.isnan(theta).all()

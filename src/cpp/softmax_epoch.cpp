@@ -7,7 +7,6 @@
 #include <vector>
 
 #include "cpu_features.hpp"
-#include "softmax_cross_entropy.hpp"
 
 namespace fastnn {
 namespace {
@@ -35,10 +34,9 @@ template <typename T>
 TransposedWeights<T>::TransposedWeights(T* theta, std::int64_t d, std::int64_t k) : theta_(theta), d_(d), k_(k) {
     constexpr std::int64_t line = 64 / sizeof(T);     // rows start on cache-line boundaries
     dp_ = (d + line - 1) / line * line;
-    storage_.assign(static_cast<std::size_t>(2 * k * dp_ + line), T(0));
+    storage_.assign(static_cast<std::size_t>(k * dp_ + line), T(0));
     const auto misalign = (reinterpret_cast<std::uintptr_t>(storage_.data()) / sizeof(T)) % line;
     ptr_ = storage_.data() + (line - misalign) % line;
-    grad_ = ptr_ + k * dp_;
     for (std::int64_t p = 0; p < d_; ++p)
         for (std::int64_t j = 0; j < k_; ++j) ptr_[j * dp_ + p] = theta_[p * k_ + j];
 }
@@ -62,19 +60,20 @@ std::int64_t softmax_regression_epoch_fused(const DataMatrix<T>& X, const std::i
     const std::int64_t n = X.rows, d = X.cols;
     TransposedWeights<T> theta_t(theta, d, k);   // Θᵀ for the epoch; written back at the end
     const std::int64_t dp = theta_t.stride();
-    std::vector<T> Z(static_cast<std::size_t>(std::min(batch, n) * k));
+    std::vector<T> Z(static_cast<std::size_t>(std::min(batch, n) * k + kGradientSpare));
 
     std::int64_t start = 0;
     for (; start < n; start += batch) {
         if (stop_requested && stop_requested()) break;
         const std::int64_t B = std::min(batch, n - start);
         const T* Xb = X.data + start * X.ld;
-        const T* next = Xb + B * X.ld;   // prefetched during the update
         const std::int64_t next_rows = std::min(batch, n - start - B);
-        kern.logits(Xb, X.ld, B, d, theta_t.data(), dp, k, Z.data());                    // Z = Xb Θ
-        softmax_cross_entropy_rows(Z.data(), k, y + start, B, k, -lr / static_cast<T>(B), Z.data(), k);
-        kern.update(Xb, X.ld, B, d, Z.data(), k, theta_t.data(), theta_t.gradient(), dp, next,
-                    next_rows);                                                     // Θ += −lr Xbᵀ (S − I_y)/B
+        // the next batch's rows, pulled into L2 half during each kernel
+        RangePrefetch next;
+        if (next_rows > 0) next = RangePrefetch(Xb + B * X.ld, ((next_rows - 1) * X.ld + d) * static_cast<std::int64_t>(sizeof(T)));
+        kern.logits(Xb, X.ld, B, d, theta_t.data(), dp, k, Z.data(), next, next.lines_left() / 2);   // Z = Xb Θ
+        kern.gradient(Z.data(), B, k, y + start, -lr / static_cast<T>(B));   // −lr (S − I_y)/B
+        kern.update(Xb, X.ld, B, d, Z.data(), k, theta_t.data(), dp, next);   // Θ += −lr Xbᵀ (S − I_y)/B
     }
     theta_t.write_back();
     return std::min(start, n);

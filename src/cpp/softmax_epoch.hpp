@@ -5,20 +5,25 @@
 // spends its time in overheads. This path keeps Θᵀ (k × d, each class's weights contiguous)
 // for the whole epoch, so both products vectorise along the d features:
 //
-//   forward   z_r[j] = Σ_p x_r[p] · Θᵀ[j][p]                  (k dot products per row, 2 rows at a time)
-//   softmax   g_r = (softmax(z_r) − onehot(y_r)) / B          (softmax_cross_entropy_rows)
-//   update    Θᵀ[j][:] ← Θᵀ[j][:] − lr · Σ_r g_r[j] · x_r[:]  (4 rows at a time; after the whole
-//                                                               batch's forward, so SGD is exact)
+//   forward   z_r[j] = Σ_p x_r[p] · Θᵀ[j][p]                  (k dot products per row, 2 or 4 rows at a time)
+//   softmax   g_r = (softmax(z_r) − onehot(y_r)) / B          (in place on Z, exp a vector at a
+//                                                               time over the whole batch)
+//   update    Θᵀ[j][:] ← Θᵀ[j][:] − lr · Σ_r g_r[j] · x_r[:]  (32 features × 10 classes of sums
+//                                                               in registers over all the rows;
+//                                                               after the whole batch's forward,
+//                                                               so SGD is exact)
 //
 // The batch rows are read twice (the second time from cache), Θᵀ stays in L1/L2, nothing is
-// allocated per batch. Θ is transposed into scratch at the start and back into the caller's
+// allocated per batch. The next batch's rows are prefetched into L2 while both products of
+// this one compute (RangePrefetch), so reading X from DRAM overlaps the arithmetic. Θ is transposed into scratch at the start and back into the caller's
 // array at the end — also when the epoch is stopped early.
 //
-// The kernel source (softmax_epoch_impl.hpp) is written once with GCC/Clang vector extensions
+// The kernel source (softmax_epoch_kernels.hpp) is written once with GCC/Clang vector extensions
 // and compiled three times: generic (SSE2 baseline), AVX2+FMA and AVX-512 — chosen at run time
 // with the GEMM's ISA (cpu_features.hpp).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -35,30 +40,56 @@ std::int64_t softmax_regression_epoch_fused(const DataMatrix<T>& X, const std::i
 
 namespace softmax_epoch_detail {
 
+// Values the gradient kernel may use past the end of Z (one vector of the widest ISA).
+constexpr std::int64_t kGradientSpare = 16;
+
+// The next batch's bytes, prefetched into L2 (not L1) a few lines per step, front to back,
+// while this batch's kernels compute: reading X from DRAM then overlaps with the arithmetic
+// instead of stalling the next forward pass. Each kernel paces its share over its own steps.
+struct RangePrefetch {
+    const char* next = nullptr;
+    const char* end = nullptr;
+    std::int64_t lines_per_step = 0;
+
+    RangePrefetch() = default;
+    RangePrefetch(const void* begin, std::int64_t bytes)
+        : next(static_cast<const char*>(begin)), end(static_cast<const char*>(begin) + bytes) {}
+    std::int64_t lines_left() const { return next < end ? (end - next + 63) / 64 : 0; }
+    // Spread `lines` (at most what is left) over the coming `steps` calls of step().
+    void pace(std::int64_t lines, std::int64_t steps) {
+        lines = std::min(lines, lines_left());
+        lines_per_step = steps > 0 ? (lines + steps - 1) / steps : 0;
+    }
+    void step() {
+        for (std::int64_t i = 0; i < lines_per_step && next < end; ++i, next += 64) __builtin_prefetch(next, 0, 1);
+    }
+};
+
 // The two vectorised kernels of one batch, compiled once per ISA (softmax_epoch_kernels_*.cpp).
 // Θᵀ is k × d with row stride dp; the batch is B rows of d features with row stride ldx.
 template <typename T>
 struct Kernels {
     // Z (B × k, contiguous) = Xb · Θ, i.e. Z[r][j] = Σ_p Xb[r][p] · Θᵀ[j][p]
+    // Along the way ahead_lines lines of `ahead` are prefetched.
     void (*logits)(const T* Xb, std::int64_t ldx, std::int64_t B, std::int64_t d, const T* theta_t,
-                   std::int64_t dp, std::int64_t k, T* Z);
+                   std::int64_t dp, std::int64_t k, T* Z, RangePrefetch& ahead, std::int64_t ahead_lines);
+    // Z ← scale · (softmax(Z) − onehot(y)) in place, row by row (Z: B × k, contiguous, in a
+    // buffer with kGradientSpare values to spare after its B·k).
+    void (*gradient)(T* Z, std::int64_t B, std::int64_t k, const std::int64_t* y, T scale);
     // Θᵀ[j][:] += Σ_r C[r][j] · Xb[r][:]   (C: B × k, contiguous): the sum over the rows is
-    // formed in `grad` (k × dp scratch, any contents) and added to Θᵀ once. Along the way the
-    // first ahead_rows rows of `ahead` (the next batch, row stride ldx) are prefetched into L2.
+    // formed in registers and added to Θᵀ once. Along the way what is left of `ahead` is
+    // prefetched.
     void (*update)(const T* Xb, std::int64_t ldx, std::int64_t B, std::int64_t d, const T* C,
-                   std::int64_t k, T* theta_t, T* grad, std::int64_t dp, const T* ahead,
-                   std::int64_t ahead_rows);
+                   std::int64_t k, T* theta_t, std::int64_t dp, RangePrefetch& ahead);
 };
 
-// Θᵀ (k × d) kept in scratch for an epoch, with a gradient buffer of the same shape: rows
-// 64-byte aligned with stride dp; the caller's Θ (d × k, contiguous) is read at construction
+// Θᵀ (k × d) kept in scratch for an epoch: rows 64-byte aligned with stride dp; the caller's Θ (d × k, contiguous) is read at construction
 // and written back by write_back().
 template <typename T>
 class TransposedWeights {
 public:
     TransposedWeights(T* theta, std::int64_t d, std::int64_t k);
     T* data() { return ptr_; }
-    T* gradient() { return grad_; }
     std::int64_t stride() const { return dp_; }
     void write_back();
 private:
@@ -66,7 +97,6 @@ private:
     std::int64_t d_, k_, dp_;
     std::vector<T> storage_;
     T* ptr_;
-    T* grad_;
 };
 
 // Per-ISA kernel sets, each defined in its own translation unit (softmax_epoch_kernels_*.cpp).

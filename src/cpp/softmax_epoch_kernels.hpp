@@ -49,12 +49,10 @@ template <typename T> inline T sum_lanes(const Vec<T>& v) { return LaneSum<kLane
 // the scarce resource on some of these cores); with 16, 2 rows × at most 10 classes.
 constexpr int kRowsPerDot = FASTNN_VECTOR_BYTES == 64 ? 4 : 2;
 constexpr int kDotClassBlock = FASTNN_VECTOR_BYTES == 64 ? 6 : 10;
-constexpr int kClassBlock = 10;     // classes per register block of the update: 2 × 10 coefficients
-constexpr int kRowsPerUpdate = 2;   // rows sharing each Θᵀ load/store in the update
 
 // Z[r][j0 + j] = Σ_p x_r[p] · Θᵀ[j0 + j][p] for R rows and KB classes, vectors along p.
 template <typename T, int R, int KB>
-void dot_block(const T* const* rows, const T* tt, int64_t dp, int64_t d, T* z, int64_t ldz) {
+void dot_block(const T* const* rows, const T* tt, int64_t dp, int64_t d, T* z, int64_t ldz, RangePrefetch& ahead) {
     constexpr int W = kLanes<T>;
     const T* x[R];   // a local copy, which the compiler keeps in registers
     for (int r = 0; r < R; ++r) x[r] = rows[r];
@@ -63,6 +61,7 @@ void dot_block(const T* const* rows, const T* tt, int64_t dp, int64_t d, T* z, i
         for (int j = 0; j < KB; ++j) acc[r][j] = Vec<T>{};
     int64_t p = 0;
     for (; p + W <= d; p += W) {
+        ahead.step();
         Vec<T> xv[R];
         for (int r = 0; r < R; ++r) xv[r] = load(x[r] + p);
         for (int j = 0; j < KB; ++j) {
@@ -79,24 +78,25 @@ void dot_block(const T* const* rows, const T* tt, int64_t dp, int64_t d, T* z, i
 }
 
 template <typename T, int R>
-void dot_rows(const T* const* x, const T* tt, int64_t dp, int64_t d, int64_t k, T* z, int64_t ldz) {
+void dot_rows(const T* const* x, const T* tt, int64_t dp, int64_t d, int64_t k, T* z, int64_t ldz,
+              RangePrefetch& ahead) {
     const int64_t blocks = (k + kDotClassBlock - 1) / kDotClassBlock;
     const int64_t block = (k + blocks - 1) / blocks;   // balanced: k = 10 -> 5 + 5, not 6 + 4
     for (int64_t j0 = 0; j0 < k; j0 += block) {
         const T* t = tt + j0 * dp;
         T* zj = z + j0;
         switch (k - j0 < block ? k - j0 : block) {   // the class block, as a constant
-            case 1: dot_block<T, R, 1>(x, t, dp, d, zj, ldz); break;
-            case 2: dot_block<T, R, 2>(x, t, dp, d, zj, ldz); break;
-            case 3: dot_block<T, R, 3>(x, t, dp, d, zj, ldz); break;
-            case 4: dot_block<T, R, 4>(x, t, dp, d, zj, ldz); break;
-            case 5: dot_block<T, R, 5>(x, t, dp, d, zj, ldz); break;
-            case 6: dot_block<T, R, 6>(x, t, dp, d, zj, ldz); break;
+            case 1: dot_block<T, R, 1>(x, t, dp, d, zj, ldz, ahead); break;
+            case 2: dot_block<T, R, 2>(x, t, dp, d, zj, ldz, ahead); break;
+            case 3: dot_block<T, R, 3>(x, t, dp, d, zj, ldz, ahead); break;
+            case 4: dot_block<T, R, 4>(x, t, dp, d, zj, ldz, ahead); break;
+            case 5: dot_block<T, R, 5>(x, t, dp, d, zj, ldz, ahead); break;
+            case 6: dot_block<T, R, 6>(x, t, dp, d, zj, ldz, ahead); break;
 #if FASTNN_VECTOR_BYTES != 64
-            case 7: dot_block<T, R, 7>(x, t, dp, d, zj, ldz); break;
-            case 8: dot_block<T, R, 8>(x, t, dp, d, zj, ldz); break;
-            case 9: dot_block<T, R, 9>(x, t, dp, d, zj, ldz); break;
-            case 10: dot_block<T, R, 10>(x, t, dp, d, zj, ldz); break;
+            case 7: dot_block<T, R, 7>(x, t, dp, d, zj, ldz, ahead); break;
+            case 8: dot_block<T, R, 8>(x, t, dp, d, zj, ldz, ahead); break;
+            case 9: dot_block<T, R, 9>(x, t, dp, d, zj, ldz, ahead); break;
+            case 10: dot_block<T, R, 10>(x, t, dp, d, zj, ldz, ahead); break;
 #endif
             default: break;   // unreachable: 1 <= block <= kDotClassBlock
         }
@@ -105,151 +105,204 @@ void dot_rows(const T* const* x, const T* tt, int64_t dp, int64_t d, int64_t k, 
 
 // Rows r … r+R−1 of Xb.
 template <typename T, int R>
-void logits_rows(const T* Xb, int64_t ldx, int64_t r, int64_t d, const T* tt, int64_t dp, int64_t k, T* Z) {
+void logits_rows(const T* Xb, int64_t ldx, int64_t r, int64_t d, const T* tt, int64_t dp, int64_t k, T* Z,
+                 RangePrefetch& ahead) {
     const T* x[R];
     for (int i = 0; i < R; ++i) x[i] = Xb + (r + i) * ldx;
-    dot_rows<T, R>(x, tt, dp, d, k, Z + r * k, k);
+    dot_rows<T, R>(x, tt, dp, d, k, Z + r * k, k, ahead);
 }
 
-// Z = Xb · Θ, kRowsPerDot rows at a time (then pairs, then a single row). Every Z[r][j] is
-// summed in the same order whichever group its row falls in.
+// Z = Xb · Θ, kRowsPerDot rows at a time (then pairs, then a single row), prefetching
+// ahead_lines lines of `ahead` along the way. Every Z[r][j] is summed in the same order
+// whichever group its row falls in.
 template <typename T>
-void logits(const T* Xb, int64_t ldx, int64_t B, int64_t d, const T* tt, int64_t dp, int64_t k, T* Z) {
+void logits(const T* Xb, int64_t ldx, int64_t B, int64_t d, const T* tt, int64_t dp, int64_t k, T* Z,
+            RangePrefetch& ahead, int64_t ahead_lines) {
+    const int64_t blocks = (k + kDotClassBlock - 1) / kDotClassBlock;
+    const int64_t groups = B / kRowsPerDot + (B % kRowsPerDot) / 2 + (B % kRowsPerDot) % 2;
+    ahead.pace(ahead_lines, groups * blocks * (d / kLanes<T>));   // one step per vector of features
     int64_t r = 0;
-    for (; r + kRowsPerDot <= B; r += kRowsPerDot) logits_rows<T, kRowsPerDot>(Xb, ldx, r, d, tt, dp, k, Z);
-    for (; r + 2 <= B; r += 2) logits_rows<T, 2>(Xb, ldx, r, d, tt, dp, k, Z);
-    for (; r < B; ++r) logits_rows<T, 1>(Xb, ldx, r, d, tt, dp, k, Z);
+    for (; r + kRowsPerDot <= B; r += kRowsPerDot) logits_rows<T, kRowsPerDot>(Xb, ldx, r, d, tt, dp, k, Z, ahead);
+    for (; r + 2 <= B; r += 2) logits_rows<T, 2>(Xb, ldx, r, d, tt, dp, k, Z, ahead);
+    for (; r < B; ++r) logits_rows<T, 1>(Xb, ldx, r, d, tt, dp, k, Z, ahead);
 }
 
-// Where one pass of the update (R rows) puts its sum Σ_r C[r][j] · x_r[:]:
-//   first:  Γ = sum              (Γ: the batch's gradient buffer; no zeroing pass needed)
-//   middle: Γ = Γ + sum
-//   last:   Θᵀ = Θᵀ + (Γ + sum)  (the batch's whole update added to Θᵀ in one rounding, as
-//                                 NumPy's Θ −= lr·(Xᵀ ∇Z) does)
-//   only:   Θᵀ = Θᵀ + sum        (a batch of at most R rows)
-// Adding each pass's rank-R piece straight into Θᵀ instead would round a small increment onto
-// a large weight B/R times per batch, which in float32 drifts measurably over an epoch.
-enum class Pass { first, middle, last, only };
+// exp(x) on a whole vector, for x <= 0 (logits minus their row's maximum), the Cephes way:
+//   n = round(x / ln 2),   r = x − n·ln 2  (ln 2 in two parts, so r is exact),
+//   exp(x) = 2ⁿ · P(r),    |r| <= ln 2 / 2,
+// P being Cephes's minimax polynomial for float (within about 1 ulp of exp) and the degree-12
+// Taylor polynomial for double (truncation < 2e-16). n comes from adding 1.5·2^mantissa, whose
+// last bit is worth 1, and 2ⁿ is built in the exponent field. x below `lowest` is raised to it,
+// where e^x is already below 1e-37 (1e-307): nothing next to the e^0 = 1 of the row's
+// maximum. NaN stays NaN.
+template <typename T> struct ExpConstants;
+template <> struct ExpConstants<float> {
+    typedef std::int32_t IntVec __attribute__((vector_size(FASTNN_VECTOR_BYTES)));
+    static constexpr float lowest = -87.0f, log2e = 1.44269504088896341f, magic = 12582912.0f;   // 1.5·2^23
+    static constexpr float ln2_hi = 0.693359375f, ln2_lo = -2.12194440e-4f;
+    static constexpr int mantissa_bits = 23, bias = 127;
+};
+template <> struct ExpConstants<double> {
+    typedef std::int64_t IntVec __attribute__((vector_size(FASTNN_VECTOR_BYTES)));
+    static constexpr double lowest = -708.0, log2e = 1.4426950408889634074, magic = 6755399441055744.0;   // 1.5·2^52
+    static constexpr double ln2_hi = 6.93145751953125e-1, ln2_lo = 1.42860682030941723212e-6;
+    static constexpr int mantissa_bits = 52, bias = 1023;
+};
 
-template <typename T, Pass P>
-inline Vec<T> pass_result(const T* grad, const T* theta, const Vec<T>& sum) {
-    if constexpr (P == Pass::first) return sum;
-    if constexpr (P == Pass::middle) return load(grad) + sum;
-    if constexpr (P == Pass::last) return load(theta) + (load(grad) + sum);
-    return load(theta) + sum;
-}
-template <typename T, Pass P>
-inline T pass_result(const T* grad, const T* theta, T sum) {
-    if constexpr (P == Pass::first) return sum;
-    if constexpr (P == Pass::middle) return *grad + sum;
-    if constexpr (P == Pass::last) return *theta + (*grad + sum);
-    return *theta + sum;
+template <typename T>
+inline Vec<T> exp_polynomial(const Vec<T>& r) {
+    if constexpr (sizeof(T) == 4) {
+        Vec<T> p = splat<T>(1.9875691500e-4f);
+        p = p * r + 1.3981999507e-3f;
+        p = p * r + 8.3334519073e-3f;
+        p = p * r + 4.1665795894e-2f;
+        p = p * r + 1.6666665459e-1f;
+        p = p * r + 5.0000001201e-1f;
+        return p * (r * r) + r + 1.0f;
+    } else {
+        constexpr double inverse_factorial[13] = {1.0, 1.0, 1.0 / 2, 1.0 / 6, 1.0 / 24, 1.0 / 120, 1.0 / 720,
+                                                  1.0 / 5040, 1.0 / 40320, 1.0 / 362880, 1.0 / 3628800,
+                                                  1.0 / 39916800, 1.0 / 479001600};
+        Vec<T> p = splat<T>(inverse_factorial[12]);
+        for (int i = 11; i >= 0; --i) p = p * r + inverse_factorial[i];
+        return p;
+    }
 }
 
-// One pass for R rows and KB classes, vectors along the features, with the R × KB coefficients
-// broadcast once into registers; the result goes to Γ (first, middle) or Θᵀ (last, only). While
-// the rows are in registers, the same columns of R rows of the next batch (`ahead`, or null)
-// are prefetched into L2, so the next forward pass does not wait for DRAM.
-template <typename T, int R, int KB, Pass P>
-void update_block(const T* const* rows, const T* const* ahead_rows, const T* C, int64_t ldc, T* theta,
-                  T* grad, int64_t dp, int64_t d) {
+template <typename T>
+inline Vec<T> exp_nonpositive(Vec<T> x) {
+    using C = ExpConstants<T>;
+    using IntVec = typename C::IntVec;
+    x = x < C::lowest ? splat<T>(C::lowest) : x;   // NaN compares false: kept
+    const Vec<T> shifted = x * C::log2e + C::magic;   // round(x / ln 2) in the last bits
+    const Vec<T> n = shifted - C::magic;
+    const Vec<T> r = (x - n * C::ln2_hi) - n * C::ln2_lo;
+    IntVec shifted_bits, magic_bits;
+    std::memcpy(&shifted_bits, &shifted, sizeof shifted);
+    const Vec<T> magic = splat<T>(C::magic);
+    std::memcpy(&magic_bits, &magic, sizeof magic);
+    const IntVec exponent = (shifted_bits - magic_bits + C::bias) << C::mantissa_bits;   // 2ⁿ's bits
+    Vec<T> two_to_n;
+    std::memcpy(&two_to_n, &exponent, sizeof exponent);
+    return two_to_n * exp_polynomial<T>(r);
+}
+
+// G = scale · (softmax(Z) − onehot(y)) in place, for B rows of k logits stored contiguously in
+// a buffer of at least B·k + kLanes values (no loss is formed: the epoch does not need it).
+// Per row the maximum m_r is subtracted; then e = exp(z − m_r) over the whole buffer, a
+// vector at a time; then each row is scaled by scale / Σ_j e_j and loses `scale` at its label.
+template <typename T>
+void softmax_gradient(T* Z, int64_t B, int64_t k, const int64_t* y, T scale) {
     constexpr int W = kLanes<T>;
-    constexpr bool to_theta = P == Pass::last || P == Pass::only;
-    const T* x[R];       // local copies: stores through theta / grad cannot change them, so they
-    const T* ahead[R];   // stay in registers instead of being reloaded at every step
-    for (int r = 0; r < R; ++r) {
-        x[r] = rows[r];
-        ahead[r] = ahead_rows ? ahead_rows[r] : nullptr;
+    const int64_t n = B * k;
+    for (int64_t r = 0; r < B; ++r) {
+        T* z = Z + r * k;
+        T m = z[0];
+        for (int64_t j = 1; j < k; ++j) m = z[j] > m ? z[j] : m;
+        for (int64_t j = 0; j < k; ++j) z[j] -= m;
     }
-    Vec<T> c[R][KB];
-    for (int r = 0; r < R; ++r)
-        for (int j = 0; j < KB; ++j) c[r][j] = splat(C[r * ldc + j]);
-    int64_t p = 0;
-    for (; p + W <= d; p += W) {
-        if (ahead_rows)
-            for (int r = 0; r < R; ++r) __builtin_prefetch(ahead[r] + p, 0, 1);   // into L2, not L1
-        Vec<T> xv[R];
-        for (int r = 0; r < R; ++r) xv[r] = load(x[r] + p);
+    for (int64_t i = n; i < (n + W - 1) / W * W; ++i) Z[i] = T(0);   // the last vector's spare lanes
+    for (int64_t i = 0; i < n; i += W) store(Z + i, exp_nonpositive<T>(load(Z + i)));
+    for (int64_t r = 0; r < B; ++r) {
+        T* g = Z + r * k;
+        T sum = 0;
+        for (int64_t j = 0; j < k; ++j) sum += g[j];
+        const T to_gradient = scale / sum;   // scale · softmax_j = e_j · scale / Σ e
+        for (int64_t j = 0; j < k; ++j) g[j] *= to_gradient;
+        g[y[r]] -= scale;
+    }
+}
+
+// The update's register block: PV vectors of features × KB classes of sums
+//   acc[j][v] = Σ_r C[r][j] · x_r[p + v·W]      (r = 0 … B−1 in order, one FMA chain each)
+// kept in registers while every row of the batch streams past (per row: PV loads, KB
+// broadcasts, PV·KB FMAs), then added to Θᵀ in one rounding, Θᵀ ← Θᵀ + acc, as NumPy's
+// Θ −= lr·(Xᵀ ∇Z) does. Nothing but Θᵀ is stored: no gradient buffer streams through L1.
+// With 32 registers (AVX-512) 2 × 10 sums + 2 row vectors + 1 broadcast; with 16, 1 × 10.
+constexpr int kUpdateVectors = FASTNN_VECTOR_BYTES == 64 ? 2 : 1;
+constexpr int kClassBlock = 10;   // classes per register block of the update
+
+// Features p … p + PV·W − 1 of KB classes; one prefetch step per row.
+template <typename T, int PV, int KB>
+void update_block(const T* Xb, int64_t ldx, int64_t B, const T* C, int64_t ldc, T* theta, int64_t dp,
+                  int64_t p, RangePrefetch& ahead) {
+    constexpr int W = kLanes<T>;
+    Vec<T> acc[KB][PV];
+    for (int j = 0; j < KB; ++j)
+        for (int v = 0; v < PV; ++v) acc[j][v] = Vec<T>{};
+    for (int64_t r = 0; r < B; ++r) {
+        ahead.step();
+        const T* x = Xb + r * ldx + p;
+        Vec<T> xv[PV];
+        for (int v = 0; v < PV; ++v) xv[v] = load(x + v * W);
+        const T* c = C + r * ldc;
         for (int j = 0; j < KB; ++j) {
-            Vec<T> sum = c[0][j] * xv[0];
-            for (int r = 1; r < R; ++r) sum += c[r][j] * xv[r];
-            const int64_t at = j * dp + p;
-            store(to_theta ? theta + at : grad + at, pass_result<T, P>(grad + at, theta + at, sum));
+            const Vec<T> cj = splat(c[j]);
+            for (int v = 0; v < PV; ++v) acc[j][v] += cj * xv[v];
         }
     }
-    for (; p < d; ++p)
-        for (int j = 0; j < KB; ++j) {
-            T sum = C[j] * x[0][p];
-            for (int r = 1; r < R; ++r) sum += C[r * ldc + j] * x[r][p];
-            const int64_t at = j * dp + p;
-            (to_theta ? theta : grad)[at] = pass_result<T, P>(grad + at, theta + at, sum);
+    for (int j = 0; j < KB; ++j)
+        for (int v = 0; v < PV; ++v) {
+            T* t = theta + j * dp + p + v * W;
+            store(t, load(t) + acc[j][v]);
         }
 }
 
-template <typename T, int R, Pass P>
-void update_rows(const T* const* x, const T* const* ahead, const T* C, int64_t k, T* theta, T* grad,
-                 int64_t dp, int64_t d) {
+// The last d mod W features, one at a time, summed in the same row order.
+template <typename T>
+void update_tail(const T* Xb, int64_t ldx, int64_t B, const T* C, int64_t ldc, T* theta, int64_t dp,
+                 int64_t p0, int64_t d, int64_t j0, int64_t j1) {
+    for (int64_t p = p0; p < d; ++p)
+        for (int64_t j = j0; j < j1; ++j) {
+            T sum = T(0);
+            for (int64_t r = 0; r < B; ++r) sum += C[r * ldc + j] * Xb[r * ldx + p];
+            theta[j * dp + p] += sum;
+        }
+}
+
+// KB classes (from C's and Θᵀ's first) over all d features: blocks of PV vectors, then single
+// vectors, then the scalar tail.
+template <typename T, int KB>
+void update_classes(const T* Xb, int64_t ldx, int64_t B, int64_t d, const T* C, int64_t ldc, T* theta,
+                    int64_t dp, RangePrefetch& ahead) {
+    constexpr int W = kLanes<T>, PV = kUpdateVectors;
+    int64_t p = 0;
+    for (; p + PV * W <= d; p += PV * W) update_block<T, PV, KB>(Xb, ldx, B, C, ldc, theta, dp, p, ahead);
+    for (; p + W <= d; p += W) update_block<T, 1, KB>(Xb, ldx, B, C, ldc, theta, dp, p, ahead);
+    update_tail<T>(Xb, ldx, B, C, ldc, theta, dp, p, d, 0, KB);
+}
+
+// Θᵀ[j][:] += Σ_r C[r][j] · Xb[r][:] for all k classes, kClassBlock at a time (each block
+// streams the batch's rows again, from cache); what is left of `ahead` is prefetched during
+// the first block, spread evenly over its row steps.
+template <typename T>
+void update(const T* Xb, int64_t ldx, int64_t B, int64_t d, const T* C, int64_t k, T* theta,
+            int64_t dp, RangePrefetch& ahead) {
+    constexpr int W = kLanes<T>, PV = kUpdateVectors;
+    ahead.pace(ahead.lines_left(), B * (d / (PV * W) + (d % (PV * W)) / W));
+    RangePrefetch none;
     for (int64_t j0 = 0; j0 < k; j0 += kClassBlock) {
         const T* Cj = C + j0;
         T* t = theta + j0 * dp;
-        T* g = grad + j0 * dp;
-        const T* const* pf = j0 == 0 ? ahead : nullptr;   // prefetch once per row group
+        RangePrefetch& ahead_now = j0 == 0 ? ahead : none;
         switch (k - j0 < kClassBlock ? k - j0 : kClassBlock) {   // the class block, as a constant
-            case 1: update_block<T, R, 1, P>(x, pf, Cj, k, t, g, dp, d); break;
-            case 2: update_block<T, R, 2, P>(x, pf, Cj, k, t, g, dp, d); break;
-            case 3: update_block<T, R, 3, P>(x, pf, Cj, k, t, g, dp, d); break;
-            case 4: update_block<T, R, 4, P>(x, pf, Cj, k, t, g, dp, d); break;
-            case 5: update_block<T, R, 5, P>(x, pf, Cj, k, t, g, dp, d); break;
-            case 6: update_block<T, R, 6, P>(x, pf, Cj, k, t, g, dp, d); break;
-            case 7: update_block<T, R, 7, P>(x, pf, Cj, k, t, g, dp, d); break;
-            case 8: update_block<T, R, 8, P>(x, pf, Cj, k, t, g, dp, d); break;
-            case 9: update_block<T, R, 9, P>(x, pf, Cj, k, t, g, dp, d); break;
-            default: update_block<T, R, kClassBlock, P>(x, pf, Cj, k, t, g, dp, d); break;
+            case 1: update_classes<T, 1>(Xb, ldx, B, d, Cj, k, t, dp, ahead_now); break;
+            case 2: update_classes<T, 2>(Xb, ldx, B, d, Cj, k, t, dp, ahead_now); break;
+            case 3: update_classes<T, 3>(Xb, ldx, B, d, Cj, k, t, dp, ahead_now); break;
+            case 4: update_classes<T, 4>(Xb, ldx, B, d, Cj, k, t, dp, ahead_now); break;
+            case 5: update_classes<T, 5>(Xb, ldx, B, d, Cj, k, t, dp, ahead_now); break;
+            case 6: update_classes<T, 6>(Xb, ldx, B, d, Cj, k, t, dp, ahead_now); break;
+            case 7: update_classes<T, 7>(Xb, ldx, B, d, Cj, k, t, dp, ahead_now); break;
+            case 8: update_classes<T, 8>(Xb, ldx, B, d, Cj, k, t, dp, ahead_now); break;
+            case 9: update_classes<T, 9>(Xb, ldx, B, d, Cj, k, t, dp, ahead_now); break;
+            default: update_classes<T, kClassBlock>(Xb, ldx, B, d, Cj, k, t, dp, ahead_now); break;
         }
-    }
-}
-
-// One pass over rows r … r+R−1 (and the same rows of `ahead`, when all of them exist there).
-template <typename T, int R>
-void update_pass(Pass pass, const T* Xb, int64_t ldx, int64_t r, const T* C, int64_t k, T* theta, T* grad,
-                 int64_t dp, int64_t d, const T* ahead, int64_t ahead_rows) {
-    const T* x[R];
-    const T* next[R];
-    for (int i = 0; i < R; ++i) {
-        x[i] = Xb + (r + i) * ldx;
-        next[i] = ahead + (r + i) * ldx;
-    }
-    const T* const* pf = r + R <= ahead_rows ? next : nullptr;
-    C += r * k;
-    switch (pass) {
-        case Pass::first: update_rows<T, R, Pass::first>(x, pf, C, k, theta, grad, dp, d); break;
-        case Pass::middle: update_rows<T, R, Pass::middle>(x, pf, C, k, theta, grad, dp, d); break;
-        case Pass::last: update_rows<T, R, Pass::last>(x, pf, C, k, theta, grad, dp, d); break;
-        case Pass::only: update_rows<T, R, Pass::only>(x, pf, C, k, theta, grad, dp, d); break;
-    }
-}
-
-// Θᵀ += Cᵀ · Xb in passes of two rows (2 × 10 coefficients + 2 rows + 1 accumulator fit in the
-// 32 AVX-512 registers), the last pass for an odd row alone; rows r, r+1 of `ahead` (the next
-// batch) are prefetched with rows r, r+1 of this one, up to ahead_rows.
-template <typename T>
-void update(const T* Xb, int64_t ldx, int64_t B, int64_t d, const T* C, int64_t k, T* theta, T* grad,
-            int64_t dp, const T* ahead, int64_t ahead_rows) {
-    constexpr int R = kRowsPerUpdate;
-    const int64_t passes = (B + R - 1) / R;
-    for (int64_t q = 0; q < passes; ++q) {
-        const Pass pass = passes == 1 ? Pass::only : q == 0 ? Pass::first : q + 1 == passes ? Pass::last : Pass::middle;
-        const int64_t r = q * R;
-        if (r + R <= B)
-            update_pass<T, R>(pass, Xb, ldx, r, C, k, theta, grad, dp, d, ahead, ahead_rows);
-        else
-            update_pass<T, 1>(pass, Xb, ldx, r, C, k, theta, grad, dp, d, ahead, ahead_rows);
     }
 }
 
 template <typename T>
 Kernels<T> kernels() {
-    return {&logits<T>, &update<T>};
+    return {&logits<T>, &softmax_gradient<T>, &update<T>};
 }
 
 }  // namespace
