@@ -52,8 +52,9 @@ constexpr int kDotClassBlock = FASTNN_VECTOR_BYTES == 64 ? 6 : 10;
 
 // Z[r][j0 + j] = Σ_p x_r[p] · Θᵀ[j0 + j][p] for R rows and KB classes, vectors along p.
 template <typename T, int R, int KB>
-void dot_block(const T* const* rows, const T* tt, int64_t dp, int64_t d, T* z, int64_t ldz, RangePrefetch& ahead) {
+void dot_block(const T* const* rows, const T* tt, int64_t dp, int64_t d, T* z, int64_t ldz, RangePrefetch& ahead_out) {
     constexpr int W = kLanes<T>;
+    RangePrefetch ahead = ahead_out;   // a local copy, kept in registers
     const T* x[R];   // a local copy, which the compiler keeps in registers
     for (int r = 0; r < R; ++r) x[r] = rows[r];
     Vec<T> acc[R][KB];
@@ -69,6 +70,7 @@ void dot_block(const T* const* rows, const T* tt, int64_t dp, int64_t d, T* z, i
             for (int r = 0; r < R; ++r) acc[r][j] += xv[r] * t;
         }
     }
+    ahead_out = ahead;
     for (int r = 0; r < R; ++r)
         for (int j = 0; j < KB; ++j) {
             T s = sum_lanes<T>(acc[r][j]);
@@ -225,8 +227,9 @@ constexpr int kClassBlock = 10;   // classes per register block of the update
 // Features p … p + PV·W − 1 of KB classes; one prefetch step per row.
 template <typename T, int PV, int KB>
 void update_block(const T* Xb, int64_t ldx, int64_t B, const T* C, int64_t ldc, T* theta, int64_t dp,
-                  int64_t p, RangePrefetch& ahead) {
+                  int64_t p, RangePrefetch& ahead_out) {
     constexpr int W = kLanes<T>;
+    RangePrefetch ahead = ahead_out;   // a local copy, kept in registers
     Vec<T> acc[KB][PV];
     for (int j = 0; j < KB; ++j)
         for (int v = 0; v < PV; ++v) acc[j][v] = Vec<T>{};
@@ -241,6 +244,7 @@ void update_block(const T* Xb, int64_t ldx, int64_t B, const T* C, int64_t ldc, 
             for (int v = 0; v < PV; ++v) acc[j][v] += cj * xv[v];
         }
     }
+    ahead_out = ahead;
     for (int j = 0; j < KB; ++j)
         for (int v = 0; v < PV; ++v) {
             T* t = theta + j * dp + p + v * W;
