@@ -49,19 +49,20 @@ constexpr std::int64_t kGradientSpare = 16;
 struct RangePrefetch {
     const char* next = nullptr;
     const char* end = nullptr;
-    std::int64_t lines_per_step = 0;
+    std::int64_t lines = 0, steps = 1, credit = 0;   // `lines` spread evenly over `steps`
 
     RangePrefetch() = default;
     RangePrefetch(const void* begin, std::int64_t bytes)
         : next(static_cast<const char*>(begin)), end(static_cast<const char*>(begin) + bytes) {}
     std::int64_t lines_left() const { return next < end ? (end - next + 63) / 64 : 0; }
-    // Spread `lines` (at most what is left) over the coming `steps` calls of step().
-    void pace(std::int64_t lines, std::int64_t steps) {
-        lines = std::min(lines, lines_left());
-        lines_per_step = steps > 0 ? (lines + steps - 1) / steps : 0;
+    // Spread `lines` (at most what is left) evenly over the coming `steps` calls of step().
+    void pace(std::int64_t lines_wanted, std::int64_t steps_coming) {
+        lines = std::min(lines_wanted, lines_left());
+        steps = std::max<std::int64_t>(1, steps_coming);
+        credit = 0;
     }
     void step() {
-        for (std::int64_t i = 0; i < lines_per_step && next < end; ++i, next += 64) __builtin_prefetch(next, 0, 1);
+        for (credit += lines; credit >= steps && next < end; credit -= steps, next += 64) __builtin_prefetch(next, 0, 1);
     }
 };
 

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <cstring>
 #include <utility>
+#include <vector>
 
 #include "softmax_epoch.hpp"
 #include "vector_lanes.hpp"
@@ -48,6 +49,7 @@ template <typename T> inline T sum_lanes(const Vec<T>& v) { return LaneSum<kLane
 // classes (k = 10 runs as 2 blocks of 5: 9 loads per 20 FMAs -- vector loads, not FMAs, are
 // the scarce resource on some of these cores); with 16, 2 rows × at most 10 classes.
 constexpr int kRowsPerDot = FASTNN_VECTOR_BYTES == 64 ? 4 : 2;
+constexpr int kVectorsPerLine = FASTNN_VECTOR_BYTES >= 64 ? 1 : 64 / FASTNN_VECTOR_BYTES;
 constexpr int kDotClassBlock = FASTNN_VECTOR_BYTES == 64 ? 6 : 10;
 
 // Z[r][j0 + j] = Σ_p x_r[p] · Θᵀ[j0 + j][p] for R rows and KB classes, vectors along p.
@@ -62,7 +64,7 @@ void dot_block(const T* const* rows, const T* tt, int64_t dp, int64_t d, T* z, i
         for (int j = 0; j < KB; ++j) acc[r][j] = Vec<T>{};
     int64_t p = 0;
     for (; p + W <= d; p += W) {
-        ahead.step();
+        if ((p / W) % kVectorsPerLine == 0) ahead.step();   // one prefetch step per line of x
         Vec<T> xv[R];
         for (int r = 0; r < R; ++r) xv[r] = load(x[r] + p);
         for (int j = 0; j < KB; ++j) {
@@ -122,7 +124,8 @@ void logits(const T* Xb, int64_t ldx, int64_t B, int64_t d, const T* tt, int64_t
             RangePrefetch& ahead, int64_t ahead_lines) {
     const int64_t blocks = (k + kDotClassBlock - 1) / kDotClassBlock;
     const int64_t groups = B / kRowsPerDot + (B % kRowsPerDot) / 2 + (B % kRowsPerDot) % 2;
-    ahead.pace(ahead_lines, groups * blocks * (d / kLanes<T>));   // one step per vector of features
+    const int64_t vectors = d / kLanes<T>;
+    ahead.pace(ahead_lines, groups * blocks * ((vectors + kVectorsPerLine - 1) / kVectorsPerLine));
     int64_t r = 0;
     for (; r + kRowsPerDot <= B; r += kRowsPerDot) logits_rows<T, kRowsPerDot>(Xb, ldx, r, d, tt, dp, k, Z, ahead);
     for (; r + 2 <= B; r += 2) logits_rows<T, 2>(Xb, ldx, r, d, tt, dp, k, Z, ahead);
@@ -222,12 +225,16 @@ void softmax_gradient(T* Z, int64_t B, int64_t k, const int64_t* y, T scale) {
 // Θ −= lr·(Xᵀ ∇Z) does. Nothing but Θᵀ is stored: no gradient buffer streams through L1.
 // With 32 registers (AVX-512) 2 × 10 sums + 2 row vectors + 1 broadcast; with 16, 1 × 10.
 constexpr int kUpdateVectors = FASTNN_VECTOR_BYTES == 64 ? 2 : 1;
+// SSE2 has no broadcast from memory (a load and a shuffle, and the shuffles would outnumber the
+// multiply-adds): there the batch's coefficients are broadcast once per batch into a table of
+// vectors, which the update then loads.
+constexpr bool kBroadcastTable = FASTNN_VECTOR_BYTES == 16;
 constexpr int kClassBlock = 10;   // classes per register block of the update
 
 // Features p … p + PV·W − 1 of KB classes; one prefetch step per row.
 template <typename T, int PV, int KB>
-void update_block(const T* Xb, int64_t ldx, int64_t B, const T* C, int64_t ldc, T* theta, int64_t dp,
-                  int64_t p, RangePrefetch& ahead_out) {
+void update_block(const T* Xb, int64_t ldx, int64_t B, const T* C, const Vec<T>* c_table, int64_t ldc, T* theta,
+                  int64_t dp, int64_t p, RangePrefetch& ahead_out) {
     constexpr int W = kLanes<T>;
     RangePrefetch ahead = ahead_out;   // a local copy, kept in registers
     Vec<T> acc[KB][PV];
@@ -240,7 +247,9 @@ void update_block(const T* Xb, int64_t ldx, int64_t B, const T* C, int64_t ldc, 
         for (int v = 0; v < PV; ++v) xv[v] = load(x + v * W);
         const T* c = C + r * ldc;
         for (int j = 0; j < KB; ++j) {
-            const Vec<T> cj = splat(c[j]);
+            Vec<T> cj;
+            if constexpr (kBroadcastTable) cj = load(reinterpret_cast<const T*>(c_table + r * ldc + j));
+            else cj = splat(c[j]);
             for (int v = 0; v < PV; ++v) acc[j][v] += cj * xv[v];
         }
     }
@@ -267,12 +276,12 @@ void update_tail(const T* Xb, int64_t ldx, int64_t B, const T* C, int64_t ldc, T
 // KB classes (from C's and Θᵀ's first) over all d features: blocks of PV vectors, then single
 // vectors, then the scalar tail.
 template <typename T, int KB>
-void update_classes(const T* Xb, int64_t ldx, int64_t B, int64_t d, const T* C, int64_t ldc, T* theta,
-                    int64_t dp, RangePrefetch& ahead) {
+void update_classes(const T* Xb, int64_t ldx, int64_t B, int64_t d, const T* C, const Vec<T>* c_table, int64_t ldc,
+                    T* theta, int64_t dp, RangePrefetch& ahead) {
     constexpr int W = kLanes<T>, PV = kUpdateVectors;
     int64_t p = 0;
-    for (; p + PV * W <= d; p += PV * W) update_block<T, PV, KB>(Xb, ldx, B, C, ldc, theta, dp, p, ahead);
-    for (; p + W <= d; p += W) update_block<T, 1, KB>(Xb, ldx, B, C, ldc, theta, dp, p, ahead);
+    for (; p + PV * W <= d; p += PV * W) update_block<T, PV, KB>(Xb, ldx, B, C, c_table, ldc, theta, dp, p, ahead);
+    for (; p + W <= d; p += W) update_block<T, 1, KB>(Xb, ldx, B, C, c_table, ldc, theta, dp, p, ahead);
     update_tail<T>(Xb, ldx, B, C, ldc, theta, dp, p, d, 0, KB);
 }
 
@@ -285,21 +294,29 @@ void update(const T* Xb, int64_t ldx, int64_t B, int64_t d, const T* C, int64_t 
     constexpr int W = kLanes<T>, PV = kUpdateVectors;
     ahead.pace(ahead.lines_left(), B * (d / (PV * W) + (d % (PV * W)) / W));
     RangePrefetch none;
+    const Vec<T>* c_table = nullptr;
+    if constexpr (kBroadcastTable) {
+        thread_local std::vector<Vec<T>> table;   // grows to the largest batch, then is reused
+        if (table.size() < static_cast<std::size_t>(B * k)) table.resize(static_cast<std::size_t>(B * k));
+        for (int64_t i = 0; i < B * k; ++i) table[static_cast<std::size_t>(i)] = splat(C[i]);
+        c_table = table.data();
+    }
     for (int64_t j0 = 0; j0 < k; j0 += kClassBlock) {
         const T* Cj = C + j0;
+        const Vec<T>* tj = c_table ? c_table + j0 : nullptr;
         T* t = theta + j0 * dp;
         RangePrefetch& ahead_now = j0 == 0 ? ahead : none;
         switch (k - j0 < kClassBlock ? k - j0 : kClassBlock) {   // the class block, as a constant
-            case 1: update_classes<T, 1>(Xb, ldx, B, d, Cj, k, t, dp, ahead_now); break;
-            case 2: update_classes<T, 2>(Xb, ldx, B, d, Cj, k, t, dp, ahead_now); break;
-            case 3: update_classes<T, 3>(Xb, ldx, B, d, Cj, k, t, dp, ahead_now); break;
-            case 4: update_classes<T, 4>(Xb, ldx, B, d, Cj, k, t, dp, ahead_now); break;
-            case 5: update_classes<T, 5>(Xb, ldx, B, d, Cj, k, t, dp, ahead_now); break;
-            case 6: update_classes<T, 6>(Xb, ldx, B, d, Cj, k, t, dp, ahead_now); break;
-            case 7: update_classes<T, 7>(Xb, ldx, B, d, Cj, k, t, dp, ahead_now); break;
-            case 8: update_classes<T, 8>(Xb, ldx, B, d, Cj, k, t, dp, ahead_now); break;
-            case 9: update_classes<T, 9>(Xb, ldx, B, d, Cj, k, t, dp, ahead_now); break;
-            default: update_classes<T, kClassBlock>(Xb, ldx, B, d, Cj, k, t, dp, ahead_now); break;
+            case 1: update_classes<T, 1>(Xb, ldx, B, d, Cj, tj, k, t, dp, ahead_now); break;
+            case 2: update_classes<T, 2>(Xb, ldx, B, d, Cj, tj, k, t, dp, ahead_now); break;
+            case 3: update_classes<T, 3>(Xb, ldx, B, d, Cj, tj, k, t, dp, ahead_now); break;
+            case 4: update_classes<T, 4>(Xb, ldx, B, d, Cj, tj, k, t, dp, ahead_now); break;
+            case 5: update_classes<T, 5>(Xb, ldx, B, d, Cj, tj, k, t, dp, ahead_now); break;
+            case 6: update_classes<T, 6>(Xb, ldx, B, d, Cj, tj, k, t, dp, ahead_now); break;
+            case 7: update_classes<T, 7>(Xb, ldx, B, d, Cj, tj, k, t, dp, ahead_now); break;
+            case 8: update_classes<T, 8>(Xb, ldx, B, d, Cj, tj, k, t, dp, ahead_now); break;
+            case 9: update_classes<T, 9>(Xb, ldx, B, d, Cj, tj, k, t, dp, ahead_now); break;
+            default: update_classes<T, kClassBlock>(Xb, ldx, B, d, Cj, tj, k, t, dp, ahead_now); break;
         }
     }
 }
