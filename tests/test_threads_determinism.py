@@ -150,3 +150,22 @@ def test_batches_past_the_gemm_depth_block_do_not_depend_on_the_thread_count(cpp
         assert loss == results[0][0]
         for a, b in zip(results[0][1], Wc):
             np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("d,k,batch", [(784, 10, 100), (300, 12, 64), (37, 3, 9)],
+                         ids=["mnist-shape", "two-class-blocks", "narrow"])
+def test_softmax_epoch_thread_count_does_not_change_results(cpp, threads, dtype, d, k, batch):
+    """The fused softmax epoch splits each batch's forward by rows and its update by blocks of
+    features among the threads: 1, 2 and 3 threads must give the same bits."""
+    rng = np.random.default_rng(d + k)
+    X = rng.standard_normal((5 * batch + 7, d)).astype(dtype)
+    y = rng.integers(0, k, X.shape[0])
+    results = []
+    for n in (1, 2, 3):
+        threads(n)
+        theta = np.full((d, k), 0.01, dtype)
+        fastnn.softmax_regression_epoch(X, y, theta, lr=0.1, batch=batch)
+        results.append(theta)
+    np.testing.assert_array_equal(results[0], results[1])
+    np.testing.assert_array_equal(results[0], results[2])

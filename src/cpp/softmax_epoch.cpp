@@ -7,6 +7,11 @@
 #include <vector>
 
 #include "cpu_features.hpp"
+#include "threads.hpp"
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
 
 namespace fastnn {
 namespace {
@@ -62,18 +67,52 @@ std::int64_t softmax_regression_epoch_fused(const DataMatrix<T>& X, const std::i
     const std::int64_t dp = theta_t.stride();
     std::vector<T> Z(static_cast<std::size_t>(std::min(batch, n) * k + kGradientSpare));
 
+    // Threads share each batch: the forward by rows, the gradient on one of them (it is small),
+    // the update by blocks of features (each thread owns a range of Θᵀ's columns). No result
+    // depends on the shares: a row's logits, and a feature's sum over the rows, are formed the
+    // same way whichever thread and group they fall in (test_threads_determinism.py).
+    constexpr std::int64_t kFeatureUnit = 32;   // a whole register block of the update (any ISA)
+    const std::int64_t units = (d + kFeatureUnit - 1) / kFeatureUnit;
+    constexpr std::int64_t kSplitMinWork = 1 << 17;   // multiply-adds per batch below which one thread runs it
+    const int team = 2 * std::min<std::int64_t>(batch, n) * d * k >= kSplitMinWork
+                         ? static_cast<int>(std::min<std::int64_t>(get_num_threads(), units)) : 1;
     std::int64_t start = 0;
     for (; start < n; start += batch) {
         if (stop_requested && stop_requested()) break;
         const std::int64_t B = std::min(batch, n - start);
         const T* Xb = X.data + start * X.ld;
         const std::int64_t next_rows = std::min(batch, n - start - B);
-        // the next batch's rows, pulled into L2 half during each kernel
-        RangePrefetch next;
-        if (next_rows > 0) next = RangePrefetch(Xb + B * X.ld, ((next_rows - 1) * X.ld + d) * static_cast<std::int64_t>(sizeof(T)));
-        kern.logits(Xb, X.ld, B, d, theta_t.data(), dp, k, Z.data(), next, next.lines_left() / 2);   // Z = Xb Θ
-        kern.gradient(Z.data(), B, k, y + start, -lr / static_cast<T>(B));   // −lr (S − I_y)/B
-        kern.update(Xb, X.ld, B, d, Z.data(), k, theta_t.data(), dp, next);   // Θ += −lr Xbᵀ (S − I_y)/B
+        const T* next = next_rows > 0 ? Xb + B * X.ld : nullptr;
+        // Thread t of `size` (the barrier and `single` below bind to the region, if any).
+        auto share = [&](int t, int size) {
+            // Rows [r0, r1) for the forward, features [p0, p1) for the update. This thread
+            // prefetches the same share of the next batch's rows, half during each product.
+            const std::int64_t r0 = B * t / size, r1 = B * (t + 1) / size;
+            const std::int64_t p0 = std::min(d, units * t / size * kFeatureUnit);
+            const std::int64_t p1 = std::min(d, units * (t + 1) / size * kFeatureUnit);
+            const std::int64_t n0 = next_rows * t / size, n1 = next_rows * (t + 1) / size;
+            RangePrefetch ahead;
+            if (n1 > n0)
+                ahead = RangePrefetch(next + n0 * X.ld, ((n1 - n0 - 1) * X.ld + d) * static_cast<std::int64_t>(sizeof(T)));
+            if (r1 > r0)   // Z = Xb Θ
+                kern.logits(Xb + r0 * X.ld, X.ld, r1 - r0, d, theta_t.data(), dp, k, Z.data() + r0 * k, ahead,
+                            ahead.lines_left() / 2);
+#if defined(_OPENMP)
+#pragma omp barrier
+#pragma omp single
+#endif
+            kern.gradient(Z.data(), B, k, y + start, -lr / static_cast<T>(B));   // −lr (S − I_y)/B
+            // (the implicit barrier of `single`) Θ += −lr Xbᵀ (S − I_y)/B for features [p0, p1)
+            if (p1 > p0) kern.update(Xb + p0, X.ld, B, p1 - p0, Z.data(), k, theta_t.data() + p0, dp, ahead);
+        };
+#if defined(_OPENMP)
+        if (team > 1) {
+#pragma omp parallel num_threads(team)
+            share(omp_get_thread_num(), omp_get_num_threads());
+            continue;
+        }
+#endif
+        share(0, 1);   // one thread: no parallel region at all
     }
     theta_t.write_back();
     return std::min(start, n);

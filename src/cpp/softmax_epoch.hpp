@@ -13,6 +13,10 @@
 //                                                               after the whole batch's forward,
 //                                                               so SGD is exact)
 //
+// On several threads each batch's forward is split by rows and its update by blocks of 32
+// features (each thread owns those columns of Θᵀ); the gradient, small, runs on one of them.
+// No result depends on the split.
+//
 // The batch rows are read twice (the second time from cache), Θᵀ stays in L1/L2, nothing is
 // allocated per batch. The next batch's rows are prefetched into L2 while both products of
 // this one compute (RangePrefetch), so reading X from DRAM overlaps the arithmetic. Θ is transposed into scratch at the start and back into the caller's
