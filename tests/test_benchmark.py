@@ -90,6 +90,16 @@ def test_dense_kernels_contender_runs_only_where_it_differs(smoke):
     assert not benchmark._runs("fastnn-cpp-dense", wl) and benchmark._runs("fastnn-cpp", wl)
 
 
+def test_pixels_contender_runs_only_the_softmax_epoch(smoke):
+    """fastnn-cpp-pixels (X as fastnn.Pixels) runs the softmax epoch only; the markdown explains it."""
+    _, md_path, out = smoke
+    if "cpp" not in fastnn.available_backends():
+        pytest.skip("cpp backend not built")
+    pixels = {(r["kind"], r["workload"]) for r in out["results"] if r["contender"] == "fastnn-cpp-pixels"}
+    assert pixels == {("epoch", "softmax")}
+    assert "fastnn-cpp-pixels is fastnn-cpp's softmax epoch with X given as `fastnn.Pixels`" in md_path.read_text()
+
+
 def test_smoke_contenders_agree(smoke):
     _, _, out = smoke
     assert all(r.get("agrees_with_numpy", True) for r in out["results"]), out["notes"]

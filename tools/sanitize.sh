@@ -43,7 +43,7 @@ if [ $# -eq 0 ]; then
   set -- tests/test_bad_inputs.py tests/test_properties.py tests/test_threads_determinism.py \
          tests/test_in_place_and_errors.py tests/test_agreement.py tests/test_epochs.py \
          tests/test_losses.py tests/test_gradcheck.py tests/test_interrupt.py tests/test_sparse_input.py \
-         tests/test_skip_zeros.py
+         tests/test_skip_zeros.py tests/test_pixels.py tests/test_isa_agreement.py
 fi
 echo "== sanitize: pytest $*"
 status=0

@@ -45,6 +45,9 @@ for dtype in (np.float32, np.float64):
     fastnn.mlp_epoch(Xs, y, Ws, lr=0.1, batch=33)
     fastnn.train_epoch(Xs, y, [W1, W2], optimizer=fastnn.Adam(), lr=0.01, batch=50, order=rng.permutation(300))
     fastnn.train_epoch(fastnn.SparseRows.from_dense(Xs), y, [W1, W2], lr=0.1, batch=50)
+    # X as uint8 pixels and a scale: the softmax epoch widens each batch in the core
+    fastnn.softmax_regression_epoch(fastnn.Pixels(rng.integers(0, 256, (300, 40), dtype=np.uint8), 1 / 255), y,
+                                    theta, lr=0.1, batch=50)
     fastnn.evaluate(X, y, Ws); fastnn.mlp_loss_grad(X[:50], y[:50], Ws); fastnn.predict(X, Ws)
     fastnn.matmul(X, X.T); fastnn.matmul(X.T, X); fastnn.relu(X)
     fastnn.softmax_cross_entropy(X[:, :10], y); fastnn.loss_err(X[:, :10], y)

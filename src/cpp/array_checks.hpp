@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <string>
+#include <type_traits>
 #include <utility>
 
 #include "mlp.hpp"
@@ -26,7 +27,10 @@ inline std::string shape_of(const py::array& a) {
 inline std::string dtype_of(const py::array& a) { return py::str(a.dtype()).cast<std::string>(); }
 
 template <typename T>
-const char* dtype_name() { return sizeof(T) == 4 ? "float32" : "float64"; }
+const char* dtype_name() {
+    if constexpr (std::is_same_v<T, std::uint8_t>) return "uint8";
+    return sizeof(T) == 4 ? "float32" : "float64";
+}
 
 template <typename T>
 void require_dtype(const py::array& a, const char* name) {

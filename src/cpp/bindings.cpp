@@ -18,6 +18,7 @@
 #include "probe.hpp"
 #include "relu.hpp"
 #include "softmax_cross_entropy.hpp"
+#include "softmax_epoch.hpp"
 #include "sparse_checks.hpp"
 #include "sparse_rows.hpp"
 #include "threads.hpp"
@@ -212,6 +213,37 @@ PYBIND11_MODULE(_core, m) {
         return done;
     }, py::arg("X").noconvert(), py::arg("y").noconvert(), py::arg("weights"), py::arg("lr"),
        py::arg("batch"), "One SGD epoch over (X, y), updating each array of `weights` in place.");
+
+    m.def("softmax_regression_epoch_pixels", [](const py::array& pixels, double scale, const py::array& y,
+                                                const py::array& theta, double lr, int64_t batch) {
+        const auto x = data_matrix<std::uint8_t>(pixels, "X.pixels");
+        int64_t done = 0;
+        auto run = [&](auto t) {
+            using T = typename decltype(t)::type;
+            T* th = writeable_matrix<T>(theta, "theta");
+            if (theta.shape(0) != x.cols)
+                throw py::value_error("theta: expected " + std::to_string(x.cols) + " rows (X's columns), got shape " +
+                                      shape_of(theta));
+            const int64_t k = theta.shape(1);
+            const int64_t* labels_ = labels(y, x.rows, k, "y");
+            py::list params;
+            params.append(theta);
+            require_separate(pixels, "X.pixels", params);
+            require_separate(y, "y", params);
+            if (batch < 1) throw py::value_error("batch: expected an integer >= 1, got " + std::to_string(batch));
+            const StopRequested stop = python_signal_check();
+            py::gil_scoped_release nogil;
+            done = softmax_regression_epoch_pixels<T>(x, static_cast<float>(scale), labels_, th, k, static_cast<T>(lr),
+                                                      batch, stop);
+        };
+        if (theta.dtype().equal(py::dtype::of<float>())) run(tag<float>{});
+        else if (theta.dtype().equal(py::dtype::of<double>())) run(tag<double>{});
+        else throw py::type_error("theta: expected dtype float32 or float64, got " + dtype_of(theta));
+        if (done < x.rows) throw py::error_already_set();   // the signal handler's exception
+        return done;
+    }, py::arg("pixels").noconvert(), py::arg("scale"), py::arg("y").noconvert(), py::arg("theta").noconvert(),
+       py::arg("lr"), py::arg("batch"),
+       "One softmax-regression SGD epoch over X = scale · pixels (uint8), updating theta in place.");
 
     m.def("mlp_loss_grad", [](const py::array& X, const py::array& y, const py::list& weights,
                               const py::list& grads) {

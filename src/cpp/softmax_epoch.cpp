@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <stdexcept>
+#include <type_traits>
 #include <vector>
 
 #include "cpu_features.hpp"
@@ -57,15 +59,22 @@ template class TransposedWeights<double>;
 
 }  // namespace softmax_epoch_detail
 
-template <typename T>
-std::int64_t softmax_regression_epoch_fused(const DataMatrix<T>& X, const std::int64_t* y, T* theta,
-                                            std::int64_t k, T lr, std::int64_t batch,
-                                            const StopRequested& stop_requested) {
+namespace {
+
+// The epoch over X as T (TX = T) or as uint8 pixels times `scale` (TX = std::uint8_t: each batch's
+// rows are widened into `widened` first, each thread its rows of the forward).
+template <typename T, typename TX>
+std::int64_t fused_epoch(const DataMatrix<TX>& X, float scale, const std::int64_t* y, T* theta, std::int64_t k,
+                         T lr, std::int64_t batch, const StopRequested& stop_requested) {
+    constexpr bool kPixels = std::is_same_v<TX, std::uint8_t>;
     const Kernels<T> kern = kernels_for<T>(active_isa());
     const std::int64_t n = X.rows, d = X.cols;
     TransposedWeights<T> theta_t(theta, d, k);   // Θᵀ for the epoch; written back at the end
     const std::int64_t dp = theta_t.stride();
     std::vector<T> Z(static_cast<std::size_t>(std::min(batch, n) * k + kGradientSpare));
+    // With pixels, each thread widens the batch into its own buffer: its rows of the forward
+    // (on the way), then its features of the other rows (for its update). The update then reads
+    // only lines its own core wrote, none the other core holds modified.
 
     // Threads share each batch: the forward by rows, the gradient on one of them (it is small),
     // the update by blocks of features (each thread owns a range of Θᵀ's columns). No result
@@ -76,13 +85,16 @@ std::int64_t softmax_regression_epoch_fused(const DataMatrix<T>& X, const std::i
     constexpr std::int64_t kSplitMinWork = 1 << 17;   // multiply-adds per batch below which one thread runs it
     const int team = 2 * std::min<std::int64_t>(batch, n) * d * k >= kSplitMinWork
                          ? static_cast<int>(std::min<std::int64_t>(get_num_threads(), units)) : 1;
+    const std::int64_t widened_size = std::min(batch, n) * d;
+    std::vector<T> widened(kPixels ? static_cast<std::size_t>(team * widened_size) : 0);
     std::int64_t start = 0;
     for (; start < n; start += batch) {
         if (stop_requested && stop_requested()) break;
         const std::int64_t B = std::min(batch, n - start);
-        const T* Xb = X.data + start * X.ld;
+        const TX* batch_rows = X.data + start * X.ld;
+        const std::int64_t ldx = kPixels ? d : X.ld;
         const std::int64_t next_rows = std::min(batch, n - start - B);
-        const T* next = next_rows > 0 ? Xb + B * X.ld : nullptr;
+        const TX* next = next_rows > 0 ? batch_rows + B * X.ld : nullptr;
         // Thread t of `size` (the barrier and `single` below bind to the region, if any).
         auto share = [&](int t, int size) {
             // Rows [r0, r1) for the forward, features [p0, p1) for the update. This thread
@@ -91,19 +103,30 @@ std::int64_t softmax_regression_epoch_fused(const DataMatrix<T>& X, const std::i
             const std::int64_t p0 = std::min(d, units * t / size * kFeatureUnit);
             const std::int64_t p1 = std::min(d, units * (t + 1) / size * kFeatureUnit);
             const std::int64_t n0 = next_rows * t / size, n1 = next_rows * (t + 1) / size;
+            T* mine = kPixels ? widened.data() + t * widened_size : nullptr;   // this thread's rows as T
+            const T* Xb = kPixels ? mine : reinterpret_cast<const T*>(batch_rows);  // (TX = T then)
             RangePrefetch ahead;
             if (n1 > n0)
-                ahead = RangePrefetch(next + n0 * X.ld, ((n1 - n0 - 1) * X.ld + d) * static_cast<std::int64_t>(sizeof(T)));
-            if (r1 > r0)   // Z = Xb Θ
-                kern.logits(Xb + r0 * X.ld, X.ld, r1 - r0, d, theta_t.data(), dp, k, Z.data() + r0 * k, ahead,
-                            ahead.lines_left() / 2);
+                ahead = RangePrefetch(next + n0 * X.ld, ((n1 - n0 - 1) * X.ld + d) * static_cast<std::int64_t>(sizeof(TX)));
+            if (r1 > r0) {   // Z = Xb Θ (with pixels: this thread's rows of Xb made on the way)
+                if constexpr (kPixels)
+                    kern.logits_pixels(batch_rows + r0 * X.ld, X.ld, scale, mine + r0 * d, d, r1 - r0, d,
+                                       theta_t.data(), dp, k, Z.data() + r0 * k, ahead, ahead.lines_left() / 2);
+                else
+                    kern.logits(Xb + r0 * ldx, ldx, r1 - r0, d, theta_t.data(), dp, k, Z.data() + r0 * k, ahead,
+                                ahead.lines_left() / 2);
+            }
+            if constexpr (kPixels) {   // features [p0, p1) of the other threads' rows
+                kern.widen(batch_rows, X.ld, r0, p0, p1, scale, mine, d);
+                kern.widen(batch_rows + r1 * X.ld, X.ld, B - r1, p0, p1, scale, mine + r1 * d, d);
+            }
 #if defined(_OPENMP)
 #pragma omp barrier
 #pragma omp single
 #endif
             kern.gradient(Z.data(), B, k, y + start, -lr / static_cast<T>(B));   // −lr (S − I_y)/B
             // (the implicit barrier of `single`) Θ += −lr Xbᵀ (S − I_y)/B for features [p0, p1)
-            if (p1 > p0) kern.update(Xb + p0, X.ld, B, p1 - p0, Z.data(), k, theta_t.data() + p0, dp, ahead);
+            if (p1 > p0) kern.update(Xb + p0, ldx, B, p1 - p0, Z.data(), k, theta_t.data() + p0, dp, ahead);
         };
 #if defined(_OPENMP)
         if (team > 1) {
@@ -118,11 +141,34 @@ std::int64_t softmax_regression_epoch_fused(const DataMatrix<T>& X, const std::i
     return std::min(start, n);
 }
 
+}  // namespace
+
+template <typename T>
+std::int64_t softmax_regression_epoch_fused(const DataMatrix<T>& X, const std::int64_t* y, T* theta,
+                                            std::int64_t k, T lr, std::int64_t batch,
+                                            const StopRequested& stop_requested) {
+    return fused_epoch<T, T>(X, 1.0f, y, theta, k, lr, batch, stop_requested);
+}
+
+template <typename T>
+std::int64_t softmax_regression_epoch_pixels(const DataMatrix<std::uint8_t>& pixels, float scale, const std::int64_t* y,
+                                             T* theta, std::int64_t k, T lr, std::int64_t batch,
+                                             const StopRequested& stop_requested) {
+    if (batch < 1) throw std::invalid_argument("batch: expected an integer >= 1");
+    return fused_epoch<T, std::uint8_t>(pixels, scale, y, theta, k, lr, batch, stop_requested);
+}
+
 template std::int64_t softmax_regression_epoch_fused<float>(const DataMatrix<float>&, const std::int64_t*,
                                                             float*, std::int64_t, float, std::int64_t,
                                                             const StopRequested&);
 template std::int64_t softmax_regression_epoch_fused<double>(const DataMatrix<double>&, const std::int64_t*,
                                                              double*, std::int64_t, double, std::int64_t,
                                                              const StopRequested&);
+template std::int64_t softmax_regression_epoch_pixels<float>(const DataMatrix<std::uint8_t>&, float, const std::int64_t*,
+                                                             float*, std::int64_t, float, std::int64_t,
+                                                             const StopRequested&);
+template std::int64_t softmax_regression_epoch_pixels<double>(const DataMatrix<std::uint8_t>&, float, const std::int64_t*,
+                                                              double*, std::int64_t, double, std::int64_t,
+                                                              const StopRequested&);
 
 }  // namespace fastnn

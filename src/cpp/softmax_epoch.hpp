@@ -42,6 +42,15 @@ std::int64_t softmax_regression_epoch_fused(const DataMatrix<T>& X, const std::i
                                             std::int64_t k, T lr, std::int64_t batch,
                                             const StopRequested& stop_requested);
 
+// The same epoch with X = scale · pixels (uint8; X's values are float32(pixel) · float32(scale),
+// one rounding): each batch's rows are widened into a scratch buffer that stays in cache, so an
+// epoch reads a quarter of the bytes of float32 X. Bitwise the same as the float32 epoch on
+// those values.
+template <typename T>
+std::int64_t softmax_regression_epoch_pixels(const DataMatrix<std::uint8_t>& pixels, float scale, const std::int64_t* y,
+                                             T* theta, std::int64_t k, T lr, std::int64_t batch,
+                                             const StopRequested& stop_requested);
+
 namespace softmax_epoch_detail {
 
 // Values the gradient kernel may use past the end of Z (one vector of the widest ISA).
@@ -86,6 +95,14 @@ struct Kernels {
     // prefetched.
     void (*update)(const T* Xb, std::int64_t ldx, std::int64_t B, std::int64_t d, const T* C,
                    std::int64_t k, T* theta_t, std::int64_t dp, RangePrefetch& ahead);
+    // logits from B rows of d uint8 pixels (row stride ldp) as X = T(float(pixel) · scale), which
+    // are written into Xb (row stride ldx) on the way, for the update
+    void (*logits_pixels)(const std::uint8_t* pixels, std::int64_t ldp, float scale, T* Xb, std::int64_t ldx,
+                          std::int64_t B, std::int64_t d, const T* theta_t, std::int64_t dp, std::int64_t k, T* Z,
+                          RangePrefetch& ahead, std::int64_t ahead_lines);
+    // out[r][p] = T(float(pixels[r][p]) · scale), rows [0, B), features [p0, p1)
+    void (*widen)(const std::uint8_t* pixels, std::int64_t ldp, std::int64_t B, std::int64_t p0, std::int64_t p1,
+                  float scale, T* out, std::int64_t ldo);
 };
 
 // Θᵀ (k × d) kept in scratch for an epoch: rows 64-byte aligned with stride dp; the caller's Θ (d × k, contiguous) is read at construction

@@ -9,11 +9,16 @@
 
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
 #include "softmax_epoch.hpp"
 #include "vector_lanes.hpp"
+
+#if defined(__AVX2__) || defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 namespace fastnn::softmax_epoch_detail {
 namespace {
@@ -52,9 +57,53 @@ constexpr int kRowsPerDot = FASTNN_VECTOR_BYTES == 64 ? 4 : 2;
 constexpr int kVectorsPerLine = FASTNN_VECTOR_BYTES >= 64 ? 1 : 64 / FASTNN_VECTOR_BYTES;
 constexpr int kDotClassBlock = FASTNN_VECTOR_BYTES == 64 ? 6 : 10;
 
-// Z[r][j0 + j] = Σ_p x_r[p] · Θᵀ[j0 + j][p] for R rows and KB classes, vectors along p.
-template <typename T, int R, int KB>
-void dot_block(const T* const* rows, const T* tt, int64_t dp, int64_t d, T* z, int64_t ldz, RangePrefetch& ahead_out) {
+// One vector of pixels widened: T(float(pixel) · scale), one float rounding (then exact as double).
+template <typename T>
+inline Vec<T> widen_vector(const std::uint8_t* src, float scale) {
+    Vec<T> v;
+#if defined(__AVX512F__) && FASTNN_VECTOR_BYTES == 64
+    if constexpr (std::is_same_v<T, float>) {
+        const __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(
+                                           reinterpret_cast<const __m128i*>(src)))), _mm512_set1_ps(scale));
+        std::memcpy(&v, &f, sizeof v);
+    } else {
+        const __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(
+                                           reinterpret_cast<const __m128i*>(src)))), _mm256_set1_ps(scale));
+        const __m512d w = _mm512_cvtps_pd(f);
+        std::memcpy(&v, &w, sizeof v);
+    }
+#elif defined(__AVX2__) && FASTNN_VECTOR_BYTES == 32
+    if constexpr (std::is_same_v<T, float>) {
+        const __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(
+                                           reinterpret_cast<const __m128i*>(src)))), _mm256_set1_ps(scale));
+        std::memcpy(&v, &f, sizeof v);
+    } else {
+        std::int32_t four;
+        std::memcpy(&four, src, sizeof four);
+        const __m128 f = _mm_mul_ps(_mm_cvtepi32_ps(_mm_cvtepu8_epi32(_mm_cvtsi32_si128(four))), _mm_set1_ps(scale));
+        const __m256d w = _mm256_cvtps_pd(f);
+        std::memcpy(&v, &w, sizeof v);
+    }
+#else
+    for (int i = 0; i < kLanes<T>; ++i) v[i] = static_cast<T>(static_cast<float>(src[i]) * scale);
+#endif
+    return v;
+}
+
+// Where the rows of a batch come from: as T (pixels == nullptr), or as uint8 pixels widened
+// into the rows (which are then scratch this pass writes) by the first class block.
+struct PixelRows {
+    const std::uint8_t* pixels = nullptr;
+    int64_t ldp = 0;
+    float scale = 1;
+};
+
+// Z[r][j0 + j] = Σ_p x_r[p] · Θᵀ[j0 + j][p] for R rows and KB classes, vectors along p. With
+// Widen, x_r is first made from pixel row pix[r] (x_r[p] = T(float(pix[r][p]) · scale)) and
+// stored, for the next class blocks and the update to read.
+template <typename T, int R, int KB, bool Widen>
+void dot_block(const T* const* rows, const std::uint8_t* const* pix, float scale, const T* tt, int64_t dp, int64_t d,
+               T* z, int64_t ldz, RangePrefetch& ahead_out) {
     constexpr int W = kLanes<T>;
     RangePrefetch ahead = ahead_out;   // a local copy, kept in registers
     const T* x[R];   // a local copy, which the compiler keeps in registers
@@ -66,13 +115,24 @@ void dot_block(const T* const* rows, const T* tt, int64_t dp, int64_t d, T* z, i
     for (; p + W <= d; p += W) {
         if ((p / W) % kVectorsPerLine == 0) ahead.step();   // one prefetch step per line of x
         Vec<T> xv[R];
-        for (int r = 0; r < R; ++r) xv[r] = load(x[r] + p);
+        for (int r = 0; r < R; ++r) {
+            if constexpr (Widen) {
+                xv[r] = widen_vector<T>(pix[r] + p, scale);
+                store(const_cast<T*>(x[r]) + p, xv[r]);
+            } else {
+                xv[r] = load(x[r] + p);
+            }
+        }
         for (int j = 0; j < KB; ++j) {
             const Vec<T> t = in_register(load(tt + j * dp + p));   // one load for R FMAs
             for (int r = 0; r < R; ++r) acc[r][j] += xv[r] * t;
         }
     }
     ahead_out = ahead;
+    if constexpr (Widen)   // the last d mod W features
+        for (int r = 0; r < R; ++r)
+            for (int64_t q = p; q < d; ++q)
+                const_cast<T*>(x[r])[q] = static_cast<T>(static_cast<float>(pix[r][q]) * scale);
     for (int r = 0; r < R; ++r)
         for (int j = 0; j < KB; ++j) {
             T s = sum_lanes<T>(acc[r][j]);
@@ -82,54 +142,77 @@ void dot_block(const T* const* rows, const T* tt, int64_t dp, int64_t d, T* z, i
 }
 
 template <typename T, int R>
-void dot_rows(const T* const* x, const T* tt, int64_t dp, int64_t d, int64_t k, T* z, int64_t ldz,
-              RangePrefetch& ahead) {
+void dot_rows(const T* const* x, const std::uint8_t* const* pix, float scale, const T* tt, int64_t dp, int64_t d,
+              int64_t k, T* z, int64_t ldz, RangePrefetch& ahead) {
     const int64_t blocks = (k + kDotClassBlock - 1) / kDotClassBlock;
     const int64_t block = (k + blocks - 1) / blocks;   // balanced: k = 10 -> 5 + 5, not 6 + 4
     for (int64_t j0 = 0; j0 < k; j0 += block) {
         const T* t = tt + j0 * dp;
         T* zj = z + j0;
+        const bool widen = pix != nullptr && j0 == 0;   // the first block widens the pixels
+        auto run = [&](auto kb) {
+            constexpr int KB = decltype(kb)::value;
+            if (widen) dot_block<T, R, KB, true>(x, pix, scale, t, dp, d, zj, ldz, ahead);
+            else dot_block<T, R, KB, false>(x, pix, scale, t, dp, d, zj, ldz, ahead);
+        };
         switch (k - j0 < block ? k - j0 : block) {   // the class block, as a constant
-            case 1: dot_block<T, R, 1>(x, t, dp, d, zj, ldz, ahead); break;
-            case 2: dot_block<T, R, 2>(x, t, dp, d, zj, ldz, ahead); break;
-            case 3: dot_block<T, R, 3>(x, t, dp, d, zj, ldz, ahead); break;
-            case 4: dot_block<T, R, 4>(x, t, dp, d, zj, ldz, ahead); break;
-            case 5: dot_block<T, R, 5>(x, t, dp, d, zj, ldz, ahead); break;
-            case 6: dot_block<T, R, 6>(x, t, dp, d, zj, ldz, ahead); break;
+            case 1: run(std::integral_constant<int, 1>{}); break;
+            case 2: run(std::integral_constant<int, 2>{}); break;
+            case 3: run(std::integral_constant<int, 3>{}); break;
+            case 4: run(std::integral_constant<int, 4>{}); break;
+            case 5: run(std::integral_constant<int, 5>{}); break;
+            case 6: run(std::integral_constant<int, 6>{}); break;
 #if FASTNN_VECTOR_BYTES != 64
-            case 7: dot_block<T, R, 7>(x, t, dp, d, zj, ldz, ahead); break;
-            case 8: dot_block<T, R, 8>(x, t, dp, d, zj, ldz, ahead); break;
-            case 9: dot_block<T, R, 9>(x, t, dp, d, zj, ldz, ahead); break;
-            case 10: dot_block<T, R, 10>(x, t, dp, d, zj, ldz, ahead); break;
+            case 7: run(std::integral_constant<int, 7>{}); break;
+            case 8: run(std::integral_constant<int, 8>{}); break;
+            case 9: run(std::integral_constant<int, 9>{}); break;
+            case 10: run(std::integral_constant<int, 10>{}); break;
 #endif
             default: break;   // unreachable: 1 <= block <= kDotClassBlock
         }
     }
 }
 
-// Rows r … r+R−1 of Xb.
+// Rows r … r+R−1 of Xb (made from `source`'s pixels first, when it has them).
 template <typename T, int R>
-void logits_rows(const T* Xb, int64_t ldx, int64_t r, int64_t d, const T* tt, int64_t dp, int64_t k, T* Z,
-                 RangePrefetch& ahead) {
+void logits_rows(const T* Xb, int64_t ldx, const PixelRows& source, int64_t r, int64_t d, const T* tt, int64_t dp,
+                 int64_t k, T* Z, RangePrefetch& ahead) {
     const T* x[R];
-    for (int i = 0; i < R; ++i) x[i] = Xb + (r + i) * ldx;
-    dot_rows<T, R>(x, tt, dp, d, k, Z + r * k, k, ahead);
+    const std::uint8_t* pix[R];
+    for (int i = 0; i < R; ++i) {
+        x[i] = Xb + (r + i) * ldx;
+        pix[i] = source.pixels ? source.pixels + (r + i) * source.ldp : nullptr;
+    }
+    dot_rows<T, R>(x, source.pixels ? pix : nullptr, source.scale, tt, dp, d, k, Z + r * k, k, ahead);
 }
 
 // Z = Xb · Θ, kRowsPerDot rows at a time (then pairs, then a single row), prefetching
 // ahead_lines lines of `ahead` along the way. Every Z[r][j] is summed in the same order
-// whichever group its row falls in.
+// whichever group its row falls in. With pixels in `source`, Xb (then scratch) is made from
+// them on the way: T(float(pixel) · scale).
 template <typename T>
-void logits(const T* Xb, int64_t ldx, int64_t B, int64_t d, const T* tt, int64_t dp, int64_t k, T* Z,
-            RangePrefetch& ahead, int64_t ahead_lines) {
+void logits_from(const T* Xb, int64_t ldx, const PixelRows& source, int64_t B, int64_t d, const T* tt, int64_t dp,
+                 int64_t k, T* Z, RangePrefetch& ahead, int64_t ahead_lines) {
     const int64_t blocks = (k + kDotClassBlock - 1) / kDotClassBlock;
     const int64_t groups = B / kRowsPerDot + (B % kRowsPerDot) / 2 + (B % kRowsPerDot) % 2;
     const int64_t vectors = d / kLanes<T>;
     ahead.pace(ahead_lines, groups * blocks * ((vectors + kVectorsPerLine - 1) / kVectorsPerLine));
     int64_t r = 0;
-    for (; r + kRowsPerDot <= B; r += kRowsPerDot) logits_rows<T, kRowsPerDot>(Xb, ldx, r, d, tt, dp, k, Z, ahead);
-    for (; r + 2 <= B; r += 2) logits_rows<T, 2>(Xb, ldx, r, d, tt, dp, k, Z, ahead);
-    for (; r < B; ++r) logits_rows<T, 1>(Xb, ldx, r, d, tt, dp, k, Z, ahead);
+    for (; r + kRowsPerDot <= B; r += kRowsPerDot) logits_rows<T, kRowsPerDot>(Xb, ldx, source, r, d, tt, dp, k, Z, ahead);
+    for (; r + 2 <= B; r += 2) logits_rows<T, 2>(Xb, ldx, source, r, d, tt, dp, k, Z, ahead);
+    for (; r < B; ++r) logits_rows<T, 1>(Xb, ldx, source, r, d, tt, dp, k, Z, ahead);
+}
+
+template <typename T>
+void logits(const T* Xb, int64_t ldx, int64_t B, int64_t d, const T* tt, int64_t dp, int64_t k, T* Z,
+            RangePrefetch& ahead, int64_t ahead_lines) {
+    logits_from<T>(Xb, ldx, PixelRows{}, B, d, tt, dp, k, Z, ahead, ahead_lines);
+}
+
+template <typename T>
+void logits_pixels(const std::uint8_t* pixels, int64_t ldp, float scale, T* Xb, int64_t ldx, int64_t B, int64_t d,
+                   const T* tt, int64_t dp, int64_t k, T* Z, RangePrefetch& ahead, int64_t ahead_lines) {
+    logits_from<T>(Xb, ldx, PixelRows{pixels, ldp, scale}, B, d, tt, dp, k, Z, ahead, ahead_lines);
 }
 
 // exp(x) on a whole vector, for x <= 0 (logits minus their row's maximum), the Cephes way:
@@ -321,9 +404,24 @@ void update(const T* Xb, int64_t ldx, int64_t B, int64_t d, const T* C, int64_t 
     }
 }
 
+// out[r][p] = T(float(pixels[r][p]) · scale) for rows [0, B) and features [p0, p1) (the same
+// values logits_pixels writes).
+template <typename T>
+void widen_pixels(const std::uint8_t* pixels, int64_t ldp, int64_t B, int64_t p0, int64_t p1, float scale, T* out,
+                  int64_t ldo) {
+    constexpr int W = kLanes<T>;
+    for (int64_t r = 0; r < B; ++r) {
+        const std::uint8_t* src = pixels + r * ldp;
+        T* dst = out + r * ldo;
+        int64_t p = p0;
+        for (; p + W <= p1; p += W) store(dst + p, widen_vector<T>(src + p, scale));
+        for (; p < p1; ++p) dst[p] = static_cast<T>(static_cast<float>(src[p]) * scale);
+    }
+}
+
 template <typename T>
 Kernels<T> kernels() {
-    return {&logits<T>, &softmax_gradient<T>, &update<T>};
+    return {&logits<T>, &softmax_gradient<T>, &update<T>, &logits_pixels<T>, &widen_pixels<T>};
 }
 
 }  // namespace

@@ -17,6 +17,7 @@ from .mnist import parse_mnist
 from .model_io import load_model, save_model
 from .optimizers import SGD, Adam
 from .runtime import build_info, get_num_threads, get_skip_zeros, set_num_threads, set_skip_zeros
+from .pixels import Pixels
 from .sparse import SparseRows
 from .training import train_mlp, train_nn, train_softmax
 
@@ -31,7 +32,7 @@ __all__ = [
     "set_backend", "get_backend", "available_backends", "use_backend",
     "build_info", "set_num_threads", "get_num_threads", "set_skip_zeros", "get_skip_zeros",
     "load_mnist", "load_fashion_mnist", "save_model", "load_model", "fit", "History",
-    "train_epoch", "biased_logits", "SGD", "Adam", "SparseRows",   # MLPClassifier, SoftmaxRegression: lazy, below
+    "train_epoch", "biased_logits", "SGD", "Adam", "SparseRows", "Pixels",   # MLPClassifier, SoftmaxRegression: lazy, below
 ]
 
 

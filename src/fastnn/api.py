@@ -8,6 +8,7 @@ import numpy as np
 
 from . import validation as v
 from .backends import backend_module
+from .pixels import Pixels
 from .sparse import SparseRows
 
 
@@ -49,9 +50,14 @@ def loss_err(h, y):
     return backend_module().loss_err(*_logits_and_labels(h, y, "h"))
 
 
-def _data_matrix(X, sparse):
+def _data_matrix(X, sparse, pixels=False):
     """X validated: a 2-D float array, or with `sparse` also SparseRows (a scipy.sparse matrix
-    is converted to one; SparseRows checked its arrays when it was made)."""
+    is converted to one; SparseRows checked its arrays when it was made), or with `pixels` also
+    Pixels (checked when it was made)."""
+    if isinstance(X, Pixels):
+        if not pixels:
+            raise TypeError("X: only softmax_regression_epoch takes X as Pixels; pass X.to_float32() here")
+        return X
     if sparse and not isinstance(X, (np.ndarray, SparseRows)) and hasattr(X, "tocsr"):
         X = SparseRows.from_scipy(X)
     if not (sparse and isinstance(X, SparseRows)):
@@ -65,11 +71,13 @@ def _data_arrays(X):
     """The arrays holding X and their names, for the overlap checks."""
     if isinstance(X, SparseRows):
         return [X.data, X.indices, X.indptr], ["X.data", "X.indices", "X.indptr"]
+    if isinstance(X, Pixels):
+        return [X.pixels], ["X.pixels"]
     return [X], ["X"]
 
 
-def _validated_net(X, y, weights, names, in_place, sparse=False):
-    X = _data_matrix(X, sparse)
+def _validated_net(X, y, weights, names, in_place, sparse=False, pixels=False):
+    X = _data_matrix(X, sparse, pixels)
     if in_place:
         weights = [v.as_parameter(W, name) for W, name in zip(weights, names)]
     else:
@@ -89,8 +97,9 @@ def _layer_names(weights):
 
 def softmax_regression_epoch(X, y, theta, lr=0.1, batch=100):
     """One epoch of minibatch SGD for softmax regression (data order, last batch may be
-    shorter), updating `theta` (input_dim × num_classes) in place. Returns None."""
-    X, y, (theta,) = _validated_net(X, y, [theta], ["theta"], in_place=True)
+    shorter), updating `theta` (input_dim × num_classes) in place. Returns None. X may also be
+    `Pixels` (uint8 values and a scale: a quarter of the bytes to read per epoch)."""
+    X, y, (theta,) = _validated_net(X, y, [theta], ["theta"], in_place=True, pixels=True)
     backend_module().softmax_regression_epoch(X, y, theta, v.as_learning_rate(lr), v.as_batch_size(batch))
 
 

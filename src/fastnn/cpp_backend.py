@@ -25,6 +25,7 @@ import numpy as np
 
 from . import _core, runtime
 from .optimizers import SGD
+from .pixels import Pixels
 from .sparse import SparseRows
 
 _F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
@@ -136,6 +137,12 @@ def mlp_epoch(X, y, weights, lr=0.1, batch=100):
 
 
 def softmax_regression_epoch(X, y, theta, lr=0.1, batch=100):
+    if isinstance(X, Pixels):   # X = scale · pixels, widened batch by batch in the core
+        dtype = np.result_type(np.float32, theta)
+        with _updated_in_place([theta], dtype) as (work,):
+            _core.softmax_regression_epoch_pixels(X.pixels, float(X.scale), _labels(y), work, lr,
+                                                  min(batch, X.shape[0]))
+        return
     mlp_epoch(X, y, [theta], lr, batch)
 
 
