@@ -61,8 +61,10 @@ template class TransposedWeights<double>;
 
 namespace {
 
-// The epoch over X as T (TX = T) or as uint8 pixels times `scale` (TX = std::uint8_t: each batch's
-// rows are widened into `widened` first, each thread its rows of the forward).
+// The epoch over X as T (TX = T), or as uint8 pixels times `scale` (TX = std::uint8_t). With
+// pixels each thread widens the batch into its own buffer (a batch of rows as T): its rows of the
+// forward on the way through it, then its features of the other threads' rows, for its update.
+// The update then reads only lines its own core wrote (none that the other core holds modified).
 template <typename T, typename TX>
 std::int64_t fused_epoch(const DataMatrix<TX>& X, float scale, const std::int64_t* y, T* theta, std::int64_t k,
                          T lr, std::int64_t batch, const StopRequested& stop_requested) {
@@ -72,9 +74,6 @@ std::int64_t fused_epoch(const DataMatrix<TX>& X, float scale, const std::int64_
     TransposedWeights<T> theta_t(theta, d, k);   // Θᵀ for the epoch; written back at the end
     const std::int64_t dp = theta_t.stride();
     std::vector<T> Z(static_cast<std::size_t>(std::min(batch, n) * k + kGradientSpare));
-    // With pixels, each thread widens the batch into its own buffer: its rows of the forward
-    // (on the way), then its features of the other rows (for its update). The update then reads
-    // only lines its own core wrote, none the other core holds modified.
 
     // Threads share each batch: the forward by rows, the gradient on one of them (it is small),
     // the update by blocks of features (each thread owns a range of Θᵀ's columns). No result
