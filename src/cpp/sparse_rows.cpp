@@ -261,7 +261,7 @@ void sparse_transpose_times_panels(const SparseRowsView<T>& A, const T* D, int64
     const int64_t entries = blocks * A.rows * block, starts = blocks * (block + 1);
     grow(scratch.rows, entries);
     grow(scratch.values, entries + parts * (block * widest + line));
-    grow(scratch.counts, starts + parts * A.rows);
+    grow(scratch.counts, starts + parts * (A.rows + A.cols));
     auto lists_of = [&](int64_t b) {
         return BlockLists<T>{scratch.counts.data() + b * (block + 1), scratch.rows.data() + b * A.rows * block,
                              scratch.values.data() + b * A.rows * block};
@@ -283,9 +283,32 @@ void sparse_transpose_times_panels(const SparseRowsView<T>& A, const T* D, int64
         // than asked takes the shares of the missing threads too.
         const int64_t b0 = first[static_cast<std::size_t>(parts * t / team)],
                       b1 = first[static_cast<std::size_t>(parts * (t + 1) / team)];
-        int64_t* cursor = scratch.counts.data() + starts + static_cast<int64_t>(t) * A.rows;
-        cursors_from(A, b0 * block, cursor);
-        for (int64_t b = b0; b < b1; ++b) k.block_lists(A, cursor, b * block, std::min(A.cols, (b + 1) * block), lists_of(b));
+        // This thread's blocks sorted in one counting sort over their columns [c0, c1) (two passes
+        // over the rows, not two per block): each column's entries go to its block's lists, rows in
+        // increasing order, as block_lists would put them.
+        int64_t* cursor = scratch.counts.data() + starts + static_cast<int64_t>(t) * (A.rows + A.cols);
+        int64_t* slot = cursor + A.rows;   // per column of [c0, c1): its count, then where its next entry goes
+        const int64_t c0 = std::min(A.cols, b0 * block), c1 = std::min(A.cols, b1 * block);
+        cursors_from(A, c0, cursor);
+        std::fill(slot, slot + (c1 - c0), int64_t(0));
+        for (int64_t r = 0; r < A.rows; ++r)
+            for (int64_t q = cursor[r], e = A.end[r]; q < e && A.indices[q] < c1; ++q) ++slot[A.indices[q] - c0];
+        for (int64_t b = b0; b < b1; ++b) {
+            const int64_t cb0 = b * block, cb1 = std::min(A.cols, cb0 + block);
+            int64_t* start = lists_of(b).start;
+            start[0] = 0;
+            for (int64_t c = cb0; c < cb1; ++c) {
+                const int64_t count = slot[c - c0];
+                slot[c - c0] = b * A.rows * block + start[c - cb0];   // (lists_of(b)'s entries start there)
+                start[c - cb0 + 1] = start[c - cb0] + count;
+            }
+        }
+        for (int64_t r = 0; r < A.rows; ++r)
+            for (int64_t q = cursor[r], e = A.end[r]; q < e && A.indices[q] < c1; ++q) {
+                const int64_t at = slot[A.indices[q] - c0]++;
+                scratch.rows[static_cast<std::size_t>(at)] = static_cast<std::int32_t>(r);
+                scratch.values[static_cast<std::size_t>(at)] = A.values[q];
+            }
 #ifdef _OPENMP
 #pragma omp barrier
 #endif

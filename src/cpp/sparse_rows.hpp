@@ -183,9 +183,7 @@ struct Kernels {
     std::int64_t (*compact_row_f32)(const float* x, std::int64_t cols, std::int32_t* idx, float* val);
     // the number of nonzeros of one float row
     std::int64_t (*count_row_f32)(const float* x, std::int64_t cols);
-    // transpose_block's two halves: the block's lists, and the gather of n columns of D from them
-    void (*block_lists)(const SparseRowsView<T>& A, std::int64_t* cursor, std::int64_t kb0, std::int64_t kb1,
-                        const BlockLists<T>& lists);
+    // transpose_block's second half: the gather of n columns of D from a block's lists
     void (*gather_block)(const BlockLists<T>& lists, std::int64_t ncols, const T* D, std::int64_t ldd, std::int64_t n,
                          T* G, std::int64_t ldg);
 };
