@@ -160,30 +160,6 @@ void gather_chunk(const BlockLists<T>& lists, int64_t ncols, const T* D, int64_t
     }
 }
 
-// The lists of block kb0 … kb1 − 1: its nonzeros by column (rows in increasing order within a
-// column); cursor[r] is the first nonzero of row r of A in a column >= kb0, and is moved past
-// column kb1 − 1. `lists` has room for A.rows × (kb1 − kb0) entries and kb1 − kb0 + 1 starts.
-template <typename T>
-void block_lists(const SparseRowsView<T>& A, int64_t* cursor, int64_t kb0, int64_t kb1, const BlockLists<T>& lists) {
-    const int64_t ncols = kb1 - kb0;
-    int64_t* start = lists.start;
-    std::fill(start, start + ncols + 1, int64_t(0));
-    for (int64_t r = 0; r < A.rows; ++r)   // count each column's entries
-        for (int64_t t = cursor[r], e = A.end[r]; t < e && A.indices[t] < kb1; ++t) ++start[A.indices[t] - kb0 + 1];
-    for (int64_t c = 0; c < ncols; ++c) start[c + 1] += start[c];
-    for (int64_t r = 0; r < A.rows; ++r) {   // fill, rows in order; start[c] runs ahead meanwhile
-        int64_t t = cursor[r];
-        for (const int64_t e = A.end[r]; t < e && A.indices[t] < kb1; ++t) {
-            const int64_t p = start[A.indices[t] - kb0]++;
-            lists.row[p] = static_cast<std::int32_t>(r);
-            lists.value[p] = A.values[t];
-        }
-        cursor[r] = t;
-    }
-    for (int64_t c = ncols; c > 0; --c) start[c] = start[c - 1];   // back to the columns' starts
-    start[0] = 0;
-}
-
 // G (ncols rows, stride ldg) = Σ over each list of a · D[r, 0:n] (n a multiple of the vector width).
 template <typename T>
 void gather_block(const BlockLists<T>& lists, int64_t ncols, const T* D, int64_t ldd, int64_t n, T* G, int64_t ldg) {
@@ -198,14 +174,6 @@ void gather_block(const BlockLists<T>& lists, int64_t ncols, const T* D, int64_t
         });
         j0 += nv * W;
     }
-}
-
-// G (kb1 − kb0 rows, stride n) = rows kb0 … kb1 − 1 of Aᵀ D: the block's lists, then the gather.
-template <typename T>
-void transpose_block(const SparseRowsView<T>& A, int64_t* cursor, int64_t kb0, int64_t kb1, const T* D,
-                     int64_t ldd, int64_t n, T* G, const BlockLists<T>& lists) {
-    block_lists<T>(A, cursor, kb0, kb1, lists);
-    gather_block<T>(lists, kb1 - kb0, D, ldd, n, G, n);
 }
 
 // ---- Dense rows to CSR (dense_to_csr in sparse_rows.cpp, and per batch in training).

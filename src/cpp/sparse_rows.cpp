@@ -196,6 +196,46 @@ int64_t transpose_block_rows(int64_t n) {
 }
 
 
+// Consecutive blocks of `block` columns from c0 (the last one ending at c1), each block's
+// nonzeros sorted into lists by column (rows in increasing order within a column), in one
+// counting sort over [c0, c1): two passes over A's rows in all, not two per block. Block i
+// (from 0) gets lists_at(i): its block + 1 column starts in starts + i·(block + 1), its entries
+// from rows/values + i·A.rows·block. Scratch: cursor (A.rows entries), slot (c1 − c0).
+template <typename T>
+struct SortedBlocks {
+    int64_t* starts;
+    std::int32_t* rows;
+    T* values;
+    int64_t block, capacity;   // capacity = A.rows · block entries per block
+    BlockLists<T> lists_at(int64_t i) const {
+        return {starts + i * (block + 1), rows + i * capacity, values + i * capacity};
+    }
+};
+
+template <typename T>
+void sort_into_blocks(const SparseRowsView<T>& A, int64_t c0, int64_t c1, const SortedBlocks<T>& out,
+                      int64_t* cursor, int64_t* slot) {
+    cursors_from(A, c0, cursor);
+    std::fill(slot, slot + (c1 - c0), int64_t(0));
+    for (int64_t r = 0; r < A.rows; ++r)   // each column's count
+        for (int64_t q = cursor[r], e = A.end[r]; q < e && A.indices[q] < c1; ++q) ++slot[A.indices[q] - c0];
+    for (int64_t i = 0, cb0 = c0; cb0 < c1; ++i, cb0 += out.block) {   // counts -> starts and write positions
+        int64_t* start = out.lists_at(i).start;
+        start[0] = 0;
+        for (int64_t c = cb0; c < std::min(c1, cb0 + out.block); ++c) {
+            const int64_t count = slot[c - c0];
+            slot[c - c0] = i * out.capacity + start[c - cb0];
+            start[c - cb0 + 1] = start[c - cb0] + count;
+        }
+    }
+    for (int64_t r = 0; r < A.rows; ++r)   // fill, rows in order
+        for (int64_t q = cursor[r], e = A.end[r]; q < e && A.indices[q] < c1; ++q) {
+            const int64_t at = slot[A.indices[q] - c0]++;
+            out.rows[at] = static_cast<std::int32_t>(r);
+            out.values[at] = A.values[q];
+        }
+}
+
 template <typename T>
 void sparse_transpose_times_dense(const SparseRowsView<T>& A, const T* D, int64_t ldd, int64_t n,
                                   const RowSink<T>& sink, TransposeScratch<T>& scratch, const RowPrefetch& ahead) {
@@ -205,13 +245,6 @@ void sparse_transpose_times_dense(const SparseRowsView<T>& A, const T* D, int64_
     const int64_t blocks = (A.cols + block - 1) / block;   // no more threads than blocks
     const int nthreads = stored_values(A) * n >= kParallelMinWork && blocks > 1
                              ? static_cast<int>(std::min<int64_t>(get_num_threads(), blocks)) : 1;
-    // Per thread: a block of results (64-byte aligned), the lists of a block's nonzeros, cursors.
-    constexpr int64_t line = 64 / static_cast<int64_t>(sizeof(T));
-    const int64_t per_thread_values = block * n + A.rows * block + line;
-    const int64_t per_thread_counts = A.rows + block + 1;
-    grow(scratch.values, nthreads * per_thread_values);
-    grow(scratch.counts, nthreads * per_thread_counts);
-    grow(scratch.rows, nthreads * A.rows * block);
     // Thread t owns the result rows [first[t], first[t+1]) (in blocks from first[t] on), chosen
     // on the first call with this thread count to share out A's nonzeros evenly (MNIST's lower
     // half holds more ink than its upper half) and kept for later calls, so that each thread
@@ -220,26 +253,39 @@ void sparse_transpose_times_dense(const SparseRowsView<T>& A, const T* D, int64_
     std::vector<int64_t>& first = scratch.first_column;
     if (static_cast<int>(first.size()) != nthreads + 1 || first.back() != A.cols)
         nonzero_balanced_split(A, 1, A.cols, nthreads, first);
+    // Scratch: the lists of every thread's blocks (thread t's from block first_block[t] on), each
+    // thread's cursors and counts, and its block of results (64-byte aligned).
+    std::vector<int64_t>& first_block = scratch.block_offsets;
+    first_block.assign(static_cast<std::size_t>(nthreads + 1), 0);
+    for (std::size_t t = 0; t < static_cast<std::size_t>(nthreads); ++t)
+        first_block[t + 1] = first_block[t] + (first[t + 1] - first[t] + block - 1) / block;
+    const int64_t total_blocks = first_block.back(), capacity = A.rows * block;
+    constexpr int64_t line = 64 / static_cast<int64_t>(sizeof(T));
+    grow(scratch.rows, total_blocks * capacity);
+    grow(scratch.values, total_blocks * capacity + nthreads * (block * n + line));
+    grow(scratch.counts, total_blocks * (block + 1) + nthreads * (A.rows + A.cols));
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1)
 #endif
     {
         const int t = thread_index();
-        const int64_t c0 = first[static_cast<std::size_t>(t)], c1 = first[static_cast<std::size_t>(t + 1)];
-        T* G = aligned_line(scratch.values.data() + t * per_thread_values);
-        int64_t* cursor = scratch.counts.data() + t * per_thread_counts;
-        const BlockLists<T> lists{cursor + A.rows, scratch.rows.data() + t * A.rows * block, G + block * n};
-        cursors_from(A, c0, cursor);
+        const auto ut = static_cast<std::size_t>(t);
+        const int64_t c0 = first[ut], c1 = first[ut + 1], b0 = first_block[ut];
+        const SortedBlocks<T> sorted{scratch.counts.data() + b0 * (block + 1), scratch.rows.data() + b0 * capacity,
+                                     scratch.values.data() + b0 * capacity, block, capacity};
+        int64_t* cursor = scratch.counts.data() + total_blocks * (block + 1) + t * (A.rows + A.cols);
+        sort_into_blocks(A, c0, c1, sorted, cursor, cursor + A.rows);
+        T* G = aligned_line(scratch.values.data() + total_blocks * capacity + t * (block * n + line));
         // This thread's share of `ahead`, the rows it will take in sparse_times_dense
         // ([rows·t/T, rows·(t+1)/T)), prefetched a part after each of its blocks.
-        const int64_t my_blocks = std::max<int64_t>(1, (c1 - c0 + block - 1) / block);
+        const int64_t my_blocks = std::max<int64_t>(1, first_block[ut + 1] - b0);
         const int64_t a0 = ahead.rows * t / nthreads, a1 = ahead.rows * (t + 1) / nthreads;
         int64_t next_row = a0;
-        for (int64_t kb0 = c0, b = 1; kb0 < c1; kb0 += block, ++b) {
+        for (int64_t kb0 = c0, i = 0; kb0 < c1; kb0 += block, ++i) {
             const int64_t kb1 = std::min(c1, kb0 + block);
-            k.transpose_block(A, cursor, kb0, kb1, D, ldd, n, G, lists);
+            k.gather_block(sorted.lists_at(i), kb1 - kb0, D, ldd, n, G, n);
             sink.consume(sink.context, kb0, kb1 - kb0, G, n);
-            for (const int64_t until = a0 + (a1 - a0) * b / my_blocks; next_row < until; ++next_row)
+            for (const int64_t until = a0 + (a1 - a0) * (i + 1) / my_blocks; next_row < until; ++next_row)
                 ahead.fetch(ahead.context, next_row);
         }
     }
@@ -256,16 +302,13 @@ void sparse_transpose_times_panels(const SparseRowsView<T>& A, const T* D, int64
     const int64_t block = std::max<int64_t>(1, transpose_block_rows<T>(widest) / 2);
     const int64_t blocks = (A.cols + block - 1) / block;
     // Scratch: every block's lists (room for A.rows × block entries and block + 1 starts), each
-    // thread's cursors, and each panel's block of results (64-byte aligned).
+    // thread's cursors and counts, and each panel's block of results (64-byte aligned).
     constexpr int64_t line = 64 / static_cast<int64_t>(sizeof(T));
-    const int64_t entries = blocks * A.rows * block, starts = blocks * (block + 1);
+    const int64_t capacity = A.rows * block, entries = blocks * capacity, starts = blocks * (block + 1);
     grow(scratch.rows, entries);
     grow(scratch.values, entries + parts * (block * widest + line));
     grow(scratch.counts, starts + parts * (A.rows + A.cols));
-    auto lists_of = [&](int64_t b) {
-        return BlockLists<T>{scratch.counts.data() + b * (block + 1), scratch.rows.data() + b * A.rows * block,
-                             scratch.values.data() + b * A.rows * block};
-    };
+    const SortedBlocks<T> sorted{scratch.counts.data(), scratch.rows.data(), scratch.values.data(), block, capacity};
     // Thread t sorts blocks [first[t], first[t+1]), chosen on the first call with this many
     // blocks and threads to share out A's nonzeros evenly, and kept for later calls. Which
     // thread sorts a block changes no result.
@@ -283,32 +326,10 @@ void sparse_transpose_times_panels(const SparseRowsView<T>& A, const T* D, int64
         // than asked takes the shares of the missing threads too.
         const int64_t b0 = first[static_cast<std::size_t>(parts * t / team)],
                       b1 = first[static_cast<std::size_t>(parts * (t + 1) / team)];
-        // This thread's blocks sorted in one counting sort over their columns [c0, c1) (two passes
-        // over the rows, not two per block): each column's entries go to its block's lists, rows in
-        // increasing order, as block_lists would put them.
         int64_t* cursor = scratch.counts.data() + starts + static_cast<int64_t>(t) * (A.rows + A.cols);
-        int64_t* slot = cursor + A.rows;   // per column of [c0, c1): its count, then where its next entry goes
-        const int64_t c0 = std::min(A.cols, b0 * block), c1 = std::min(A.cols, b1 * block);
-        cursors_from(A, c0, cursor);
-        std::fill(slot, slot + (c1 - c0), int64_t(0));
-        for (int64_t r = 0; r < A.rows; ++r)
-            for (int64_t q = cursor[r], e = A.end[r]; q < e && A.indices[q] < c1; ++q) ++slot[A.indices[q] - c0];
-        for (int64_t b = b0; b < b1; ++b) {
-            const int64_t cb0 = b * block, cb1 = std::min(A.cols, cb0 + block);
-            int64_t* start = lists_of(b).start;
-            start[0] = 0;
-            for (int64_t c = cb0; c < cb1; ++c) {
-                const int64_t count = slot[c - c0];
-                slot[c - c0] = b * A.rows * block + start[c - cb0];   // (lists_of(b)'s entries start there)
-                start[c - cb0 + 1] = start[c - cb0] + count;
-            }
-        }
-        for (int64_t r = 0; r < A.rows; ++r)
-            for (int64_t q = cursor[r], e = A.end[r]; q < e && A.indices[q] < c1; ++q) {
-                const int64_t at = slot[A.indices[q] - c0]++;
-                scratch.rows[static_cast<std::size_t>(at)] = static_cast<std::int32_t>(r);
-                scratch.values[static_cast<std::size_t>(at)] = A.values[q];
-            }
+        const SortedBlocks<T> mine{sorted.lists_at(b0).start, sorted.lists_at(b0).row, sorted.lists_at(b0).value,
+                                   block, capacity};
+        sort_into_blocks(A, std::min(A.cols, b0 * block), std::min(A.cols, b1 * block), mine, cursor, cursor + A.rows);
 #ifdef _OPENMP
 #pragma omp barrier
 #endif
@@ -319,7 +340,7 @@ void sparse_transpose_times_panels(const SparseRowsView<T>& A, const T* D, int64
             int64_t next_row = a0;
             for (int64_t b = 0; b < blocks; ++b) {
                 const int64_t kb0 = b * block, rows = std::min(A.cols, kb0 + block) - kb0;
-                k.gather_block(lists_of(b), rows, D + p.c0, ldd, p.ld, G, p.ld);
+                k.gather_block(sorted.lists_at(b), rows, D + p.c0, ldd, p.ld, G, p.ld);
                 sinks[q].consume(sinks[q].context, kb0, rows, G, p.ld);
                 for (const int64_t until = a0 + (a1 - a0) * (b + 1) / blocks; next_row < until; ++next_row)
                     ahead.fetch(ahead.context, next_row);

@@ -81,6 +81,7 @@ struct TransposeScratch {
     std::vector<std::int32_t> rows;
     std::vector<std::int64_t> first_column;   // thread t's result rows start at first_column[t]
     std::vector<std::int64_t> first_block;    // (panels) thread t sorts the blocks from first_block[t] on
+    std::vector<std::int64_t> block_offsets;  // thread t's blocks' lists are from block_offsets[t] on
 };
 // Rows to bring into cache while a product runs (in training: the next batch's, so that they
 // are in cache when that batch comes): fetch(context, r) asks for row r, 0 <= r < rows.
@@ -175,15 +176,12 @@ struct Kernels {
     // rows r0 … r1 − 1 of sparse_times_dense
     void (*rows)(const SparseRowsView<T>& A, std::int64_t r0, std::int64_t r1, const T* D, std::int64_t ldd,
                  std::int64_t n, const T* init, T* out, std::int64_t ldo, bool relu);
-    // rows kb0 … kb1 − 1 of Aᵀ D into G (stride n, a multiple of `lanes`), from per-row cursors
-    void (*transpose_block)(const SparseRowsView<T>& A, std::int64_t* cursor, std::int64_t kb0, std::int64_t kb1,
-                            const T* D, std::int64_t ldd, std::int64_t n, T* G, const BlockLists<T>& lists);
     int lanes;   // values per vector
     // the nonzeros of one float row: columns and values (room for cols + 16); returns the count
     std::int64_t (*compact_row_f32)(const float* x, std::int64_t cols, std::int32_t* idx, float* val);
     // the number of nonzeros of one float row
     std::int64_t (*count_row_f32)(const float* x, std::int64_t cols);
-    // transpose_block's second half: the gather of n columns of D from a block's lists
+    // the gather of n columns of D from a block's lists: G (ncols rows) = Σ over each list of a · D[r, 0:n]
     void (*gather_block)(const BlockLists<T>& lists, std::int64_t ncols, const T* D, std::int64_t ldd, std::int64_t n,
                          T* G, std::int64_t ldg);
 };
