@@ -57,6 +57,38 @@ constexpr int kRowsPerDot = FASTNN_VECTOR_BYTES == 64 ? 4 : 2;
 constexpr int kVectorsPerLine = FASTNN_VECTOR_BYTES >= 64 ? 1 : 64 / FASTNN_VECTOR_BYTES;
 constexpr int kDotClassBlock = FASTNN_VECTOR_BYTES == 64 ? 6 : 10;
 
+// f(std::integral_constant<int, c>{}) for a block of c classes, 1 <= c <= Max <= 10: the class
+// count of a register block as a compile-time constant.
+template <int Max, typename F>
+inline void with_class_count(int64_t c, F&& f) {
+    static_assert(Max >= 1 && Max <= 10, "class blocks of 1 to 10");
+    auto as = [&](auto n) { f(std::integral_constant<int, decltype(n)::value <= Max ? decltype(n)::value : Max>{}); };
+    switch (c) {
+        case 1: as(std::integral_constant<int, 1>{}); break;
+        case 2: as(std::integral_constant<int, 2>{}); break;
+        case 3: as(std::integral_constant<int, 3>{}); break;
+        case 4: as(std::integral_constant<int, 4>{}); break;
+        case 5: as(std::integral_constant<int, 5>{}); break;
+        case 6: as(std::integral_constant<int, 6>{}); break;
+        case 7: as(std::integral_constant<int, 7>{}); break;
+        case 8: as(std::integral_constant<int, 8>{}); break;
+        case 9: as(std::integral_constant<int, 9>{}); break;
+        default: as(std::integral_constant<int, 10>{}); break;
+    }
+}
+
+// One pixel widened: T(float(pixel) · scale), one float rounding (then exact as double).
+template <typename T>
+inline T widen_one(std::uint8_t pixel, float scale) { return static_cast<T>(static_cast<float>(pixel) * scale); }
+
+#if defined(__AVX2__)
+// Eight pixels as float(pixel) · scale.
+inline __m256 eight_pixels(const std::uint8_t* src, float scale) {
+    const __m128i bytes = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(src));
+    return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(bytes)), _mm256_set1_ps(scale));
+}
+#endif
+
 // One vector of pixels widened: T(float(pixel) · scale), one float rounding (then exact as double).
 template <typename T>
 inline Vec<T> widen_vector(const std::uint8_t* src, float scale) {
@@ -67,15 +99,12 @@ inline Vec<T> widen_vector(const std::uint8_t* src, float scale) {
                                            reinterpret_cast<const __m128i*>(src)))), _mm512_set1_ps(scale));
         std::memcpy(&v, &f, sizeof v);
     } else {
-        const __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(
-                                           reinterpret_cast<const __m128i*>(src)))), _mm256_set1_ps(scale));
-        const __m512d w = _mm512_cvtps_pd(f);
+        const __m512d w = _mm512_cvtps_pd(eight_pixels(src, scale));
         std::memcpy(&v, &w, sizeof v);
     }
 #elif defined(__AVX2__) && FASTNN_VECTOR_BYTES == 32
     if constexpr (std::is_same_v<T, float>) {
-        const __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(
-                                           reinterpret_cast<const __m128i*>(src)))), _mm256_set1_ps(scale));
+        const __m256 f = eight_pixels(src, scale);
         std::memcpy(&v, &f, sizeof v);
     } else {
         std::int32_t four;
@@ -85,7 +114,7 @@ inline Vec<T> widen_vector(const std::uint8_t* src, float scale) {
         std::memcpy(&v, &w, sizeof v);
     }
 #else
-    for (int i = 0; i < kLanes<T>; ++i) v[i] = static_cast<T>(static_cast<float>(src[i]) * scale);
+    for (int i = 0; i < kLanes<T>; ++i) v[i] = widen_one<T>(src[i], scale);
 #endif
     return v;
 }
@@ -132,7 +161,7 @@ void dot_block(const T* const* rows, const std::uint8_t* const* pix, float scale
     if constexpr (Widen)   // the last d mod W features
         for (int r = 0; r < R; ++r)
             for (int64_t q = p; q < d; ++q)
-                const_cast<T*>(x[r])[q] = static_cast<T>(static_cast<float>(pix[r][q]) * scale);
+                const_cast<T*>(x[r])[q] = widen_one<T>(pix[r][q], scale);
     for (int r = 0; r < R; ++r)
         for (int j = 0; j < KB; ++j) {
             T s = sum_lanes<T>(acc[r][j]);
@@ -150,26 +179,11 @@ void dot_rows(const T* const* x, const std::uint8_t* const* pix, float scale, co
         const T* t = tt + j0 * dp;
         T* zj = z + j0;
         const bool widen = pix != nullptr && j0 == 0;   // the first block widens the pixels
-        auto run = [&](auto kb) {
+        with_class_count<kDotClassBlock>(k - j0 < block ? k - j0 : block, [&](auto kb) {
             constexpr int KB = decltype(kb)::value;
             if (widen) dot_block<T, R, KB, true>(x, pix, scale, t, dp, d, zj, ldz, ahead);
             else dot_block<T, R, KB, false>(x, pix, scale, t, dp, d, zj, ldz, ahead);
-        };
-        switch (k - j0 < block ? k - j0 : block) {   // the class block, as a constant
-            case 1: run(std::integral_constant<int, 1>{}); break;
-            case 2: run(std::integral_constant<int, 2>{}); break;
-            case 3: run(std::integral_constant<int, 3>{}); break;
-            case 4: run(std::integral_constant<int, 4>{}); break;
-            case 5: run(std::integral_constant<int, 5>{}); break;
-            case 6: run(std::integral_constant<int, 6>{}); break;
-#if FASTNN_VECTOR_BYTES != 64
-            case 7: run(std::integral_constant<int, 7>{}); break;
-            case 8: run(std::integral_constant<int, 8>{}); break;
-            case 9: run(std::integral_constant<int, 9>{}); break;
-            case 10: run(std::integral_constant<int, 10>{}); break;
-#endif
-            default: break;   // unreachable: 1 <= block <= kDotClassBlock
-        }
+        });
     }
 }
 
@@ -331,7 +345,7 @@ void update_block(const T* Xb, int64_t ldx, int64_t B, const T* C, const Vec<T>*
         const T* c = C + r * ldc;
         for (int j = 0; j < KB; ++j) {
             Vec<T> cj;
-            if constexpr (kBroadcastTable) cj = load(reinterpret_cast<const T*>(c_table + r * ldc + j));
+            if constexpr (kBroadcastTable) cj = c_table[r * ldc + j];
             else cj = splat(c[j]);
             for (int v = 0; v < PV; ++v) acc[j][v] += cj * xv[v];
         }
@@ -347,9 +361,9 @@ void update_block(const T* Xb, int64_t ldx, int64_t B, const T* C, const Vec<T>*
 // The last d mod W features, one at a time, summed in the same row order.
 template <typename T>
 void update_tail(const T* Xb, int64_t ldx, int64_t B, const T* C, int64_t ldc, T* theta, int64_t dp,
-                 int64_t p0, int64_t d, int64_t j0, int64_t j1) {
+                 int64_t p0, int64_t d, int64_t classes) {
     for (int64_t p = p0; p < d; ++p)
-        for (int64_t j = j0; j < j1; ++j) {
+        for (int64_t j = 0; j < classes; ++j) {
             T sum = T(0);
             for (int64_t r = 0; r < B; ++r) sum += C[r * ldc + j] * Xb[r * ldx + p];
             theta[j * dp + p] += sum;
@@ -365,7 +379,7 @@ void update_classes(const T* Xb, int64_t ldx, int64_t B, int64_t d, const T* C, 
     int64_t p = 0;
     for (; p + PV * W <= d; p += PV * W) update_block<T, PV, KB>(Xb, ldx, B, C, c_table, ldc, theta, dp, p, ahead);
     for (; p + W <= d; p += W) update_block<T, 1, KB>(Xb, ldx, B, C, c_table, ldc, theta, dp, p, ahead);
-    update_tail<T>(Xb, ldx, B, C, ldc, theta, dp, p, d, 0, KB);
+    update_tail<T>(Xb, ldx, B, C, ldc, theta, dp, p, d, KB);
 }
 
 // Θᵀ[j][:] += Σ_r C[r][j] · Xb[r][:] for all k classes, kClassBlock at a time (each block
@@ -389,18 +403,9 @@ void update(const T* Xb, int64_t ldx, int64_t B, int64_t d, const T* C, int64_t 
         const Vec<T>* tj = c_table ? c_table + j0 : nullptr;
         T* t = theta + j0 * dp;
         RangePrefetch& ahead_now = j0 == 0 ? ahead : none;
-        switch (k - j0 < kClassBlock ? k - j0 : kClassBlock) {   // the class block, as a constant
-            case 1: update_classes<T, 1>(Xb, ldx, B, d, Cj, tj, k, t, dp, ahead_now); break;
-            case 2: update_classes<T, 2>(Xb, ldx, B, d, Cj, tj, k, t, dp, ahead_now); break;
-            case 3: update_classes<T, 3>(Xb, ldx, B, d, Cj, tj, k, t, dp, ahead_now); break;
-            case 4: update_classes<T, 4>(Xb, ldx, B, d, Cj, tj, k, t, dp, ahead_now); break;
-            case 5: update_classes<T, 5>(Xb, ldx, B, d, Cj, tj, k, t, dp, ahead_now); break;
-            case 6: update_classes<T, 6>(Xb, ldx, B, d, Cj, tj, k, t, dp, ahead_now); break;
-            case 7: update_classes<T, 7>(Xb, ldx, B, d, Cj, tj, k, t, dp, ahead_now); break;
-            case 8: update_classes<T, 8>(Xb, ldx, B, d, Cj, tj, k, t, dp, ahead_now); break;
-            case 9: update_classes<T, 9>(Xb, ldx, B, d, Cj, tj, k, t, dp, ahead_now); break;
-            default: update_classes<T, kClassBlock>(Xb, ldx, B, d, Cj, tj, k, t, dp, ahead_now); break;
-        }
+        with_class_count<kClassBlock>(k - j0, [&](auto kb) {
+            update_classes<T, decltype(kb)::value>(Xb, ldx, B, d, Cj, tj, k, t, dp, ahead_now);
+        });
     }
 }
 
@@ -415,7 +420,7 @@ void widen_pixels(const std::uint8_t* pixels, int64_t ldp, int64_t B, int64_t p0
         T* dst = out + r * ldo;
         int64_t p = p0;
         for (; p + W <= p1; p += W) store(dst + p, widen_vector<T>(src + p, scale));
-        for (; p < p1; ++p) dst[p] = static_cast<T>(static_cast<float>(src[p]) * scale);
+        for (; p < p1; ++p) dst[p] = widen_one<T>(src[p], scale);
     }
 }
 
