@@ -494,21 +494,6 @@ void run_blocked(const BlockedPlan<T>& plan, int tid, int nthreads) noexcept {
     ahead.finish();
 }
 
-// Runs body(tid, nthreads) on a team of `nthreads` threads (or inline when 1).
-template <typename Body>
-void run_team(int nthreads, const Body& body) {
-#if defined(_OPENMP)
-    if (nthreads > 1) {
-#pragma omp parallel num_threads(nthreads)
-        body(omp_get_thread_num(), omp_get_num_threads());
-        return;
-    }
-#else
-    (void)nthreads;
-#endif
-    body(0, 1);
-}
-
 int team_size(double flops, std::int64_t work_items) {
     if (flops < tuning().parallel_min_flops) return 1;
 #if defined(_OPENMP)

@@ -11,10 +11,6 @@
 #include "cpu_features.hpp"
 #include "threads.hpp"
 
-#if defined(_OPENMP)
-#include <omp.h>
-#endif
-
 namespace fastnn {
 namespace {
 
@@ -94,8 +90,8 @@ std::int64_t fused_epoch(const DataMatrix<TX>& X, float scale, const std::int64_
         const std::int64_t ldx = kPixels ? d : X.ld;
         const std::int64_t next_rows = std::min(batch, n - start - B);
         const TX* next = next_rows > 0 ? batch_rows + B * X.ld : nullptr;
-        // Thread t of `size` (the barrier and `single` below bind to the region, if any).
-        auto share = [&](int t, int size) {
+        // Thread t of `size` (the barrier and `single` below bind to the team, if any).
+        run_team(team, [&](int t, int size) {
             // Rows [r0, r1) for the forward, features [p0, p1) for the update. This thread
             // prefetches the same share of the next batch's rows, half during each product.
             const std::int64_t r0 = B * t / size, r1 = B * (t + 1) / size;
@@ -126,15 +122,7 @@ std::int64_t fused_epoch(const DataMatrix<TX>& X, float scale, const std::int64_
             kern.gradient(Z.data(), B, k, y + start, -lr / static_cast<T>(B));   // −lr (S − I_y)/B
             // (the implicit barrier of `single`) Θ += −lr Xbᵀ (S − I_y)/B for features [p0, p1)
             if (p1 > p0) kern.update(Xb + p0, ldx, B, p1 - p0, Z.data(), k, theta_t.data() + p0, dp, ahead);
-        };
-#if defined(_OPENMP)
-        if (team > 1) {
-#pragma omp parallel num_threads(team)
-            share(omp_get_thread_num(), omp_get_num_threads());
-            continue;
-        }
-#endif
-        share(0, 1);   // one thread: no parallel region at all
+        });
     }
     theta_t.write_back();
     return std::min(start, n);
