@@ -53,6 +53,17 @@ def dtype(request):
     return np.dtype(request.param)
 
 
+def softmax_epoch_on_both_backends(X, y, theta, lr, batch):
+    """(NumPy's theta, cpp's theta) after one softmax-regression epoch from copies of `theta`."""
+    results = []
+    for backend in ("numpy", "cpp"):
+        t = theta.copy()
+        with fastnn.use_backend(backend):
+            fastnn.softmax_regression_epoch(X, y, t, lr=lr, batch=batch)
+        results.append(t)
+    return tuple(results)
+
+
 def mnist_dir():
     root = os.environ.get("FASTNN_DATA")
     if not root:

@@ -77,27 +77,28 @@ def test_smoke_json_schema(smoke):
         assert 0 < kernel < 1.5 * peak   # in L1 the kernel cannot beat the FMA units by much (noise)
 
 
-def test_dense_kernels_contender_runs_only_where_it_differs(smoke):
-    """fastnn-cpp-dense (zero skipping off) runs the epochs of nets with a hidden layer, not the
-    softmax epoch (never skipped) nor the GEMMs; the markdown explains it."""
+@pytest.mark.parametrize("contender,workloads,explained", [
+    # zero skipping off: the epochs of nets with a hidden layer, not the softmax epoch (never
+    # skipped) nor the GEMMs
+    ("fastnn-cpp-dense", {("epoch", "mlp-h16")}, "fastnn-cpp-dense is the same package with that turned off"),
+    # X as fastnn.Pixels: the softmax epoch only
+    ("fastnn-cpp-pixels", {("epoch", "softmax")},
+     "fastnn-cpp-pixels is fastnn-cpp's softmax epoch with X given as `fastnn.Pixels`"),
+])
+def test_variant_contenders_run_only_where_they_differ(smoke, contender, workloads, explained):
+    """The fastnn-cpp variants run only the workloads where they differ from fastnn-cpp; the
+    markdown explains each."""
     _, md_path, out = smoke
     if "cpp" not in fastnn.available_backends():
         pytest.skip("cpp backend not built")
-    dense = {(r["kind"], r["workload"]) for r in out["results"] if r["contender"] == "fastnn-cpp-dense"}
-    assert dense == {("epoch", "mlp-h16")}
-    assert "fastnn-cpp-dense is the same package with that turned off" in md_path.read_text()
-    wl = benchmark.epoch_workload("x", "x", 10, 784, None)
-    assert not benchmark._runs("fastnn-cpp-dense", wl) and benchmark._runs("fastnn-cpp", wl)
+    assert {(r["kind"], r["workload"]) for r in out["results"] if r["contender"] == contender} == workloads
+    assert explained in md_path.read_text()
 
 
-def test_pixels_contender_runs_only_the_softmax_epoch(smoke):
-    """fastnn-cpp-pixels (X as fastnn.Pixels) runs the softmax epoch only; the markdown explains it."""
-    _, md_path, out = smoke
-    if "cpp" not in fastnn.available_backends():
-        pytest.skip("cpp backend not built")
-    pixels = {(r["kind"], r["workload"]) for r in out["results"] if r["contender"] == "fastnn-cpp-pixels"}
-    assert pixels == {("epoch", "softmax")}
-    assert "fastnn-cpp-pixels is fastnn-cpp's softmax epoch with X given as `fastnn.Pixels`" in md_path.read_text()
+def test_runs_decides_by_the_workload():
+    softmax = benchmark.epoch_workload("x", "x", 10, 784, None)
+    assert not benchmark._runs("fastnn-cpp-dense", softmax) and benchmark._runs("fastnn-cpp", softmax)
+    assert benchmark._runs("fastnn-cpp-pixels", softmax)
 
 
 def test_smoke_contenders_agree(smoke):

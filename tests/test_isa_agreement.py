@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import fastnn
-from conftest import random_problem, random_weights
+from conftest import random_problem, random_weights, softmax_epoch_on_both_backends
 
 
 @pytest.mark.parametrize("sizes,n,batch", [([784, 10], 250, 100), ([37, 3], 29, 4), ([19, 12], 9, 2),
@@ -45,12 +45,7 @@ def test_softmax_epoch_with_far_apart_logits(isa, dtype, scale):
     rng = np.random.default_rng(11)
     X = (rng.standard_normal((60, 37)) * scale).astype(dtype)
     y = rng.integers(0, 12, 60)
-    theta = rng.standard_normal((37, 12)).astype(dtype)
-    ref = theta.copy()
-    with fastnn.use_backend("numpy"):
-        fastnn.softmax_regression_epoch(X, y, ref, lr=0.5, batch=16)
-    with fastnn.use_backend("cpp"):
-        fastnn.softmax_regression_epoch(X, y, theta, lr=0.5, batch=16)
+    ref, theta = softmax_epoch_on_both_backends(X, y, rng.standard_normal((37, 12)).astype(dtype), lr=0.5, batch=16)
     assert np.isfinite(theta).all()
     tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(theta, ref, **tol)
@@ -62,11 +57,6 @@ def test_softmax_epoch_nan_spreads_as_in_numpy(isa, dtype):
     X = rng.standard_normal((40, 19)).astype(dtype)
     X[25, 4] = np.nan   # second batch
     y = rng.integers(0, 5, 40)
-    theta = np.zeros((19, 5), dtype)
-    ref = theta.copy()
-    with fastnn.use_backend("numpy"):
-        fastnn.softmax_regression_epoch(X, y, ref, lr=0.5, batch=20)
-    with fastnn.use_backend("cpp"):
-        fastnn.softmax_regression_epoch(X, y, theta, lr=0.5, batch=20)
+    ref, theta = softmax_epoch_on_both_backends(X, y, np.zeros((19, 5), dtype), lr=0.5, batch=20)
     assert np.isnan(ref).all()
     assert np.isnan(theta).all()

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 import fastnn
+from conftest import softmax_epoch_on_both_backends
 from fastnn import Pixels
 
 
@@ -107,12 +108,7 @@ def test_pixel_epoch_agrees_with_numpy(isa, dtype):
     rng = np.random.default_rng(4)
     X = Pixels(_images(rng, 300, 784), 1 / 255)
     y = rng.integers(0, 10, 300)
-    theta = np.zeros((784, 10), dtype)
-    expected = theta.copy()
-    with fastnn.use_backend("numpy"):
-        fastnn.softmax_regression_epoch(X, y, expected, lr=0.1, batch=50)
-    with fastnn.use_backend("cpp"):
-        fastnn.softmax_regression_epoch(X, y, theta, lr=0.1, batch=50)
+    expected, theta = softmax_epoch_on_both_backends(X, y, np.zeros((784, 10), dtype), lr=0.1, batch=50)
     assert theta.dtype == dtype
     tol = dict(rtol=1e-4, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-13)
     np.testing.assert_allclose(theta, expected, **tol)
