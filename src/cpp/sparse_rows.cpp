@@ -210,6 +210,10 @@ struct SortedBlocks {
     BlockLists<T> lists_at(int64_t i) const {
         return {starts + i * (block + 1), rows + i * capacity, values + i * capacity};
     }
+    SortedBlocks from(int64_t i) const {   // the same layout with block i as block 0
+        const BlockLists<T> l = lists_at(i);
+        return {l.start, l.row, l.value, block, capacity};
+    }
 };
 
 template <typename T>
@@ -271,8 +275,8 @@ void sparse_transpose_times_dense(const SparseRowsView<T>& A, const T* D, int64_
         const int t = thread_index();
         const auto ut = static_cast<std::size_t>(t);
         const int64_t c0 = first[ut], c1 = first[ut + 1], b0 = first_block[ut];
-        const SortedBlocks<T> sorted{scratch.counts.data() + b0 * (block + 1), scratch.rows.data() + b0 * capacity,
-                                     scratch.values.data() + b0 * capacity, block, capacity};
+        const SortedBlocks<T> sorted = SortedBlocks<T>{scratch.counts.data(), scratch.rows.data(),
+                                                       scratch.values.data(), block, capacity}.from(b0);
         int64_t* cursor = scratch.counts.data() + total_blocks * (block + 1) + t * (A.rows + A.cols);
         sort_into_blocks(A, c0, c1, sorted, cursor, cursor + A.rows);
         T* G = aligned_line(scratch.values.data() + total_blocks * capacity + t * (block * n + line));
@@ -322,14 +326,13 @@ void sparse_transpose_times_panels(const SparseRowsView<T>& A, const T* D, int64
         const int t = thread_index(), team = team_size();
         if (also.run)
             for (int q = t; q < parts; q += team) also.run(also.context, q);
-        // The lists of this thread's blocks, in order (the cursors only advance); a smaller team
-        // than asked takes the shares of the missing threads too.
+        // The lists of this thread's blocks [b0, b1); a smaller team than asked takes the shares
+        // of the missing threads too.
         const int64_t b0 = first[static_cast<std::size_t>(parts * t / team)],
                       b1 = first[static_cast<std::size_t>(parts * (t + 1) / team)];
         int64_t* cursor = scratch.counts.data() + starts + static_cast<int64_t>(t) * (A.rows + A.cols);
-        const SortedBlocks<T> mine{sorted.lists_at(b0).start, sorted.lists_at(b0).row, sorted.lists_at(b0).value,
-                                   block, capacity};
-        sort_into_blocks(A, std::min(A.cols, b0 * block), std::min(A.cols, b1 * block), mine, cursor, cursor + A.rows);
+        sort_into_blocks(A, std::min(A.cols, b0 * block), std::min(A.cols, b1 * block), sorted.from(b0), cursor,
+                         cursor + A.rows);
 #ifdef _OPENMP
 #pragma omp barrier
 #endif
