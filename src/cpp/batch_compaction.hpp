@@ -3,8 +3,8 @@
 //
 // Each batch's rows (entries start … start + B − 1 of `order`, or rows start … when it is null)
 // are counted, then compacted: the count reads a row from memory once, the compaction finds it in
-// cache, as a GEMM's packing would read it. The rows are compacted in chunks shared among the
-// threads; each chunk's rows are contiguous and kSpare entries follow each chunk, so a row's
+// cache, as a GEMM's packing would read it. The rows are compacted in one chunk per thread;
+// each chunk's rows are contiguous and kSpare entries follow each chunk, so a row's
 // whole-vector stores past its end (compact_row) land on the next row of the same chunk
 // (compacted after it) or on the spare. The buffers grow to the largest batch seen and are
 // reused: nothing is allocated per batch once they have. Values are converted to T.
@@ -29,8 +29,12 @@ public:
     // The batch as CSR (valid until the next fetch).
     SparseRowsView<T> fetch(std::int64_t start, std::int64_t B) {
         const bool parallel = B * X_.cols >= kCompactSplitMin;
+        // One chunk per thread: thread t takes about rows B·t/T … B·(t+1)/T − 1, the share of
+        // the batch it prefetched as the previous batch's `ahead` (sparse_rows.cpp).
+        const int threads = parallel ? get_num_threads() : 1;
+        const std::int64_t chunk = (B + threads - 1) / threads;
         auto row = [&](std::int64_t r) { return X_.data + (order_ ? order_[start + r] : start + r) * X_.ld; };
-        forward_pass::for_chunks(B, kChunk, parallel, [&](std::int64_t, std::int64_t r0, std::int64_t r1) {
+        forward_pass::for_chunks(B, chunk, parallel, [&](std::int64_t, std::int64_t r0, std::int64_t r1) {
             for (std::int64_t r = r0; r < r1; ++r) end_[at(r)] = count_nonzeros(row(r), X_.cols);
         });
         std::int64_t next = 0;
@@ -38,13 +42,13 @@ public:
             begin_[at(r)] = next;
             next += end_[at(r)];
             end_[at(r)] = next;
-            if (r % kChunk == kChunk - 1 || r == B - 1) next += kSpare;
+            if (r % chunk == chunk - 1 || r == B - 1) next += kSpare;
         }
         if (indices_.size() < at(next)) {   // grows to the largest batch seen, never shrinks
             indices_.resize(at(next));
             values_.resize(at(next));
         }
-        forward_pass::for_chunks(B, kChunk, parallel, [&](std::int64_t, std::int64_t r0, std::int64_t r1) {
+        forward_pass::for_chunks(B, chunk, parallel, [&](std::int64_t, std::int64_t r0, std::int64_t r1) {
             for (std::int64_t r = r0; r < r1; ++r)
                 compact_row<TX, T>(row(r), X_.cols, indices_.data() + begin_[at(r)], values_.data() + begin_[at(r)]);
         });
@@ -67,7 +71,6 @@ public:
     }
 
 private:
-    static constexpr std::int64_t kChunk = 8;                   // rows per task
     static constexpr std::int64_t kSpare = 16;                  // entries after each chunk (compact_row)
     static constexpr std::int64_t kCompactSplitMin = 1 << 14;   // values per batch below which one thread compacts
 
