@@ -104,7 +104,6 @@ def test_train_softmax_and_layer_lists(data_env, tmp_path):
     assert "mlp 784-16-12-8-10 (float64)" in r.stdout and len(table_rows(r.stdout)) == 1
 
 
-@pytest.mark.skipif(os.name != "posix", reason="sends SIGINT")
 @pytest.mark.skipif("cpp" not in fastnn.available_backends(), reason="cpp backend not built")
 def test_dense_flag_turns_zero_skipping_off(tmp_path, data_env):
     """--dense runs the dense GEMMs (set_skip_zeros(False)); both paths train the same model up
@@ -122,6 +121,7 @@ def test_dense_flag_turns_zero_skipping_off(tmp_path, data_env):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.skipif(os.name != "posix", reason="sends SIGINT")
 def test_ctrl_c_stops_cleanly_and_saves(tmp_path, data_env):
     model, hist = tmp_path / "m.npz", tmp_path / "h.csv"
     proc = subprocess.Popen(
