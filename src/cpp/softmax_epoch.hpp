@@ -19,8 +19,9 @@
 //
 // The batch rows are read twice (the second time from cache), Θᵀ stays in L1/L2, nothing is
 // allocated per batch. The next batch's rows are prefetched into L2 while both products of
-// this one compute (RangePrefetch), so reading X from DRAM overlaps the arithmetic. Θ is transposed into scratch at the start and back into the caller's
-// array at the end — also when the epoch is stopped early.
+// this one compute (RangePrefetch), so reading X from DRAM overlaps the arithmetic. Θ is
+// transposed into scratch at the start and back into the caller's array at the end — also when
+// the epoch is stopped early.
 //
 // The kernel source (softmax_epoch_kernels.hpp) is written once with GCC/Clang vector extensions
 // and compiled three times: generic (SSE2 baseline), AVX2+FMA and AVX-512 — chosen at run time
@@ -79,7 +80,7 @@ struct RangePrefetch {
     }
 };
 
-// The two vectorised kernels of one batch, compiled once per ISA (softmax_epoch_kernels_*.cpp).
+// The vectorised kernels of one batch, compiled once per ISA (softmax_epoch_kernels_*.cpp).
 // Θᵀ is k × d with row stride dp; the batch is B rows of d features with row stride ldx.
 template <typename T>
 struct Kernels {
@@ -105,8 +106,8 @@ struct Kernels {
                   float scale, T* out, std::int64_t ldo);
 };
 
-// Θᵀ (k × d) kept in scratch for an epoch: rows 64-byte aligned with stride dp; the caller's Θ (d × k, contiguous) is read at construction
-// and written back by write_back().
+// Θᵀ (k × d) kept in scratch for an epoch: rows 64-byte aligned with stride dp; the caller's Θ
+// (d × k, contiguous) is read at construction and written back by write_back().
 template <typename T>
 class TransposedWeights {
 public:

@@ -5,11 +5,11 @@
 // softmax_epoch_kernels.hpp, and kept in an anonymous namespace for the same reason.
 //
 // For one output row, a block of up to kMaxVectors vectors of columns (the row's columns in
-// blocks as even as can be) is kept in registers while the row's nonzeros stream by: each nonzero (value a, column c) adds a · D[c, block]
-// (one broadcast, one load and one FMA per vector). When n is not a multiple of the vector
-// width, the last n mod W columns are covered by one more vector that ends at column n (it
-// overlaps the previous one: every load stays inside D's row) and only its last lanes are
-// stored. Below one vector of columns the kernel is scalar.
+// blocks as even as can be) is kept in registers while the row's nonzeros stream by: each
+// nonzero (value a, column c) adds a · D[c, block] (one broadcast, one load and one FMA per
+// vector). When n is not a multiple of the vector width, the last n mod W columns are covered by
+// one more vector that ends at column n (it overlaps the previous one: every load stays inside
+// D's row) and only its last lanes are stored. Below one vector of columns the kernel is scalar.
 #pragma once
 
 #include <algorithm>
