@@ -122,9 +122,12 @@ PYBIND11_MODULE(_core, m) {
     m.doc() = "fastnn's C++ core: GEMM, fused softmax cross-entropy, ReLU, SGD epochs, evaluation";
 
     m.def("build_info", &build_info, "How the core was built and what it runs with.");
-    m.def("get_num_threads", &get_num_threads);
+    m.def("get_num_threads", &num_threads_in_force);
     m.def("set_num_threads", &set_num_threads, py::arg("n"));
+    m.def("reset_num_threads", &reset_num_threads);
+    m.def("num_threads_is_set", &num_threads_is_set);
     m.def("default_num_threads", &default_num_threads);
+    m.def("forked_after_threads", &forked_after_threads);
     m.def("detected_isa", [] { return std::string(isa_name(detected_isa())); });
     m.def("active_isa", [] { return std::string(isa_name(active_isa())); });
     m.def("set_isa", [](const std::string& name) { set_isa(isa_from_name(name)); }, py::arg("name"));

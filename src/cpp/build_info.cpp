@@ -41,8 +41,11 @@ pybind11::dict build_info() {
     info["cpu"] = cpu_model();
     info["l2_cache_bytes"] = l2_cache_bytes();   // per core, as the GEMM's blocking uses it
     info["openmp"] = openmp_enabled();
-    info["num_threads"] = get_num_threads();
-    info["default_num_threads"] = default_num_threads();
+    info["num_threads"] = num_threads_in_force();
+    info["default_num_threads"] = default_num_threads();   // the host's: affinity, OMP_NUM_THREADS
+    info["num_threads_source"] = forked_after_threads() ? "fork (single-threaded child)"
+                                 : num_threads_is_set()  ? "set_num_threads"
+                                                         : "host";
     return info;
 }
 

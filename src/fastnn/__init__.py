@@ -6,6 +6,7 @@ backend or a C++ core (`fastnn.set_backend("cpp")`), with CMU 10-414 hw0's API.
     theta = np.zeros((784, 10), dtype=np.float32)
     softmax_regression_epoch(X, y, theta, lr=0.1, batch=100)
 """
+from . import runtime   # first: it loads the C++ core (fastnn/_openmp_env.py says why that comes first)
 from .api import (biased_logits, evaluate, loss_err, matmul, mlp_epoch, mlp_logits, mlp_loss_grad,
                   nn_epoch, predict, relu, softmax_cross_entropy, softmax_loss, softmax_regression_epoch,
                   train_epoch)
@@ -20,8 +21,12 @@ from .runtime import build_info, get_num_threads, get_skip_zeros, set_num_thread
 from .pixels import Pixels
 from .sparse import SparseRows
 from .training import train_mlp, train_nn, train_softmax
+from .threadpool import register as _register_threadpool_controller
 
 __version__ = "0.1.0"
+
+if runtime._core is not None:   # threadpoolctl.threadpool_limits / threadpool_info see fastnn
+    _register_threadpool_controller()
 
 # `from fastnn import *` gives hw0's names (and the building blocks), as hw0's simple_ml did.
 __all__ = [

@@ -1,6 +1,10 @@
 """How the C++ core was built and how it runs: build_info(), thread count."""
+import os
+
+from ._openmp_env import load_core
+
 try:
-    from . import _core
+    _core = load_core()   # the first import of the core, with OpenMP's short barrier spin
 except ImportError as exc:   # the NumPy backend still works without the extension
     _core = None
     _core_import_error = exc
@@ -20,19 +24,44 @@ def build_info():
 
 
 def set_num_threads(n):
-    """Threads used inside each batch by the C++ core (GEMM blocks, row-wise softmax).
-    Batches stay sequential, so SGD semantics do not change."""
+    """Threads used inside each batch by the C++ core (GEMM blocks, row-wise softmax); batches
+    stay sequential, so SGD semantics and results do not change with it.
+
+    ``n`` >= 1 fixes the count; ``None`` drops the setting, so that the core follows the host
+    again: the smaller of the CPUs this process may run on and ``OMP_NUM_THREADS`` (see
+    docs/threads.md). ``threadpoolctl.threadpool_limits`` changes the same setting for the
+    duration of its block."""
     import numbers
+    core = _require_core("set_num_threads")
+    if n is None:
+        core.reset_num_threads()
+        return
     if isinstance(n, bool) or not isinstance(n, numbers.Integral):
-        raise TypeError(f"n: expected an integer, got {type(n).__name__}")
+        raise TypeError(f"n: expected an integer >= 1 or None, got {type(n).__name__}")
     if n < 1:
-        raise ValueError(f"n: expected an integer >= 1, got {n}")
-    _require_core("set_num_threads").set_num_threads(int(n))
+        raise ValueError(f"n: expected an integer >= 1 or None, got {n}")
+    core.set_num_threads(int(n))
 
 
 def get_num_threads():
-    """Threads the C++ core uses (default: the CPUs this process may run on)."""
+    """Threads the C++ core uses: set_num_threads's setting if any, else the host's — the smaller
+    of the CPUs this process may run on and OMP_NUM_THREADS; 1 in a child forked after the core
+    ran threads (GNU OpenMP's pool does not survive fork)."""
     return _require_core("get_num_threads").get_num_threads()
+
+
+def _warn_if_forked_after_threads():
+    # os.register_at_fork's child hook (the C++ core's pthread_atfork handler has already run).
+    if _core is not None and _core.forked_after_threads():
+        import warnings
+        warnings.warn("fastnn: this process was forked after fastnn ran multi-threaded work; GNU "
+                      "OpenMP's threads do not survive fork, so fastnn runs single-threaded here "
+                      "(same results). Use the 'spawn' or 'forkserver' start method for threaded "
+                      "workers (docs/threads.md).", RuntimeWarning, stacklevel=2)
+
+
+if _core is not None and hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_warn_if_forked_after_threads)
 
 
 # Skipping X's zeros in the first layer (C++ backend). When the rows an epoch visits first are
