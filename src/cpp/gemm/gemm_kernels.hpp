@@ -1,5 +1,5 @@
 // Internal interface between the GEMM driver (gemm.cpp, baseline x86-64 code) and the
-// per-ISA kernel files (gemm_kernel_generic.cpp / _avx2.cpp / _avx512.cpp, each compiled
+// per-ISA kernel files (kernels/generic.cpp, avx2.cpp, avx512.cpp, each compiled
 // with its own instruction-set flags).  Nothing in here is ISA-specific: only plain
 // structs, constants and function declarations, so including it from a file compiled
 // with -mavx512f cannot leak AVX-512 code into generic code (the ODR trap): every

@@ -3,7 +3,7 @@
 
 #if defined(__GNUC__) && !defined(__clang__) && __GNUC__ < 13
 // GCC 12's AVX-512 headers trip -Wmaybe-uninitialized on their own _mm512_undefined_*()
-// placeholders (GCC bug 105593, fixed in GCC 13), as in gemm_kernel_avx512.cpp.
+// placeholders (GCC bug 105593, fixed in GCC 13), as in gemm/kernels/avx512.cpp.
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
