@@ -1,0 +1,90 @@
+// The steps every epoch loop and evaluation shares (mlp.cpp, train_epoch.cpp): fetching a
+// batch's rows as T, the forward pass of an L-layer ReLU net, and how the work after the first
+// layer is shared among the threads.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <type_traits>
+#include <vector>
+
+#include "gemm/gemm.hpp"
+#include "epochs/mlp.hpp"   // DataMatrix
+#include "runtime/threads.hpp"
+
+namespace fastnn::forward_pass {
+
+// Past the first layer, the batch's rows (and the later weights' rows, the biases' columns) go
+// to the threads in chunks of this fixed size: which thread takes a chunk never changes a
+// result, and every sum over rows runs in order inside one chunk (the loss: chunk by chunk, in
+// order). The first layer's products are threaded inside the GEMM instead.
+constexpr std::int64_t kRowChunk = 32;
+// Below this many multiply-adds per batch in those layers, they run on one thread.
+constexpr std::int64_t kSplitMinWork = 1 << 16;
+
+// f(c, lo, hi) for the chunks [lo, hi) of [0, n), on the threads when `parallel`.
+template <typename F>
+void for_chunks(std::int64_t n, std::int64_t chunk, bool parallel, F&& f) {
+    const std::int64_t chunks = (n + chunk - 1) / chunk;
+    const int nthreads =
+        parallel && chunks > 1 ? static_cast<int>(std::min<std::int64_t>(get_num_threads(), chunks)) : 1;
+#if defined(_OPENMP)
+#pragma omp parallel for num_threads(nthreads) schedule(static) if (nthreads > 1)
+#endif
+    for (std::int64_t c = 0; c < chunks; ++c) f(c, c * chunk, std::min(n, (c + 1) * chunk));
+    (void)nthreads;
+}
+
+// Rows of one batch as T: entries start … start + B − 1 of `order` (null: rows start … start+B−1).
+// When the rows can be read in place (no order, X already of type T) this returns a pointer
+// into X (ld = X's row stride); otherwise they are gathered and/or widened into `x`
+// (B × X.cols, allocated by the caller) and ld = X.cols.
+template <typename T, typename TX>
+const T* batch_rows(const DataMatrix<TX>& X, const std::int64_t* order, std::int64_t start,
+                    std::int64_t B, std::vector<T>& x, std::int64_t& ld) {
+    if constexpr (std::is_same_v<T, TX>) {
+        if (!order) {
+            ld = X.ld;
+            return X.data + start * X.ld;
+        }
+    }
+    for (std::int64_t r = 0; r < B; ++r) {
+        const std::int64_t row = order ? order[start + r] : start + r;
+        const TX* src = X.data + row * X.ld;
+        T* dst = x.data() + r * X.cols;
+        for (std::int64_t c = 0; c < X.cols; ++c) dst[c] = static_cast<T>(src[c]);
+    }
+    ld = X.cols;
+    return x.data();
+}
+
+// One layer of B rows: out = act(in W + b) (row stride d_out), act = ReLU when `relu`, else the
+// identity. A bias (optional: null means none) is broadcast into the output first and the GEMM
+// accumulates onto it (beta = 1); the ReLU is fused into the GEMM's epilogue.
+template <typename T>
+void layer(const T* in, std::int64_t ld_in, std::int64_t B, const T* W, const T* bias, std::int64_t d_in,
+           std::int64_t d_out, T* out, bool relu) {
+    if (bias)
+        for (std::int64_t r = 0; r < B; ++r) std::copy(bias, bias + d_out, out + r * d_out);
+    gemm<T>(Op::N, Op::N, B, d_out, d_in, T(1), in, ld_in, W, d_out, bias ? T(1) : T(0), out, d_out,
+            relu ? Epilogue::relu : Epilogue::none);
+}
+
+// Forward pass of B rows through layers first … L (1-based; `in` is H_{first-1}):
+// H_i = ReLU(H_{i-1} W_i + b_i) into H[i] (i < L), and Z = H_{L-1} W_L + b_L into `logits`
+// (row stride d_L). `b` null, or a null entry, means no bias. H[i] holds B × d_i values.
+template <typename T, typename Buffers>
+void forward(const T* in, std::int64_t ld_in, std::int64_t B, const std::vector<T*>& W,
+             const std::vector<T*>* b, const std::vector<std::int64_t>& d,
+             Buffers& H, T* logits, std::int64_t first = 1) {
+    const std::int64_t L = static_cast<std::int64_t>(W.size());
+    for (std::int64_t i = first; i <= L; ++i) {
+        const bool last = i == L;
+        T* out = last ? logits : H[i].data();
+        layer<T>(in, ld_in, B, W[i - 1], b ? (*b)[i - 1] : nullptr, d[i - 1], d[i], out, !last);
+        in = out;
+        ld_in = d[i];
+    }
+}
+
+}  // namespace fastnn::forward_pass

@@ -1,0 +1,161 @@
+// The fused softmax-regression epoch loop (see softmax_epoch.hpp); the vector kernels it calls
+// are chosen by the active ISA.
+#include "epochs/softmax_epoch.hpp"
+
+#include <algorithm>
+#include <cstdint>
+#include <stdexcept>
+#include <type_traits>
+#include <vector>
+
+#include "runtime/cpu_features.hpp"
+#include "runtime/threads.hpp"
+
+namespace fastnn {
+namespace {
+
+using namespace softmax_epoch_detail;
+
+template <typename T>
+Kernels<T> kernels_for(Isa isa);
+
+template <>
+Kernels<float> kernels_for<float>(Isa isa) {
+    return for_isa(isa, generic_kernels_f32, avx2_kernels_f32, avx512_kernels_f32);
+}
+
+template <>
+Kernels<double> kernels_for<double>(Isa isa) {
+    return for_isa(isa, generic_kernels_f64, avx2_kernels_f64, avx512_kernels_f64);
+}
+
+}  // namespace
+
+namespace softmax_epoch_detail {
+
+template <typename T>
+TransposedWeights<T>::TransposedWeights(T* theta, std::int64_t d, std::int64_t k) : theta_(theta), d_(d), k_(k) {
+    constexpr std::int64_t line = 64 / sizeof(T);     // rows start on cache-line boundaries
+    dp_ = (d + line - 1) / line * line;
+    storage_.assign(static_cast<std::size_t>(k * dp_ + line), T(0));
+    const auto misalign = (reinterpret_cast<std::uintptr_t>(storage_.data()) / sizeof(T)) % line;
+    ptr_ = storage_.data() + (line - misalign) % line;
+    for (std::int64_t p = 0; p < d_; ++p)
+        for (std::int64_t j = 0; j < k_; ++j) ptr_[j * dp_ + p] = theta_[p * k_ + j];
+}
+
+template <typename T>
+void TransposedWeights<T>::write_back() {
+    for (std::int64_t p = 0; p < d_; ++p)
+        for (std::int64_t j = 0; j < k_; ++j) theta_[p * k_ + j] = ptr_[j * dp_ + p];
+}
+
+template class TransposedWeights<float>;
+template class TransposedWeights<double>;
+
+}  // namespace softmax_epoch_detail
+
+namespace {
+
+// The epoch over X as T (TX = T), or as uint8 pixels times `scale` (TX = std::uint8_t). With
+// pixels each thread widens the batch into its own buffer (a batch of rows as T): its rows of the
+// forward on the way through it, then its features of the other threads' rows, for its update.
+// The update then reads only lines its own core wrote (none that the other core holds modified).
+template <typename T, typename TX>
+std::int64_t fused_epoch(const DataMatrix<TX>& X, float scale, const std::int64_t* y, T* theta, std::int64_t k,
+                         T lr, std::int64_t batch, const StopRequested& stop_requested) {
+    constexpr bool kPixels = std::is_same_v<TX, std::uint8_t>;
+    const Kernels<T> kern = kernels_for<T>(active_isa());
+    const std::int64_t n = X.rows, d = X.cols;
+    TransposedWeights<T> theta_t(theta, d, k);   // Θᵀ for the epoch; written back at the end
+    const std::int64_t dp = theta_t.stride();
+    std::vector<T> Z(static_cast<std::size_t>(std::min(batch, n) * k + kGradientSpare));
+
+    // Threads share each batch: the forward by rows, the gradient on one of them (it is small),
+    // the update by blocks of features (each thread owns a range of Θᵀ's columns). No result
+    // depends on the shares: a row's logits, and a feature's sum over the rows, are formed the
+    // same way whichever thread and group they fall in (test_threads_determinism.py).
+    constexpr std::int64_t kFeatureUnit = 32;   // a whole register block of the update (any ISA)
+    const std::int64_t units = (d + kFeatureUnit - 1) / kFeatureUnit;
+    constexpr std::int64_t kSplitMinWork = 1 << 17;   // multiply-adds per batch below which one thread runs it
+    const int team = 2 * std::min<std::int64_t>(batch, n) * d * k >= kSplitMinWork
+                         ? static_cast<int>(std::min<std::int64_t>(get_num_threads(), units)) : 1;
+    const std::int64_t widened_size = std::min(batch, n) * d;
+    std::vector<T> widened(kPixels ? static_cast<std::size_t>(team * widened_size) : 0);
+    std::int64_t start = 0;
+    for (; start < n; start += batch) {
+        if (stop_requested && stop_requested()) break;
+        const std::int64_t B = std::min(batch, n - start);
+        const TX* batch_rows = X.data + start * X.ld;
+        const std::int64_t ldx = kPixels ? d : X.ld;
+        const std::int64_t next_rows = std::min(batch, n - start - B);
+        const TX* next = next_rows > 0 ? batch_rows + B * X.ld : nullptr;
+        // Thread t of `size` (the barrier and `single` below bind to the team, if any).
+        run_team(team, [&](int t, int size) {
+            // Rows [r0, r1) for the forward, features [p0, p1) for the update. This thread
+            // prefetches the same share of the next batch's rows, half during each product.
+            const std::int64_t r0 = B * t / size, r1 = B * (t + 1) / size;
+            const std::int64_t p0 = std::min(d, units * t / size * kFeatureUnit);
+            const std::int64_t p1 = std::min(d, units * (t + 1) / size * kFeatureUnit);
+            const std::int64_t n0 = next_rows * t / size, n1 = next_rows * (t + 1) / size;
+            T* mine = kPixels ? widened.data() + t * widened_size : nullptr;   // this thread's rows as T
+            const T* Xb = kPixels ? mine : reinterpret_cast<const T*>(batch_rows);  // (TX = T then)
+            RangePrefetch ahead;
+            if (n1 > n0)
+                ahead = RangePrefetch(next + n0 * X.ld, ((n1 - n0 - 1) * X.ld + d) * static_cast<std::int64_t>(sizeof(TX)));
+            if (r1 > r0) {   // Z = Xb Θ (with pixels: this thread's rows of Xb made on the way)
+                if constexpr (kPixels)
+                    kern.logits_pixels(batch_rows + r0 * X.ld, X.ld, scale, mine + r0 * d, d, r1 - r0, d,
+                                       theta_t.data(), dp, k, Z.data() + r0 * k, ahead, ahead.lines_left() / 2);
+                else
+                    kern.logits(Xb + r0 * ldx, ldx, r1 - r0, d, theta_t.data(), dp, k, Z.data() + r0 * k, ahead,
+                                ahead.lines_left() / 2);
+            }
+            if constexpr (kPixels) {   // features [p0, p1) of the other threads' rows
+                kern.widen(batch_rows, X.ld, r0, p0, p1, scale, mine, d);
+                kern.widen(batch_rows + r1 * X.ld, X.ld, B - r1, p0, p1, scale, mine + r1 * d, d);
+            }
+#if defined(_OPENMP)
+#pragma omp barrier
+#pragma omp single
+#endif
+            kern.gradient(Z.data(), B, k, y + start, -lr / static_cast<T>(B));   // −lr (S − I_y)/B
+            // (the implicit barrier of `single`) Θ += −lr Xbᵀ (S − I_y)/B for features [p0, p1)
+            if (p1 > p0) kern.update(Xb + p0, ldx, B, p1 - p0, Z.data(), k, theta_t.data() + p0, dp, ahead);
+        });
+    }
+    theta_t.write_back();
+    return std::min(start, n);
+}
+
+}  // namespace
+
+template <typename T>
+std::int64_t softmax_regression_epoch_fused(const DataMatrix<T>& X, const std::int64_t* y, T* theta,
+                                            std::int64_t k, T lr, std::int64_t batch,
+                                            const StopRequested& stop_requested) {
+    return fused_epoch<T, T>(X, 1.0f, y, theta, k, lr, batch, stop_requested);
+}
+
+template <typename T>
+std::int64_t softmax_regression_epoch_pixels(const DataMatrix<std::uint8_t>& pixels, float scale, const std::int64_t* y,
+                                             T* theta, std::int64_t k, T lr, std::int64_t batch,
+                                             const StopRequested& stop_requested) {
+    if (batch < 1) throw std::invalid_argument("batch: expected an integer >= 1");
+    return fused_epoch<T, std::uint8_t>(pixels, scale, y, theta, k, lr, batch, stop_requested);
+}
+
+template std::int64_t softmax_regression_epoch_fused<float>(const DataMatrix<float>&, const std::int64_t*,
+                                                            float*, std::int64_t, float, std::int64_t,
+                                                            const StopRequested&);
+template std::int64_t softmax_regression_epoch_fused<double>(const DataMatrix<double>&, const std::int64_t*,
+                                                             double*, std::int64_t, double, std::int64_t,
+                                                             const StopRequested&);
+template std::int64_t softmax_regression_epoch_pixels<float>(const DataMatrix<std::uint8_t>&, float, const std::int64_t*,
+                                                             float*, std::int64_t, float, std::int64_t,
+                                                             const StopRequested&);
+template std::int64_t softmax_regression_epoch_pixels<double>(const DataMatrix<std::uint8_t>&, float, const std::int64_t*,
+                                                              double*, std::int64_t, double, std::int64_t,
+                                                              const StopRequested&);
+
+}  // namespace fastnn

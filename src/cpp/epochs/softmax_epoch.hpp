@@ -1,0 +1,134 @@
+// The softmax-regression epoch, fused: one pass over each batch with the classes along rows.
+//
+// For softmax regression (Θ: d × k, k small — 10 for MNIST) the two GEMMs of a batch are
+// narrow (n = k) and memory-bound, so the generic path (two GEMM calls and a softmax per batch)
+// spends its time in overheads. This path keeps Θᵀ (k × d, each class's weights contiguous)
+// for the whole epoch, so both products vectorise along the d features:
+//
+//   forward   z_r[j] = Σ_p x_r[p] · Θᵀ[j][p]                  (k dot products per row, 2 or 4 rows at a time)
+//   softmax   g_r = (softmax(z_r) − onehot(y_r)) / B          (in place on Z, exp a vector at a
+//                                                               time over the whole batch)
+//   update    Θᵀ[j][:] ← Θᵀ[j][:] − lr · Σ_r g_r[j] · x_r[:]  (32 features × 10 classes of sums
+//                                                               in registers over all the rows;
+//                                                               after the whole batch's forward,
+//                                                               so SGD is exact)
+//
+// On several threads each batch's forward is split by rows and its update by blocks of 32
+// features (each thread owns those columns of Θᵀ); the gradient, small, runs on one of them.
+// No result depends on the split.
+//
+// The batch rows are read twice (the second time from cache), Θᵀ stays in L1/L2, nothing is
+// allocated per batch. The next batch's rows are prefetched into L2 while both products of
+// this one compute (RangePrefetch), so reading X from DRAM overlaps the arithmetic. Θ is
+// transposed into scratch at the start and back into the caller's array at the end — also when
+// the epoch is stopped early.
+//
+// The kernel source (softmax_epoch_kernels.hpp) is written once with GCC/Clang vector extensions
+// and compiled three times: generic (SSE2 baseline), AVX2+FMA and AVX-512 — chosen at run time
+// with the GEMM's ISA (cpu_features.hpp).
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "epochs/mlp.hpp"
+
+namespace fastnn {
+
+// One epoch of softmax regression (Θ: d × k, contiguous, updated in place), fused as above.
+// Returns the number of rows processed (fewer when stop_requested() returned true).
+template <typename T>
+std::int64_t softmax_regression_epoch_fused(const DataMatrix<T>& X, const std::int64_t* y, T* theta,
+                                            std::int64_t k, T lr, std::int64_t batch,
+                                            const StopRequested& stop_requested);
+
+// The same epoch with X = scale · pixels (uint8; X's values are float32(pixel) · float32(scale),
+// one rounding): each batch's rows are widened into a scratch buffer that stays in cache, so an
+// epoch reads a quarter of the bytes of float32 X. Bitwise the same as the float32 epoch on
+// those values.
+template <typename T>
+std::int64_t softmax_regression_epoch_pixels(const DataMatrix<std::uint8_t>& pixels, float scale, const std::int64_t* y,
+                                             T* theta, std::int64_t k, T lr, std::int64_t batch,
+                                             const StopRequested& stop_requested);
+
+namespace softmax_epoch_detail {
+
+// Values the gradient kernel may use past the end of Z (one vector of the widest ISA).
+constexpr std::int64_t kGradientSpare = 16;
+
+// The next batch's bytes, prefetched into L2 (not L1) a few lines per step, front to back,
+// while this batch's kernels compute: reading X from DRAM then overlaps with the arithmetic
+// instead of stalling the next forward pass. Each kernel paces its share over its own steps.
+struct RangePrefetch {
+    const char* next = nullptr;
+    const char* end = nullptr;
+    std::int64_t lines = 0, steps = 1, credit = 0;   // `lines` spread evenly over `steps`
+
+    RangePrefetch() = default;
+    RangePrefetch(const void* begin, std::int64_t bytes)
+        : next(static_cast<const char*>(begin)), end(static_cast<const char*>(begin) + bytes) {}
+    std::int64_t lines_left() const { return next < end ? (end - next + 63) / 64 : 0; }
+    // Spread `lines` (at most what is left) evenly over the coming `steps` calls of step().
+    void pace(std::int64_t lines_wanted, std::int64_t steps_coming) {
+        lines = std::min(lines_wanted, lines_left());
+        steps = std::max<std::int64_t>(1, steps_coming);
+        credit = 0;
+    }
+    void step() {
+        for (credit += lines; credit >= steps && next < end; credit -= steps, next += 64) __builtin_prefetch(next, 0, 1);
+    }
+};
+
+// The vectorised kernels of one batch, compiled once per ISA (softmax_epoch_kernels_*.cpp).
+// Θᵀ is k × d with row stride dp; the batch is B rows of d features with row stride ldx.
+template <typename T>
+struct Kernels {
+    // Z (B × k, contiguous) = Xb · Θ, i.e. Z[r][j] = Σ_p Xb[r][p] · Θᵀ[j][p]
+    // Along the way ahead_lines lines of `ahead` are prefetched.
+    void (*logits)(const T* Xb, std::int64_t ldx, std::int64_t B, std::int64_t d, const T* theta_t,
+                   std::int64_t dp, std::int64_t k, T* Z, RangePrefetch& ahead, std::int64_t ahead_lines);
+    // Z ← scale · (softmax(Z) − onehot(y)) in place, row by row (Z: B × k, contiguous, in a
+    // buffer with kGradientSpare values to spare after its B·k).
+    void (*gradient)(T* Z, std::int64_t B, std::int64_t k, const std::int64_t* y, T scale);
+    // Θᵀ[j][:] += Σ_r C[r][j] · Xb[r][:]   (C: B × k, contiguous): the sum over the rows is
+    // formed in registers and added to Θᵀ once. Along the way what is left of `ahead` is
+    // prefetched.
+    void (*update)(const T* Xb, std::int64_t ldx, std::int64_t B, std::int64_t d, const T* C,
+                   std::int64_t k, T* theta_t, std::int64_t dp, RangePrefetch& ahead);
+    // logits from B rows of d uint8 pixels (row stride ldp) as X = T(float(pixel) · scale), which
+    // are written into Xb (row stride ldx) on the way, for the update
+    void (*logits_pixels)(const std::uint8_t* pixels, std::int64_t ldp, float scale, T* Xb, std::int64_t ldx,
+                          std::int64_t B, std::int64_t d, const T* theta_t, std::int64_t dp, std::int64_t k, T* Z,
+                          RangePrefetch& ahead, std::int64_t ahead_lines);
+    // out[r][p] = T(float(pixels[r][p]) · scale), rows [0, B), features [p0, p1)
+    void (*widen)(const std::uint8_t* pixels, std::int64_t ldp, std::int64_t B, std::int64_t p0, std::int64_t p1,
+                  float scale, T* out, std::int64_t ldo);
+};
+
+// Θᵀ (k × d) kept in scratch for an epoch: rows 64-byte aligned with stride dp; the caller's Θ
+// (d × k, contiguous) is read at construction and written back by write_back().
+template <typename T>
+class TransposedWeights {
+public:
+    TransposedWeights(T* theta, std::int64_t d, std::int64_t k);
+    T* data() { return ptr_; }
+    std::int64_t stride() const { return dp_; }
+    void write_back();
+private:
+    T* theta_;
+    std::int64_t d_, k_, dp_;
+    std::vector<T> storage_;
+    T* ptr_;
+};
+
+// Per-ISA kernel sets, each defined in its own translation unit (softmax_epoch_kernels_*.cpp).
+Kernels<float> generic_kernels_f32();
+Kernels<double> generic_kernels_f64();
+Kernels<float> avx2_kernels_f32();
+Kernels<double> avx2_kernels_f64();
+Kernels<float> avx512_kernels_f32();
+Kernels<double> avx512_kernels_f64();
+
+}  // namespace softmax_epoch_detail
+}  // namespace fastnn

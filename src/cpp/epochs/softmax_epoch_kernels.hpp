@@ -1,0 +1,433 @@
+// The vectorised kernels of the fused softmax-regression epoch (see softmax_epoch.hpp).
+//
+// Included by softmax_epoch_kernels_{generic,avx2,avx512}.cpp, each compiled with its own
+// instruction-set flags and FASTNN_VECTOR_BYTES (16, 32, 64). Written with GCC/Clang vector
+// extensions, so one source serves every ISA. Everything here is in an anonymous namespace
+// (no function compiled with AVX flags can be merged into generic code by the linker); each
+// including file exports only its Kernels getters.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "epochs/softmax_epoch.hpp"
+#include "runtime/vector_lanes.hpp"
+
+#if defined(__AVX2__) || defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+namespace fastnn::softmax_epoch_detail {
+namespace {
+
+using std::int64_t;
+
+using namespace fastnn::vector_lanes;   // Vec<T>, kLanes<T>, load, store
+
+// Σ of the lanes, as a tree in registers: add the vector's two halves until two lanes are left.
+template <typename V, std::size_t... I>
+inline auto low_half(const V& v, std::index_sequence<I...>) { return __builtin_shufflevector(v, v, I...); }
+template <typename V, std::size_t... I>
+inline auto high_half(const V& v, std::index_sequence<I...>) {
+    return __builtin_shufflevector(v, v, (I + sizeof...(I))...);
+}
+template <int Lanes>
+struct LaneSum {
+    template <typename V>
+    static auto of(const V& v) {
+        constexpr auto half = std::make_index_sequence<Lanes / 2>{};
+        return LaneSum<Lanes / 2>::of(low_half(v, half) + high_half(v, half));
+    }
+};
+template <>
+struct LaneSum<2> {
+    template <typename V>
+    static auto of(const V& v) { return v[0] + v[1]; }
+};
+template <typename T> inline T sum_lanes(const Vec<T>& v) { return LaneSum<kLanes<T>>::of(v); }
+
+// The forward's register block: R rows × KB classes of accumulators, each step loading R row
+// vectors and KB Θᵀ vectors for R·KB FMAs. With 32 registers (AVX-512), 4 rows × at most 6
+// classes (k = 10 runs as 2 blocks of 5: 9 loads per 20 FMAs -- vector loads, not FMAs, are
+// the scarce resource on some of these cores); with 16, 2 rows × at most 10 classes.
+constexpr int kRowsPerDot = FASTNN_VECTOR_BYTES == 64 ? 4 : 2;
+constexpr int kVectorsPerLine = FASTNN_VECTOR_BYTES >= 64 ? 1 : 64 / FASTNN_VECTOR_BYTES;
+constexpr int kDotClassBlock = FASTNN_VECTOR_BYTES == 64 ? 6 : 10;
+
+// f(std::integral_constant<int, c>{}) for a block of c classes, 1 <= c <= Max <= 10: the class
+// count of a register block as a compile-time constant.
+template <int Max, typename F>
+inline void with_class_count(int64_t c, F&& f) {
+    static_assert(Max >= 1 && Max <= 10, "class blocks of 1 to 10");
+    auto as = [&](auto n) { f(std::integral_constant<int, decltype(n)::value <= Max ? decltype(n)::value : Max>{}); };
+    switch (c) {
+        case 1: as(std::integral_constant<int, 1>{}); break;
+        case 2: as(std::integral_constant<int, 2>{}); break;
+        case 3: as(std::integral_constant<int, 3>{}); break;
+        case 4: as(std::integral_constant<int, 4>{}); break;
+        case 5: as(std::integral_constant<int, 5>{}); break;
+        case 6: as(std::integral_constant<int, 6>{}); break;
+        case 7: as(std::integral_constant<int, 7>{}); break;
+        case 8: as(std::integral_constant<int, 8>{}); break;
+        case 9: as(std::integral_constant<int, 9>{}); break;
+        default: as(std::integral_constant<int, 10>{}); break;
+    }
+}
+
+// One pixel widened: T(float(pixel) · scale), one float rounding (then exact as double).
+template <typename T>
+inline T widen_one(std::uint8_t pixel, float scale) { return static_cast<T>(static_cast<float>(pixel) * scale); }
+
+#if defined(__AVX2__)
+// Eight pixels as float(pixel) · scale.
+inline __m256 eight_pixels(const std::uint8_t* src, float scale) {
+    const __m128i bytes = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(src));
+    return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(bytes)), _mm256_set1_ps(scale));
+}
+#endif
+
+// One vector of pixels widened: T(float(pixel) · scale), one float rounding (then exact as double).
+template <typename T>
+inline Vec<T> widen_vector(const std::uint8_t* src, float scale) {
+    Vec<T> v;
+#if defined(__AVX512F__) && FASTNN_VECTOR_BYTES == 64
+    if constexpr (std::is_same_v<T, float>) {
+        const __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(
+                                           reinterpret_cast<const __m128i*>(src)))), _mm512_set1_ps(scale));
+        std::memcpy(&v, &f, sizeof v);
+    } else {
+        const __m512d w = _mm512_cvtps_pd(eight_pixels(src, scale));
+        std::memcpy(&v, &w, sizeof v);
+    }
+#elif defined(__AVX2__) && FASTNN_VECTOR_BYTES == 32
+    if constexpr (std::is_same_v<T, float>) {
+        const __m256 f = eight_pixels(src, scale);
+        std::memcpy(&v, &f, sizeof v);
+    } else {
+        std::int32_t four;
+        std::memcpy(&four, src, sizeof four);
+        const __m128 f = _mm_mul_ps(_mm_cvtepi32_ps(_mm_cvtepu8_epi32(_mm_cvtsi32_si128(four))), _mm_set1_ps(scale));
+        const __m256d w = _mm256_cvtps_pd(f);
+        std::memcpy(&v, &w, sizeof v);
+    }
+#else
+    for (int i = 0; i < kLanes<T>; ++i) v[i] = widen_one<T>(src[i], scale);
+#endif
+    return v;
+}
+
+// Where the rows of a batch come from: as T (pixels == nullptr), or as uint8 pixels widened
+// into the rows (which are then scratch this pass writes) by the first class block.
+struct PixelRows {
+    const std::uint8_t* pixels = nullptr;
+    int64_t ldp = 0;
+    float scale = 1;
+};
+
+// Z[r][j0 + j] = Σ_p x_r[p] · Θᵀ[j0 + j][p] for R rows and KB classes, vectors along p. With
+// Widen, x_r is first made from pixel row pix[r] (x_r[p] = T(float(pix[r][p]) · scale)) and
+// stored, for the next class blocks and the update to read.
+template <typename T, int R, int KB, bool Widen>
+void dot_block(const T* const* rows, const std::uint8_t* const* pix, float scale, const T* tt, int64_t dp, int64_t d,
+               T* z, int64_t ldz, RangePrefetch& ahead_out) {
+    constexpr int W = kLanes<T>;
+    RangePrefetch ahead = ahead_out;   // a local copy, kept in registers
+    const T* x[R];   // a local copy, which the compiler keeps in registers
+    for (int r = 0; r < R; ++r) x[r] = rows[r];
+    Vec<T> acc[R][KB];
+    for (int r = 0; r < R; ++r)
+        for (int j = 0; j < KB; ++j) acc[r][j] = Vec<T>{};
+    int64_t p = 0;
+    for (; p + W <= d; p += W) {
+        if ((p / W) % kVectorsPerLine == 0) ahead.step();   // one prefetch step per line of x
+        Vec<T> xv[R];
+        for (int r = 0; r < R; ++r) {
+            if constexpr (Widen) {
+                xv[r] = widen_vector<T>(pix[r] + p, scale);
+                store(const_cast<T*>(x[r]) + p, xv[r]);
+            } else {
+                xv[r] = load(x[r] + p);
+            }
+        }
+        for (int j = 0; j < KB; ++j) {
+            const Vec<T> t = in_register(load(tt + j * dp + p));   // one load for R FMAs
+            for (int r = 0; r < R; ++r) acc[r][j] += xv[r] * t;
+        }
+    }
+    ahead_out = ahead;
+    if constexpr (Widen)   // the last d mod W features
+        for (int r = 0; r < R; ++r)
+            for (int64_t q = p; q < d; ++q)
+                const_cast<T*>(x[r])[q] = widen_one<T>(pix[r][q], scale);
+    for (int r = 0; r < R; ++r)
+        for (int j = 0; j < KB; ++j) {
+            T s = sum_lanes<T>(acc[r][j]);
+            for (int64_t q = p; q < d; ++q) s += x[r][q] * tt[j * dp + q];   // the last d mod W features
+            z[r * ldz + j] = s;
+        }
+}
+
+template <typename T, int R>
+void dot_rows(const T* const* x, const std::uint8_t* const* pix, float scale, const T* tt, int64_t dp, int64_t d,
+              int64_t k, T* z, int64_t ldz, RangePrefetch& ahead) {
+    const int64_t blocks = (k + kDotClassBlock - 1) / kDotClassBlock;
+    const int64_t block = (k + blocks - 1) / blocks;   // balanced: k = 10 -> 5 + 5, not 6 + 4
+    for (int64_t j0 = 0; j0 < k; j0 += block) {
+        const T* t = tt + j0 * dp;
+        T* zj = z + j0;
+        const bool widen = pix != nullptr && j0 == 0;   // the first block widens the pixels
+        with_class_count<kDotClassBlock>(k - j0 < block ? k - j0 : block, [&](auto kb) {
+            constexpr int KB = decltype(kb)::value;
+            if (widen) dot_block<T, R, KB, true>(x, pix, scale, t, dp, d, zj, ldz, ahead);
+            else dot_block<T, R, KB, false>(x, pix, scale, t, dp, d, zj, ldz, ahead);
+        });
+    }
+}
+
+// Rows r … r+R−1 of Xb (made from `source`'s pixels first, when it has them).
+template <typename T, int R>
+void logits_rows(const T* Xb, int64_t ldx, const PixelRows& source, int64_t r, int64_t d, const T* tt, int64_t dp,
+                 int64_t k, T* Z, RangePrefetch& ahead) {
+    const T* x[R];
+    const std::uint8_t* pix[R];
+    for (int i = 0; i < R; ++i) {
+        x[i] = Xb + (r + i) * ldx;
+        pix[i] = source.pixels ? source.pixels + (r + i) * source.ldp : nullptr;
+    }
+    dot_rows<T, R>(x, source.pixels ? pix : nullptr, source.scale, tt, dp, d, k, Z + r * k, k, ahead);
+}
+
+// Z = Xb · Θ, kRowsPerDot rows at a time (then pairs, then a single row), prefetching
+// ahead_lines lines of `ahead` along the way. Every Z[r][j] is summed in the same order
+// whichever group its row falls in. With pixels in `source`, Xb (then scratch) is made from
+// them on the way: T(float(pixel) · scale).
+template <typename T>
+void logits_from(const T* Xb, int64_t ldx, const PixelRows& source, int64_t B, int64_t d, const T* tt, int64_t dp,
+                 int64_t k, T* Z, RangePrefetch& ahead, int64_t ahead_lines) {
+    const int64_t blocks = (k + kDotClassBlock - 1) / kDotClassBlock;
+    const int64_t groups = B / kRowsPerDot + (B % kRowsPerDot) / 2 + (B % kRowsPerDot) % 2;
+    const int64_t vectors = d / kLanes<T>;
+    ahead.pace(ahead_lines, groups * blocks * ((vectors + kVectorsPerLine - 1) / kVectorsPerLine));
+    int64_t r = 0;
+    for (; r + kRowsPerDot <= B; r += kRowsPerDot) logits_rows<T, kRowsPerDot>(Xb, ldx, source, r, d, tt, dp, k, Z, ahead);
+    for (; r + 2 <= B; r += 2) logits_rows<T, 2>(Xb, ldx, source, r, d, tt, dp, k, Z, ahead);
+    for (; r < B; ++r) logits_rows<T, 1>(Xb, ldx, source, r, d, tt, dp, k, Z, ahead);
+}
+
+template <typename T>
+void logits(const T* Xb, int64_t ldx, int64_t B, int64_t d, const T* tt, int64_t dp, int64_t k, T* Z,
+            RangePrefetch& ahead, int64_t ahead_lines) {
+    logits_from<T>(Xb, ldx, PixelRows{}, B, d, tt, dp, k, Z, ahead, ahead_lines);
+}
+
+template <typename T>
+void logits_pixels(const std::uint8_t* pixels, int64_t ldp, float scale, T* Xb, int64_t ldx, int64_t B, int64_t d,
+                   const T* tt, int64_t dp, int64_t k, T* Z, RangePrefetch& ahead, int64_t ahead_lines) {
+    logits_from<T>(Xb, ldx, PixelRows{pixels, ldp, scale}, B, d, tt, dp, k, Z, ahead, ahead_lines);
+}
+
+// exp(x) on a whole vector, for x <= 0 (logits minus their row's maximum), the Cephes way:
+//   n = round(x / ln 2),   r = x − n·ln 2  (ln 2 in two parts, so r is exact),
+//   exp(x) = 2ⁿ · P(r),    |r| <= ln 2 / 2,
+// P being Cephes's minimax polynomial for float (within about 1 ulp of exp) and the degree-12
+// Taylor polynomial for double (truncation < 2e-16). n comes from adding 1.5·2^mantissa, whose
+// last bit is worth 1, and 2ⁿ is built in the exponent field. x below `lowest` is raised to it,
+// where e^x is already below 1e-37 (1e-307): nothing next to the e^0 = 1 of the row's
+// maximum. NaN stays NaN.
+template <typename T> struct ExpConstants;
+template <> struct ExpConstants<float> {
+    typedef std::int32_t IntVec __attribute__((vector_size(FASTNN_VECTOR_BYTES)));
+    static constexpr float lowest = -87.0f, log2e = 1.44269504088896341f, magic = 12582912.0f;   // 1.5·2^23
+    static constexpr float ln2_hi = 0.693359375f, ln2_lo = -2.12194440e-4f;
+    static constexpr int mantissa_bits = 23, bias = 127;
+};
+template <> struct ExpConstants<double> {
+    typedef std::int64_t IntVec __attribute__((vector_size(FASTNN_VECTOR_BYTES)));
+    static constexpr double lowest = -708.0, log2e = 1.4426950408889634074, magic = 6755399441055744.0;   // 1.5·2^52
+    static constexpr double ln2_hi = 6.93145751953125e-1, ln2_lo = 1.42860682030941723212e-6;
+    static constexpr int mantissa_bits = 52, bias = 1023;
+};
+
+template <typename T>
+inline Vec<T> exp_polynomial(const Vec<T>& r) {
+    if constexpr (sizeof(T) == 4) {
+        Vec<T> p = splat<T>(1.9875691500e-4f);
+        p = p * r + 1.3981999507e-3f;
+        p = p * r + 8.3334519073e-3f;
+        p = p * r + 4.1665795894e-2f;
+        p = p * r + 1.6666665459e-1f;
+        p = p * r + 5.0000001201e-1f;
+        return p * (r * r) + r + 1.0f;
+    } else {
+        constexpr double inverse_factorial[13] = {1.0, 1.0, 1.0 / 2, 1.0 / 6, 1.0 / 24, 1.0 / 120, 1.0 / 720,
+                                                  1.0 / 5040, 1.0 / 40320, 1.0 / 362880, 1.0 / 3628800,
+                                                  1.0 / 39916800, 1.0 / 479001600};
+        Vec<T> p = splat<T>(inverse_factorial[12]);
+        for (int i = 11; i >= 0; --i) p = p * r + inverse_factorial[i];
+        return p;
+    }
+}
+
+template <typename T>
+inline Vec<T> exp_nonpositive(Vec<T> x) {
+    using C = ExpConstants<T>;
+    using IntVec = typename C::IntVec;
+    x = x < C::lowest ? splat<T>(C::lowest) : x;   // NaN compares false: kept
+    const Vec<T> shifted = x * C::log2e + C::magic;   // round(x / ln 2) in the last bits
+    const Vec<T> n = shifted - C::magic;
+    const Vec<T> r = (x - n * C::ln2_hi) - n * C::ln2_lo;
+    IntVec shifted_bits, magic_bits;
+    std::memcpy(&shifted_bits, &shifted, sizeof shifted);
+    const Vec<T> magic = splat<T>(C::magic);
+    std::memcpy(&magic_bits, &magic, sizeof magic);
+    const IntVec exponent = (shifted_bits - magic_bits + C::bias) << C::mantissa_bits;   // 2ⁿ's bits
+    Vec<T> two_to_n;
+    std::memcpy(&two_to_n, &exponent, sizeof exponent);
+    return two_to_n * exp_polynomial<T>(r);
+}
+
+// G = scale · (softmax(Z) − onehot(y)) in place, for B rows of k logits stored contiguously in
+// a buffer of at least B·k + kLanes values (no loss is formed: the epoch does not need it).
+// Per row the maximum m_r is subtracted; then e = exp(z − m_r) over the whole buffer, a
+// vector at a time; then each row is scaled by scale / Σ_j e_j and loses `scale` at its label.
+template <typename T>
+void softmax_gradient(T* Z, int64_t B, int64_t k, const int64_t* y, T scale) {
+    constexpr int W = kLanes<T>;
+    const int64_t n = B * k;
+    for (int64_t r = 0; r < B; ++r) {
+        T* z = Z + r * k;
+        T m = z[0];
+        for (int64_t j = 1; j < k; ++j) m = z[j] > m ? z[j] : m;
+        for (int64_t j = 0; j < k; ++j) z[j] -= m;
+    }
+    for (int64_t i = n; i < (n + W - 1) / W * W; ++i) Z[i] = T(0);   // the last vector's spare lanes
+    for (int64_t i = 0; i < n; i += W) store(Z + i, exp_nonpositive<T>(load(Z + i)));
+    for (int64_t r = 0; r < B; ++r) {
+        T* g = Z + r * k;
+        T sum = 0;
+        for (int64_t j = 0; j < k; ++j) sum += g[j];
+        const T to_gradient = scale / sum;   // scale · softmax_j = e_j · scale / Σ e
+        for (int64_t j = 0; j < k; ++j) g[j] *= to_gradient;
+        g[y[r]] -= scale;
+    }
+}
+
+// The update's register block: PV vectors of features × KB classes of sums
+//   acc[j][v] = Σ_r C[r][j] · x_r[p + v·W]      (r = 0 … B−1 in order, one FMA chain each)
+// kept in registers while every row of the batch streams past (per row: PV loads, KB
+// broadcasts, PV·KB FMAs), then added to Θᵀ in one rounding, Θᵀ ← Θᵀ + acc, as NumPy's
+// Θ −= lr·(Xᵀ ∇Z) does. Nothing but Θᵀ is stored: no gradient buffer streams through L1.
+// With 32 registers (AVX-512) 2 × 10 sums + 2 row vectors + 1 broadcast; with 16, 1 × 10.
+constexpr int kUpdateVectors = FASTNN_VECTOR_BYTES == 64 ? 2 : 1;
+// SSE2 has no broadcast from memory (a load and a shuffle, and the shuffles would outnumber the
+// multiply-adds): there the batch's coefficients are broadcast once per batch into a table of
+// vectors, which the update then loads.
+constexpr bool kBroadcastTable = FASTNN_VECTOR_BYTES == 16;
+constexpr int kClassBlock = 10;   // classes per register block of the update
+
+// Features p … p + PV·W − 1 of KB classes; one prefetch step per row.
+template <typename T, int PV, int KB>
+void update_block(const T* Xb, int64_t ldx, int64_t B, const T* C, const Vec<T>* c_table, int64_t ldc, T* theta,
+                  int64_t dp, int64_t p, RangePrefetch& ahead_out) {
+    constexpr int W = kLanes<T>;
+    RangePrefetch ahead = ahead_out;   // a local copy, kept in registers
+    Vec<T> acc[KB][PV];
+    for (int j = 0; j < KB; ++j)
+        for (int v = 0; v < PV; ++v) acc[j][v] = Vec<T>{};
+    for (int64_t r = 0; r < B; ++r) {
+        ahead.step();
+        const T* x = Xb + r * ldx + p;
+        Vec<T> xv[PV];
+        for (int v = 0; v < PV; ++v) xv[v] = load(x + v * W);
+        const T* c = C + r * ldc;
+        for (int j = 0; j < KB; ++j) {
+            Vec<T> cj;
+            if constexpr (kBroadcastTable) cj = c_table[r * ldc + j];
+            else cj = splat(c[j]);
+            for (int v = 0; v < PV; ++v) acc[j][v] += cj * xv[v];
+        }
+    }
+    ahead_out = ahead;
+    for (int j = 0; j < KB; ++j)
+        for (int v = 0; v < PV; ++v) {
+            T* t = theta + j * dp + p + v * W;
+            store(t, load(t) + acc[j][v]);
+        }
+}
+
+// The last d mod W features, one at a time, summed in the same row order.
+template <typename T>
+void update_tail(const T* Xb, int64_t ldx, int64_t B, const T* C, int64_t ldc, T* theta, int64_t dp,
+                 int64_t p0, int64_t d, int64_t classes) {
+    for (int64_t p = p0; p < d; ++p)
+        for (int64_t j = 0; j < classes; ++j) {
+            T sum = T(0);
+            for (int64_t r = 0; r < B; ++r) sum += C[r * ldc + j] * Xb[r * ldx + p];
+            theta[j * dp + p] += sum;
+        }
+}
+
+// KB classes (from C's and Θᵀ's first) over all d features: blocks of PV vectors, then single
+// vectors, then the scalar tail.
+template <typename T, int KB>
+void update_classes(const T* Xb, int64_t ldx, int64_t B, int64_t d, const T* C, const Vec<T>* c_table, int64_t ldc,
+                    T* theta, int64_t dp, RangePrefetch& ahead) {
+    constexpr int W = kLanes<T>, PV = kUpdateVectors;
+    int64_t p = 0;
+    for (; p + PV * W <= d; p += PV * W) update_block<T, PV, KB>(Xb, ldx, B, C, c_table, ldc, theta, dp, p, ahead);
+    for (; p + W <= d; p += W) update_block<T, 1, KB>(Xb, ldx, B, C, c_table, ldc, theta, dp, p, ahead);
+    update_tail<T>(Xb, ldx, B, C, ldc, theta, dp, p, d, KB);
+}
+
+// Θᵀ[j][:] += Σ_r C[r][j] · Xb[r][:] for all k classes, kClassBlock at a time (each block
+// streams the batch's rows again, from cache); what is left of `ahead` is prefetched during
+// the first block, spread evenly over its row steps.
+template <typename T>
+void update(const T* Xb, int64_t ldx, int64_t B, int64_t d, const T* C, int64_t k, T* theta,
+            int64_t dp, RangePrefetch& ahead) {
+    constexpr int W = kLanes<T>, PV = kUpdateVectors;
+    ahead.pace(ahead.lines_left(), B * (d / (PV * W) + (d % (PV * W)) / W));
+    RangePrefetch none;
+    const Vec<T>* c_table = nullptr;
+    if constexpr (kBroadcastTable) {
+        thread_local std::vector<Vec<T>> table;   // grows to the largest batch, then is reused
+        if (table.size() < static_cast<std::size_t>(B * k)) table.resize(static_cast<std::size_t>(B * k));
+        for (int64_t i = 0; i < B * k; ++i) table[static_cast<std::size_t>(i)] = splat(C[i]);
+        c_table = table.data();
+    }
+    for (int64_t j0 = 0; j0 < k; j0 += kClassBlock) {
+        const T* Cj = C + j0;
+        const Vec<T>* tj = c_table ? c_table + j0 : nullptr;
+        T* t = theta + j0 * dp;
+        RangePrefetch& ahead_now = j0 == 0 ? ahead : none;
+        with_class_count<kClassBlock>(k - j0, [&](auto kb) {
+            update_classes<T, decltype(kb)::value>(Xb, ldx, B, d, Cj, tj, k, t, dp, ahead_now);
+        });
+    }
+}
+
+// out[r][p] = T(float(pixels[r][p]) · scale) for rows [0, B) and features [p0, p1) (the same
+// values logits_pixels writes).
+template <typename T>
+void widen_pixels(const std::uint8_t* pixels, int64_t ldp, int64_t B, int64_t p0, int64_t p1, float scale, T* out,
+                  int64_t ldo) {
+    constexpr int W = kLanes<T>;
+    for (int64_t r = 0; r < B; ++r) {
+        const std::uint8_t* src = pixels + r * ldp;
+        T* dst = out + r * ldo;
+        int64_t p = p0;
+        for (; p + W <= p1; p += W) store(dst + p, widen_vector<T>(src + p, scale));
+        for (; p < p1; ++p) dst[p] = widen_one<T>(src[p], scale);
+    }
+}
+
+template <typename T>
+Kernels<T> kernels() {
+    return {&logits<T>, &softmax_gradient<T>, &update<T>, &logits_pixels<T>, &widen_pixels<T>};
+}
+
+}  // namespace
+}  // namespace fastnn::softmax_epoch_detail

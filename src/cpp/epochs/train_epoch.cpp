@@ -1,0 +1,650 @@
+// Training epochs and inference of L-layer ReLU nets with biases (see train_epoch.hpp).
+#include "epochs/train_epoch.hpp"
+
+#include <algorithm>
+#include <array>
+#include <memory>
+#include <new>
+#include <stdexcept>
+#include <type_traits>
+
+#include "epochs/batch_compaction.hpp"
+#include "epochs/forward_pass.hpp"
+#include "gemm/gemm.hpp"
+#include "epochs/softmax_cross_entropy.hpp"
+#include "sparse/sparse_rows.hpp"
+#include "runtime/threads.hpp"
+
+namespace fastnn {
+namespace {
+
+using std::int64_t;
+
+inline std::size_t sz(int64_t n) { return static_cast<std::size_t>(n); }
+
+// Parameter updates are split into chunks of about this many values, shared among the threads.
+constexpr int64_t kUpdateChunk = 16384;
+
+// Scratch rows start on cache lines: an allocator for 64-byte-aligned vectors.
+template <typename T>
+struct CacheLineAllocator {
+    using value_type = T;
+    CacheLineAllocator() = default;
+    template <typename U>
+    CacheLineAllocator(const CacheLineAllocator<U>&) {}
+    T* allocate(std::size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(64))); }
+    void deallocate(T* p, std::size_t) { ::operator delete(p, std::align_val_t(64)); }
+    template <typename U>
+    bool operator==(const CacheLineAllocator<U>&) const { return true; }
+    template <typename U>
+    bool operator!=(const CacheLineAllocator<U>&) const { return false; }
+};
+template <typename T>
+using AlignedVector = std::vector<T, CacheLineAllocator<T>>;
+
+// `n` rounded up to whole 64-byte lines of T.
+template <typename T>
+int64_t padded(int64_t n) {
+    constexpr int64_t line = 64 / static_cast<int64_t>(sizeof(T));
+    return (n + line - 1) / line * line;
+}
+
+// Scratch for batches of up to `rows` rows, allocated once per call and reused. Layer i's
+// activations and gradients have row stride ld[i] (d_i, or d_i padded to whole cache lines).
+template <typename T>
+struct BiasedScratch {
+    std::vector<std::int64_t> y;        // gathered labels
+    std::vector<AlignedVector<T>> H;    // H[i], i = 1 … L−1: rows × d_i (post-ReLU)
+    std::vector<AlignedVector<T>> G;    // G[i], i = 1 … L: rows × d_i; G[L] holds Z first
+    std::vector<AlignedVector<T>> gW;   // ∇W_i without the L2 term (training only), row stride ld[i+1]
+    std::vector<std::vector<T>> gb;     // ∇b_i (training only, present biases)
+    std::vector<std::array<int64_t, 3>> tasks;   // the backward pass's parameter-gradient tasks
+
+    BiasedScratch(const BiasedNetwork<T>& net, int64_t rows, const std::vector<int64_t>& ld, bool train) {
+        const int64_t L = net.layers();
+        const auto& d = net.dims;
+        if (train) y.resize(sz(rows));
+        H.resize(sz(L));
+        G.resize(sz(L + 1));
+        for (int64_t i = 1; i <= L; ++i) {
+            if (i < L) H[i].resize(sz(rows * ld[i]));
+            G[i].resize(sz(rows * ld[i]));
+        }
+        if (train) {
+            gW.resize(sz(L));
+            gb.resize(sz(L));
+            for (int64_t i = 0; i < L; ++i) {
+                gW[i].resize(sz(d[i] * ld[i + 1]));
+                if (net.b[i]) gb[i].resize(sz(d[i + 1]));
+            }
+        }
+    }
+};
+
+// A matrix (W_1, or one of its optimizer buffers) for the sparse path, split by columns into
+// `parts` panels (at whole 32-column units), each its own allocation with rows padded to whole cache
+// lines (padding zero): the loads of a row never straddle two lines, and the update runs over
+// whole blocks of rows at once. With one panel per thread, each thread keeps its columns of W_1
+// in its own cache for the whole epoch: no line of W_1 moves between cores from batch to batch.
+// (Splitting the columns of one shared row-major copy instead gained nothing, measured: lines
+// next to the split still travel, e.g. fetched by the other core's prefetchers.) The caller's
+// matrix is copied in at construction and written back when this goes out of scope, however the
+// epoch ends.
+template <typename T>
+class ColumnPanels {
+public:
+    // Panels split at multiples of kUnit columns: whole cache lines, and whole kRowChunk-row
+    // chunks of the next layer's weight gradient (computed per panel, in those chunks).
+    static constexpr int64_t kUnit = 32;
+    static_assert(kUnit * sizeof(double) % 64 == 0, "a panel starts on a cache line");
+    ColumnPanels(T* W, int64_t rows, int64_t cols, int parts) : W_(W), rows_(rows), cols_(cols) {
+        const int64_t units = (cols + kUnit - 1) / kUnit;
+        parts = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(parts, units)));
+        store_.resize(sz(parts));
+        for (int t = 0; t < parts; ++t) {
+            Panel<T> p;
+            p.c0 = std::min(cols, units * t / parts * kUnit);
+            p.n = std::min(cols, units * (t + 1) / parts * kUnit) - p.c0;
+            p.ld = padded<T>(p.n);
+            store_[sz(t)].resize(sz(rows * p.ld));
+            p.data = store_[sz(t)].data();
+            for (int64_t r = 0; r < rows; ++r)
+                std::copy(W + r * cols + p.c0, W + r * cols + p.c0 + p.n, p.data + r * p.ld);
+            panels_.push_back(p);
+        }
+    }
+    ~ColumnPanels() {
+        for (const Panel<T>& p : panels_)
+            for (int64_t r = 0; r < rows_; ++r) std::copy(p.data + r * p.ld, p.data + r * p.ld + p.n, W_ + r * cols_ + p.c0);
+    }
+    ColumnPanels(const ColumnPanels&) = delete;
+    ColumnPanels& operator=(const ColumnPanels&) = delete;
+    const std::vector<Panel<T>>& panels() const { return panels_; }
+    int parts() const { return static_cast<int>(panels_.size()); }
+    T* data() { return panels_[0].data; }   // with one panel: the whole padded matrix
+    int64_t ld() const { return panels_[0].ld; }
+
+private:
+    T* W_;
+    int64_t rows_, cols_;
+    std::vector<AlignedVector<T>> store_;
+    std::vector<Panel<T>> panels_;
+};
+
+// Where a batch's rows come from, and the first layer's two products with them. The rest of the
+// epoch (hidden layers, softmax, backward, update) is shared by both kinds of input.
+//
+// Dense rows: read in place or gathered (and/or widened) into scratch; the products are GEMMs.
+template <typename T, typename TX>
+class DenseInput {
+public:
+    DenseInput(const DataMatrix<TX>& X, const int64_t* order, int64_t max_rows)
+        : X_(X), order_(order) {
+        if (order != nullptr || !std::is_same_v<T, TX>) x_.resize(sz(max_rows * X.cols));
+    }
+    void fetch(int64_t start, int64_t B) {
+        B_ = B;
+        Xb_ = forward_pass::batch_rows(X_, order_, start, B, x_, ldx_);
+    }
+    static constexpr bool kPadFirstLayer = false;   // dense rows: W_1, H_1 and G_1 as they are
+    static constexpr bool kFusedFirstUpdate = false;  // ∇W_1 is stored, then W_1 updated
+
+    // H_1 = act(X_b W_1 + b_1)   (W_1 with row stride d_1, H_1 with row stride ld)
+    void first_layer(const T* W, int64_t, const T* b, int64_t d1, T* out, int64_t ld, bool relu) const {
+        (void)ld;   // == d1
+        forward_pass::layer<T>(Xb_, ldx_, B_, W, b, X_.cols, d1, out, relu);
+    }
+    // ∇W_1 (without the L2 term) = X_bᵀ G_1
+    void first_layer_gradient(const T* G1, int64_t ldg, int64_t d1, T* gW, int64_t ldw) {
+        gemm<T>(Op::T, Op::N, X_.cols, d1, B_, T(1), Xb_, ldx_, G1, ldg, T(0), gW, ldw);
+    }
+
+private:
+    const DataMatrix<TX>& X_;
+    const int64_t* order_;
+    std::vector<T> x_;
+    const T* Xb_ = nullptr;
+    int64_t ldx_ = 0, B_ = 0;
+};
+
+// The first layer's two products from a batch held as CSR rows (sparse_rows.hpp), for the
+// inputs below, which differ only in where the batch's rows come from (their fetch sets batch_
+// and, when the next batch's rows are known, ahead_). The products cost nonzeros × d_1
+// multiply-adds. The gradient needs the batch by columns: its transpose is built per batch
+// into buffers that only grow.
+template <typename T>
+class SparseFirstLayer {
+public:
+    static constexpr bool kPadFirstLayer = true;    // rows of W_1, H_1, G_1 padded to cache lines
+    static constexpr bool kFusedFirstUpdate = true;   // each row of ∇W_1 goes straight to the update
+
+    void first_layer(const T* W, int64_t ldw, const T* b, int64_t d1, T* out, int64_t ld, bool relu) const {
+        sparse_times_dense<T>(batch_, W, ldw, d1, b, out, ld, relu);
+    }
+    void first_layer_gradient(const T* G1, int64_t ldg, int64_t d1, T* gW, int64_t ldw) {
+        sparse_times_dense<T>(batch_by_column(), G1, ldg, d1, nullptr, gW, ldw, false);
+    }
+    // Row k of ∇W_1 (without the L2 term) handed to sink as soon as it is complete: from blocks
+    // of X_bᵀ G_1 kept in cache when G_1's rows are padded (zeros) to whole cache lines, else from
+    // the batch's transpose (the logits of a one-layer net: a few columns).
+    void first_layer_gradient(const T* G1, int64_t ldg, int64_t d1, const RowSink<T>& sink) {
+        if (ldg == padded<T>(d1))
+            sparse_transpose_times_dense<T>(batch_, G1, ldg, ldg, sink, transpose_scratch_, ahead_);
+        else
+            sparse_times_dense<T>(batch_by_column(), G1, ldg, d1, sink, row_scratch_.data());
+    }
+
+    // The same with W_1 in column panels, one per thread (thread t: panel t's columns of every
+    // row): H_1 = act(X_b W_1 + b_1) ...
+    void first_layer(const std::vector<Panel<T>>& W, const T* b, T* out, int64_t ld, bool relu) const {
+        sparse_times_panels<T>(batch_, W.data(), static_cast<int>(W.size()), b, out, ld, relu);
+    }
+    // ... and ∇W_1 = X_bᵀ G_1, panel t's columns handed to sinks[t] by blocks of rows.
+    // `also` runs first on each panel's thread (sparse_transpose_times_panels).
+    void first_layer_gradient(const T* G1, int64_t ldg, const std::vector<Panel<T>>& W,
+                              const std::vector<RowSink<T>>& sinks, const PanelWork& also) {
+        sparse_transpose_times_panels<T>(batch_, G1, ldg, W.data(), static_cast<int>(W.size()), sinks.data(),
+                                         transpose_scratch_, ahead_, also);
+    }
+
+protected:
+    explicit SparseFirstLayer(int64_t d1) : row_scratch_(sz(get_num_threads() * d1)) {}
+
+    SparseRowsView<T> batch_;
+    RowPrefetch ahead_;   // the next batch's rows, brought into cache during the gradient
+
+private:
+    // The batch by columns (∇W_1 = X_bᵀ G_1 takes row k of X_bᵀ, i.e. column k of X_b).
+    SparseRowsView<T> batch_by_column() {
+        transpose_sparse_rows<T>(batch_, colptr_, rows_, values_, counts_);
+        SparseRowsView<T> by_column;
+        by_column.rows = batch_.cols;
+        by_column.cols = batch_.rows;
+        by_column.begin = colptr_.data();
+        by_column.end = colptr_.data() + 1;
+        by_column.indices = rows_.data();
+        by_column.values = values_.data();
+        return by_column;
+    }
+
+    std::vector<int64_t> colptr_, counts_;
+    std::vector<std::int32_t> rows_;
+    std::vector<T> values_, row_scratch_;
+    TransposeScratch<T> transpose_scratch_;
+};
+
+// CSR rows: a batch is a list of row ranges of X, nothing is copied; the next batch's rows are
+// prefetched during this one's gradient.
+template <typename T>
+class SparseInput : public SparseFirstLayer<T> {
+public:
+    SparseInput(const SparseRowsView<T>& X, const int64_t* order, int64_t n_order, int64_t max_rows, int64_t d1)
+        : SparseFirstLayer<T>(d1), X_(X), order_(order), n_order_(n_order), begin_(sz(max_rows)),
+          end_(sz(max_rows)), next_begin_(sz(max_rows)), next_end_(sz(max_rows)) {}
+    void fetch(int64_t start, int64_t B) {
+        this->batch_ = rows_view(start, B, begin_, end_);
+        // The next batch's rows (scattered over X when shuffled), to prefetch during this one.
+        next_ = rows_view(start + B, std::max<int64_t>(0, std::min(B, n_order_ - (start + B))), next_begin_,
+                          next_end_);
+        this->ahead_ = sparse_row_prefetch(next_);
+    }
+
+private:
+    // Entries first … first + count − 1 of the order (null: rows first …) as a view of X whose
+    // row ranges are stored in `begin` / `end`.
+    SparseRowsView<T> rows_view(int64_t first, int64_t count, std::vector<int64_t>& begin,
+                                std::vector<int64_t>& end) const {
+        for (int64_t r = 0; r < count; ++r) {
+            const int64_t row = order_ ? order_[first + r] : first + r;
+            begin[sz(r)] = X_.begin[row];
+            end[sz(r)] = X_.end[row];
+        }
+        SparseRowsView<T> view = X_;
+        view.rows = count;
+        view.begin = begin.data();
+        view.end = end.data();
+        return view;
+    }
+
+    SparseRowsView<T> X_, next_;
+    const int64_t* order_;
+    int64_t n_order_;
+    std::vector<int64_t> begin_, end_, next_begin_, next_end_;
+};
+
+// Dense rows whose zeros are skipped: each batch's rows are compacted into CSR scratch
+// (batch_compaction.hpp), and the products are the sparse ones. The result equals the dense
+// input's up to rounding and does not depend on the thread count. Worth it when most of X is
+// zeros (MNIST: 81%).
+template <typename T, typename TX>
+class CompactedInput : public SparseFirstLayer<T> {
+public:
+    CompactedInput(const DataMatrix<TX>& X, const int64_t* order, int64_t n_order, int64_t max_rows, int64_t d1)
+        : SparseFirstLayer<T>(d1), batches_(X, order, n_order, max_rows) {}
+    void fetch(int64_t start, int64_t B) {
+        this->batch_ = batches_.fetch(start, B);
+        this->ahead_ = batches_.next_batch();   // prefetched into L2 during this batch's gradient
+    }
+
+private:
+    CompactedBatches<T, TX> batches_;
+};
+
+using forward_pass::for_chunks;
+using forward_pass::kRowChunk;
+using forward_pass::kSplitMinWork;
+
+// n contiguous values of a parameter, its gradient and the optimizer's buffers (m: velocity or
+// first moment, v: second moment; null where the optimizer keeps none) through the active
+// ISA's SGD or Adam loop.
+template <typename T>
+void update_stretch(const UpdateKernels<T>& kernels, bool adam, const OptimizerConfig& opt, T* p, const T* g,
+                    T* m, T* v, int64_t n, T lr, T l2) {
+    if (adam)
+        kernels.adam(p, g, m, v, n, lr, opt.beta1, opt.beta2, static_cast<T>(opt.epsilon), l2);
+    else
+        kernels.sgd(p, g, m, n, lr, static_cast<T>(opt.momentum), opt.nesterov, l2);
+}
+
+// The update of one parameter (rows × cols, row stride ldp, gradient with row stride ldg; the
+// optimizer's buffers contiguous), by the active ISA's loops. Element-wise, so sharing its rows
+// among the threads changes no result.
+template <typename T>
+void update_parameter(const UpdateKernels<T>& kernels, bool adam, const OptimizerConfig& opt, T* param, int64_t ldp,
+                      const T* g, int64_t ldg, T* first, T* second, int64_t rows, int64_t cols, T lr, T l2) {
+    auto buffer = [](T* b, int64_t offset) { return b ? b + offset : nullptr; };
+    auto update_rows = [&](int64_t r0, int64_t r1) {
+        if (ldp == cols && ldg == cols) {   // contiguous: one call for the whole range
+            const int64_t o = r0 * cols;
+            update_stretch(kernels, adam, opt, param + o, g + o, buffer(first, o), buffer(second, o),
+                           (r1 - r0) * cols, lr, l2);
+            return;
+        }
+        for (int64_t r = r0; r < r1; ++r)
+            update_stretch(kernels, adam, opt, param + r * ldp, g + r * ldg, buffer(first, r * cols),
+                           buffer(second, r * cols), cols, lr, l2);
+    };
+    const int64_t rows_per_chunk = std::max<int64_t>(1, kUpdateChunk / std::max<int64_t>(1, cols));
+    const int64_t n_chunks = (rows + rows_per_chunk - 1) / rows_per_chunk;
+    const int nthreads = n_chunks > 1 ? std::min<int>(get_num_threads(), static_cast<int>(n_chunks)) : 1;
+    if (nthreads == 1) {
+        update_rows(0, rows);
+        return;
+    }
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(nthreads) schedule(static)
+#endif
+    for (int64_t c = 0; c < n_chunks; ++c)
+        update_rows(c * rows_per_chunk, std::min(rows, (c + 1) * rows_per_chunk));
+}
+
+// ‖W‖² over n values, in double, in eight independent lanes (so the loop vectorises).
+template <typename T>
+double squared_norm(const T* W, int64_t n) {
+    double lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int l = 0; l < 8; ++l) lane[l] += static_cast<double>(W[j + l]) * static_cast<double>(W[j + l]);
+    double sq = 0;
+    for (; j < n; ++j) sq += static_cast<double>(W[j]) * static_cast<double>(W[j]);
+    for (int l = 0; l < 8; ++l) sq += lane[l];
+    return sq;
+}
+
+// The update of W_1 from blocks of rows of its gradient, as a RowSink for the sparse path.
+// Padded (W_1 and its buffers with the gradient's row stride, padding zero, which the update
+// keeps zero): a block is contiguous and updated in one call, and its rows' ‖·‖² (for the
+// next batch's L2 term) are taken while they are in cache, into sq[r]. Otherwise row by row, buffers
+// with stride `cols`.
+template <typename T>
+struct FirstLayerUpdate {
+    const UpdateKernels<T>* kernels;
+    const OptimizerConfig* opt;
+    bool adam, padded;
+    T* W;              // row stride ldw
+    int64_t ldw;
+    T* first;          // the optimizer's buffers: stride ldw when padded, else cols
+    T* second;
+    int64_t cols;
+    T lr, l2;
+    double* sq;        // padded and L2: ‖row r of W_1‖² at sq[r]; else null
+
+    void update(T* p, const T* g, T* m, T* v, int64_t n) const {
+        update_stretch(*kernels, adam, *opt, p, g, m, v, n, lr, l2);
+    }
+
+    static void consume(void* self, int64_t r0, int64_t rows, const T* g, int64_t ldg) {
+        const auto& u = *static_cast<const FirstLayerUpdate*>(self);
+        if (u.padded) {   // ldg == ldw: rows r0 … r0 + rows − 1 are one contiguous stretch
+            const int64_t o = r0 * u.ldw, n = rows * u.ldw;
+            u.update(u.W + o, g, u.first ? u.first + o : nullptr, u.second ? u.second + o : nullptr, n);
+            if (u.sq)
+                for (int64_t i = 0; i < rows; ++i) u.sq[r0 + i] = squared_norm(u.W + (r0 + i) * u.ldw, u.ldw);
+            return;
+        }
+        for (int64_t i = 0; i < rows; ++i) {
+            const int64_t r = r0 + i;
+            u.update(u.W + r * u.ldw, g + i * ldg, u.first ? u.first + r * u.cols : nullptr,
+                     u.second ? u.second + r * u.cols : nullptr, u.cols);
+        }
+    }
+};
+
+template <typename T, typename Input>
+int64_t run_epoch(Input& input, const int64_t* y, const int64_t* order, int64_t n_order,
+                  const BiasedNetwork<T>& net, const OptimizerConfig& opt, const OptimizerState<T>& state,
+                  double lr, int64_t batch, double alpha, double* loss_sum, const StopRequested& stop_requested) {
+    const int64_t L = net.layers(), k = net.dims[L];
+    const auto& d = net.dims;
+    // Row strides: layer 1's activations, gradients and weights are padded for the sparse input
+    // (when it is hidden; the logits keep stride k).
+    const bool pad = Input::kPadFirstLayer && L > 1;
+    const bool fused = Input::kFusedFirstUpdate && pad;
+    std::vector<int64_t> ld(d.begin(), d.end());
+    if (pad) ld[1] = padded<T>(d[1]);
+    // With the fused sparse first layer and several threads, W_1 and its optimizer buffers are
+    // split into one column panel per thread (ColumnPanels); not with an L2 term, whose ‖W_1‖²
+    // is summed by whole rows (see sq1).
+    const int parts = fused && alpha == 0 ? get_num_threads() : 1;
+    std::unique_ptr<ColumnPanels<T>> W1_padded, first_padded, second_padded;
+    if (pad) {
+        W1_padded = std::make_unique<ColumnPanels<T>>(net.W[0], d[0], d[1], parts);
+        if (state.first[0]) first_padded = std::make_unique<ColumnPanels<T>>(state.first[0], d[0], d[1], parts);
+        if (state.second[0]) second_padded = std::make_unique<ColumnPanels<T>>(state.second[0], d[0], d[1], parts);
+    }
+    const bool panels = pad && W1_padded->parts() > 1;
+    T* const W1 = pad ? W1_padded->data() : net.W[0];
+    T* const first1 = first_padded ? first_padded->data() : state.first[0];
+    T* const second1 = second_padded ? second_padded->data() : state.second[0];
+    std::vector<FirstLayerUpdate<T>> panel_updates;   // per panel, refreshed each batch (the step)
+    std::vector<RowSink<T>> panel_sinks;
+    // ‖W_1‖² for the L2 term: with the padded path, row by row (sq1[r]: refreshed by the fused
+    // update right after it updates row r), summed in row order.
+    std::vector<double> sq1;
+    if (fused && alpha != 0) {
+        sq1.resize(sz(d[0]));
+        for (int64_t r = 0; r < d[0]; ++r) sq1[sz(r)] = squared_norm(W1 + r * ld[1], ld[1]);
+    }
+    BiasedNetwork<T> work = net;   // the net as the epoch sees it: W_1 possibly the padded copy
+    work.W[0] = W1;
+
+    const int64_t max_rows = std::max<int64_t>(1, std::min(batch, n_order));
+    BiasedScratch<T> s(net, max_rows, ld, /*train=*/true);
+    std::vector<double> row_loss(sz(max_rows));
+    int64_t later_work = d[L];   // multiply-adds per row beyond the first layer (and the softmax)
+    for (int64_t i = 2; i <= L; ++i) later_work += d[i - 1] * d[i];
+    const bool adam = opt.kind == OptimizerKind::adam;
+    const UpdateKernels<T> kernels = update_kernels<T>();
+
+    for (int64_t start = 0; start < n_order; start += batch) {
+        if (stop_requested && stop_requested()) return start;
+        const int64_t B = std::min(batch, n_order - start);
+        input.fetch(start, B);
+        for (int64_t r = 0; r < B; ++r) s.y[r] = y[order ? order[start + r] : start + r];
+
+        // Forward and the fused softmax cross-entropy: G_L = (S − I_y)/B in place of Z.
+        T* Z = s.G[L].data();
+        bool first_done = false;   // (with panels: by panel; otherwise from W_1 whole)
+        if constexpr (Input::kFusedFirstUpdate) {
+            if (panels) {
+                input.first_layer(W1_padded->panels(), net.b[0], s.H[1].data(), ld[1], /*relu=*/true);
+                first_done = true;
+            }
+        }
+        if (!first_done)
+            input.first_layer(W1, ld[1], net.b[0], d[1], L == 1 ? Z : s.H[1].data(), ld[1], /*relu=*/L > 1);
+        // The other layers, the loss and the backward pass to G_1: one share of the rows per
+        // thread. No result depends on the shares: a GEMM's rows do not depend on how many it
+        // computes at once, and the loss is summed row by row in order below.
+        const bool split = B * later_work >= kSplitMinWork;
+        const int64_t share = split ? (B + get_num_threads() - 1) / get_num_threads() : B;
+        for_chunks(B, share, split, [&](int64_t, int64_t r0, int64_t r1) {
+            const T* in = L > 1 ? s.H[1].data() + r0 * ld[1] : nullptr;   // (H[1] exists only then)
+            int64_t ld_in = ld[1];
+            for (int64_t i = 2; i <= L; ++i) {
+                T* out = i == L ? Z + r0 * k : s.H[i].data() + r0 * ld[i];
+                forward_pass::layer<T>(in, ld_in, r1 - r0, work.W[i - 1], net.b[i - 1], d[i - 1], d[i], out, i < L);
+                in = out;
+                ld_in = ld[i];
+            }
+            for (int64_t r = r0; r < r1; ++r)
+                row_loss[sz(r)] = softmax_cross_entropy_rows(Z + r * k, k, s.y.data() + r, 1, k,
+                                                             T(1) / static_cast<T>(B), Z + r * k, k);
+            // Back through the layers for these rows (W_i as before the update):
+            // G_{i-1} = (G_i W_iᵀ) ∘ 1{H_{i-1} > 0}
+            for (int64_t i = L; i >= 2; --i)
+                gemm<T>(Op::N, Op::T, r1 - r0, d[i - 1], d[i], T(1), s.G[i].data() + r0 * ld[i], ld[i], work.W[i - 1],
+                        ld[i], T(0), s.G[i - 1].data() + r0 * ld[i - 1], ld[i - 1], Epilogue::relu_mask,
+                        s.H[i - 1].data() + r0 * ld[i - 1], ld[i - 1]);
+        });
+        double batch_loss = 0;
+        for (int64_t r = 0; r < B; ++r) batch_loss += row_loss[sz(r)];
+        if (alpha != 0) {   // (α/2) Σ ‖W‖², before this batch's update
+            double sq = 0;
+            if (!sq1.empty())
+                for (const double row_sq : sq1) sq += row_sq;
+            else
+                sq += squared_norm(W1, d[0] * ld[1]);   // unpadded: ld[1] == d[1]
+            for (int64_t i = 1; i < L; ++i) sq += squared_norm(work.W[i], d[i] * d[i + 1]);
+            batch_loss += 0.5 * alpha * sq;
+        }
+        *loss_sum += batch_loss;
+
+        // The step of this batch's update (Adam: η_t for step t).
+        const T l2 = static_cast<T>(alpha / static_cast<double>(B));
+        T lr_t = static_cast<T>(lr);
+        if (adam) {
+            *state.t += 1;
+            lr_t = static_cast<T>(adam_step_size(lr, opt.beta1, opt.beta2, *state.t));
+        }
+
+        // The gradients, every one from the parameters as they are before the update.
+        const FirstLayerUpdate<T> first_update{&kernels, &opt, adam, pad, W1, ld[1], first1, second1,
+                                               d[1], lr_t, l2, sq1.empty() ? nullptr : sq1.data()};
+        // ∇W_i (i > 1; without the L2 term, added in the update) = H_{i-1}ᵀ G_i by chunks of its
+        // rows, and ∇b_i = Σ_rows G_i (rows in order) by chunks of columns: one list of tasks.
+        std::vector<std::array<int64_t, 3>>& tasks = s.tasks;   // (what, lo, hi): what < L: ∇W_{what+1}
+        tasks.clear();
+        for (int64_t i = L; i >= (panels ? 3 : 2); --i)   // (with panels, ∇W_2 is formed by panel below)
+            for (int64_t j0 = 0; j0 < d[i - 1]; j0 += kRowChunk) tasks.push_back({i - 1, j0, std::min(d[i - 1], j0 + kRowChunk)});
+        for (int64_t i = L; i >= 1; --i)
+            if (net.b[i - 1])
+                for (int64_t j0 = 0; j0 < d[i]; j0 += kRowChunk) tasks.push_back({L + i - 1, j0, std::min(d[i], j0 + kRowChunk)});
+        for_chunks(static_cast<int64_t>(tasks.size()), 1, split, [&](int64_t, int64_t t0, int64_t) {
+            const auto [what, j0, j1] = tasks[sz(t0)];
+            if (what < L) {   // ∇W_i, i = what + 1
+                const int64_t i = what + 1;
+                gemm<T>(Op::T, Op::N, j1 - j0, d[i], B, T(1), s.H[i - 1].data() + j0, ld[i - 1], s.G[i].data(), ld[i],
+                        T(0), s.gW[i - 1].data() + j0 * ld[i], ld[i]);
+            } else {          // ∇b_i, i = what − L + 1
+                const int64_t i = what - L + 1;
+                const T* Gi = s.G[i].data();
+                T* gb = s.gb[i - 1].data();
+                std::fill(gb + j0, gb + j1, T(0));
+                for (int64_t r = 0; r < B; ++r)
+                    for (int64_t j = j0; j < j1; ++j) gb[j] += Gi[r * ld[i] + j];
+            }
+        });
+        // ∇W_1 = X_bᵀ G_1; with a sparse input, W_1 is updated block by block as its gradient rows
+        // are completed (no other gradient reads W_1, and nothing reads it after).
+        if constexpr (Input::kFusedFirstUpdate) {
+            if (panels) {   // each thread updates its own panel of W_1 (and of the buffers)
+                panel_updates.clear();
+                panel_sinks.clear();
+                for (int t = 0; t < W1_padded->parts(); ++t) {
+                    const Panel<T>& p = W1_padded->panels()[sz(t)];
+                    panel_updates.push_back({&kernels, &opt, adam, /*padded=*/true, p.data, p.ld,
+                                             first_padded ? first_padded->panels()[sz(t)].data : nullptr,
+                                             second_padded ? second_padded->panels()[sz(t)].data : nullptr, p.n,
+                                             lr_t, l2, nullptr});
+                }
+                for (auto& u : panel_updates) panel_sinks.push_back({&FirstLayerUpdate<T>::consume, &u});
+                // ∇W_2 = H_1ᵀ G_2: each panel's rows by the thread that computed those columns of
+                // H_1, in the same kRowChunk-row chunks as the task list forms them (panels start
+                // on chunk boundaries), so that every GEMM has the same shape as on one thread.
+                struct SecondLayerGradient {
+                    const std::vector<Panel<T>>* panels;
+                    const T *H1, *G2;
+                    T* gW2;
+                    int64_t ldh, ldg, d2, B;
+                    static void run(void* self, int part) {
+                        const auto& g = *static_cast<const SecondLayerGradient*>(self);
+                        const Panel<T>& p = (*g.panels)[sz(part)];
+                        for (int64_t j0 = p.c0; j0 < p.c0 + p.n; j0 += kRowChunk) {
+                            const int64_t rows = std::min(p.c0 + p.n, j0 + kRowChunk) - j0;
+                            gemm<T>(Op::T, Op::N, rows, g.d2, g.B, T(1), g.H1 + j0, g.ldh, g.G2, g.ldg, T(0),
+                                    g.gW2 + j0 * g.ldg, g.ldg);
+                        }
+                    }
+                } second{&W1_padded->panels(), s.H[1].data(), s.G[2].data(), s.gW[1].data(), ld[1], ld[2], d[2], B};
+                input.first_layer_gradient(s.G[1].data(), ld[1], W1_padded->panels(), panel_sinks,
+                                           PanelWork{&SecondLayerGradient::run, &second});
+            } else {
+                input.first_layer_gradient(s.G[1].data(), ld[1], d[1],
+                                           RowSink<T>{&FirstLayerUpdate<T>::consume,
+                                                      const_cast<FirstLayerUpdate<T>*>(&first_update)});
+            }
+        } else
+            input.first_layer_gradient(s.G[1].data(), ld[1], d[1], s.gW[0].data(), ld[1]);
+
+        // The update of every other parameter, W_1 (unless done above) … W_L then b_1 … b_L.
+        for (int64_t p = Input::kFusedFirstUpdate ? 1 : 0; p < 2 * L; ++p) {
+            const int64_t i = p % L;
+            if (p < L)
+                update_parameter<T>(kernels, adam, opt, work.W[i], ld[i + 1], s.gW[i].data(), ld[i + 1], state.first[p],
+                                    state.second[p], d[i], d[i + 1], lr_t, l2);
+            else if (net.b[i])
+                update_parameter<T>(kernels, adam, opt, net.b[i], d[i + 1], s.gb[i].data(), d[i + 1], state.first[p],
+                                    state.second[p], 1, d[i + 1], lr_t, T(0));
+        }
+    }
+    return n_order;
+}
+
+}  // namespace
+
+template <typename T, typename TX>
+std::int64_t train_epoch(const DataMatrix<TX>& X, const std::int64_t* y, const std::int64_t* order,
+                         std::int64_t n_order, const BiasedNetwork<T>& net,
+                         const OptimizerConfig& opt, const OptimizerState<T>& state, double lr,
+                         std::int64_t batch, double alpha, double* loss_sum,
+                         const StopRequested& stop_requested, bool skip_zeros) {
+    if (batch < 1) throw std::invalid_argument("batch: expected an integer >= 1");
+    const int64_t max_rows = std::max<int64_t>(1, std::min(batch, n_order));
+    if (skip_zeros) {
+        CompactedInput<T, TX> input(X, order, n_order, max_rows, net.dims[1]);
+        return run_epoch<T>(input, y, order, n_order, net, opt, state, lr, batch, alpha, loss_sum, stop_requested);
+    }
+    DenseInput<T, TX> input(X, order, max_rows);
+    return run_epoch<T>(input, y, order, n_order, net, opt, state, lr, batch, alpha, loss_sum, stop_requested);
+}
+
+template <typename T>
+std::int64_t train_epoch_sparse(const SparseRowsView<T>& X, const std::int64_t* y, const std::int64_t* order,
+                                std::int64_t n_order, const BiasedNetwork<T>& net,
+                                const OptimizerConfig& opt, const OptimizerState<T>& state, double lr,
+                                std::int64_t batch, double alpha, double* loss_sum,
+                                const StopRequested& stop_requested) {
+    if (batch < 1) throw std::invalid_argument("batch: expected an integer >= 1");
+    SparseInput<T> input(X, order, n_order, std::max<int64_t>(1, std::min(batch, n_order)), net.dims[1]);
+    return run_epoch<T>(input, y, order, n_order, net, opt, state, lr, batch, alpha, loss_sum, stop_requested);
+}
+
+template <typename T, typename TX>
+void biased_logits(const DataMatrix<TX>& X, const BiasedNetwork<T>& net, T* logits) {
+    constexpr int64_t kChunk = 1024;
+    const int64_t k = net.dims[net.layers()];
+    BiasedScratch<T> s(net, std::min(kChunk, X.rows), net.dims, /*train=*/false);
+    std::vector<T> x(std::is_same_v<T, TX> ? 0 : sz(std::min(kChunk, X.rows) * X.cols));
+    for (int64_t start = 0; start < X.rows; start += kChunk) {
+        const int64_t rows = std::min(kChunk, X.rows - start);
+        int64_t ldx;
+        const T* Xb = forward_pass::batch_rows(X, nullptr, start, rows, x, ldx);
+        forward_pass::forward(Xb, ldx, rows, net.W, &net.b, net.dims, s.H, logits + start * k);
+    }
+}
+
+#define FASTNN_INSTANTIATE(T, TX)                                                                  \
+    template std::int64_t train_epoch<T, TX>(const DataMatrix<TX>&, const std::int64_t*,          \
+                                             const std::int64_t*, std::int64_t,                    \
+                                             const BiasedNetwork<T>&, const OptimizerConfig&,      \
+                                             const OptimizerState<T>&, double, std::int64_t,       \
+                                             double, double*, const StopRequested&, bool);         \
+    template void biased_logits<T, TX>(const DataMatrix<TX>&, const BiasedNetwork<T>&, T*);
+
+FASTNN_INSTANTIATE(float, float)
+FASTNN_INSTANTIATE(double, double)
+FASTNN_INSTANTIATE(double, float)   // float32 data, float64 parameters
+
+template std::int64_t train_epoch_sparse<float>(const SparseRowsView<float>&, const std::int64_t*,
+                                                const std::int64_t*, std::int64_t, const BiasedNetwork<float>&,
+                                                const OptimizerConfig&, const OptimizerState<float>&, double,
+                                                std::int64_t, double, double*, const StopRequested&);
+template std::int64_t train_epoch_sparse<double>(const SparseRowsView<double>&, const std::int64_t*,
+                                                 const std::int64_t*, std::int64_t, const BiasedNetwork<double>&,
+                                                 const OptimizerConfig&, const OptimizerState<double>&, double,
+                                                 std::int64_t, double, double*, const StopRequested&);
+
+#undef FASTNN_INSTANTIATE
+
+}  // namespace fastnn

@@ -1,0 +1,72 @@
+// L-layer ReLU networks with optional per-layer biases, trained by SGD (with momentum or
+// Nesterov momentum) or Adam with an L2 penalty, as scikit-learn's MLPClassifier does.
+// The bias-free hw0 epochs of mlp.hpp are separate and unchanged.
+//
+//   H_0 = X,  H_i = ReLU(H_{i-1} W_i + b_i)  (0 < i < L),  Z = H_{L-1} W_L + b_L
+//   loss of a batch of B rows = mean_r CE(Z_r, y_r) + (α / 2B) Σ_i ‖W_i‖²
+//   G_L = (softmax(Z) − I_y) / B,   G_i = (G_{i+1} W_{i+1}ᵀ) ∘ 1{H_i > 0}
+//   ∇W_i = H_{i-1}ᵀ G_i + (α / B) W_i,   ∇b_i = Σ_rows G_i
+//
+// (sklearn's _backprop: coef_grad = (H_{i-1}ᵀ δ_i + α W_i) / B with δ = S − I_y, the same
+// quantity.) The parameters are updated after every batch by the rule of optimizers.hpp.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "epochs/mlp.hpp"          // DataMatrix, StopRequested
+#include "optim/optimizers.hpp"
+#include "sparse/sparse_rows.hpp"
+
+namespace fastnn {
+
+// W[i] is dims[i] × dims[i+1] (contiguous); b[i] has dims[i+1] values or is null (no bias).
+template <typename T>
+struct BiasedNetwork {
+    std::vector<T*> W;
+    std::vector<T*> b;
+    std::vector<std::int64_t> dims;   // d_0 … d_L; size L + 1
+    std::int64_t layers() const { return static_cast<std::int64_t>(W.size()); }
+};
+
+// The optimizer's buffers, one entry per parameter in the order W_1 … W_L, b_1 … b_L (entries
+// of absent biases are null): SGD uses `first` as its velocities (null entries: plain SGD);
+// Adam uses `first` (m) and `second` (v). `t` is Adam's step counter, advanced once per batch.
+template <typename T>
+struct OptimizerState {
+    std::vector<T*> first;
+    std::vector<T*> second;
+    std::int64_t* t = nullptr;
+};
+
+// One epoch: the batches are rows order[0 … B), order[B … 2B), … of X (the last may be
+// shorter); order == nullptr means 0, 1, …, X.rows − 1 (then n_order = X.rows). Each batch's
+// rows are gathered into a scratch buffer allocated once per call. Returns the number of
+// order entries processed (n_order unless stop_requested() returned true) and adds to
+// *loss_sum, for every batch, B · (its loss above) = Σ CE + (α/2) Σ ‖W‖², with the parameters
+// as they were before that batch's update (sklearn's accumulated_loss).
+// With skip_zeros, the first layer's products skip the zeros of X: each batch's rows are
+// compacted to CSR in scratch (reused from batch to batch) and go through train_epoch_sparse's
+// products. The result equals the dense epoch's up to rounding; faster when most of X is zeros
+// (the crossover on MNIST-shaped data is about a third of X nonzero).
+template <typename T, typename TX>
+std::int64_t train_epoch(const DataMatrix<TX>& X, const std::int64_t* y, const std::int64_t* order,
+                         std::int64_t n_order, const BiasedNetwork<T>& net,
+                         const OptimizerConfig& opt, const OptimizerState<T>& state, double lr,
+                         std::int64_t batch, double alpha, double* loss_sum,
+                         const StopRequested& stop_requested, bool skip_zeros = false);
+
+// The same epoch with X given as CSR (sparse_rows.hpp; begin/end indexed by row, values of
+// type T): the first layer's product and gradient skip the zeros of X; nothing else changes.
+template <typename T>
+std::int64_t train_epoch_sparse(const SparseRowsView<T>& X, const std::int64_t* y, const std::int64_t* order,
+                                std::int64_t n_order, const BiasedNetwork<T>& net,
+                                const OptimizerConfig& opt, const OptimizerState<T>& state, double lr,
+                                std::int64_t batch, double alpha, double* loss_sum,
+                                const StopRequested& stop_requested);
+
+// Logits (X.rows × d_L, contiguous) of the biased net for every row of X.
+template <typename T, typename TX>
+void biased_logits(const DataMatrix<TX>& X, const BiasedNetwork<T>& net, T* logits);
+
+}  // namespace fastnn

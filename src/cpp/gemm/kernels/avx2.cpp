@@ -1,0 +1,382 @@
+// AVX2 + FMA micro-kernels (float and double) for the GEMM driver in gemm.cpp.
+//
+// Compiled with -mavx2 -mfma.  Nothing in here may run before cpu_features.cpp has
+// confirmed AVX2 + FMA support (and OS-saved YMM state), and everything except the
+// getters at the bottom is in an anonymous namespace, so no function compiled with AVX2
+// flags can be merged by the linker into the generic code paths (the ODR trap).
+#include "gemm/gemm_kernels.hpp"
+
+#if defined(__x86_64__) || defined(_M_X64)
+
+#include <immintrin.h>
+
+#include <array>
+#include <utility>
+
+namespace fastnn::gemm_detail {
+namespace {
+
+// ---------------------------------------------------------------------------------------
+// Thin vector wrappers: float = 8 lanes, double = 4 lanes.  AVX2 has no mask registers,
+// so a lane mask is a vector whose lanes are all-ones (active) or zero; vmaskmov loads
+// never fault on the inactive lanes.
+template <typename T>
+struct Simd;
+
+template <>
+struct Simd<float> {
+    using Reg = __m256;
+    using Mask = __m256i;
+    static constexpr int kLanes = 8;
+    static Reg zero() { return _mm256_setzero_ps(); }
+    static Reg set1(float x) { return _mm256_set1_ps(x); }
+    static Reg load(const float* p) { return _mm256_loadu_ps(p); }
+    static Reg load(const float* p, Mask m) { return _mm256_maskload_ps(p, m); }
+    static void store(float* p, Reg v) { _mm256_storeu_ps(p, v); }
+    static void store(float* p, Reg v, Mask m) { _mm256_maskstore_ps(p, m, v); }
+    static Reg fmadd(Reg a, Reg b, Reg c) { return _mm256_fmadd_ps(a, b, c); }
+    static Reg mul(Reg a, Reg b) { return _mm256_mul_ps(a, b); }
+    static Reg add(Reg a, Reg b) { return _mm256_add_ps(a, b); }
+    // max(0, x) keeping x's NaN / -0: returns x unless 0 > x (vmaxps semantics).
+    static Reg relu(Reg x) { return _mm256_max_ps(zero(), x); }
+    static Reg keep_where_positive(Reg mask_value, Reg x) {
+        return _mm256_and_ps(_mm256_cmp_ps(mask_value, zero(), _CMP_GT_OQ), x);
+    }
+    static Mask first(int n) {  // lanes [0, n) active, n in [1, 8]
+        return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    }
+    static Mask all() { return _mm256_set1_epi32(-1); }
+    static float reduce_add(Reg v) {
+        __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        s = _mm_add_ss(s, _mm_movehdup_ps(s));
+        return _mm_cvtss_f32(s);
+    }
+};
+
+template <>
+struct Simd<double> {
+    using Reg = __m256d;
+    using Mask = __m256i;
+    static constexpr int kLanes = 4;
+    static Reg zero() { return _mm256_setzero_pd(); }
+    static Reg set1(double x) { return _mm256_set1_pd(x); }
+    static Reg load(const double* p) { return _mm256_loadu_pd(p); }
+    static Reg load(const double* p, Mask m) { return _mm256_maskload_pd(p, m); }
+    static void store(double* p, Reg v) { _mm256_storeu_pd(p, v); }
+    static void store(double* p, Reg v, Mask m) { _mm256_maskstore_pd(p, m, v); }
+    static Reg fmadd(Reg a, Reg b, Reg c) { return _mm256_fmadd_pd(a, b, c); }
+    static Reg mul(Reg a, Reg b) { return _mm256_mul_pd(a, b); }
+    static Reg add(Reg a, Reg b) { return _mm256_add_pd(a, b); }
+    static Reg relu(Reg x) { return _mm256_max_pd(zero(), x); }
+    static Reg keep_where_positive(Reg mask_value, Reg x) {
+        return _mm256_and_pd(_mm256_cmp_pd(mask_value, zero(), _CMP_GT_OQ), x);
+    }
+    static Mask first(int n) {  // lanes [0, n) active, n in [1, 4]
+        return _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3));
+    }
+    static Mask all() { return _mm256_set1_epi64x(-1); }
+    static double reduce_add(Reg v) {
+        __m128d s = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+        s = _mm_add_sd(s, _mm_unpackhi_pd(s, s));
+        return _mm_cvtsd_f64(s);
+    }
+};
+
+// ---------------------------------------------------------------------------------------
+// Micro-kernel: one ROWS × (NV·lanes) tile of C, ROWS <= MR = 6, NV <= 2 vectors per row.
+//
+//   acc(r, c) = Σ_{p=0}^{k-1} A(r, p) · B(p, c)        (one FMA chain per element, p ascending)
+//   C(r, c)   = epi( alpha·acc(r, c) + beta·C(r, c) )  (C not read when beta == 0)
+//
+// Per k step: NV vector loads of the B row (the last one masked to `cols` when MASKED),
+// ROWS broadcasts of A(r, p), ROWS·NV FMAs.  6 × 2 = 12 ymm accumulators + 2 B + 1
+// broadcast = 15 of the 16 ymm registers (the classic Haswell 6×16 / 6×8 shape).
+constexpr int kPrefetchSteps = 8;
+
+template <typename T, int ROWS, int NV, bool MASKED>
+void micro_kernel(const MicroKernelArgs<T>& args) {
+    using S = Simd<T>;
+    using Reg = typename S::Reg;
+    constexpr int L = S::kLanes;
+    constexpr int NR = 2 * L;
+
+    const typename S::Mask last_mask = MASKED ? S::first(args.cols - (NV - 1) * L) : S::all();
+    if (args.c != nullptr) {
+#pragma GCC unroll 8
+        for (int r = 0; r < ROWS; ++r) {
+            _mm_prefetch(reinterpret_cast<const char*>(args.c + r * args.ldc), _MM_HINT_T0);
+            _mm_prefetch(reinterpret_cast<const char*>(args.c + r * args.ldc + args.cols - 1),
+                         _MM_HINT_T0);
+        }
+    }
+
+    Reg acc[ROWS][NV];
+#pragma GCC unroll 8
+    for (int r = 0; r < ROWS; ++r)
+#pragma GCC unroll 2
+        for (int v = 0; v < NV; ++v) acc[r][v] = S::zero();
+
+    const T* a = args.a;
+    const T* b = args.b;
+    const std::int64_t a_step = args.a_k_stride;
+    const std::int64_t b_step = args.b_k_stride;
+#pragma GCC unroll 4
+    for (std::int64_t p = 0; p < args.k; ++p) {
+        // Software prefetch of the A sliver kPrefetchSteps k steps ahead: an unpacked Aᵀ
+        // sliver has a row stride (lda) beyond the reach of the hardware stride
+        // prefetcher (2 KiB), so without it every k step would wait on L2.
+        _mm_prefetch(reinterpret_cast<const char*>(a + kPrefetchSteps * a_step), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(a + kPrefetchSteps * a_step + ROWS - 1), _MM_HINT_T0);
+        Reg b_row[NV];
+#pragma GCC unroll 2
+        for (int v = 0; v < NV; ++v)
+            b_row[v] = (MASKED && v == NV - 1) ? S::load(b + v * L, last_mask) : S::load(b + v * L);
+#pragma GCC unroll 8
+        for (int r = 0; r < ROWS; ++r) {
+            const Reg a_rp = S::set1(a[r]);
+#pragma GCC unroll 2
+            for (int v = 0; v < NV; ++v) acc[r][v] = S::fmadd(a_rp, b_row[v], acc[r][v]);
+        }
+        a += a_step;
+        b += b_step;
+    }
+
+    const Reg alpha = S::set1(args.alpha);
+    if (args.c == nullptr) {  // the driver finishes this tile (transposed C)
+#pragma GCC unroll 8
+        for (int r = 0; r < ROWS; ++r)
+#pragma GCC unroll 2
+            for (int v = 0; v < NV; ++v) S::store(args.tile_out + r * NR + v * L, S::mul(alpha, acc[r][v]));
+        return;
+    }
+    const Reg beta = S::set1(args.beta);
+    const bool read_c = args.beta != T(0);
+    const Epilogue epi = args.epi;
+#pragma GCC unroll 8
+    for (int r = 0; r < ROWS; ++r) {
+#pragma GCC unroll 2
+        for (int v = 0; v < NV; ++v) {
+            const bool masked = MASKED && v == NV - 1;
+            T* c = args.c + r * args.ldc + v * L;
+            Reg x = S::mul(alpha, acc[r][v]);
+            if (read_c) x = S::fmadd(beta, masked ? S::load(c, last_mask) : S::load(c), x);
+            if (epi == Epilogue::relu) {
+                x = S::relu(x);
+            } else if (epi == Epilogue::relu_mask) {
+                const T* m = args.mask + r * args.ldmask + v * L;
+                x = S::keep_where_positive(masked ? S::load(m, last_mask) : S::load(m), x);
+            }
+            if (masked)
+                S::store(c, x, last_mask);
+            else
+                S::store(c, x);
+        }
+    }
+}
+
+template <typename T, int ROWS>
+void micro_kernel_rows(const MicroKernelArgs<T>& args) {
+    constexpr int L = Simd<T>::kLanes;
+    if (args.cols == 2 * L)
+        micro_kernel<T, ROWS, 2, false>(args);
+    else if (args.cols > L)
+        micro_kernel<T, ROWS, 2, true>(args);
+    else if (args.cols == L)
+        micro_kernel<T, ROWS, 1, false>(args);
+    else
+        micro_kernel<T, ROWS, 1, true>(args);
+}
+
+template <typename T, std::size_t... R>
+constexpr std::array<MicroKernelFn<T>, sizeof...(R)> make_row_table(std::index_sequence<R...>) {
+    return {{&micro_kernel_rows<T, static_cast<int>(R) + 1>...}};
+}
+
+template <typename T, int MR>
+void micro_kernel_entry(const MicroKernelArgs<T>& args) {
+    static constexpr auto table = make_row_table<T>(std::make_index_sequence<MR>{});
+    table[args.rows - 1](args);
+}
+
+// ---------------------------------------------------------------------------------------
+// Dot-product kernel (see gemm_kernels.hpp):   out(r, c) = Σ_p A(r, p) · Bt(c, p)
+// RA = 2 rows × NB <= 6 columns: 12 ymm accumulators + 2 A + 1 Bt registers; per 8 (4)
+// values of p: RA + NB loads, RA·NB FMAs; masked k tail; fixed-order lane reduction.
+constexpr int kDotRowBlock = 2;
+constexpr int kDotMaxColBlock = 6;
+
+template <typename T, int RA, int NB>
+void dot_block(std::int64_t k, const T* a, std::int64_t lda, const T* bt, std::int64_t ldbt,
+               T* out, std::int64_t ld_out) {
+    using S = Simd<T>;
+    using Reg = typename S::Reg;
+    constexpr int L = S::kLanes;
+    Reg acc[RA][NB];
+#pragma GCC unroll 2
+    for (int r = 0; r < RA; ++r)
+#pragma GCC unroll 6
+        for (int c = 0; c < NB; ++c) acc[r][c] = S::zero();
+
+    std::int64_t p = 0;
+    for (; p + L <= k; p += L) {
+        Reg a_vec[RA];
+#pragma GCC unroll 2
+        for (int r = 0; r < RA; ++r) {
+            // A is streamed once (often from DRAM): fetch the next row block's line now.
+            _mm_prefetch(reinterpret_cast<const char*>(a + (RA + r) * lda + p), _MM_HINT_T0);
+            a_vec[r] = S::load(a + r * lda + p);
+        }
+#pragma GCC unroll 6
+        for (int c = 0; c < NB; ++c) {
+            const Reg b_vec = S::load(bt + c * ldbt + p);
+#pragma GCC unroll 2
+            for (int r = 0; r < RA; ++r) acc[r][c] = S::fmadd(a_vec[r], b_vec, acc[r][c]);
+        }
+    }
+    if (p < k) {
+        const typename S::Mask tail = S::first(static_cast<int>(k - p));
+        Reg a_vec[RA];
+#pragma GCC unroll 2
+        for (int r = 0; r < RA; ++r) a_vec[r] = S::load(a + r * lda + p, tail);
+#pragma GCC unroll 6
+        for (int c = 0; c < NB; ++c) {
+            const Reg b_vec = S::load(bt + c * ldbt + p, tail);
+#pragma GCC unroll 2
+            for (int r = 0; r < RA; ++r) acc[r][c] = S::fmadd(a_vec[r], b_vec, acc[r][c]);
+        }
+    }
+#pragma GCC unroll 2
+    for (int r = 0; r < RA; ++r)
+#pragma GCC unroll 6
+        for (int c = 0; c < NB; ++c) out[r * ld_out + c] = S::reduce_add(acc[r][c]);
+}
+
+template <typename T>
+using DotBlockFn = void (*)(std::int64_t, const T*, std::int64_t, const T*, std::int64_t, T*,
+                            std::int64_t);
+
+template <typename T, int RA, std::size_t... C>
+constexpr std::array<DotBlockFn<T>, sizeof...(C)> make_dot_table(std::index_sequence<C...>) {
+    return {{&dot_block<T, RA, static_cast<int>(C) + 1>...}};
+}
+
+template <typename T>
+void dot_kernel(const DotKernelArgs<T>& args) {
+    static constexpr auto pairs = make_dot_table<T, 2>(std::make_index_sequence<kDotMaxColBlock>{});
+    static constexpr auto singles = make_dot_table<T, 1>(std::make_index_sequence<kDotMaxColBlock>{});
+    for (int c0 = 0; c0 < args.cols; c0 += kDotMaxColBlock) {
+        const int nb = args.cols - c0 < kDotMaxColBlock ? args.cols - c0 : kDotMaxColBlock;
+        const T* bt = args.bt + c0 * args.ldbt;
+        std::int64_t r = 0;
+        for (; r + kDotRowBlock <= args.rows; r += kDotRowBlock)
+            pairs[nb - 1](args.k, args.a + r * args.lda, args.lda, bt, args.ldbt,
+                          args.out + r * args.ld_out + c0, args.ld_out);
+        if (r < args.rows)
+            singles[nb - 1](args.k, args.a + r * args.lda, args.lda, bt, args.ldbt,
+                            args.out + r * args.ld_out + c0, args.ld_out);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Packing op(A) = A (row-major) into a k-major MR = 6 panel, float:
+//   dst[p*6 + r] = A[r*lda + p]   (r < rows),   0 for rows <= r < 6.
+// 8 values of p at a time: up to 6 row segments are loaded (masked at the k tail, zero
+// rows beyond `rows` and for rows 6, 7), the 8×8 register block is transposed (unpack,
+// shuffle, 128-bit permute: 24 shuffles), and the first 6 lanes of each column are stored
+// as 4 + 2 floats (no masked stores: vmaskmovps stores are slow on AMD Zen).
+void pack_a_rows_f32(const float* A, std::int64_t lda, int rows, std::int64_t kc, float* dst) {
+    constexpr int MR = kAvx2TileF32.MR;
+    static_assert(MR == 6, "the 4 + 2 column store below assumes MR == 6");
+    for (std::int64_t p = 0; p < kc; p += 8) {
+        const int count = static_cast<int>(kc - p < 8 ? kc - p : 8);
+        const __m256i k_lanes = Simd<float>::first(count);
+        __m256 r[8];
+#pragma GCC unroll 8
+        for (int i = 0; i < 8; ++i)
+            r[i] = i < rows && i < MR ? _mm256_maskload_ps(A + i * lda + p, k_lanes) : _mm256_setzero_ps();
+        const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+        const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+        const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+        const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+        const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+        const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+        const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+        const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+        __m256 column[8];
+        column[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
+        column[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+        column[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
+        column[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+        column[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+        column[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+        column[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+        column[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+        for (int q = 0; q < count; ++q) {
+            float* d = dst + (p + q) * MR;
+            _mm_storeu_ps(d, _mm256_castps256_ps128(column[q]));
+            _mm_storel_pi(reinterpret_cast<__m64*>(d + 4), _mm256_extractf128_ps(column[q], 1));
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// FMA peak probe: kProbeFmaChains independent chains x_i <- x_i·s + t.
+template <typename T>
+double fma_chains(std::int64_t iterations, double* sink) {
+    using S = Simd<T>;
+    using Reg = typename S::Reg;
+    Reg x[kProbeFmaChains];
+    for (int i = 0; i < kProbeFmaChains; ++i) x[i] = S::set1(T(1) + T(i) * T(1e-3));
+    const Reg s = S::set1(T(0.999999)), t = S::set1(T(1e-7));
+    for (std::int64_t it = 0; it < iterations; ++it) {
+#pragma GCC unroll 12
+        for (int i = 0; i < kProbeFmaChains; ++i) x[i] = S::fmadd(x[i], s, t);
+    }
+    Reg total = x[0];
+    for (int i = 1; i < kProbeFmaChains; ++i) total = S::add(total, x[i]);
+    *sink += static_cast<double>(S::reduce_add(total));
+    return 2.0 * S::kLanes * kProbeFmaChains * static_cast<double>(iterations);
+}
+
+}  // namespace
+
+KernelSet<float> avx2_kernels_f32() {
+    return {kAvx2TileF32, &micro_kernel_entry<float, kAvx2TileF32.MR>, &dot_kernel<float>,
+            &pack_a_rows_f32};
+}
+KernelSet<double> avx2_kernels_f64() {
+    return {kAvx2TileF64, &micro_kernel_entry<double, kAvx2TileF64.MR>, &dot_kernel<double>, nullptr};
+}
+
+double avx2_fma_chains(bool dbl, std::int64_t iterations, double* sink) {
+    return dbl ? fma_chains<double>(iterations, sink) : fma_chains<float>(iterations, sink);
+}
+
+// Streaming read: 4 independent 32-byte loads per step into 4 accumulators.
+double avx2_read_sum(const float* data, std::size_t bytes) {
+    const std::size_t n = bytes / sizeof(float);
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    std::size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        s0 = _mm256_add_ps(s0, _mm256_load_ps(data + i));
+        s1 = _mm256_add_ps(s1, _mm256_load_ps(data + i + 8));
+        s2 = _mm256_add_ps(s2, _mm256_load_ps(data + i + 16));
+        s3 = _mm256_add_ps(s3, _mm256_load_ps(data + i + 24));
+    }
+    for (; i + 8 <= n; i += 8) s0 = _mm256_add_ps(s0, _mm256_load_ps(data + i));
+    return Simd<float>::reduce_add(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+}
+
+}  // namespace fastnn::gemm_detail
+
+#else  // not x86-64: no AVX2 kernels
+
+namespace fastnn::gemm_detail {
+KernelSet<float> avx2_kernels_f32() { return {}; }
+KernelSet<double> avx2_kernels_f64() { return {}; }
+double avx2_fma_chains(bool, std::int64_t, double*) { return 0.0; }
+double avx2_read_sum(const float*, std::size_t) { return 0.0; }
+}  // namespace fastnn::gemm_detail
+
+#endif

@@ -1,0 +1,416 @@
+// AVX-512 micro-kernels (float and double) for the GEMM driver in gemm.cpp.
+//
+// Compiled with -mavx512f -mavx512vl -mavx512dq -mavx512bw -mavx2 -mfma.  Nothing in
+// here may run before cpu_features.cpp has confirmed AVX-512 support, and everything
+// except the getters at the bottom is in an anonymous namespace, so no function compiled
+// with AVX-512 flags can be merged by the linker into the generic code paths.
+#include "gemm/gemm_kernels.hpp"
+
+#if defined(__x86_64__) || defined(_M_X64)
+
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ < 13
+// GCC 12's AVX-512 headers trip -Wuninitialized on their own _mm512_undefined_*()
+// placeholders (GCC bug 105593, fixed in GCC 13); silence it for this file only.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+#include <immintrin.h>
+
+#include <array>
+#include <utility>
+
+namespace fastnn::gemm_detail {
+namespace {
+
+// ---------------------------------------------------------------------------------------
+// Thin vector wrappers so one kernel template serves float (16 lanes) and double (8 lanes).
+template <typename T>
+struct Simd;
+
+template <>
+struct Simd<float> {
+    using Reg = __m512;
+    using Mask = __mmask16;
+    static constexpr int kLanes = 16;
+    static Reg zero() { return _mm512_setzero_ps(); }
+    static Reg set1(float x) { return _mm512_set1_ps(x); }
+    static Reg load(const float* p) { return _mm512_loadu_ps(p); }
+    static Reg load(const float* p, Mask m) { return _mm512_maskz_loadu_ps(m, p); }
+    static void store(float* p, Reg v) { _mm512_storeu_ps(p, v); }
+    static void store(float* p, Reg v, Mask m) { _mm512_mask_storeu_ps(p, m, v); }
+    static Reg fmadd(Reg a, Reg b, Reg c) { return _mm512_fmadd_ps(a, b, c); }
+    static Reg mul(Reg a, Reg b) { return _mm512_mul_ps(a, b); }
+    static Reg add(Reg a, Reg b) { return _mm512_add_ps(a, b); }
+    // max(0, x) with x's NaN / -0 kept: returns x unless 0 > x (vmaxps semantics).
+    static Reg relu(Reg x) { return _mm512_max_ps(zero(), x); }
+    // x where mask_value > 0, else 0 (NaN mask -> 0)
+    static Reg keep_where_positive(Reg mask_value, Reg x) {
+        return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(mask_value, zero(), _CMP_GT_OQ), x);
+    }
+    static Mask first(int n) { return static_cast<Mask>((1u << n) - 1u); }  // n in [1, 16]
+    // Fixed-order lane sum: halves, then quarters, ... (deterministic).
+    static float reduce_add(Reg v) {
+        const __m512 halves = _mm512_add_ps(v, _mm512_shuffle_f32x4(v, v, _MM_SHUFFLE(1, 0, 3, 2)));
+        const __m256 h = _mm512_castps512_ps256(halves);
+        __m128 q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+        q = _mm_add_ps(q, _mm_movehl_ps(q, q));
+        q = _mm_add_ss(q, _mm_movehdup_ps(q));
+        return _mm_cvtss_f32(q);
+    }
+};
+
+template <>
+struct Simd<double> {
+    using Reg = __m512d;
+    using Mask = __mmask8;
+    static constexpr int kLanes = 8;
+    static Reg zero() { return _mm512_setzero_pd(); }
+    static Reg set1(double x) { return _mm512_set1_pd(x); }
+    static Reg load(const double* p) { return _mm512_loadu_pd(p); }
+    static Reg load(const double* p, Mask m) { return _mm512_maskz_loadu_pd(m, p); }
+    static void store(double* p, Reg v) { _mm512_storeu_pd(p, v); }
+    static void store(double* p, Reg v, Mask m) { _mm512_mask_storeu_pd(p, m, v); }
+    static Reg fmadd(Reg a, Reg b, Reg c) { return _mm512_fmadd_pd(a, b, c); }
+    static Reg mul(Reg a, Reg b) { return _mm512_mul_pd(a, b); }
+    static Reg add(Reg a, Reg b) { return _mm512_add_pd(a, b); }
+    static Reg relu(Reg x) { return _mm512_max_pd(zero(), x); }
+    static Reg keep_where_positive(Reg mask_value, Reg x) {
+        return _mm512_maskz_mov_pd(_mm512_cmp_pd_mask(mask_value, zero(), _CMP_GT_OQ), x);
+    }
+    static Mask first(int n) { return static_cast<Mask>((1u << n) - 1u); }  // n in [1, 8]
+    static double reduce_add(Reg v) {
+        const __m512d halves = _mm512_add_pd(v, _mm512_shuffle_f64x2(v, v, _MM_SHUFFLE(1, 0, 3, 2)));
+        const __m256d h = _mm512_castpd512_pd256(halves);
+        __m128d q = _mm_add_pd(_mm256_castpd256_pd128(h), _mm256_extractf128_pd(h, 1));
+        q = _mm_add_sd(q, _mm_unpackhi_pd(q, q));
+        return _mm_cvtsd_f64(q);
+    }
+};
+
+// ---------------------------------------------------------------------------------------
+// Micro-kernel: one ROWS × (NV·lanes) tile of C, ROWS <= MR = 14, NV <= 2 vectors per row.
+//
+//   acc(r, c) = Σ_{p=0}^{k-1} A(r, p) · B(p, c)        (one FMA chain per element, p ascending)
+//   C(r, c)   = epi( alpha·acc(r, c) + beta·C(r, c) )  (C not read when beta == 0)
+//
+// Per k step: NV vector loads of the B row (the last one masked to `cols` when MASKED),
+// ROWS broadcasts of A(r, p), ROWS·NV FMAs.  With ROWS = 14, NV = 2 that is 28 zmm
+// accumulators + 2 B registers + 1 broadcast = 31 of the 32 zmm registers, and 28 FMAs
+// per 16 loads, so the two FMA ports (not the load ports) are the bottleneck.
+// MASKED tiles read / write only the first `cols` columns (masked loads never fault), so
+// neither packing nor the caller has to pad B or C.
+constexpr int kPrefetchSteps = 8;
+
+template <typename T, int ROWS, int NV, bool MASKED>
+void micro_kernel(const MicroKernelArgs<T>& args) {
+    using S = Simd<T>;
+    using Reg = typename S::Reg;
+    constexpr int L = S::kLanes;
+    constexpr int NR = 2 * L;
+
+    const typename S::Mask last_mask = MASKED ? S::first(args.cols - (NV - 1) * L)
+                                              : static_cast<typename S::Mask>(~0u);
+    if (args.c != nullptr) {
+        // Pull the C tile towards L1 while the k loop runs (it is needed at the end).
+#pragma GCC unroll 16
+        for (int r = 0; r < ROWS; ++r) {
+            _mm_prefetch(reinterpret_cast<const char*>(args.c + r * args.ldc), _MM_HINT_T0);
+            _mm_prefetch(reinterpret_cast<const char*>(args.c + r * args.ldc + args.cols - 1),
+                         _MM_HINT_T0);
+        }
+    }
+
+    Reg acc[ROWS][NV];
+#pragma GCC unroll 16
+    for (int r = 0; r < ROWS; ++r)
+#pragma GCC unroll 2
+        for (int v = 0; v < NV; ++v) acc[r][v] = S::zero();
+
+    const T* a = args.a;
+    const T* b = args.b;
+    const std::int64_t a_step = args.a_k_stride;
+    const std::int64_t b_step = args.b_k_stride;
+#pragma GCC unroll 2
+    for (std::int64_t p = 0; p < args.k; ++p) {
+        // Software prefetch of the A sliver kPrefetchSteps k steps ahead: an unpacked Aᵀ
+        // sliver has a row stride (lda) beyond the reach of the hardware stride
+        // prefetcher (2 KiB), so without it every k step would wait on L2.
+        _mm_prefetch(reinterpret_cast<const char*>(a + kPrefetchSteps * a_step), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(a + kPrefetchSteps * a_step + ROWS - 1), _MM_HINT_T0);
+        Reg b_row[NV];
+#pragma GCC unroll 2
+        for (int v = 0; v < NV; ++v)
+            b_row[v] = (MASKED && v == NV - 1) ? S::load(b + v * L, last_mask) : S::load(b + v * L);
+#pragma GCC unroll 16
+        for (int r = 0; r < ROWS; ++r) {
+            const Reg a_rp = S::set1(a[r]);
+#pragma GCC unroll 2
+            for (int v = 0; v < NV; ++v) acc[r][v] = S::fmadd(a_rp, b_row[v], acc[r][v]);
+        }
+        a += a_step;
+        b += b_step;
+    }
+
+    const Reg alpha = S::set1(args.alpha);
+    if (args.c == nullptr) {  // the driver finishes this tile (transposed C)
+#pragma GCC unroll 16
+        for (int r = 0; r < ROWS; ++r)
+#pragma GCC unroll 2
+            for (int v = 0; v < NV; ++v) S::store(args.tile_out + r * NR + v * L, S::mul(alpha, acc[r][v]));
+        return;
+    }
+    const Reg beta = S::set1(args.beta);
+    const bool read_c = args.beta != T(0);
+    const Epilogue epi = args.epi;
+#pragma GCC unroll 16
+    for (int r = 0; r < ROWS; ++r) {
+#pragma GCC unroll 2
+        for (int v = 0; v < NV; ++v) {
+            const bool masked = MASKED && v == NV - 1;
+            T* c = args.c + r * args.ldc + v * L;
+            Reg x = S::mul(alpha, acc[r][v]);
+            if (read_c) x = S::fmadd(beta, masked ? S::load(c, last_mask) : S::load(c), x);
+            if (epi == Epilogue::relu) {
+                x = S::relu(x);
+            } else if (epi == Epilogue::relu_mask) {
+                const T* m = args.mask + r * args.ldmask + v * L;
+                x = S::keep_where_positive(masked ? S::load(m, last_mask) : S::load(m), x);
+            }
+            if (masked)
+                S::store(c, x, last_mask);
+            else
+                S::store(c, x);
+        }
+    }
+}
+
+// Column dispatch for a fixed row count: full 2-vector tile, masked 2-vector, full or
+// masked 1-vector (edge tiles of narrow matrices such as n = 10).
+template <typename T, int ROWS>
+void micro_kernel_rows(const MicroKernelArgs<T>& args) {
+    constexpr int L = Simd<T>::kLanes;
+    if (args.cols == 2 * L)
+        micro_kernel<T, ROWS, 2, false>(args);
+    else if (args.cols > L)
+        micro_kernel<T, ROWS, 2, true>(args);
+    else if (args.cols == L)
+        micro_kernel<T, ROWS, 1, false>(args);
+    else
+        micro_kernel<T, ROWS, 1, true>(args);
+}
+
+template <typename T, std::size_t... R>
+constexpr std::array<MicroKernelFn<T>, sizeof...(R)> make_row_table(std::index_sequence<R...>) {
+    return {{&micro_kernel_rows<T, static_cast<int>(R) + 1>...}};
+}
+
+template <typename T, int MR>
+void micro_kernel_entry(const MicroKernelArgs<T>& args) {
+    static constexpr auto table = make_row_table<T>(std::make_index_sequence<MR>{});
+    table[args.rows - 1](args);
+}
+
+// ---------------------------------------------------------------------------------------
+// Dot-product kernel for narrow C with k-contiguous operands (op(A) = A row-major,
+// op(B) given as Bᵀ rows):
+//
+//   out(r, c) = Σ_p A(r, p) · Bt(c, p)
+//
+// A block of RA = 2 rows × NB <= 12 columns keeps RA·NB vector accumulators running
+// along p (24 zmm + 2 A + 1 Bt registers); per 16 (8) values of p it does RA + NB loads
+// and RA·NB FMAs.  The k tail uses masked loads.  Each accumulator is reduced across
+// lanes at the end with the same fixed tree, so the RA = 1 / RA = 2 and column-chunk
+// choices never change a result bit.
+constexpr int kDotRowBlock = 2;
+constexpr int kDotMaxColBlock = 12;
+
+template <typename T, int RA, int NB>
+void dot_block(std::int64_t k, const T* a, std::int64_t lda, const T* bt, std::int64_t ldbt,
+               T* out, std::int64_t ld_out) {
+    using S = Simd<T>;
+    using Reg = typename S::Reg;
+    constexpr int L = S::kLanes;
+    Reg acc[RA][NB];
+#pragma GCC unroll 2
+    for (int r = 0; r < RA; ++r)
+#pragma GCC unroll 12
+        for (int c = 0; c < NB; ++c) acc[r][c] = S::zero();
+
+    std::int64_t p = 0;
+    for (; p + L <= k; p += L) {
+        Reg a_vec[RA];
+#pragma GCC unroll 2
+        for (int r = 0; r < RA; ++r) {
+            // A is streamed once (often from DRAM): fetch the next row block's line now.
+            _mm_prefetch(reinterpret_cast<const char*>(a + (RA + r) * lda + p), _MM_HINT_T0);
+            a_vec[r] = S::load(a + r * lda + p);
+        }
+#pragma GCC unroll 12
+        for (int c = 0; c < NB; ++c) {
+            const Reg b_vec = S::load(bt + c * ldbt + p);
+#pragma GCC unroll 2
+            for (int r = 0; r < RA; ++r) acc[r][c] = S::fmadd(a_vec[r], b_vec, acc[r][c]);
+        }
+    }
+    if (p < k) {
+        const typename S::Mask tail = S::first(static_cast<int>(k - p));
+        Reg a_vec[RA];
+#pragma GCC unroll 2
+        for (int r = 0; r < RA; ++r) a_vec[r] = S::load(a + r * lda + p, tail);
+#pragma GCC unroll 12
+        for (int c = 0; c < NB; ++c) {
+            const Reg b_vec = S::load(bt + c * ldbt + p, tail);
+#pragma GCC unroll 2
+            for (int r = 0; r < RA; ++r) acc[r][c] = S::fmadd(a_vec[r], b_vec, acc[r][c]);
+        }
+    }
+#pragma GCC unroll 2
+    for (int r = 0; r < RA; ++r)
+#pragma GCC unroll 12
+        for (int c = 0; c < NB; ++c) out[r * ld_out + c] = S::reduce_add(acc[r][c]);
+}
+
+template <typename T>
+using DotBlockFn = void (*)(std::int64_t, const T*, std::int64_t, const T*, std::int64_t, T*,
+                            std::int64_t);
+
+template <typename T, int RA, std::size_t... C>
+constexpr std::array<DotBlockFn<T>, sizeof...(C)> make_dot_table(std::index_sequence<C...>) {
+    return {{&dot_block<T, RA, static_cast<int>(C) + 1>...}};
+}
+
+template <typename T>
+void dot_kernel(const DotKernelArgs<T>& args) {
+    static constexpr auto pairs = make_dot_table<T, 2>(std::make_index_sequence<kDotMaxColBlock>{});
+    static constexpr auto singles = make_dot_table<T, 1>(std::make_index_sequence<kDotMaxColBlock>{});
+    for (int c0 = 0; c0 < args.cols; c0 += kDotMaxColBlock) {
+        const int nb = args.cols - c0 < kDotMaxColBlock ? args.cols - c0 : kDotMaxColBlock;
+        const T* bt = args.bt + c0 * args.ldbt;
+        std::int64_t r = 0;
+        for (; r + kDotRowBlock <= args.rows; r += kDotRowBlock)
+            pairs[nb - 1](args.k, args.a + r * args.lda, args.lda, bt, args.ldbt,
+                          args.out + r * args.ld_out + c0, args.ld_out);
+        if (r < args.rows)
+            singles[nb - 1](args.k, args.a + r * args.lda, args.lda, bt, args.ldbt,
+                            args.out + r * args.ld_out + c0, args.ld_out);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Packing op(A) = A (row-major) into a k-major MR = 14 panel, float:
+//   dst[p*14 + r] = A[r*lda + p]   (r < rows),   0 for rows <= r < 14.
+// 16 values of p at a time: up to 14 row segments are loaded (masked at the k tail, zero
+// rows beyond `rows`), the 16×16 register block is transposed (32-bit, 64-bit and two
+// 128-bit-lane interleave stages: 64 shuffles), and the first 14 lanes of each column are
+// stored.  About 0.3 cycles per element instead of ~2 for the scalar gather loop.
+void pack_a_rows_f32(const float* A, std::int64_t lda, int rows, std::int64_t kc, float* dst) {
+    constexpr int MR = kAvx512TileF32.MR;
+    static_assert(MR <= 16, "one 16×16 transpose per 16 k steps");
+    const __mmask16 row_lanes = static_cast<__mmask16>((1u << MR) - 1u);
+    for (std::int64_t p = 0; p < kc; p += 16) {
+        const int count = static_cast<int>(kc - p < 16 ? kc - p : 16);
+        const __mmask16 k_lanes = Simd<float>::first(count);
+        __m512 r[16];
+#pragma GCC unroll 16
+        for (int i = 0; i < 16; ++i)
+            r[i] = i < rows ? _mm512_maskz_loadu_ps(k_lanes, A + i * lda + p) : _mm512_setzero_ps();
+        // Stage 1: interleave 32-bit elements of row pairs.
+        __m512 t[16];
+#pragma GCC unroll 8
+        for (int i = 0; i < 8; ++i) {
+            t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+            t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+        }
+        // Stage 2: interleave 64-bit pairs within groups of 4 rows; u[4g + j] then holds,
+        // in 128-bit lane L, column 4L + j of rows 4g .. 4g+3.
+        __m512 u[16];
+#pragma GCC unroll 4
+        for (int g = 0; g < 4; ++g) {
+            const __m512d a = _mm512_castps_pd(t[4 * g]), b = _mm512_castps_pd(t[4 * g + 1]);
+            const __m512d c = _mm512_castps_pd(t[4 * g + 2]), d = _mm512_castps_pd(t[4 * g + 3]);
+            u[4 * g + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+            u[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+            u[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+            u[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+        }
+        // Stages 3-4: gather 128-bit lane L of the four groups into column 4L + j.
+        __m512 column[16];
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; ++j) {
+            const __m512 even01 = _mm512_shuffle_f32x4(u[j], u[4 + j], 0x88);   // g0L0 g0L2 g1L0 g1L2
+            const __m512 odd01 = _mm512_shuffle_f32x4(u[j], u[4 + j], 0xDD);    // g0L1 g0L3 g1L1 g1L3
+            const __m512 even23 = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0x88);
+            const __m512 odd23 = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0xDD);
+            column[0 + j] = _mm512_shuffle_f32x4(even01, even23, 0x88);   // lane 0 of g0..g3
+            column[8 + j] = _mm512_shuffle_f32x4(even01, even23, 0xDD);   // lane 2
+            column[4 + j] = _mm512_shuffle_f32x4(odd01, odd23, 0x88);     // lane 1
+            column[12 + j] = _mm512_shuffle_f32x4(odd01, odd23, 0xDD);    // lane 3
+        }
+        for (int q = 0; q < count; ++q) _mm512_mask_storeu_ps(dst + (p + q) * MR, row_lanes, column[q]);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Probes.  FMA peak: kProbeFmaChains independent chains x_i <- x_i·s + t (latency 4 cycles
+// × 2 FMA ports needs >= 8 chains in flight; 12 leaves slack).
+template <typename T>
+double fma_chains(std::int64_t iterations, double* sink) {
+    using S = Simd<T>;
+    using Reg = typename S::Reg;
+    Reg x[kProbeFmaChains];
+    for (int i = 0; i < kProbeFmaChains; ++i) x[i] = S::set1(T(1) + T(i) * T(1e-3));
+    const Reg s = S::set1(T(0.999999)), t = S::set1(T(1e-7));
+    for (std::int64_t it = 0; it < iterations; ++it) {
+#pragma GCC unroll 12
+        for (int i = 0; i < kProbeFmaChains; ++i) x[i] = S::fmadd(x[i], s, t);
+    }
+    Reg total = x[0];
+    for (int i = 1; i < kProbeFmaChains; ++i) total = S::add(total, x[i]);
+    *sink += static_cast<double>(S::reduce_add(total));
+    return 2.0 * S::kLanes * kProbeFmaChains * static_cast<double>(iterations);
+}
+
+}  // namespace
+
+KernelSet<float> avx512_kernels_f32() {
+    return {kAvx512TileF32, &micro_kernel_entry<float, kAvx512TileF32.MR>, &dot_kernel<float>,
+            &pack_a_rows_f32};
+}
+KernelSet<double> avx512_kernels_f64() {
+    return {kAvx512TileF64, &micro_kernel_entry<double, kAvx512TileF64.MR>, &dot_kernel<double>,
+            nullptr};
+}
+
+double avx512_fma_chains(bool dbl, std::int64_t iterations, double* sink) {
+    return dbl ? fma_chains<double>(iterations, sink) : fma_chains<float>(iterations, sink);
+}
+
+// Streaming read: 4 independent 64-byte loads per step into 4 accumulators (adds, not
+// FMAs: one add per 64 bytes is far below the add throughput, so memory is the limit).
+double avx512_read_sum(const float* data, std::size_t bytes) {
+    const std::size_t n = bytes / sizeof(float);
+    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    std::size_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        s0 = _mm512_add_ps(s0, _mm512_load_ps(data + i));
+        s1 = _mm512_add_ps(s1, _mm512_load_ps(data + i + 16));
+        s2 = _mm512_add_ps(s2, _mm512_load_ps(data + i + 32));
+        s3 = _mm512_add_ps(s3, _mm512_load_ps(data + i + 48));
+    }
+    for (; i + 16 <= n; i += 16) s0 = _mm512_add_ps(s0, _mm512_load_ps(data + i));
+    return Simd<float>::reduce_add(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+}
+
+}  // namespace fastnn::gemm_detail
+
+#else  // not x86-64: no AVX-512 kernels
+
+namespace fastnn::gemm_detail {
+KernelSet<float> avx512_kernels_f32() { return {}; }
+KernelSet<double> avx512_kernels_f64() { return {}; }
+double avx512_fma_chains(bool, std::int64_t, double*) { return 0.0; }
+double avx512_read_sum(const float*, std::size_t) { return 0.0; }
+}  // namespace fastnn::gemm_detail
+
+#endif

@@ -1,0 +1,7 @@
+// The optimizers' update loops (optimizers.hpp) compiled for avx2.
+#include "optim/optimizers.hpp"
+
+namespace fastnn::optimizer_detail {
+UpdateKernels<float> avx2_update_kernels_f32() { return {&sgd_update_flushed<float>, &adam_update_flushed<float>}; }
+UpdateKernels<double> avx2_update_kernels_f64() { return {&sgd_update_flushed<double>, &adam_update_flushed<double>}; }
+}  // namespace fastnn::optimizer_detail

@@ -1,7 +1,0 @@
-// The optimizers' update loops (optimizers.hpp) compiled for generic.
-#include "optimizers.hpp"
-
-namespace fastnn::optimizer_detail {
-UpdateKernels<float> generic_update_kernels_f32() { return {&sgd_update_flushed<float>, &adam_update_flushed<float>}; }
-UpdateKernels<double> generic_update_kernels_f64() { return {&sgd_update_flushed<double>, &adam_update_flushed<double>}; }
-}  // namespace fastnn::optimizer_detail

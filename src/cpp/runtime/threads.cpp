@@ -1,0 +1,115 @@
+#include "runtime/threads.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <stdexcept>
+#include <string>
+
+#if defined(__linux__)
+#include <sched.h>
+#endif
+#if defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>
+#endif
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+namespace fastnn {
+
+namespace {
+
+// CPUs in this process's affinity mask, read once: the mask rarely changes after start-up, and
+// get_num_threads() runs before every parallel region (a syscall there would cost ~1% of an epoch).
+int affinity_cpus() {
+    static const int cpus = [] {
+        int n = 0;
+#if defined(__linux__)
+        cpu_set_t set;
+        if (sched_getaffinity(0, sizeof(set), &set) == 0) n = CPU_COUNT(&set);
+#endif
+#if defined(_OPENMP)
+        if (n <= 0) n = omp_get_num_procs();
+#endif
+        return n > 0 ? n : 1;
+    }();
+    return cpus;
+}
+
+std::atomic<int> chosen_threads{0};        // set_num_threads's n; 0: follow the host
+std::atomic<bool> team_may_have_run{false}; // a count > 1 was handed out: libgomp's pool may exist
+std::atomic<bool> forked_child{false};
+
+#if defined(__unix__) || defined(__APPLE__)
+// pthread_atfork's child handler: runs in the child of every fork(), Python's os.fork,
+// multiprocessing's "fork" and ProcessPoolExecutor's workers included.
+void on_fork_child() {
+    if (team_may_have_run.load(std::memory_order_relaxed)) forked_child.store(true);
+}
+const bool fork_handler_installed = pthread_atfork(nullptr, nullptr, on_fork_child) == 0;
+#endif
+
+}  // namespace
+
+int default_num_threads() {
+    int n = affinity_cpus();
+#if defined(_OPENMP)
+    n = std::min(n, std::max(1, omp_get_max_threads()));
+    n = std::min(n, std::max(1, omp_get_thread_limit()));
+#endif
+    return n;
+}
+
+int num_threads_in_force() {
+#if defined(_OPENMP)
+    if (forked_child.load(std::memory_order_relaxed)) return 1;
+    const int chosen = chosen_threads.load(std::memory_order_relaxed);
+    return chosen > 0 ? chosen : default_num_threads();
+#else
+    return 1;
+#endif
+}
+
+int get_num_threads() {
+    const int n = num_threads_in_force();
+    // From here on a fork's child must not open a team (on_fork_child).
+    if (n > 1 && !team_may_have_run.load(std::memory_order_relaxed))
+        team_may_have_run.store(true, std::memory_order_relaxed);
+    return n;
+}
+
+void set_num_threads(int n) {
+    if (n < 1)
+        throw std::invalid_argument("num_threads: expected an integer >= 1, got " + std::to_string(n));
+    chosen_threads.store(n);
+}
+
+void reset_num_threads() { chosen_threads.store(0); }
+
+bool num_threads_is_set() { return chosen_threads.load() > 0; }
+
+bool forked_after_threads() { return forked_child.load(); }
+
+bool openmp_enabled() {
+#if defined(_OPENMP)
+    return true;
+#else
+    return false;
+#endif
+}
+
+}  // namespace fastnn
+
+// threadpoolctl's view of the core (fastnn/threadpool.py registers a controller that finds this
+// library by these symbols and calls them through ctypes): the same count as num_threads_in_force().
+#if defined(__GNUC__)
+#define FASTNN_EXPORT extern "C" __attribute__((visibility("default")))
+#else
+#define FASTNN_EXPORT extern "C"
+#endif
+
+FASTNN_EXPORT int fastnn_threadpool_get_num_threads() { return fastnn::num_threads_in_force(); }
+
+FASTNN_EXPORT void fastnn_threadpool_set_num_threads(int n) {
+    if (n >= 1) fastnn::set_num_threads(n);
+}

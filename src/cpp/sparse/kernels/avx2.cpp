@@ -1,0 +1,8 @@
+// The sparse × dense kernels for avx2 (32-byte vectors); see sparse_kernels.hpp.
+#define FASTNN_VECTOR_BYTES 32
+#include "sparse/sparse_kernels.hpp"
+
+namespace fastnn::sparse_detail {
+Kernels<float> avx2_kernels_f32() { return {rows_kernel<float>, kLanes<float>, compact_row_f32, count_row_f32, gather_block<float>}; }
+Kernels<double> avx2_kernels_f64() { return {rows_kernel<double>, kLanes<double>, compact_row_f32, count_row_f32, gather_block<double>}; }
+}  // namespace fastnn::sparse_detail

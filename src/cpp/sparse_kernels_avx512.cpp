@@ -1,8 +1,0 @@
-// The sparse × dense kernels for avx512 (64-byte vectors); see sparse_kernels.hpp.
-#define FASTNN_VECTOR_BYTES 64
-#include "sparse_kernels.hpp"
-
-namespace fastnn::sparse_detail {
-Kernels<float> avx512_kernels_f32() { return {rows_kernel<float>, kLanes<float>, compact_row_f32, count_row_f32, gather_block<float>}; }
-Kernels<double> avx512_kernels_f64() { return {rows_kernel<double>, kLanes<double>, compact_row_f32, count_row_f32, gather_block<double>}; }
-}  // namespace fastnn::sparse_detail
