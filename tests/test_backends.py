@@ -67,7 +67,7 @@ def test_hw0_star_import_names():
     namespace = {}
     exec("from fastnn import *", namespace)
     for name in ["parse_mnist", "softmax_loss", "softmax_regression_epoch", "nn_epoch", "loss_err",
-                 "train_softmax", "train_nn"]:
+                 "train_softmax", "train_nn", "add", "softmax_regression_epoch_cpp"]:
         assert callable(namespace[name])
 
 

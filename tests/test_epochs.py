@@ -1,4 +1,5 @@
-"""The SGD epochs against an independent per-sample oracle, and hw0's reference figures."""
+"""The SGD epochs against an independent per-sample oracle, and hw0's training drivers
+(hw0's reference figures for the epochs are in test_hw0.py)."""
 import numpy as np
 import pytest
 
@@ -44,52 +45,6 @@ def test_mlp_epoch_matches_per_sample(backend, dtype, sizes):
     fastnn.mlp_epoch(X, y, weights, lr=0.1, batch=4)
     for W, E in zip(weights, expected):
         np.testing.assert_allclose(W, E, **_tol(dtype))
-
-
-def test_hw0_softmax_epoch_small(backend):
-    # hw0: one full-batch step from zeros equals minus the gradient of the loss
-    np.random.seed(0)
-    X = np.random.randn(50, 5).astype(np.float32)
-    y = np.random.randint(3, size=(50,)).astype(np.uint8)
-    theta = np.zeros((5, 3), dtype=np.float32)
-    fastnn.softmax_regression_epoch(X, y, theta, lr=1.0, batch=50)
-    _, (grad,) = fastnn.mlp_loss_grad(X.astype(np.float64), y, [np.zeros((5, 3))])
-    np.testing.assert_allclose(theta, -grad, rtol=1e-4, atol=1e-4)
-
-
-def test_hw0_softmax_epoch_mnist(backend, mnist_train):
-    X, y = mnist_train
-    theta = np.zeros((X.shape[1], y.max() + 1), dtype=np.float32)
-    fastnn.softmax_regression_epoch(X[:100], y[:100], theta, lr=0.1, batch=10)
-    np.testing.assert_allclose(np.linalg.norm(theta), 1.0947356, rtol=1e-5, atol=1e-5)
-
-
-def test_hw0_nn_epoch_mnist(backend, mnist_train):
-    """hw0 under NumPy 2: W1/W2 come out float64 (float32 / np.float64 scalar) beside float32 X."""
-    X, y = mnist_train
-    np.random.seed(0)
-    W1 = np.random.randn(X.shape[1], 100).astype(np.float32) / np.sqrt(100)
-    W2 = np.random.randn(100, 10).astype(np.float32) / np.sqrt(10)
-    assert W1.dtype == np.float64   # NumPy 2 promotion (NEP 50)
-    W1_id, W2_id = id(W1), id(W2)
-    fastnn.nn_epoch(X, y, W1, W2, lr=0.2, batch=100)
-    assert (id(W1), id(W2)) == (W1_id, W2_id)
-    np.testing.assert_allclose(np.linalg.norm(W1), 28.437788, rtol=1e-4)
-    np.testing.assert_allclose(np.linalg.norm(W2), 10.455095, rtol=1e-4)
-    loss, err = fastnn.loss_err(np.maximum(X @ W1, 0) @ W2, y)
-    np.testing.assert_allclose((loss, err), (0.19770025, 0.06006667), rtol=1e-4, atol=1e-4)
-
-
-def test_hw0_nn_epoch_mnist_float32(backend, mnist_train):
-    """The same run with float32 weights: float32 arithmetic, the same figures to 1e-4."""
-    X, y = mnist_train
-    np.random.seed(0)
-    W1 = (np.random.randn(X.shape[1], 100) / np.sqrt(100)).astype(np.float32)
-    W2 = (np.random.randn(100, 10) / np.sqrt(10)).astype(np.float32)
-    fastnn.nn_epoch(X, y, W1, W2, lr=0.2, batch=100)
-    assert W1.dtype == np.float32
-    np.testing.assert_allclose(np.linalg.norm(W1), 28.437788, rtol=1e-4)
-    np.testing.assert_allclose(np.linalg.norm(W2), 10.455095, rtol=1e-4)
 
 
 def test_train_softmax_prints_table(backend, mnist_train, mnist_test, capsys):

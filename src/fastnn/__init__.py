@@ -7,9 +7,9 @@ backend or a C++ core (`fastnn.set_backend("cpp")`), with CMU 10-414 hw0's API.
     softmax_regression_epoch(X, y, theta, lr=0.1, batch=100)
 """
 from . import runtime   # first: it loads the C++ core (fastnn/_openmp_env.py says why that comes first)
-from .api import (biased_logits, evaluate, loss_err, matmul, mlp_epoch, mlp_logits, mlp_loss_grad,
+from .api import (add, biased_logits, evaluate, loss_err, matmul, mlp_epoch, mlp_logits, mlp_loss_grad,
                   nn_epoch, predict, relu, softmax_cross_entropy, softmax_loss, softmax_regression_epoch,
-                  train_epoch)
+                  softmax_regression_epoch_cpp, train_epoch)
 from .backends import available_backends, get_backend, set_backend, use_backend
 from .datasets import load_fashion_mnist, load_mnist
 from .fitting import History, fit
@@ -31,7 +31,7 @@ if runtime._core is not None:   # threadpoolctl.threadpool_limits / threadpool_i
 # `from fastnn import *` gives hw0's names (and the building blocks), as hw0's simple_ml did.
 __all__ = [
     "parse_mnist", "softmax_loss", "softmax_regression_epoch", "nn_epoch", "loss_err",
-    "train_softmax", "train_nn",
+    "train_softmax", "train_nn", "add", "softmax_regression_epoch_cpp",
     "matmul", "relu", "softmax_cross_entropy", "mlp_epoch", "mlp_loss_grad", "mlp_logits",
     "predict", "evaluate", "train_mlp", "gradcheck", "GradcheckError",
     "set_backend", "get_backend", "available_backends", "use_backend",
