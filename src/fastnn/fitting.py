@@ -21,7 +21,7 @@ import numpy as np
 
 from . import validation as v
 from .api import evaluate, mlp_epoch
-from .model_io import Model, atomic_write
+from .model_io import Model, atomic_write, physical_memory
 
 COLUMNS = ("epoch", "train_loss", "train_err", "test_loss", "test_err", "seconds", "samples_per_s")
 
@@ -138,14 +138,6 @@ def estimated_bytes(sizes, dtype=np.float32, batch=100):
     itemsize = np.dtype(dtype).itemsize
     weights = sum(a * b for a, b in zip(sizes, sizes[1:]))
     return itemsize * (2 * weights + 2 * batch * sum(sizes[1:]))
-
-
-def physical_memory():
-    """Bytes of RAM in this machine, or None where the platform does not say."""
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, ValueError, OSError):
-        return None
 
 
 def check_fits_in_memory(sizes, dtype=np.float32, batch=100):

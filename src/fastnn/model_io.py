@@ -13,8 +13,11 @@ The file (format version 1) holds plain arrays only, so it loads without pickle:
     settings        str      JSON object: how it was trained (lr, batch, epochs, dataset, ...)
     W0, W1, ...              the weight matrices, W_i of shape (layer_sizes[i], layer_sizes[i+1])
 
-It is written to a temporary file in the same directory and moved into place with os.replace, so
-an interrupted or failed save never leaves a partial file under the final name.
+It is written to `.<name>.fastnn-tmp` beside the target, fsynced and moved into place with
+os.replace (then the directory is fsynced), so an interrupted or failed save never leaves a
+partial file under the final name; the target's permissions and symbolic links are kept.
+`load_model` treats the file as untrusted: every member's `.npy` header and the metadata are
+checked before any weight is read (docs/faults.md lists the checks).
 """
 import json
 import math
@@ -360,7 +363,8 @@ def _weight_header(npz, key, shape, dtype):
     return header
 
 
-def _physical_memory():
+def physical_memory():
+    """Bytes of RAM in this machine, or None where the platform does not say."""
     try:
         return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (AttributeError, ValueError, OSError):
@@ -368,7 +372,7 @@ def _physical_memory():
 
 
 def _check_fits_in_memory(nbytes):
-    total = _physical_memory()
+    total = physical_memory()
     if total is not None and nbytes > total:
         raise NpzError(f"the weights declare {nbytes / 2**30:,.1f} GiB, more than this machine's "
                        f"{total / 2**30:,.1f} GiB of memory")

@@ -56,9 +56,6 @@ class NpzMembers:
     def __exit__(self, *exc):
         self.zip.close()
 
-    def close(self):
-        self.zip.close()
-
     @property
     def names(self):
         return list(self.infos)
