@@ -51,12 +51,12 @@ def write_npz(path, members, compress=False):
     return path
 
 
-def zero_bomb_npz(path, declared_bytes):
+def zero_bomb_npz(path, declared_bytes, level=1):
     """A small deflated file whose W0 is `declared_bytes` of zeros under a consistent .npy header
     (float32, shape (rows, 1024)), with layer_sizes that do not match it: the reproducer of the
     4.2 MB file that made load_model read 4.2 GB before its shape check."""
     rows = declared_bytes // 4096
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=level) as zf:
         for name, value in metadata().items():
             zf.writestr(name + ".npy", npy_bytes(value))
         with zf.open("W0.npy", "w", force_zip64=True) as f:
