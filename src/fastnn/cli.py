@@ -6,8 +6,10 @@
     fastnn bench --help
     fastnn info
 
-Exit codes: 0 success, 1 an error (message on stderr), 2 bad arguments (argparse usage),
-130 interrupted by Ctrl-C (after saving what was asked for).
+Exit codes: 0 success, 1 an error (one line on stderr naming what and where; `--debug` adds the
+traceback), 2 bad arguments (argparse usage), 130 interrupted by Ctrl-C (after saving what was
+asked for). Output paths are checked before training; a model that cannot be saved where asked
+is saved to a named fallback file instead (see docs/faults.md).
 """
 import argparse
 import math
@@ -15,6 +17,10 @@ import os
 import platform
 import sys
 import time
+import traceback
+
+from .cli_outputs import (OutputError, Stdout, check_distinct, check_output_path, check_plot_format,
+                          fallback_directories, save_with_fallback, silence_stdout)
 
 EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 DATASET_CHOICES = ("mnist", "fashion-mnist")
@@ -60,6 +66,22 @@ def _hidden_sizes(text):
     return sizes
 
 
+def _nonnegative_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def _file_name(text):
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"expected a file name, got {text!r}")
+    return text
+
+
 def _dataset_name(text):
     key = text.strip().lower().replace("_", "-")
     if key not in DATASET_CHOICES:
@@ -77,6 +99,7 @@ def build_parser():
         prog="fastnn",
         description="Train and evaluate softmax regression and ReLU MLPs on MNIST / Fashion-MNIST.")
     parser.add_argument("--version", action="version", version=f"fastnn {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = parser.add_subparsers(dest="command", metavar="{train,eval,bench,info}")
 
     data_opts = argparse.ArgumentParser(add_help=False)
@@ -95,6 +118,8 @@ def build_parser():
                    help="compute backend (default: cpp when built, else numpy; $FASTNN_BACKEND)")
     g.add_argument("--threads", type=_positive_int, metavar="N",
                    help="threads inside each batch (default: the CPUs available)")
+    g.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                   help="show the traceback of an error")
 
     t = sub.add_parser(
         "train", parents=[data_opts, run_opts], help="train a model and print one table row per epoch",
@@ -108,7 +133,7 @@ def build_parser():
     g.add_argument("--epochs", type=_positive_int, default=10, help="default: 10")
     g.add_argument("--lr", type=_positive_float, default=0.2, help="learning rate (default: 0.2)")
     g.add_argument("--batch", type=_positive_int, default=100, help="minibatch size (default: 100)")
-    g.add_argument("--seed", type=int, default=0, help="seed of the weight initialisation (default: 0)")
+    g.add_argument("--seed", type=_nonnegative_int, default=0, help="seed of the weight initialisation (default: 0)")
     g.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="default: float32")
     g.add_argument("--dense", action="store_true",
                    help="always run the dense GEMMs: do not skip the zeros of a mostly-zero X in the "
@@ -118,19 +143,21 @@ def build_parser():
     t.add_argument("--train-limit", type=_positive_int, metavar="N",
                    help="train on the first N training samples only")
     g = t.add_argument_group("output")
-    g.add_argument("--save", metavar="MODEL.npz", help="save the trained model")
-    g.add_argument("--history", metavar="HISTORY.csv", help="write the per-epoch table as CSV")
-    g.add_argument("--plot", metavar="CURVES.png", help="plot loss and error per epoch (needs matplotlib)")
+    g.add_argument("--save", type=_file_name, metavar="MODEL.npz", help="save the trained model")
+    g.add_argument("--history", type=_file_name, metavar="HISTORY.csv", help="write the per-epoch table as CSV")
+    g.add_argument("--plot", type=_file_name, metavar="CURVES.png",
+                   help="plot loss and error per epoch (needs matplotlib)")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no preamble")
 
     e = sub.add_parser("eval", parents=[data_opts, run_opts], help="evaluate a saved model on the test set",
                        description="Print the loss and error of a model saved by `fastnn train --save`.")
-    e.add_argument("model", metavar="MODEL.npz")
+    e.add_argument("model", type=_file_name, metavar="MODEL.npz")
     e.add_argument("--dataset", type=_dataset_name,
                    help="default: the dataset the model was trained on")
 
     sub.add_parser("bench", add_help=False, help="run the benchmark harness (fastnn bench --help)")
-    sub.add_parser("info", help="version, backends, build and CPU details")
+    sub.add_parser("info", help="version, backends, build and CPU details").add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help="show the traceback of an error")
     return parser
 
 
@@ -145,19 +172,44 @@ def _setup_runtime(parser, args):
             parser.error(f"argument --backend: {args.backend!r} is not available on this installation "
                          f"(available: {', '.join(fastnn.available_backends())})")
         fastnn.set_backend(args.backend)
+    else:
+        _current_backend()
     if getattr(args, "dense", False):   # (train only: evaluation is dense anyway)
         fastnn.set_skip_zeros(False)
     if args.threads is not None:
+        cpus = _cpus_available()
+        if cpus and args.threads > cpus:
+            _warn(args, f"--threads {args.threads} is more than the {_plural(cpus, 'CPU')} available; "
+                        f"going on with {args.threads} (slower than {cpus} on most machines)")
         try:
             fastnn.set_num_threads(args.threads)
         except RuntimeError:
             pass     # no C++ core: only BLAS threads matter
+        except ValueError as exc:
+            raise CommandError(f"--threads: {exc}") from None
         try:
             import threadpoolctl
             threadpoolctl.threadpool_limits(args.threads)
         except ImportError:
             pass
     return fastnn.get_backend()
+
+
+def _current_backend():
+    """The backend in use; CommandError when FASTNN_BACKEND names none that works."""
+    import fastnn
+    try:
+        return fastnn.get_backend()
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def _cpus_available():
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def _warn(args, text):
+    print(f"fastnn {args.command}: warning: {text}", file=sys.stderr, flush=True)
 
 
 def _threads_now():
@@ -236,20 +288,12 @@ def cmd_train(parser, args):
     import numpy as np
 
     from . import __version__
-    from .fitting import MissingExtraError, fit, require_matplotlib
+    from .fitting import TrainingDivergedError, fit
 
     if args.model == "softmax" and args.hidden:
         parser.error("argument --hidden: not allowed with --model softmax")
     hidden = [h for group in (args.hidden or [[400]]) for h in group]
-    if args.plot:
-        try:
-            require_matplotlib()
-        except MissingExtraError as exc:
-            raise CommandError(f"--plot: {exc}") from None
-    for opt in ("save", "history", "plot"):
-        target = getattr(args, opt)
-        if target and not os.path.isdir(os.path.dirname(os.path.abspath(target))):
-            raise CommandError(f"--{opt}: directory of {target!r} does not exist")
+    _check_before_training(args, hidden)
     backend = _setup_runtime(parser, args)
 
     data = _load_data(args, args.dataset)
@@ -262,66 +306,143 @@ def cmd_train(parser, args):
     k = int(max(y_tr.max(), y_te.max())) + 1
     sizes = [X_tr.shape[1]] + ([] if args.model == "softmax" else hidden) + [k]
     threads = _threads_now()
+    out = Stdout()
     if not args.quiet:
-        print(f"fastnn {__version__}: {args.model} {'-'.join(map(str, sizes))} ({args.dtype}) on "
-              f"{args.dataset} ({len(y_tr):,} train / {len(y_te):,} test); backend {backend}"
-              + (f", {_plural(threads, 'thread')}" if threads else "")
-              + f"; lr {args.lr:g}, batch {args.batch}, {_plural(args.epochs, 'epoch')}, seed {args.seed}",
-              flush=True)
-    print(TABLE_HEADER, flush=True)
+        out.say(f"fastnn {__version__}: {args.model} {'-'.join(map(str, sizes))} ({args.dtype}) on "
+                f"{args.dataset} ({len(y_tr):,} train / {len(y_te):,} test); backend {backend}"
+                + (f", {_plural(threads, 'thread')}" if threads else "")
+                + f"; lr {args.lr:g}, batch {args.batch}, {_plural(args.epochs, 'epoch')}, seed {args.seed}")
+    out.say(TABLE_HEADER)
 
     bar = _ProgressBar(not args.quiet and sys.stderr.isatty(), args.epochs)
+    history_failed = []
 
     def on_epoch(record, history):
         bar.close()
-        print(format_row(record), flush=True)
+        out.say(format_row(record))
         if args.history:
-            history.to_csv(args.history)
+            try:
+                history.to_csv(args.history)
+            except OSError as exc:          # written again at the end; training goes on
+                if not history_failed:
+                    _warn(args, f"--history: cannot write {args.history!r} ({_why(exc)}); training goes "
+                                f"on, the history is written again at the end")
+                history_failed.append(exc)
 
     settings = {"dataset": args.dataset, "train_limit": args.train_limit, "test_limit": args.test_limit,
                 "backend": backend, "threads": threads, "fastnn_version": __version__}
+    diverged = None
     try:
         history = fit(X_tr, y_tr, X_te, y_te, model=args.model, hidden=hidden, epochs=args.epochs,
                       lr=args.lr, batch=args.batch, seed=args.seed, dtype=np.dtype(args.dtype),
                       settings=settings, on_epoch=on_epoch, progress=bar if bar.active else None)
+    except TrainingDivergedError as exc:
+        history, diverged = exc.history, exc
+    except ValueError as exc:       # e.g. a net too large for this machine
+        raise CommandError(str(exc)) from None
     finally:
         bar.close()
 
     if history.interrupted:
         print(f"fastnn train: interrupted after {_plural(len(history), 'complete epoch')}", file=sys.stderr,
               flush=True)
-    _save_outputs(args, history)
+    failures = _save_outputs(args, history, out, save_model=diverged is None)
+    if out.broken:
+        print("fastnn train: stdout was closed (broken pipe); the table was cut short, training and the "
+              "outputs went on", file=sys.stderr, flush=True)
+    if diverged is not None:
+        failures.insert(0, f"{diverged}; the model was not saved (its weights are not finite); "
+                           f"try a smaller --lr")
+    for failure in failures:
+        print(f"fastnn train: error: {failure}", file=sys.stderr, flush=True)
+    if failures:
+        return EXIT_ERROR
     return EXIT_INTERRUPTED if history.interrupted else 0
 
 
-def _save_outputs(args, history):
-    """Write what --save, --history and --plot ask for; a second Ctrl-C here is ignored until done."""
+def _check_before_training(args, hidden):
+    """Everything that can fail after training, checked before it: output paths (directory
+    exists and accepts a file, target not a directory, plot format known to matplotlib), and a
+    net that cannot fit in memory."""
+    from .fitting import MissingExtraError, check_fits_in_memory, require_matplotlib
+    if args.plot:
+        try:
+            require_matplotlib()
+        except MissingExtraError as exc:
+            raise CommandError(f"--plot: {exc}") from None
+    try:
+        outputs = [("--save", args.save), ("--history", args.history), ("--plot", args.plot)]
+        for option, path in outputs:
+            if path:
+                check_output_path(option, path)
+        check_distinct(outputs)
+        if args.plot:
+            check_plot_format(args.plot)
+    except OutputError as exc:
+        raise CommandError(str(exc)) from None
+    sizes = [784] + ([] if args.model == "softmax" else hidden) + [10]   # the datasets' shapes
+    try:
+        check_fits_in_memory(sizes, args.dtype, args.batch)
+    except ValueError as exc:
+        raise CommandError(f"--hidden: {exc}") from None
+
+
+def _why(exc):
+    return exc.strerror or str(exc) if isinstance(exc, OSError) else str(exc)
+
+
+def _save_outputs(args, history, out, save_model=True):
+    """Write what --save, --history and --plot ask for, each whatever happens to the others (a
+    second Ctrl-C here is ignored until done). A model that cannot be written where asked goes to
+    a fallback file (said in the message). Returns the failures, one line each."""
     import signal
 
-    from .model_io import save_model
     previous = None
     try:
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     except ValueError:     # not the main thread
         pass
+    failures = []
     try:
-        if args.save:
-            save_model(args.save, history.model)
-            print(f"saved model to {args.save}", flush=True)
+        if args.save and save_model:
+            _save_model_output(args, history, out, failures)
         if args.history:
-            history.to_csv(args.history)
-            print(f"saved history to {args.history}", flush=True)
+            _write_output("--history", args.history, history.to_csv, out, failures, "history")
         if args.plot:
             if len(history):
                 m = history.model
-                history.plot(args.plot, title=f"{m.describe()} on {_title(m.settings.get('dataset'))}, "
-                                              f"lr {m.settings['lr']:g}, batch {m.settings['batch']}")
-                print(f"saved plot to {args.plot}", flush=True)
+                title = (f"{m.describe()} on {_title(m.settings.get('dataset'))}, "
+                         f"lr {m.settings['lr']:g}, batch {m.settings['batch']}")
+                _write_output("--plot", args.plot, lambda p: history.plot(p, title=title), out, failures, "plot")
             else:
                 print("fastnn train: no complete epoch, no plot written", file=sys.stderr)
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
+    return failures
+
+
+def _save_model_output(args, history, out, failures):
+    from .model_io import save_model
+    written, error = save_with_fallback(args.save, lambda p: save_model(p, history.model))
+    if error is None:
+        out.say(f"saved model to {args.save}")
+    elif written is not None:
+        failures.append(f"--save: cannot write {args.save!r} ({_why(error)}); the model was saved to "
+                        f"{written} instead")
+    else:
+        tried = ", ".join(fallback_directories(args.save))
+        failures.append(f"--save: cannot write {args.save!r} ({_why(error)}), nor a fallback file in "
+                        f"{tried}; the model is lost")
+
+
+def _write_output(option, path, write, out, failures, what):
+    try:
+        write(path)
+    except (OSError, ValueError) as exc:   # ValueError: matplotlib's answer to some bad paths
+        failures.append(f"{option}: cannot write {path!r} ({_why(exc)})")
+    else:
+        out.say(f"saved {what} to {path}")
 
 
 def cmd_eval(parser, args):
@@ -379,7 +500,11 @@ def cmd_info(parser, args):
     print(f"fastnn {fastnn.__version__}  (python {platform.python_version()}, numpy {np.__version__}, "
           f"{platform.system()} {platform.machine()})")
     available = fastnn.available_backends()
-    print(f"backends: {', '.join(available)}  (in use: {fastnn.get_backend()})")
+    try:
+        in_use, backend_error = fastnn.get_backend(), None
+    except ValueError as exc:      # FASTNN_BACKEND names no usable backend: reported, then exit 1
+        in_use, backend_error = f"none: {exc}", exc
+    print(f"backends: {', '.join(available)}  (in use: {in_use})")
     for name, exc in backends._load_errors.items():
         print(f"  {name}: not available ({exc})")
     try:
@@ -411,6 +536,8 @@ def cmd_info(parser, args):
         except DatasetNotFoundError:
             where = f"not found locally (would download into {cache_dir(name)})"
         print(f"data {name}: {where}")
+    if backend_error is not None:
+        raise CommandError(str(backend_error))
     return 0
 
 
@@ -441,17 +568,32 @@ def main(argv=None):
         command = {"train": cmd_train, "eval": cmd_eval, "info": cmd_info}[args.command]
         return command(parser, args)
     except CommandError as exc:
-        print(f"fastnn {argv[0] if argv else ''}: error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+        return _report(argv, str(exc))
     except KeyboardInterrupt:
         print("fastnn: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:     # e.g. `fastnn info | head -1`
-        try:
-            sys.stdout = open(os.devnull, "w")
-        except OSError:
-            pass
+        silence_stdout()
         return EXIT_ERROR
+    except MemoryError as exc:
+        return _report(argv, f"out of memory{': ' + str(exc) if str(exc) else ''}", debug=True)
+    except Exception as exc:    # a bug or an unforeseen fault: still one line (--debug: the traceback)
+        return _report(argv, f"{type(exc).__name__}: {exc}", debug=True)
+
+
+def _command_name(argv):
+    return next((a for a in argv if a in ("train", "eval", "info")), "")
+
+
+def _report(argv, message, debug=False):
+    """One line on stderr, `fastnn <command>: error: <message>`; with --debug, the traceback first."""
+    if "--debug" in argv:
+        traceback.print_exc()
+    elif debug:
+        message += " (run again with --debug for the traceback)"
+    line = " ".join(part.strip() for part in message.splitlines() if part.strip())
+    print(f"fastnn {_command_name(argv)}: error: {line}".replace("fastnn : ", "fastnn: "), file=sys.stderr)
+    return EXIT_ERROR
 
 
 if __name__ == "__main__":

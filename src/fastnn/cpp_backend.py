@@ -194,6 +194,7 @@ def train_epoch(X, y, weights, biases, optimizer, lr, batch, order, alpha):
         skip_zeros = _skips_zeros(X, L, order)
         core_epoch = functools.partial(_core.train_epoch, skip_zeros=skip_zeros)
         x_args = (_data(X, dtype),)
+    rows = max(1, X.shape[0] if order is None else order.shape[0])   # batch >= rows: one batch
     first, second = optimizer.buffers()
     first = list(first) if first is not None else [None] * (2 * L)
     second = list(second) if second is not None else [None] * (2 * L)
@@ -207,7 +208,7 @@ def train_epoch(X, y, weights, biases, optimizer, lr, batch, order, alpha):
             return core_epoch(
                 *x_args, _labels(y), None if order is None else np.ascontiguousarray(order, np.int64),
                 slots[:L], slots[L:2 * L], optimizer.kind, slots[2 * L:4 * L], slots[4 * L:], t,
-                float(lr), int(batch), float(alpha), float(getattr(optimizer, "momentum", 0.0)),
+                float(lr), min(int(batch), rows), float(alpha), float(getattr(optimizer, "momentum", 0.0)),
                 bool(getattr(optimizer, "nesterov", False)), float(getattr(optimizer, "beta_1", 0.9)),
                 float(getattr(optimizer, "beta_2", 0.999)), float(getattr(optimizer, "epsilon", 1e-8)))
         finally:

@@ -25,7 +25,7 @@ import sys
 from collections import namedtuple
 from pathlib import Path
 
-from .mnist import parse_mnist
+from .mnist import check_labels, parse_mnist
 
 # The four files of both datasets: (split, kind) -> file name.
 FILES = {
@@ -52,7 +52,7 @@ _FASHION_SHA256 = {
     "t10k-labels-idx1-ubyte.gz": "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
 }
 
-DatasetInfo = namedtuple("DatasetInfo", "name title sha256 mirrors")
+DatasetInfo = namedtuple("DatasetInfo", "name title sha256 mirrors num_classes", defaults=(10,))
 
 DATASETS = {
     "mnist": DatasetInfo(
@@ -203,10 +203,14 @@ def find_dataset(name="mnist", path=None, *, download=True, base_url=None, progr
 
 def load_dataset(name="mnist", path=None, *, download=True, base_url=None, progress=None):
     """Train and test arrays of `name` ("mnist" or "fashion-mnist") as a `Dataset`
-    (X_train, y_train, X_test, y_test): X float32 (n, 784) in [0, 1], y uint8."""
+    (X_train, y_train, X_test, y_test): X float32 (n, 784) in [0, 1], y uint8. A label outside
+    the dataset's classes is a ValueError naming the file and the index."""
+    info = _info(name)
     directory = find_dataset(name, path, download=download, base_url=base_url, progress=progress)
     X_train, y_train = parse_mnist(directory / FILES["train", "images"], directory / FILES["train", "labels"])
+    check_labels(y_train, info.num_classes, directory / FILES["train", "labels"])
     X_test, y_test = parse_mnist(directory / FILES["test", "images"], directory / FILES["test", "labels"])
+    check_labels(y_test, info.num_classes, directory / FILES["test", "labels"])
     return Dataset(X_train, y_train, X_test, y_test)
 
 

@@ -11,14 +11,17 @@ history of the completed epochs is returned.
 """
 import csv
 import io
+import math
+import numbers
 import os
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import validation as v
 from .api import evaluate, mlp_epoch
-from .model_io import Model, atomic_write
+from .model_io import Model, atomic_write, physical_memory
 
 COLUMNS = ("epoch", "train_loss", "train_err", "test_loss", "test_err", "seconds", "samples_per_s")
 
@@ -74,7 +77,7 @@ def require_matplotlib():
 
 def plot_history(history, path, title=None):
     """Draw train/test loss and error per epoch side by side and save to `path` (PNG, SVG, PDF
-    by suffix), without touching pyplot's global state. Returns the path."""
+    by suffix) atomically like a model, without touching pyplot's global state. Returns the path."""
     require_matplotlib()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -97,7 +100,11 @@ def plot_history(history, path, title=None):
     if title:
         fig.suptitle(title, fontsize=10)
     path = os.fspath(path)
-    fig.savefig(path)
+    import matplotlib
+    fmt = os.path.splitext(path)[1][1:].lower() or matplotlib.rcParams["savefig.format"]
+    image = io.BytesIO()
+    fig.savefig(image, format=fmt)      # rendered first: a bad format fails before the file is touched
+    atomic_write(path, lambda f: f.write(image.getvalue()))
     return path
 
 
@@ -116,6 +123,71 @@ def _chunks(n, batch, chunk_batches):
         yield start, min(start + step, n)
 
 
+class TrainingDivergedError(ValueError):
+    """The loss or the weights became NaN or infinite (usually: the learning rate is too large).
+    `history` holds the epochs up to and including the one that diverged."""
+
+    def __init__(self, message, history):
+        super().__init__(message)
+        self.history = history
+
+
+def estimated_bytes(sizes, dtype=np.float32, batch=100):
+    """A lower bound on the memory training a net of layer `sizes` takes: the weights, their
+    gradients, and the activations and their gradients for one batch."""
+    itemsize = np.dtype(dtype).itemsize
+    weights = sum(a * b for a, b in zip(sizes, sizes[1:]))
+    return itemsize * (2 * weights + 2 * batch * sum(sizes[1:]))
+
+
+def check_fits_in_memory(sizes, dtype=np.float32, batch=100):
+    """ValueError before anything is allocated when the net cannot fit in this machine's RAM."""
+    need, have = estimated_bytes(sizes, dtype, batch), physical_memory()
+    if have is not None and need > have:
+        raise ValueError(f"layer sizes {'-'.join(map(str, sizes))}: training needs at least "
+                         f"{need / 2**30:,.1f} GiB ({np.dtype(dtype).name} weights, their gradients and one "
+                         f"batch of activations), more than this machine's {have / 2**30:,.1f} GiB of memory")
+
+
+def _checked_fit_args(X_train, y_train, X_test, y_test, model, hidden, epochs, lr, batch, seed, dtype):
+    """fit's arguments validated as the rest of the API does it (same exceptions and wording on
+    both backends, before anything is allocated); returns them normalised."""
+    if model not in ("softmax", "mlp"):
+        raise ValueError(f"model: expected 'softmax' or 'mlp', got {model!r}")
+    X_train = v.as_float_matrix(X_train, "X_train")
+    y_train = v.as_label_vector(y_train, X_train.shape[0], "y_train")
+    if (X_test is None) != (y_test is None):
+        given, missing = ("X_test", "y_test") if y_test is None else ("y_test", "X_test")
+        raise ValueError(f"{given}, {missing}: expected both or neither, got {given} without {missing}")
+    if X_test is not None:
+        X_test = v.as_float_matrix(X_test, "X_test")
+        if X_test.shape[1] != X_train.shape[1]:
+            raise ValueError(f"X_test: expected {X_train.shape[1]} columns (like X_train), got shape "
+                             f"{X_test.shape}")
+        y_test = v.as_label_vector(y_test, X_test.shape[0], "y_test")
+    if model == "softmax":
+        hidden = []
+    else:
+        if isinstance(hidden, numbers.Integral):
+            hidden = [hidden]
+        hidden = [v.as_positive_int(h, f"hidden[{i}]") for i, h in enumerate(hidden)]
+    epochs = v.as_positive_int(epochs, "epochs")
+    lr, batch, seed = v.as_learning_rate(lr), v.as_batch_size(batch), v.as_seed(seed)
+    dtype = np.dtype(dtype)
+    if dtype not in v.FLOAT_DTYPES:
+        raise TypeError(f"dtype: expected float32 or float64, got {dtype}")
+    return X_train, y_train, X_test, y_test, hidden, epochs, lr, batch, seed, dtype
+
+
+def _diverged(record, weights):
+    """The message when the epoch of `record` ended with a non-finite loss or weights, else None."""
+    finite_weights = all(np.isfinite(W).all() for W in weights)
+    if math.isfinite(record["train_loss"]) and finite_weights:
+        return None
+    return (f"training diverged in epoch {record['epoch']}: train loss {record['train_loss']}"
+            + ("" if finite_weights else ", weights not finite"))
+
+
 def fit(X_train, y_train, X_test=None, y_test=None, *, model="mlp", hidden=(400,), epochs=10,
         lr=0.2, batch=100, seed=0, dtype=np.float32, weights=None, settings=None,
         on_epoch=None, progress=None, chunk_batches=None):
@@ -130,16 +202,22 @@ def fit(X_train, y_train, X_test=None, y_test=None, *, model="mlp", hidden=(400,
         on_epoch: called as on_epoch(record, history) after each epoch.
         progress: called as progress(samples_done, n) during each epoch; the epoch is then run
             in chunks of whole batches, which gives the same result as one call.
+
+    Raises TypeError/ValueError for bad arguments (named, as elsewhere in the API), ValueError
+    when the net could not fit in memory (checked before allocating), and
+    `TrainingDivergedError` (a ValueError carrying `.history`) as soon as an epoch ends with a
+    NaN or infinite training loss or weights: a model that diverged is never returned as if it
+    had trained (the estimators raise ValueError in the same case, as scikit-learn does).
     """
-    if model not in ("softmax", "mlp"):
-        raise ValueError(f"model: expected 'softmax' or 'mlp', got {model!r}")
+    X_train, y_train, X_test, y_test, hidden, epochs, lr, batch, seed, dtype = _checked_fit_args(
+        X_train, y_train, X_test, y_test, model, hidden, epochs, lr, batch, seed, dtype)
     n, d = X_train.shape
     k = int(np.max(y_train)) + 1 if y_test is None else int(max(np.max(y_train), np.max(y_test))) + 1
-    hidden = [] if model == "softmax" else [int(h) for h in hidden]
     if isinstance(weights, Model):
         weights = weights.weights
     if weights is None:
-        weights = init_weights([d, *hidden, k], seed=seed, dtype=np.dtype(dtype), kind=model)
+        check_fits_in_memory([d, *hidden, k], dtype, min(batch, n))
+        weights = init_weights([d, *hidden, k], seed=seed, dtype=dtype, kind=model)
     else:
         weights = list(weights)
     sizes = [int(weights[0].shape[0])] + [int(W.shape[1]) for W in weights]
@@ -172,6 +250,9 @@ def fit(X_train, y_train, X_test=None, y_test=None, *, model="mlp", hidden=(400,
             history.model.settings["epochs_completed"] = epoch
             if on_epoch is not None:
                 on_epoch(record, history)
+            diverged = _diverged(record, weights)
+            if diverged:
+                raise TrainingDivergedError(f"{diverged} (lr {lr:g} is probably too large)", history)
     except KeyboardInterrupt:
         history.interrupted = True
         history.model.settings["interrupted"] = True

@@ -43,8 +43,14 @@ class _Optimizer:
         """Forget the buffers (and Adam's step count): the next epoch starts afresh."""
         raise NotImplementedError
 
+    def _check_settings(self):
+        """The hyper-parameters and counters are plain attributes: check them again before each
+        epoch, so that a value set after construction is refused like one passed to __init__."""
+        raise NotImplementedError
+
     def _ensure_state(self, weights, biases):
         """Create the buffers on first use; afterwards check that they still fit the parameters."""
+        self._check_settings()
         params = list(weights) + list(biases)
         lists = self._buffer_lists()
         if lists is None:
@@ -56,11 +62,31 @@ class _Optimizer:
                                  f"network has {len(params)} parameter slots; call optimizer.reset() "
                                  f"or use a new optimizer for a different network")
             for j, (buf, p) in enumerate(zip(buffers, params)):
+                if buf is not None and not isinstance(buf, np.ndarray):
+                    raise TypeError(f"optimizer: {list_name}[{j}] is a {type(buf).__name__}, expected a "
+                                    f"numpy.ndarray or None; call optimizer.reset()")
+                if buf is not None and not buf.flags.writeable:
+                    raise ValueError(f"optimizer: {list_name}[{j}] is read-only (it is updated in place); "
+                                     f"call optimizer.reset()")
                 if (buf is None) != (p is None) or (p is not None and (buf.shape != p.shape or buf.dtype != p.dtype)):
                     got = None if buf is None else f"{buf.dtype} {buf.shape}"
                     want = None if p is None else f"{p.dtype} {p.shape}"
                     raise ValueError(f"optimizer: {list_name}[{j}] is {got} but its parameter is {want}; "
                                      f"call optimizer.reset() or use a new optimizer")
+
+
+def _check_bool(value, name):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name}: expected a bool, got {type(value).__name__}")
+    return bool(value)
+
+
+def _check_step_count(t, name="t"):
+    if isinstance(t, (bool, np.bool_)) or not isinstance(t, numbers.Integral):
+        raise TypeError(f"{name}: expected an integer step count, got {type(t).__name__}")
+    if not 0 <= t < 2**62:
+        raise ValueError(f"{name}: expected an integer step count >= 0, got {t}")
+    return int(t)
 
 
 def _zeros_like_all(params):
@@ -73,10 +99,12 @@ class SGD(_Optimizer):
 
     def __init__(self, momentum=0.0, nesterov=False):
         self.momentum = _real(momentum, "momentum", 0.0, 1.0)
-        if not isinstance(nesterov, (bool, np.bool_)):
-            raise TypeError(f"nesterov: expected a bool, got {type(nesterov).__name__}")
-        self.nesterov = bool(nesterov)
+        self.nesterov = _check_bool(nesterov, "nesterov")
         self.velocities = None
+
+    def _check_settings(self):
+        self.momentum = _real(self.momentum, "momentum", 0.0, 1.0)
+        self.nesterov = _check_bool(self.nesterov, "nesterov")
 
     def _buffer_lists(self):
         if self.momentum == 0.0:
@@ -108,6 +136,14 @@ class Adam(_Optimizer):
         self.t = 0
         self.ms = None
         self.vs = None
+
+    def _check_settings(self):
+        self.beta_1 = _real(self.beta_1, "beta_1", 0.0, 1.0, high_open=True)
+        self.beta_2 = _real(self.beta_2, "beta_2", 0.0, 1.0, high_open=True)
+        self.epsilon = _real(self.epsilon, "epsilon", 0.0, math.inf, low_open=True, high_open=True)
+        self.t = _check_step_count(self.t)
+        if (self.ms is None) != (self.vs is None):
+            raise ValueError("optimizer: ms and vs must both be set or both be None; call optimizer.reset()")
 
     def _buffer_lists(self):
         return None if self.ms is None else [(self.ms, "ms"), (self.vs, "vs")]

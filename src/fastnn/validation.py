@@ -213,3 +213,30 @@ def as_optimizer(optimizer, name="optimizer"):
     if not isinstance(optimizer, (SGD, Adam)):
         raise TypeError(f"{name}: expected fastnn.optimizers.SGD or Adam, got {type(optimizer).__name__}")
     return optimizer
+
+
+def as_label_vector(y, n, name="y"):
+    """Integer class labels, one per row, each >= 0 (the number of classes is not known yet)."""
+    y = _as_index_vector(y, name)
+    if y.shape[0] != n:
+        raise ValueError(f"{name}: expected {n} labels (one per row), got {y.shape[0]}")
+    if n and int(y.min()) < 0:
+        raise ValueError(f"{name}: expected labels >= 0, got a minimum of {int(y.min())}")
+    return y
+
+
+def as_positive_int(value, name):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name}: expected an integer, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name}: expected an integer >= 1, got {value}")
+    return int(value)
+
+
+def as_seed(seed, name="seed"):
+    """A seed for numpy.random.default_rng: an integer >= 0."""
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"{name}: expected an integer, got {type(seed).__name__}")
+    if seed < 0:
+        raise ValueError(f"{name}: expected an integer >= 0, got {seed}")
+    return int(seed)
