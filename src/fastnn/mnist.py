@@ -3,11 +3,16 @@
 IDX: a big-endian header — int32 magic (2051 images, 2049 labels), int32 count, and for images
 int32 rows, int32 cols — followed by the data as raw uint8, row-major.
 """
+from __future__ import annotations
+
 import gzip
 import os
 import zlib
 
 import numpy as np
+import numpy.typing as npt
+
+from ._typing import PathLike
 
 IMAGES_MAGIC = 2051
 LABELS_MAGIC = 2049
@@ -45,21 +50,21 @@ def _header(data, filename, magic, n_dims, what):
     return dims, header_bytes
 
 
-def read_idx_images(filename):
+def read_idx_images(filename: PathLike) -> npt.NDArray[np.uint8]:
     """uint8 array (count, rows, cols) from an IDX image file."""
     data = _read_bytes(filename)
     dims, offset = _header(data, filename, IMAGES_MAGIC, 3, "image")
     return np.frombuffer(data, dtype=np.uint8, offset=offset).reshape(dims)
 
 
-def read_idx_labels(filename):
+def read_idx_labels(filename: PathLike) -> npt.NDArray[np.uint8]:
     """uint8 array (count,) from an IDX label file."""
     data = _read_bytes(filename)
     dims, offset = _header(data, filename, LABELS_MAGIC, 1, "label")
     return np.frombuffer(data, dtype=np.uint8, offset=offset).reshape(dims)
 
 
-def parse_mnist(image_filename, label_filename):
+def parse_mnist(image_filename: PathLike, label_filename: PathLike) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.uint8]]:
     """Read an MNIST image file and label file (IDX format, gzip or raw).
 
     Returns:

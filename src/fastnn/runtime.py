@@ -1,4 +1,8 @@
 """How the C++ core was built and how it runs: build_info(), thread count."""
+from __future__ import annotations
+
+from typing import Any
+
 try:
     from . import _core
 except ImportError as exc:   # the NumPy backend still works without the extension
@@ -13,13 +17,13 @@ def _require_core(what):
     return _core
 
 
-def build_info():
+def build_info() -> dict[str, Any]:
     """How the C++ core was built and what it runs with, like numpy.show_config():
     version, compiler, flags, SIMD level detected and in use, OpenMP, threads."""
     return dict(_require_core("build_info").build_info())
 
 
-def set_num_threads(n):
+def set_num_threads(n: int) -> None:
     """Threads used inside each batch by the C++ core (GEMM blocks, row-wise softmax).
     Batches stay sequential, so SGD semantics do not change."""
     import numbers
@@ -30,7 +34,7 @@ def set_num_threads(n):
     _require_core("set_num_threads").set_num_threads(int(n))
 
 
-def get_num_threads():
+def get_num_threads() -> int:
     """Threads the C++ core uses (default: the CPUs this process may run on)."""
     return _require_core("get_num_threads").get_num_threads()
 
@@ -46,7 +50,7 @@ SKIP_ZEROS_SAMPLE_ROWS = 1024   # rows sampled (the first the epoch visits) to e
 _skip_zeros = True
 
 
-def set_skip_zeros(enabled):
+def set_skip_zeros(enabled: bool) -> None:
     """Whether the C++ backend's epochs may skip the zeros of a mostly-zero dense X in the first
     layer (default True; see README, "Skipping zeros"). False always runs the dense GEMMs."""
     if not isinstance(enabled, bool):
@@ -55,6 +59,6 @@ def set_skip_zeros(enabled):
     _skip_zeros = enabled
 
 
-def get_skip_zeros():
+def get_skip_zeros() -> bool:
     """The setting of set_skip_zeros."""
     return _skip_zeros
