@@ -1,10 +1,13 @@
 """fastnn's public API in a small, fully typed program: `mypy --strict examples/typed_usage.py`
 passes (tests/test_packaging.py runs it, and runs the program).
 
-Trains softmax regression, hw0's two-layer net and a net with biases (Adam) on a synthetic
-three-class problem, on every backend this installation has.
+Trains softmax regression, hw0's two-layer net, a net with biases (Adam) and one by `fit` (saved
+and loaded back) on a synthetic three-class problem, on every backend this installation has.
 """
 from __future__ import annotations
+
+import os
+import tempfile
 
 import numpy as np
 import numpy.typing as npt
@@ -60,6 +63,16 @@ def net_with_biases(X: Floats, y: Labels) -> list[float]:
     return losses
 
 
+def fit_save_load(X: Floats, y: Labels) -> float:
+    """Test error of a net trained by fastnn.fit, after a round trip through a model file."""
+    history = fastnn.fit(X[:400], y[:400], X[400:], y[400:], hidden=(16,), epochs=3, lr=0.1, batch=50)
+    with tempfile.TemporaryDirectory() as folder:
+        path = fastnn.save_model(os.path.join(folder, "net.npz"), history.model)
+        model = fastnn.load_model(path)
+    assert model.layer_sizes == [X.shape[1], 16, 3]
+    return model.evaluate(X[400:], y[400:])[1]
+
+
 def main() -> None:
     X, y = three_blobs(600, 10)
     info = fastnn.build_info() if "cpp" in fastnn.available_backends() else {"simd_active": "-"}
@@ -67,9 +80,10 @@ def main() -> None:
     for backend in fastnn.available_backends():
         with fastnn.use_backend(backend):
             soft, net, losses = softmax_regression(X, y), two_layer_net(X, y), net_with_biases(X, y)
+            fitted = fit_save_load(X, y)
         print(f"{backend:>5}: softmax error {soft:.3f}, two-layer error {net:.3f}, "
-              f"Adam losses {losses[0]:.3f} -> {losses[-1]:.3f}")
-        assert soft < 0.2 and net < 0.2 and losses[-1] < losses[0]
+              f"Adam losses {losses[0]:.3f} -> {losses[-1]:.3f}, fit + save + load error {fitted:.3f}")
+        assert soft < 0.2 and net < 0.2 and fitted < 0.2 and losses[-1] < losses[0]
 
 
 if __name__ == "__main__":
