@@ -64,7 +64,8 @@ def read_idx_labels(filename: PathLike) -> npt.NDArray[np.uint8]:
     return np.frombuffer(data, dtype=np.uint8, offset=offset).reshape(dims)
 
 
-def parse_mnist(image_filename: PathLike, label_filename: PathLike) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.uint8]]:
+def parse_mnist(image_filename: PathLike,
+                label_filename: PathLike) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.uint8]]:
     """Read an MNIST image file and label file (IDX format, gzip or raw).
 
     Returns:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 import numbers
-
 from typing import Any, NoReturn, Union
 
 import numpy as np
@@ -86,7 +85,8 @@ class Pixels:
     def __len__(self) -> int:
         return self._pixels.shape[0]
 
-    def __getitem__(self, rows: Union[slice, npt.NDArray[np.integer[Any]], npt.NDArray[np.bool_]]) -> npt.NDArray[np.float32]:
+    def __getitem__(self, rows: Union[slice, npt.NDArray[np.integer[Any]], npt.NDArray[np.bool_]]
+                    ) -> npt.NDArray[np.float32]:
         """Rows of X as a float32 array (a slice, an index array or a mask of rows)."""
         return self._pixels[rows].astype(np.float32) * self._scale
 
