@@ -44,9 +44,9 @@ def test_package_ships_its_typing_files():
 def test_license_is_in_the_metadata():
     meta = importlib.metadata.metadata("fastnn")
     files = [str(f) for f in importlib.metadata.files("fastnn") or []]
-    assert "MIT" in (meta.get("License-Expression") or meta.get("License") or "") or \
-        "License :: OSI Approved :: MIT License" in meta.get_all("Classifier", [])
-    assert any(f.endswith("LICENSE") for f in files), files
+    assert meta["License-Expression"] == "MIT"
+    assert meta.get_all("License-File") == ["LICENSE"]
+    assert any(f.endswith("licenses/LICENSE") for f in files), files
 
 
 def test_core_stub_is_current(tmp_path):
