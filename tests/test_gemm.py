@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 
+import fastnn
 from fastnn import _core
 from conftest import ISA_ORDER as ORDER
 # (m, n, k): every awkward size in every position, the training shapes, and sizes that are not
@@ -103,7 +104,8 @@ def test_fastnn_isa_environment_variable(value, expected):
     """FASTNN_ISA forces a lower ISA at start-up; an unknown or unavailable one falls back to the
     best available with a warning in build_info()."""
     if expected and ORDER.index(expected) > ORDER.index(_core.detected_isa()):
-        pytest.skip(f"this CPU lacks {expected}")
+        pytest.skip(f"{expected} is not available: this CPU or this build lacks it "
+                    f"(kernels built: {fastnn.build_info()['simd_compiled']}; detected: {_core.detected_isa()})")
     code = "import fastnn; i = fastnn.build_info(); print(i['simd_active'], '|', i['simd_warning'])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env=dict(os.environ, FASTNN_ISA=value)).stdout.strip()

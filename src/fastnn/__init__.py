@@ -6,6 +6,8 @@ backend or a C++ core (`fastnn.set_backend("cpp")`), with CMU 10-414 hw0's API.
     theta = np.zeros((784, 10), dtype=np.float32)
     softmax_regression_epoch(X, y, theta, lr=0.1, batch=100)
 """
+from typing import TYPE_CHECKING, Any
+
 from . import runtime   # first: it loads the C++ core (fastnn/_openmp_env.py says why that comes first)
 from .api import (add, biased_logits, evaluate, loss_err, matmul, mlp_epoch, mlp_logits, mlp_loss_grad,
                   nn_epoch, predict, relu, softmax_cross_entropy, softmax_loss, softmax_regression_epoch,
@@ -23,6 +25,8 @@ from .sparse import SparseRows
 from .training import train_mlp, train_nn, train_softmax
 from .threadpool import register as _register_threadpool_controller
 
+# The one place the version is written: pyproject.toml reads it from here (scikit-build-core's
+# regex provider), and so do the package metadata, build_info()["version"] and `fastnn --version`.
 __version__ = "0.1.0"
 
 if runtime._core is not None:   # threadpoolctl.threadpool_limits / threadpool_info see fastnn
@@ -41,7 +45,11 @@ __all__ = [
 ]
 
 
-def __getattr__(name):   # scikit-learn is optional: the estimators are imported on first use
+if TYPE_CHECKING:   # what the lazy import below gives, for type checkers
+    from .estimators import MLPClassifier, SoftmaxRegression
+
+
+def __getattr__(name: str) -> Any:   # scikit-learn is optional: the estimators are imported on first use
     if name in ("MLPClassifier", "SoftmaxRegression"):
         from . import estimators
         return getattr(estimators, name)

@@ -4,6 +4,10 @@ Each function validates its inputs once (see `validation`) and hands them to the
 (see `backends`). Parameters are updated in place, in their own dtype; the arithmetic follows
 NumPy's type promotion (float32 only when every input is float32).
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
+
 import numpy as np
 
 from . import runtime, validation as v
@@ -11,13 +15,17 @@ from .backends import backend_module, use_backend
 from .pixels import Pixels
 from .sparse import SparseRows
 
+if TYPE_CHECKING:
+    from ._typing import ArrayLike, FloatArray, IntArray
+    from .optimizers import SGD, Adam
 
-def add(x, y):
+
+def add(x: Any, y: Any) -> Any:
     """hw0's warm-up: x + y, for numbers or arrays alike (whatever `+` gives)."""
     return x + y
 
 
-def matmul(A, B):
+def matmul(A: ArrayLike, B: ArrayLike) -> FloatArray:
     """A · B for 2-D float arrays (transposed views are fine: no copy is made on the cpp backend)."""
     A = v.as_float_matrix(A, "A")
     B = v.as_float_matrix(B, "B")
@@ -30,7 +38,7 @@ def matmul(A, B):
     return backend_module().matmul(A, B)
 
 
-def relu(Z):
+def relu(Z: ArrayLike) -> FloatArray:
     """max(Z, 0), element-wise, as a new array."""
     return backend_module().relu(v.as_float_matrix(Z, "Z"))
 
@@ -40,17 +48,17 @@ def _logits_and_labels(Z, y, name="Z"):
     return Z, v.as_labels(y, Z.shape[0], Z.shape[1])
 
 
-def softmax_loss(Z, y):
+def softmax_loss(Z: ArrayLike, y: ArrayLike) -> float:
     """Mean softmax cross-entropy of logits Z (batch × classes) against integer labels y."""
     return backend_module().softmax_loss(*_logits_and_labels(Z, y))
 
 
-def softmax_cross_entropy(Z, y):
+def softmax_cross_entropy(Z: ArrayLike, y: ArrayLike) -> tuple[float, FloatArray]:
     """Fused forward and gradient: returns (mean cross-entropy, ∇Z = (softmax(Z) − I_y) / B)."""
     return backend_module().softmax_cross_entropy(*_logits_and_labels(Z, y))
 
 
-def loss_err(h, y):
+def loss_err(h: ArrayLike, y: ArrayLike) -> tuple[float, float]:
     """(mean softmax cross-entropy, error rate) of logits h against labels y."""
     return backend_module().loss_err(*_logits_and_labels(h, y, "h"))
 
@@ -100,7 +108,8 @@ def _layer_names(weights):
     return [f"weights[{i}]" for i in range(len(weights))]
 
 
-def softmax_regression_epoch(X, y, theta, lr=0.1, batch=100):
+def softmax_regression_epoch(X: Union[ArrayLike, Pixels], y: ArrayLike, theta: FloatArray, lr: float = 0.1,
+                             batch: int = 100) -> None:
     """One epoch of minibatch SGD for softmax regression (data order, last batch may be
     shorter), updating `theta` (input_dim × num_classes) in place. Returns None. X may also be
     `Pixels` (uint8 values and a scale: a quarter of the bytes to read per epoch)."""
@@ -108,7 +117,7 @@ def softmax_regression_epoch(X, y, theta, lr=0.1, batch=100):
     backend_module().softmax_regression_epoch(X, y, theta, v.as_learning_rate(lr), v.as_batch_size(batch))
 
 
-def softmax_regression_epoch_cpp(X, y, theta, lr, batch):
+def softmax_regression_epoch_cpp(X: ArrayLike, y: ArrayLike, theta: FloatArray, lr: float, batch: int) -> None:
     """hw0's C++ extension function (simple_ml_ext): softmax_regression_epoch computed by the
     C++ core whatever the current backend is, `theta` updated in place. Returns None. Raises
     RuntimeError, saying how to build it, when the compiled extension is not available."""
@@ -117,14 +126,14 @@ def softmax_regression_epoch_cpp(X, y, theta, lr, batch):
         softmax_regression_epoch(X, y, theta, lr, batch)
 
 
-def nn_epoch(X, y, W1, W2, lr=0.1, batch=100):
+def nn_epoch(X: ArrayLike, y: ArrayLike, W1: FloatArray, W2: FloatArray, lr: float = 0.1, batch: int = 100) -> None:
     """One epoch of minibatch SGD for the two-layer net ReLU(X W1) W2, updating W1 and W2 in
     place. Returns None."""
     X, y, (W1, W2) = _validated_net(X, y, [W1, W2], ["W1", "W2"], in_place=True)
     backend_module().nn_epoch(X, y, W1, W2, v.as_learning_rate(lr), v.as_batch_size(batch))
 
 
-def mlp_epoch(X, y, weights, lr=0.1, batch=100):
+def mlp_epoch(X: ArrayLike, y: ArrayLike, weights: Sequence[FloatArray], lr: float = 0.1, batch: int = 100) -> None:
     """One epoch of minibatch SGD for an L-layer ReLU net X → ReLU(X W_1) … W_L, updating each
     array of `weights` in place. Returns None."""
     weights = v.as_weight_list(weights)
@@ -132,26 +141,26 @@ def mlp_epoch(X, y, weights, lr=0.1, batch=100):
     backend_module().mlp_epoch(X, y, weights, v.as_learning_rate(lr), v.as_batch_size(batch))
 
 
-def mlp_loss_grad(X, y, weights):
+def mlp_loss_grad(X: ArrayLike, y: ArrayLike, weights: Sequence[ArrayLike]) -> tuple[float, list[FloatArray]]:
     """Mean cross-entropy and its gradients [∂loss/∂W_1, …] for the L-layer net on one batch."""
     weights = v.as_weight_list(weights)
     X, y, weights = _validated_net(X, y, weights, _layer_names(weights), in_place=False)
     return backend_module().mlp_loss_grad(X, y, weights)
 
 
-def mlp_logits(X, weights):
+def mlp_logits(X: ArrayLike, weights: Sequence[ArrayLike]) -> FloatArray:
     """The net's logits for every row of X."""
     weights = v.as_weight_list(weights)
     X, _, weights = _validated_net(X, None, weights, _layer_names(weights), in_place=False)
     return backend_module().mlp_logits(X, weights)
 
 
-def predict(X, weights):
+def predict(X: ArrayLike, weights: Sequence[ArrayLike]) -> IntArray:
     """The predicted class of every row of X (argmax of the logits; ties go to the lower class)."""
     return mlp_logits(X, weights).argmax(axis=1)
 
 
-def evaluate(X, y, weights):
+def evaluate(X: ArrayLike, y: ArrayLike, weights: Sequence[ArrayLike]) -> tuple[float, float]:
     """(mean cross-entropy, error rate) of the L-layer net on the dataset (X, y)."""
     weights = v.as_weight_list(weights)
     X, y, weights = _validated_net(X, y, weights, _layer_names(weights), in_place=False)
@@ -168,7 +177,9 @@ def _validated_biased_net(X, y, weights, biases, in_place, sparse=False):
     return X, y, weights, biases, names, bias_names
 
 
-def train_epoch(X, y, weights, biases=None, optimizer=None, lr=0.001, batch=200, order=None, alpha=0.0):
+def train_epoch(X: Union[ArrayLike, SparseRows], y: ArrayLike, weights: Sequence[FloatArray],
+                biases: Optional[Sequence[Optional[FloatArray]]] = None, optimizer: Union[SGD, Adam, None] = None,
+                lr: float = 0.001, batch: int = 200, order: Optional[ArrayLike] = None, alpha: float = 0.0) -> float:
     """One epoch of minibatch training of the L-layer ReLU net with biases,
     H_i = ReLU(H_{i-1} W_i + b_i), Z = H_{L-1} W_L + b_L, on the mean cross-entropy plus the L2
     penalty (alpha / 2B) Σ ‖W_i‖² of each batch of B rows (scikit-learn's MLP objective).
@@ -213,7 +224,8 @@ def train_epoch(X, y, weights, biases=None, optimizer=None, lr=0.001, batch=200,
     return backend_module().train_epoch(X, y, weights, biases, optimizer, lr, batch, order, alpha) / n
 
 
-def biased_logits(X, weights, biases=None):
+def biased_logits(X: ArrayLike, weights: Sequence[ArrayLike],
+                  biases: Optional[Sequence[Optional[ArrayLike]]] = None) -> FloatArray:
     """The logits H_{L-1} W_L + b_L of the net with biases for every row of X."""
     X, _, weights, biases, _, _ = _validated_biased_net(X, None, weights, biases, in_place=False)
     return backend_module().biased_logits(X, weights, biases)

@@ -7,15 +7,19 @@
 
 The default is "cpp" when the compiled extension imports, else "numpy".
 """
+from __future__ import annotations
+
 import contextlib
 import importlib
 import os
 import threading
+from types import ModuleType
+from typing import Iterator, Optional
 
 # name -> module implementing every function of numpy_backend
 _MODULES = {"numpy": "fastnn.numpy_backend", "cpp": "fastnn.cpp_backend"}
-_loaded = {}
-_load_errors = {}
+_loaded: dict[str, ModuleType] = {}
+_load_errors: dict[str, ImportError] = {}
 _thread_local = threading.local()
 
 
@@ -28,7 +32,7 @@ def _load(name):
     return _loaded.get(name)
 
 
-def available_backends():
+def available_backends() -> list[str]:
     """Names of the backends that can be used on this installation."""
     return [name for name in _MODULES if _load(name) is not None]
 
@@ -55,13 +59,13 @@ def _default_backend():
 _global_name = None
 
 
-def set_backend(name):
+def set_backend(name: str) -> None:
     """Select the backend for the whole process: "numpy" or "cpp"."""
     global _global_name
     _global_name = _checked(name)
 
 
-def get_backend():
+def get_backend() -> str:
     """The name of the backend in effect for the calling thread."""
     global _global_name
     stack = getattr(_thread_local, "stack", None)
@@ -73,7 +77,7 @@ def get_backend():
 
 
 @contextlib.contextmanager
-def use_backend(name):
+def use_backend(name: str) -> Iterator[str]:
     """Use backend `name` in this thread for the duration of the `with` block."""
     name = _checked(name)
     stack = _thread_local.__dict__.setdefault("stack", [])
@@ -84,6 +88,6 @@ def use_backend(name):
         stack.pop()
 
 
-def backend_module(name=None):
+def backend_module(name: Optional[str] = None) -> ModuleType:
     """The module that implements the API for `name` (default: the current backend)."""
     return _load(_checked(name) if name is not None else get_backend())

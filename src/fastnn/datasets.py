@@ -214,7 +214,8 @@ def load_dataset(name="mnist", path=None, *, download=True, base_url=None, progr
     return Dataset(X_train, y_train, X_test, y_test)
 
 
-def load_mnist(path=None, *, download=True, base_url=None, progress=None):
+def load_mnist(path: str | os.PathLike[str] | None = None, *, download: bool = True, base_url: str | None = None,
+               progress: bool | None = None) -> Dataset:
     """MNIST as `Dataset(X_train, y_train, X_test, y_test)` (60,000 and 10,000 images).
 
     Looks in `path`, then $FASTNN_DATA, then the user cache, then downloads into the cache from
@@ -223,7 +224,8 @@ def load_mnist(path=None, *, download=True, base_url=None, progress=None):
     return load_dataset("mnist", path, download=download, base_url=base_url, progress=progress)
 
 
-def load_fashion_mnist(path=None, *, download=True, base_url=None, progress=None):
+def load_fashion_mnist(path: str | os.PathLike[str] | None = None, *, download: bool = True,
+                       base_url: str | None = None, progress: bool | None = None) -> Dataset:
     """Fashion-MNIST (Zalando, same IDX format and sizes as MNIST) as `Dataset`; found like
     `load_mnist`, with $FASTNN_DATA/fashion-mnist and the cache's fashion-mnist folder."""
     return load_dataset("fashion-mnist", path, download=download, base_url=base_url, progress=progress)

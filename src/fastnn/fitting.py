@@ -17,7 +17,10 @@ import os
 import time
 from dataclasses import dataclass, field
 
+from typing import Callable
+
 import numpy as np
+import numpy.typing  # noqa: F401  (np.typing in the annotations)
 
 from . import validation as v
 from .api import evaluate, mlp_epoch
@@ -34,7 +37,7 @@ class History:
     model: Model = None
     interrupted: bool = False
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.records)
 
     def __getitem__(self, key):
@@ -47,7 +50,7 @@ class History:
     def weights(self):
         return self.model.weights if self.model is not None else None
 
-    def to_csv(self, path):
+    def to_csv(self, path: str | os.PathLike[str]) -> str:
         """Write the records as CSV (atomically: temporary file + os.replace)."""
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
@@ -57,7 +60,7 @@ class History:
         atomic_write(path, lambda f: f.write(buf.getvalue().encode()))
         return os.fspath(path)
 
-    def plot(self, path, title=None):
+    def plot(self, path: str | os.PathLike[str], title: str | None = None) -> str | os.PathLike[str]:
         """Train/test loss and error per epoch, as an image (format from the suffix). Needs
         matplotlib (`pip install 'fastnn[plot]'`)."""
         return plot_history(self, path, title=title)
@@ -188,9 +191,12 @@ def _diverged(record, weights):
             + ("" if finite_weights else ", weights not finite"))
 
 
-def fit(X_train, y_train, X_test=None, y_test=None, *, model="mlp", hidden=(400,), epochs=10,
-        lr=0.2, batch=100, seed=0, dtype=np.float32, weights=None, settings=None,
-        on_epoch=None, progress=None, chunk_batches=None):
+def fit(X_train: np.ndarray, y_train: np.ndarray, X_test: np.ndarray | None = None, y_test: np.ndarray | None = None,
+        *, model: str = "mlp", hidden: tuple[int, ...] | list[int] = (400,), epochs: int = 10,
+        lr: float = 0.2, batch: int = 100, seed: int = 0, dtype: np.typing.DTypeLike = np.float32,
+        weights: Model | list[np.ndarray] | None = None, settings: dict | None = None,
+        on_epoch: Callable[[dict, History], object] | None = None,
+        progress: Callable[[int, int], object] | None = None, chunk_batches: int | None = None) -> History:
     """Train a softmax regression (`model="softmax"`) or a ReLU MLP with hidden sizes `hidden`
     by minibatch SGD and return a `History`.
 

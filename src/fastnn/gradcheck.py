@@ -10,14 +10,21 @@ compared with the analytic gradient a through the relative error of each paramet
 error, about 1e-16·|f|/ε, exceeds the entry itself). Use float64 parameters: in float32 the
 differences drown in rounding error.
 """
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
 import numpy as np
+
+from ._typing import ArrayLike, FloatArray
 
 
 class GradcheckError(AssertionError):
     """The analytic gradient disagrees with the finite-difference estimate."""
 
 
-def numerical_gradient(loss, params, index, eps=1e-6):
+def numerical_gradient(loss: Callable[[], float], params: Sequence[FloatArray], index: int,
+                       eps: float = 1e-6) -> FloatArray:
     """Central-difference estimate of ∂loss/∂params[index], perturbing it in place and restoring it."""
     P = params[index]
     grad = np.zeros_like(P, dtype=np.float64)
@@ -35,7 +42,8 @@ def numerical_gradient(loss, params, index, eps=1e-6):
     return grad
 
 
-def gradcheck(f, params, eps=1e-6, tol=1e-6, floor=1e-8, raise_on_failure=True):
+def gradcheck(f: Callable[[list[FloatArray]], tuple[float, Sequence[ArrayLike]]], params: Sequence[FloatArray],
+              eps: float = 1e-6, tol: float = 1e-6, floor: float = 1e-8, raise_on_failure: bool = True) -> list[float]:
     """Check analytic gradients against central finite differences.
 
     Args:

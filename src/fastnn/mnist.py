@@ -3,12 +3,17 @@
 IDX: a big-endian header — int32 magic (2051 images, 2049 labels), int32 count, and for images
 int32 rows, int32 cols — followed by the data as raw uint8, row-major.
 """
+from __future__ import annotations
+
 import gzip
 import math
 import os
 import zlib
 
 import numpy as np
+import numpy.typing as npt
+
+from ._typing import PathLike
 
 IMAGES_MAGIC = 2051
 LABELS_MAGIC = 2049
@@ -102,13 +107,13 @@ def _open_labels(filename):
     return _IdxFile(filename, LABELS_MAGIC, 1, "label")
 
 
-def read_idx_images(filename):
+def read_idx_images(filename: PathLike) -> npt.NDArray[np.uint8]:
     """uint8 array (count, rows, cols) from an IDX image file."""
     with _open_images(os.fspath(filename)) as f:
         return f.read_data()
 
 
-def read_idx_labels(filename):
+def read_idx_labels(filename: PathLike) -> npt.NDArray[np.uint8]:
     """uint8 array (count,) from an IDX label file."""
     with _open_labels(os.fspath(filename)) as f:
         return f.read_data()
@@ -124,7 +129,8 @@ def check_labels(labels, num_classes, filename):
                          + (f"; {bad.size} such labels" if bad.size > 1 else ""))
 
 
-def parse_mnist(image_filename, label_filename):
+def parse_mnist(image_filename: PathLike,
+                label_filename: PathLike) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.uint8]]:
     """Read an MNIST image file and label file (IDX format, gzip or raw).
 
     Returns:

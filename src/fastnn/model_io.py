@@ -44,27 +44,27 @@ class Model:
     format_version: int = FORMAT_VERSION
 
     @property
-    def layer_sizes(self):
+    def layer_sizes(self) -> list[int]:
         return [int(self.weights[0].shape[0])] + [int(W.shape[1]) for W in self.weights]
 
     @property
-    def dtype(self):
+    def dtype(self) -> np.dtype:
         return self.weights[0].dtype
 
-    def logits(self, X):
+    def logits(self, X: np.ndarray) -> np.ndarray:
         from .api import mlp_logits
         return mlp_logits(X, self.weights)
 
-    def predict(self, X):
+    def predict(self, X: np.ndarray) -> np.ndarray:
         from .api import predict
         return predict(X, self.weights)
 
-    def evaluate(self, X, y):
+    def evaluate(self, X: np.ndarray, y: np.ndarray) -> tuple[float, float]:
         """(mean cross-entropy, error rate) on (X, y)."""
         from .api import evaluate
         return evaluate(X, y, self.weights)
 
-    def describe(self):
+    def describe(self) -> str:
         return f"{self.kind} {'-'.join(map(str, self.layer_sizes))} ({self.dtype})"
 
 
@@ -156,7 +156,8 @@ def _as_model(model, kind, settings):
     return Model(weights, kind, dict(settings or {}))
 
 
-def save_model(path, model, *, kind=None, settings=None):
+def save_model(path: str | os.PathLike[str], model: Model | list[np.ndarray], *, kind: str | None = None,
+               settings: dict | None = None) -> str:
     """Write `model` (a `Model`, or a list of weight matrices) to the `.npz` file `path`,
     atomically. `settings` (JSON-serialisable) is merged into the model's settings. Returns the
     path written."""
@@ -185,7 +186,7 @@ def _bad(path, why):
     return ValueError(f"{path}: not a readable fastnn model file ({why})")
 
 
-def load_model(path):
+def load_model(path: str | os.PathLike[str]) -> Model:
     """Read a model written by `save_model`. Raises ValueError naming the file when it is not a
     fastnn model, is truncated, corrupt or inconsistent, or has a newer format version;
     FileNotFoundError when it does not exist.

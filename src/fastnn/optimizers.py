@@ -12,10 +12,18 @@ the same buffers in place, so an optimizer can even move between backends.
 
 The buffers are ordered like the parameters: W_1 … W_L, then b_1 … b_L (None for an absent bias).
 """
+from __future__ import annotations
+
 import math
 import numbers
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from ._typing import FloatArray
+
+    Buffers = Optional[list[Optional[FloatArray]]]   # one entry per parameter, None where it is absent
 
 
 def _real(value, name, low, high, low_open=False, high_open=False):
@@ -31,7 +39,7 @@ def _real(value, name, low, high, low_open=False, high_open=False):
 
 
 class _Optimizer:
-    kind = None
+    kind: Optional[str] = None   # "sgd" or "adam" in the subclasses
 
     def _buffer_lists(self):
         raise NotImplementedError
@@ -39,7 +47,7 @@ class _Optimizer:
     def _allocate(self, weights, biases):
         raise NotImplementedError
 
-    def reset(self):
+    def reset(self) -> None:
         """Forget the buffers (and Adam's step count): the next epoch starts afresh."""
         raise NotImplementedError
 
@@ -97,7 +105,7 @@ class SGD(_Optimizer):
     """Minibatch SGD; with `momentum` > 0, classical or (nesterov=True) Nesterov momentum."""
     kind = "sgd"
 
-    def __init__(self, momentum=0.0, nesterov=False):
+    def __init__(self, momentum: float = 0.0, nesterov: bool = False) -> None:
         self.momentum = _real(momentum, "momentum", 0.0, 1.0)
         self.nesterov = _check_bool(nesterov, "nesterov")
         self.velocities = None
@@ -114,14 +122,14 @@ class SGD(_Optimizer):
     def _allocate(self, weights, biases):
         self.velocities = _zeros_like_all(list(weights) + list(biases))
 
-    def reset(self):
+    def reset(self) -> None:
         self.velocities = None
 
-    def buffers(self):
+    def buffers(self) -> tuple[Buffers, Buffers]:
         """(first, second): the velocities (None entries for plain SGD) and no second list."""
         return self.velocities, None
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"SGD(momentum={self.momentum}, nesterov={self.nesterov})"
 
 
@@ -129,7 +137,7 @@ class Adam(_Optimizer):
     """Adam (Kingma & Ba), with scikit-learn's defaults."""
     kind = "adam"
 
-    def __init__(self, beta_1=0.9, beta_2=0.999, epsilon=1e-8):
+    def __init__(self, beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-8) -> None:
         self.beta_1 = _real(beta_1, "beta_1", 0.0, 1.0, high_open=True)
         self.beta_2 = _real(beta_2, "beta_2", 0.0, 1.0, high_open=True)
         self.epsilon = _real(epsilon, "epsilon", 0.0, math.inf, low_open=True, high_open=True)
@@ -152,11 +160,11 @@ class Adam(_Optimizer):
         params = list(weights) + list(biases)
         self.ms, self.vs = _zeros_like_all(params), _zeros_like_all(params)
 
-    def reset(self):
+    def reset(self) -> None:
         self.t, self.ms, self.vs = 0, None, None
 
-    def buffers(self):
+    def buffers(self) -> tuple[Buffers, Buffers]:
         return self.ms, self.vs
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Adam(beta_1={self.beta_1}, beta_2={self.beta_2}, epsilon={self.epsilon}, t={self.t})"

@@ -17,10 +17,14 @@ cpp backend.
 
 Other functions take float arrays: `X.to_float32()` gives one.
 """
+from __future__ import annotations
+
 import math
 import numbers
+from typing import Any, NoReturn, Union
 
 import numpy as np
+import numpy.typing as npt
 
 from . import validation as v
 
@@ -30,7 +34,10 @@ class Pixels:
     values; a row-strided view is used as it is, other layouts are copied), `scale` a positive
     finite number (X is float32: its values are float32(pixel) · float32(scale))."""
 
-    def __init__(self, pixels, scale=1 / 255):
+    _pixels: npt.NDArray[np.uint8]
+    _scale: np.float32
+
+    def __init__(self, pixels: npt.NDArray[np.uint8], scale: float = 1 / 255) -> None:
         if not isinstance(pixels, np.ndarray):
             raise TypeError(f"pixels: expected a 2-D uint8 numpy.ndarray, got {type(pixels).__name__}")
         pixels = v._plain_ndarray(pixels, "pixels")
@@ -53,26 +60,43 @@ class Pixels:
         self._pixels.flags.writeable = False
         self._scale = scale32
 
-    pixels = property(lambda self: self._pixels, doc="the uint8 values (a read-only view)")
-    scale = property(lambda self: self._scale, doc="the scale, as float32")
-    shape = property(lambda self: self._pixels.shape, doc="(rows, cols)")
-    dtype = property(lambda self: np.dtype(np.float32), doc="X's dtype: float32")
+    @property
+    def pixels(self) -> npt.NDArray[np.uint8]:
+        """the uint8 values (a read-only view)"""
+        return self._pixels
+
+    @property
+    def scale(self) -> np.float32:
+        """the scale, as float32"""
+        return self._scale
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(rows, cols)"""
+        return (int(self._pixels.shape[0]), int(self._pixels.shape[1]))
+
+    @property
+    def dtype(self) -> np.dtype[np.float32]:
+        """X's dtype: float32"""
+        return np.dtype(np.float32)
+
     ndim = 2
 
-    def __len__(self):
+    def __len__(self) -> int:
         return self._pixels.shape[0]
 
-    def __getitem__(self, rows):
+    def __getitem__(self, rows: Union[slice, npt.NDArray[np.integer[Any]], npt.NDArray[np.bool_]]
+                    ) -> npt.NDArray[np.float32]:
         """Rows of X as a float32 array (a slice, an index array or a mask of rows)."""
         return self._pixels[rows].astype(np.float32) * self._scale
 
-    def __array__(self, dtype=None, copy=None):
+    def __array__(self, dtype: Any = None, copy: Any = None) -> NoReturn:
         raise TypeError("Pixels: only softmax_regression_epoch takes X as Pixels; pass X.to_float32() "
                         "where a float array is expected")
 
-    def to_float32(self):
+    def to_float32(self) -> npt.NDArray[np.float32]:
         """All of X as a float32 array."""
         return self[:]
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Pixels(shape={self.shape}, scale={float(self._scale)!r})"

@@ -1,5 +1,8 @@
 """How the C++ core was built and how it runs: build_info(), thread count."""
+from __future__ import annotations
+
 import os
+from typing import Any
 
 from ._openmp_env import load_core
 
@@ -17,13 +20,13 @@ def _require_core(what):
     return _core
 
 
-def build_info():
+def build_info() -> dict[str, Any]:
     """How the C++ core was built and what it runs with, like numpy.show_config():
     version, compiler, flags, SIMD level detected and in use, OpenMP, threads."""
     return dict(_require_core("build_info").build_info())
 
 
-def set_num_threads(n):
+def set_num_threads(n: int | None) -> None:
     """Threads used inside each batch by the C++ core (GEMM blocks, row-wise softmax); batches
     stay sequential, so SGD semantics and results do not change with it.
 
@@ -43,14 +46,14 @@ def set_num_threads(n):
     core.set_num_threads(int(n))
 
 
-def get_num_threads():
+def get_num_threads() -> int:
     """Threads the C++ core uses: set_num_threads's setting if any, else the host's — the smaller
     of the CPUs this process may run on and OMP_NUM_THREADS; 1 in a child forked after the core
     ran threads (GNU OpenMP's pool does not survive fork)."""
     return _require_core("get_num_threads").get_num_threads()
 
 
-def _warn_if_forked_after_threads():
+def _warn_if_forked_after_threads() -> None:
     # os.register_at_fork's child hook (the C++ core's pthread_atfork handler has already run).
     if _core is not None and _core.forked_after_threads():
         import warnings
@@ -75,7 +78,7 @@ SKIP_ZEROS_SAMPLE_ROWS = 1024   # rows sampled (the first the epoch visits) to e
 _skip_zeros = True
 
 
-def set_skip_zeros(enabled):
+def set_skip_zeros(enabled: bool) -> None:
     """Whether the C++ backend's epochs may skip the zeros of a mostly-zero dense X in the first
     layer (default True; see README, "Skipping zeros"). False always runs the dense GEMMs."""
     if not isinstance(enabled, bool):
@@ -84,6 +87,6 @@ def set_skip_zeros(enabled):
     _skip_zeros = enabled
 
 
-def get_skip_zeros():
+def get_skip_zeros() -> bool:
     """The setting of set_skip_zeros."""
     return _skip_zeros

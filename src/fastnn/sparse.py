@@ -13,9 +13,15 @@ dense rows (`rows`).
 
 scipy is not needed: `from_scipy` only calls the matrix's own methods.
 """
+from __future__ import annotations
+
 import numbers
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
+import numpy.typing as npt
+
+from ._typing import ArrayLike, FloatArray, IntArray
 
 from . import validation as v
 
@@ -62,7 +68,7 @@ class SparseRows:
 
     __slots__ = ("_data", "_indices", "_indptr", "_shape")
 
-    def __init__(self, data, indices, indptr, shape):
+    def __init__(self, data: ArrayLike, indices: ArrayLike, indptr: ArrayLike, shape: Sequence[int]) -> None:
         shape = tuple(shape) if isinstance(shape, (tuple, list)) else shape
         if (not isinstance(shape, tuple) or len(shape) != 2 or
                 not all(isinstance(s, numbers.Integral) and not isinstance(s, (bool, np.bool_)) for s in shape)):
@@ -110,21 +116,44 @@ class SparseRows:
         self._set(_frozen(data, data.dtype), _frozen(indices, np.int32), _frozen(indptr, np.int64), shape)
         return self
 
-    data = property(lambda self: self._data, doc="the stored values (float32 or float64), read-only")
-    indices = property(lambda self: self._indices, doc="the column of each value (int32), read-only")
-    indptr = property(lambda self: self._indptr, doc="row r's values are data[indptr[r]:indptr[r + 1]]")
-    shape = property(lambda self: self._shape, doc="(rows, cols)")
-    dtype = property(lambda self: self._data.dtype, doc="the dtype of the values")
-    nnz = property(lambda self: self._data.shape[0], doc="the number of stored values")
+    @property
+    def data(self) -> FloatArray:
+        """the stored values (float32 or float64), read-only"""
+        return self._data
 
     @property
-    def density(self):
+    def indices(self) -> npt.NDArray[np.int32]:
+        """the column of each value (int32), read-only"""
+        return self._indices
+
+    @property
+    def indptr(self) -> npt.NDArray[np.int64]:
+        """row r's values are data[indptr[r]:indptr[r + 1]]"""
+        return self._indptr
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(rows, cols)"""
+        return self._shape
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        """the dtype of the values"""
+        return self._data.dtype
+
+    @property
+    def nnz(self) -> int:
+        """the number of stored values"""
+        return int(self._data.shape[0])
+
+    @property
+    def density(self) -> float:
         """nnz / (rows · cols): the fraction of entries stored (0.0 for an empty matrix)."""
         size = self._shape[0] * self._shape[1]
         return self.nnz / size if size else 0.0
 
     @classmethod
-    def from_dense(cls, X, dtype=None, max_density=1.0):
+    def from_dense(cls, X: ArrayLike, dtype: npt.DTypeLike = None, max_density: float = 1.0) -> Optional[SparseRows]:
         """The nonzeros of the 2-D float32/float64 array X (NaN counts as nonzero and is kept)
         as SparseRows of `dtype` (None: X's dtype), or None when more than `max_density` of X's
         entries are nonzero: the nonzeros are counted first, so a dense X costs one pass over it
@@ -154,7 +183,7 @@ class SparseRows:
         return cls._trusted(data.astype(dtype, copy=False), indices, indptr, X.shape)
 
     @classmethod
-    def from_scipy(cls, m):
+    def from_scipy(cls, m: Any) -> SparseRows:
         """A scipy.sparse matrix or array (any format) as SparseRows. Duplicate entries are
         summed and indices sorted on a copy (`m` is left as it is); values must already be
         float32/float64."""
@@ -168,7 +197,7 @@ class SparseRows:
             csr.sum_duplicates()           # also sorts the indices
         return cls(csr.data, csr.indices, csr.indptr, csr.shape)
 
-    def rows(self, idx):
+    def rows(self, idx: Union[slice, IntArray]) -> FloatArray:
         """The rows `idx` (a slice or integer row indices) as a dense 2-D array of `dtype`."""
         selected = np.arange(self._shape[0])[idx]
         starts, stops = self._indptr[selected], self._indptr[selected + 1]
@@ -181,10 +210,10 @@ class SparseRows:
                   self._data[positions])                   # add: a repeated column sums
         return out
 
-    def toarray(self):
+    def toarray(self) -> FloatArray:
         """The whole matrix as a dense 2-D array of `dtype`."""
         return self.rows(slice(None))
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (f"SparseRows(shape={self._shape}, dtype={self.dtype}, nnz={self.nnz}, "
                 f"density={self.density:.3g})")

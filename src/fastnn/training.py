@@ -1,10 +1,18 @@
 """hw0's training drivers: train a model for some epochs and print one table row per epoch."""
+from __future__ import annotations
+
 import contextlib
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from .api import evaluate, mlp_epoch, nn_epoch, softmax_regression_epoch
 from .backends import use_backend
+
+if TYPE_CHECKING:
+    from numpy.typing import DTypeLike
+
+    from ._typing import ArrayLike, FloatArray
 
 TABLE_HEADER = "| Epoch | Train Loss | Train Err | Test Loss | Test Err |"
 TABLE_ROW = "|  {:>4} |    {:.5f} |   {:.5f} |   {:.5f} |  {:.5f} |"
@@ -20,7 +28,8 @@ def _print_row(epoch, X_tr, y_tr, X_te, y_te, weights):
     print(TABLE_ROW.format(epoch, train_loss, train_err, test_loss, test_err))
 
 
-def train_softmax(X_tr, y_tr, X_te, y_te, epochs=10, lr=0.5, batch=100, cpp=False):
+def train_softmax(X_tr: FloatArray, y_tr: ArrayLike, X_te: FloatArray, y_te: ArrayLike, epochs: int = 10,
+                  lr: float = 0.5, batch: int = 100, cpp: bool = False) -> FloatArray:
     """Train softmax regression from Θ = 0 (float32), printing train/test loss and error per
     epoch. `cpp=True` runs on the C++ backend whatever the current one is. Returns Θ."""
     theta = np.zeros((X_tr.shape[1], int(np.max(y_tr)) + 1), dtype=np.float32)
@@ -32,7 +41,8 @@ def train_softmax(X_tr, y_tr, X_te, y_te, epochs=10, lr=0.5, batch=100, cpp=Fals
     return theta
 
 
-def train_nn(X_tr, y_tr, X_te, y_te, hidden_dim=500, epochs=10, lr=0.5, batch=100, cpp=False):
+def train_nn(X_tr: FloatArray, y_tr: ArrayLike, X_te: FloatArray, y_te: ArrayLike, hidden_dim: int = 500,
+             epochs: int = 10, lr: float = 0.5, batch: int = 100, cpp: bool = False) -> tuple[FloatArray, FloatArray]:
     """Train the two-layer ReLU net from hw0's initialisation (seed 0, W ~ N(0, 1/fan_out)),
     printing train/test loss and error per epoch. Returns (W1, W2)."""
     n, k = X_tr.shape[1], int(np.max(y_tr)) + 1
@@ -47,8 +57,9 @@ def train_nn(X_tr, y_tr, X_te, y_te, hidden_dim=500, epochs=10, lr=0.5, batch=10
     return W1, W2
 
 
-def train_mlp(X_tr, y_tr, X_te, y_te, hidden_dims=(500,), epochs=10, lr=0.5, batch=100,
-              seed=0, dtype=np.float32):
+def train_mlp(X_tr: FloatArray, y_tr: ArrayLike, X_te: FloatArray, y_te: ArrayLike, hidden_dims: Sequence[int] = (500,),
+              epochs: int = 10, lr: float = 0.5, batch: int = 100, seed: int = 0,
+              dtype: DTypeLike = np.float32) -> list[FloatArray]:
     """Train an L-layer ReLU net (hidden sizes `hidden_dims`) with hw0's initialisation scheme,
     printing the per-epoch table. Returns the list of weights."""
     sizes = [X_tr.shape[1], *hidden_dims, int(np.max(y_tr)) + 1]

@@ -64,6 +64,8 @@ public:
 #ifdef FASTNN_HAVE_MXCSR
     SubnormalsFlushed() : saved_(_mm_getcsr()) { _mm_setcsr(saved_ | 0x8040u); }   // FTZ | DAZ
     ~SubnormalsFlushed() { _mm_setcsr(saved_); }
+#else
+    SubnormalsFlushed() {}   // no MXCSR (e.g. aarch64): subnormals are kept, as in NumPy
 #endif
     SubnormalsFlushed(const SubnormalsFlushed&) = delete;
     SubnormalsFlushed& operator=(const SubnormalsFlushed&) = delete;

@@ -30,7 +30,7 @@ pybind11::dict build_info() {
     info["build_type"] = FASTNN_BUILD_TYPE;
     info["cxx_flags"] = FASTNN_CXX_FLAGS;
     info["kernel_flags"] = FASTNN_ISA_FLAGS;   // per-file flags of the SIMD micro-kernels
-#if defined(__x86_64__) || defined(_M_X64)
+#if FASTNN_X86_KERNELS
     info["simd_compiled"] = "generic, avx2, avx512";   // kernels built; one is chosen at run time
 #else
     info["simd_compiled"] = "generic";

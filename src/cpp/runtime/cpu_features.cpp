@@ -48,6 +48,7 @@ CpuidRegs cpuid(std::uint32_t leaf, std::uint32_t subleaf = 0) {
     return r;
 }
 
+#if FASTNN_X86_KERNELS
 // XCR0: which register states the OS saves/restores on context switches.
 // Only call when CPUID.1:ECX.OSXSAVE (bit 27) is set, otherwise xgetbv faults.
 #if defined(_MSC_VER)
@@ -82,8 +83,17 @@ Isa detect() {
     return Isa::avx2;
 }
 #else
+Isa detect() { return Isa::generic; }   // no AVX kernels built: nothing else to choose
+#endif  // FASTNN_X86_KERNELS
+#else
 Isa detect() { return Isa::generic; }
 #endif
+
+// Why an ISA above detected_isa() cannot be used: the CPU lacks it, or this build has no such kernels.
+std::string why_unavailable() {
+    if (!FASTNN_X86_KERNELS) return "is not built into this fastnn (FASTNN_X86_KERNELS=OFF)";
+    return "is not supported by this CPU (" + cpu_model() + ")";
+}
 
 // The ISA switch: detection + FASTNN_ISA are evaluated once, on first use.
 struct IsaState {
@@ -104,8 +114,8 @@ IsaState& state() {
                 if (static_cast<int>(wanted) <= static_cast<int>(st->detected)) {
                     chosen = wanted;
                 } else {
-                    st->warning = "FASTNN_ISA=" + name + " is not supported by this CPU (" +
-                                  cpu_model() + "); using " + isa_name(st->detected);
+                    st->warning = "FASTNN_ISA=" + name + " " + why_unavailable() + "; using " +
+                                  isa_name(st->detected);
                 }
             } catch (const std::invalid_argument&) {
                 st->warning = "FASTNN_ISA=" + name +
@@ -130,9 +140,8 @@ void set_isa(Isa isa) {
     if (wanted < 0 || wanted > 2)
         throw std::invalid_argument("set_isa: unknown ISA value " + std::to_string(wanted));
     if (wanted > static_cast<int>(detected_isa()))
-        throw std::invalid_argument(std::string("set_isa: ") + isa_name(isa) +
-                                    " is not supported by this CPU (best: " +
-                                    isa_name(detected_isa()) + ")");
+        throw std::invalid_argument(std::string("set_isa: ") + isa_name(isa) + " " + why_unavailable() +
+                                    " (best: " + isa_name(detected_isa()) + ")");
     state().active.store(wanted);
 }
 

@@ -11,6 +11,18 @@
 
 #include <string>
 
+// 1 when the AVX2/AVX-512 kernels and their cpuid detection are built (CMake option
+// FASTNN_X86_KERNELS, which defines it; default: on x86-64 only). At 0 no file gets SIMD flags,
+// the GEMM's per-ISA files compile to empty getters and detected_isa() is always generic, so
+// only the generic kernels ever run.
+#ifndef FASTNN_X86_KERNELS
+#if defined(__x86_64__) || defined(_M_X64)
+#define FASTNN_X86_KERNELS 1
+#else
+#define FASTNN_X86_KERNELS 0
+#endif
+#endif
+
 namespace fastnn {
 
 enum class Isa { generic = 0, avx2 = 1, avx512 = 2 };

@@ -26,8 +26,11 @@ template <typename T> inline Vec<T> splat(T x) { return x - Vec<T>{}; }
 
 // v, kept in a register: stops the compiler from folding the load that produced v into every
 // instruction that uses it (one load per use, which makes a kernel load-bound).
+// (x86 only, and only where the vector fits a register of the file's flags: a 32-byte vector in a
+// file built without AVX, as when CMake's FASTNN_X86_KERNELS is OFF, has no register to name.)
 template <typename V> inline V in_register(V v) {
-#if defined(__x86_64__) || defined(__i386__)
+#if (defined(__x86_64__) || defined(__i386__)) && \
+    (FASTNN_VECTOR_BYTES <= 16 || (FASTNN_VECTOR_BYTES == 32 && defined(__AVX__)) || defined(__AVX512F__))
     asm("" : "+v"(v));
 #endif
     return v;

@@ -5,8 +5,9 @@
 // getters at the bottom is in an anonymous namespace, so no function compiled with AVX2
 // flags can be merged by the linker into the generic code paths (the ODR trap).
 #include "gemm/gemm_kernels.hpp"
+#include "runtime/cpu_features.hpp"   // FASTNN_X86_KERNELS
 
-#if defined(__x86_64__) || defined(_M_X64)
+#if FASTNN_X86_KERNELS
 
 #include <immintrin.h>
 
@@ -370,7 +371,7 @@ double avx2_read_sum(const float* data, std::size_t bytes) {
 
 }  // namespace fastnn::gemm_detail
 
-#else  // not x86-64: no AVX2 kernels
+#else  // FASTNN_X86_KERNELS off (or not x86-64): no AVX2 kernels
 
 namespace fastnn::gemm_detail {
 KernelSet<float> avx2_kernels_f32() { return {}; }

@@ -5,8 +5,9 @@
 // except the getters at the bottom is in an anonymous namespace, so no function compiled
 // with AVX-512 flags can be merged by the linker into the generic code paths.
 #include "gemm/gemm_kernels.hpp"
+#include "runtime/cpu_features.hpp"   // FASTNN_X86_KERNELS
 
-#if defined(__x86_64__) || defined(_M_X64)
+#if FASTNN_X86_KERNELS
 
 #if defined(__GNUC__) && !defined(__clang__) && __GNUC__ < 13
 // GCC 12's AVX-512 headers trip -Wuninitialized on their own _mm512_undefined_*()
@@ -404,7 +405,7 @@ double avx512_read_sum(const float* data, std::size_t bytes) {
 
 }  // namespace fastnn::gemm_detail
 
-#else  // not x86-64: no AVX-512 kernels
+#else  // FASTNN_X86_KERNELS off (or not x86-64): no AVX-512 kernels
 
 namespace fastnn::gemm_detail {
 KernelSet<float> avx512_kernels_f32() { return {}; }
