@@ -60,6 +60,7 @@ struct BiasedScratch {
     std::vector<AlignedVector<T>> gW;   // ∇W_i without the L2 term (training only), row stride ld[i+1]
     std::vector<std::vector<T>> gb;     // ∇b_i (training only, present biases)
     std::vector<std::array<int64_t, 3>> tasks;   // the backward pass's parameter-gradient tasks
+    std::vector<std::array<int64_t, 3>> dealt;   // ... in the order the threads take them (deal)
 
     BiasedScratch(const BiasedNetwork<T>& net, int64_t rows, const std::vector<int64_t>& ld, bool train) {
         const int64_t L = net.layers();
@@ -351,6 +352,15 @@ void update_parameter(const UpdateKernels<T>& kernels, bool adam, const Optimize
         update_rows(c * rows_per_chunk, std::min(rows, (c + 1) * rows_per_chunk));
 }
 
+// `items` in the order that gives each of `parts` contiguous, equal ranges every parts-th item:
+// items 0, parts, 2·parts, …, then 1, 1 + parts, ….
+template <typename Item>
+void deal(const std::vector<Item>& items, int parts, std::vector<Item>& dealt) {
+    dealt.clear();
+    for (std::size_t p = 0; p < sz(parts); ++p)
+        for (std::size_t i = p; i < items.size(); i += sz(parts)) dealt.push_back(items[i]);
+}
+
 // ‖W‖² over n values, in double, in eight independent lanes (so the loop vectorises).
 template <typename T>
 double squared_norm(const T* W, int64_t n) {
@@ -530,8 +540,13 @@ int64_t run_epoch(Input& input, const int64_t* y, const int64_t* order, int64_t 
         for (int64_t i = L; i >= 1; --i)
             if (net.b[i - 1])
                 for (int64_t j0 = 0; j0 < d[i]; j0 += kRowChunk) tasks.push_back({L + i - 1, j0, std::min(d[i], j0 + kRowChunk)});
-        for_chunks(static_cast<int64_t>(tasks.size()), 1, split, [&](int64_t, int64_t t0, int64_t) {
-            const auto [what, j0, j1] = tasks[sz(t0)];
+        // for_chunks gives each thread a contiguous range of the list: dealt out, each range holds
+        // a share of every layer's chunks (W_L's are small, W_{L-1}'s large).
+        const int64_t n_tasks = static_cast<int64_t>(tasks.size());
+        deal(tasks, split ? static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(get_num_threads(), n_tasks))) : 1,
+             s.dealt);
+        for_chunks(static_cast<int64_t>(s.dealt.size()), 1, split, [&](int64_t, int64_t t0, int64_t) {
+            const auto [what, j0, j1] = s.dealt[sz(t0)];
             if (what < L) {   // ∇W_i, i = what + 1 (or, sgd_in_gemm, W_i ← W_i − lr · ∇W_i)
                 const int64_t i = what + 1;
                 T* const target = sgd_in_gemm ? work.W[i - 1] + j0 * ld[i] : s.gW[i - 1].data() + j0 * ld[i];
