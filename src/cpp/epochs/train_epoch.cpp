@@ -352,13 +352,21 @@ void update_parameter(const UpdateKernels<T>& kernels, bool adam, const Optimize
         update_rows(c * rows_per_chunk, std::min(rows, (c + 1) * rows_per_chunk));
 }
 
-// `items` in the order that gives each of `parts` contiguous, equal ranges every parts-th item:
-// items 0, parts, 2·parts, …, then 1, 1 + parts, ….
-template <typename Item>
-void deal(const std::vector<Item>& items, int parts, std::vector<Item>& dealt) {
+// The tasks (what, lo, hi) reordered for `parts` threads that take contiguous, equal ranges of the
+// list (for_chunks): each parameter's run of tasks is split into `parts` contiguous shares, and
+// thread p's range holds share p of every parameter, as one `omp for` per parameter would.
+inline void deal(const std::vector<std::array<int64_t, 3>>& tasks, int parts,
+                 std::vector<std::array<int64_t, 3>>& dealt) {
     dealt.clear();
-    for (std::size_t p = 0; p < sz(parts); ++p)
-        for (std::size_t i = p; i < items.size(); i += sz(parts)) dealt.push_back(items[i]);
+    for (int64_t p = 0; p < parts; ++p)
+        for (std::size_t g = 0; g < tasks.size();) {   // g: the first task of a parameter's run
+            std::size_t end = g;
+            while (end < tasks.size() && tasks[end][0] == tasks[g][0]) ++end;
+            const int64_t n = static_cast<int64_t>(end - g), q = n / parts, r = n % parts;
+            const int64_t first = p * q + std::min(p, r), count = q + (p < r ? 1 : 0);
+            for (int64_t i = first; i < first + count; ++i) dealt.push_back(tasks[g + sz(i)]);
+            g = end;
+        }
 }
 
 // ‖W‖² over n values, in double, in eight independent lanes (so the loop vectorises).
@@ -541,7 +549,7 @@ int64_t run_epoch(Input& input, const int64_t* y, const int64_t* order, int64_t 
             if (net.b[i - 1])
                 for (int64_t j0 = 0; j0 < d[i]; j0 += kRowChunk) tasks.push_back({L + i - 1, j0, std::min(d[i], j0 + kRowChunk)});
         // for_chunks gives each thread a contiguous range of the list: dealt out, each range holds
-        // a share of every layer's chunks (W_L's are small, W_{L-1}'s large).
+        // a share of every parameter's chunks (W_L's are small, W_{L-1}'s large).
         const int64_t n_tasks = static_cast<int64_t>(tasks.size());
         deal(tasks, split ? static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(get_num_threads(), n_tasks))) : 1,
              s.dealt);
