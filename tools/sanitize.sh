@@ -22,6 +22,7 @@ cmake -S "$ROOT" -B "$BUILD" -DFASTNN_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebI
       -Dpybind11_DIR="$(python3 -m pybind11 --cmakedir)" > "$WORK/configure.log"
 cmake --build "$BUILD" -j "$(nproc)" > "$WORK/build.log" || { tail -50 "$WORK/build.log"; exit 1; }
 cp "$ROOT"/src/fastnn/*.py "$PKG/fastnn/"
+cp -r "$ROOT"/src/fastnn/benchmark "$PKG/fastnn/"
 cp "$BUILD"/_core*.so "$PKG/fastnn/"
 
 CXX=$(sed -n 's/^CMAKE_CXX_COMPILER:[A-Z]*=//p' "$BUILD/CMakeCache.txt")

@@ -28,22 +28,30 @@ def _plain_ndarray(a, name):
     return a if type(a) is np.ndarray else a.view(np.ndarray)
 
 
-def as_float_matrix(a, name):
-    """A read-only 2-D float32/float64 input (array-likes are converted, as NumPy would)."""
+def _as_ndarray(a, name, expected):
+    """`a` as a plain ndarray; other array-likes converted as NumPy would (TypeError if they cannot be)."""
     if isinstance(a, np.ndarray):
-        a = _plain_ndarray(a, name)
-    else:
-        try:
-            a = np.asarray(a)
-        except Exception as exc:  # ragged lists and the like
-            raise TypeError(f"{name}: expected a 2-D float32 or float64 array, got {_describe(a)} ({exc})") from None
-    if a.dtype not in FLOAT_DTYPES:
-        raise TypeError(f"{name}: expected dtype float32 or float64, got {a.dtype}")
+        return _plain_ndarray(a, name)
+    try:
+        return np.asarray(a)
+    except Exception as exc:  # ragged lists and the like
+        raise TypeError(f"{name}: expected {expected}, got {_describe(a)} ({exc})") from None
+
+
+def _nonempty_2d(a, name):
     if a.ndim != 2:
         raise ValueError(f"{name}: expected a 2-D array, got {a.ndim}-D with shape {a.shape}")
     if a.size == 0:
         raise ValueError(f"{name}: expected a non-empty array, got shape {a.shape}")
     return a
+
+
+def as_float_matrix(a, name):
+    """A read-only 2-D float32/float64 input (array-likes are converted, as NumPy would)."""
+    a = _as_ndarray(a, name, "a 2-D float32 or float64 array")
+    if a.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name}: expected dtype float32 or float64, got {a.dtype}")
+    return _nonempty_2d(a, name)
 
 
 def as_parameter(a, name):
@@ -53,10 +61,7 @@ def as_parameter(a, name):
     a = _plain_ndarray(a, name)
     if a.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{name}: expected dtype float32 or float64 (updated in place), got {a.dtype}")
-    if a.ndim != 2:
-        raise ValueError(f"{name}: expected a 2-D array, got {a.ndim}-D with shape {a.shape}")
-    if a.size == 0:
-        raise ValueError(f"{name}: expected a non-empty array, got shape {a.shape}")
+    _nonempty_2d(a, name)
     if not a.flags.writeable:
         raise ValueError(f"{name}: expected a writeable array (it is updated in place), got a read-only array")
     return a
@@ -64,13 +69,7 @@ def as_parameter(a, name):
 
 def _as_index_vector(a, name):
     """A 1-D integer array (array-likes are converted; bool is not an integer here)."""
-    if isinstance(a, np.ndarray):
-        a = _plain_ndarray(a, name)
-    else:
-        try:
-            a = np.asarray(a)
-        except Exception as exc:
-            raise TypeError(f"{name}: expected a 1-D integer array, got {_describe(a)} ({exc})") from None
+    a = _as_ndarray(a, name, "a 1-D integer array")
     if a.dtype == np.bool_ or not np.issubdtype(a.dtype, np.integer):
         raise TypeError(f"{name}: expected an integer dtype, got {a.dtype}")
     if a.ndim != 1:

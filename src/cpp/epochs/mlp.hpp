@@ -1,4 +1,6 @@
-// L-layer ReLU networks without biases: forward, backward, SGD epochs and evaluation.
+// L-layer ReLU networks without biases: the types every epoch shares (Network, DataMatrix,
+// StopRequested), and the loss with its gradient, the logits and the evaluation over a dataset.
+// Their training epoch, mlp_epoch, is train_epoch.hpp's.
 //
 //   H_0 = X,  H_i = ReLU(H_{i-1} W_i)  (0 < i < L),  Z = H_{L-1} W_L     W_i: d_{i-1} × d_i
 //   G_L = (softmax(Z) − I_y) / B
@@ -34,13 +36,6 @@ struct DataMatrix {
 
 // Called between batches; returning true stops the epoch early (Ctrl-C).
 using StopRequested = std::function<bool()>;
-
-// One epoch of minibatch SGD in data order (last batch may be shorter), updating every W in
-// place. Scratch memory is allocated once per call. Returns the number of rows processed
-// (X.rows unless stop_requested() returned true).
-template <typename T, typename TX>
-std::int64_t mlp_epoch(const DataMatrix<TX>& X, const std::int64_t* y, const Network<T>& net,
-                       T lr, std::int64_t batch, const StopRequested& stop_requested);
 
 // Mean loss over the rows of X, and the gradients ∇W_i written into grads[i] (shaped like W[i]).
 template <typename T, typename TX>

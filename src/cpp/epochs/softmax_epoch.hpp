@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "epochs/mlp.hpp"
+#include "runtime/isa_getters.hpp"
 
 namespace fastnn {
 
@@ -122,13 +123,8 @@ private:
     T* ptr_;
 };
 
-// Per-ISA kernel sets, each defined in its own translation unit (softmax_epoch_kernels_*.cpp).
-Kernels<float> generic_kernels_f32();
-Kernels<double> generic_kernels_f64();
-Kernels<float> avx2_kernels_f32();
-Kernels<double> avx2_kernels_f64();
-Kernels<float> avx512_kernels_f32();
-Kernels<double> avx512_kernels_f64();
+// Per-ISA kernel sets, each defined in its own translation unit (epochs/kernels/*.cpp).
+FASTNN_ISA_GETTERS(Kernels, kernels);
 
 }  // namespace softmax_epoch_detail
 }  // namespace fastnn

@@ -1,4 +1,4 @@
-// Training epochs and inference of L-layer ReLU nets with biases (see train_epoch.hpp).
+// The training epoch of every L-layer ReLU net, and inference of nets with biases (see train_epoch.hpp).
 #include "epochs/train_epoch.hpp"
 
 #include <algorithm>
@@ -12,6 +12,7 @@
 #include "epochs/forward_pass.hpp"
 #include "gemm/gemm.hpp"
 #include "epochs/softmax_cross_entropy.hpp"
+#include "epochs/softmax_epoch.hpp"
 #include "sparse/sparse_rows.hpp"
 #include "runtime/threads.hpp"
 
@@ -59,6 +60,7 @@ struct BiasedScratch {
     std::vector<AlignedVector<T>> gW;   // ∇W_i without the L2 term (training only), row stride ld[i+1]
     std::vector<std::vector<T>> gb;     // ∇b_i (training only, present biases)
     std::vector<std::array<int64_t, 3>> tasks;   // the backward pass's parameter-gradient tasks
+    std::vector<std::array<int64_t, 3>> dealt;   // ... in the order the threads take them (deal)
 
     BiasedScratch(const BiasedNetwork<T>& net, int64_t rows, const std::vector<int64_t>& ld, bool train) {
         const int64_t L = net.layers();
@@ -139,12 +141,16 @@ template <typename T, typename TX>
 class DenseInput {
 public:
     DenseInput(const DataMatrix<TX>& X, const int64_t* order, int64_t max_rows)
-        : X_(X), order_(order) {
+        : X_(X), order_(order), max_rows_(max_rows) {
         if (order != nullptr || !std::is_same_v<T, TX>) x_.resize(sz(max_rows * X.cols));
     }
     void fetch(int64_t start, int64_t B) {
         B_ = B;
         Xb_ = forward_pass::batch_rows(X_, order_, start, B, x_, ldx_);
+        // The next batch's rows, when they follow these in X (no order): see first_layer_sgd.
+        const int64_t next_rows = order_ ? 0 : std::min(max_rows_, X_.rows - start - B);
+        next_ = {X_.data + (start + B) * X_.ld,
+                 next_rows > 0 ? ((next_rows - 1) * X_.ld + X_.cols) * static_cast<int64_t>(sizeof(TX)) : 0};
     }
     static constexpr bool kPadFirstLayer = false;   // dense rows: W_1, H_1 and G_1 as they are
     static constexpr bool kFusedFirstUpdate = false;  // ∇W_1 is stored, then W_1 updated
@@ -158,13 +164,21 @@ public:
     void first_layer_gradient(const T* G1, int64_t ldg, int64_t d1, T* gW, int64_t ldw) {
         gemm<T>(Op::T, Op::N, X_.cols, d1, B_, T(1), Xb_, ldx_, G1, ldg, T(0), gW, ldw);
     }
+    // Plain SGD inside the gradient's GEMM (β = 1): W_1 ← W_1 − lr · X_bᵀ G_1, pulling the next
+    // batch's rows into L2 meanwhile (the next first-layer GEMM then packs them from cache).
+    void first_layer_sgd(const T* G1, int64_t ldg, int64_t d1, T* W, T lr) const {
+        gemm<T>(Op::T, Op::N, X_.cols, d1, B_, -lr, Xb_, ldx_, G1, ldg, T(1), W, d1, Epilogue::none, nullptr, 0,
+                next_);
+    }
 
 private:
     const DataMatrix<TX>& X_;
     const int64_t* order_;
+    int64_t max_rows_;
     std::vector<T> x_;
     const T* Xb_ = nullptr;
     int64_t ldx_ = 0, B_ = 0;
+    PrefetchRange next_;
 };
 
 // The first layer's two products from a batch held as CSR rows (sparse_rows.hpp), for the
@@ -338,6 +352,23 @@ void update_parameter(const UpdateKernels<T>& kernels, bool adam, const Optimize
         update_rows(c * rows_per_chunk, std::min(rows, (c + 1) * rows_per_chunk));
 }
 
+// The tasks (what, lo, hi) reordered for `parts` threads that take contiguous, equal ranges of the
+// list (for_chunks): each parameter's run of tasks is split into `parts` contiguous shares, and
+// thread p's range holds share p of every parameter, as one `omp for` per parameter would.
+inline void deal(const std::vector<std::array<int64_t, 3>>& tasks, int parts,
+                 std::vector<std::array<int64_t, 3>>& dealt) {
+    dealt.clear();
+    for (int64_t p = 0; p < parts; ++p)
+        for (std::size_t g = 0; g < tasks.size();) {   // g: the first task of a parameter's run
+            std::size_t end = g;
+            while (end < tasks.size() && tasks[end][0] == tasks[g][0]) ++end;
+            const int64_t n = static_cast<int64_t>(end - g), q = n / parts, r = n % parts;
+            const int64_t first = p * q + std::min(p, r), count = q + (p < r ? 1 : 0);
+            for (int64_t i = first; i < first + count; ++i) dealt.push_back(tasks[g + sz(i)]);
+            g = end;
+        }
+}
+
 // ‖W‖² over n values, in double, in eight independent lanes (so the loop vectorises).
 template <typename T>
 double squared_norm(const T* W, int64_t n) {
@@ -390,12 +421,19 @@ struct FirstLayerUpdate {
     }
 };
 
+// The epoch. With sgd_in_gemm (mlp_epoch: no biases, plain SGD, no L2, dense rows) each
+// W_i ← W_i − lr · H_{i-1}ᵀ G_i is the gradient's own GEMM with β = 1: no ∇W_i is stored and W is
+// read and written once, where the optimizers' loops (update_parameter) make a second pass.
 template <typename T, typename Input>
 int64_t run_epoch(Input& input, const int64_t* y, const int64_t* order, int64_t n_order,
                   const BiasedNetwork<T>& net, const OptimizerConfig& opt, const OptimizerState<T>& state,
-                  double lr, int64_t batch, double alpha, double* loss_sum, const StopRequested& stop_requested) {
+                  double lr, int64_t batch, double alpha, double* loss_sum, const StopRequested& stop_requested,
+                  bool sgd_in_gemm = false) {
     const int64_t L = net.layers(), k = net.dims[L];
     const auto& d = net.dims;
+    if (sgd_in_gemm && (Input::kFusedFirstUpdate || alpha != 0 || opt.kind != OptimizerKind::sgd ||
+                        std::any_of(net.b.begin(), net.b.end(), [](const T* b) { return b != nullptr; })))
+        throw std::logic_error("run_epoch: sgd_in_gemm takes dense rows, no biases, plain SGD and no L2");
     // Row strides: layer 1's activations, gradients and weights are padded for the sparse input
     // (when it is hidden; the logits keep stride k).
     const bool pad = Input::kPadFirstLayer && L > 1;
@@ -510,12 +548,18 @@ int64_t run_epoch(Input& input, const int64_t* y, const int64_t* order, int64_t 
         for (int64_t i = L; i >= 1; --i)
             if (net.b[i - 1])
                 for (int64_t j0 = 0; j0 < d[i]; j0 += kRowChunk) tasks.push_back({L + i - 1, j0, std::min(d[i], j0 + kRowChunk)});
-        for_chunks(static_cast<int64_t>(tasks.size()), 1, split, [&](int64_t, int64_t t0, int64_t) {
-            const auto [what, j0, j1] = tasks[sz(t0)];
-            if (what < L) {   // ∇W_i, i = what + 1
+        // for_chunks gives each thread a contiguous range of the list: dealt out, each range holds
+        // a share of every parameter's chunks (W_L's are small, W_{L-1}'s large).
+        const int64_t n_tasks = static_cast<int64_t>(tasks.size());
+        deal(tasks, split ? static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(get_num_threads(), n_tasks))) : 1,
+             s.dealt);
+        for_chunks(static_cast<int64_t>(s.dealt.size()), 1, split, [&](int64_t, int64_t t0, int64_t) {
+            const auto [what, j0, j1] = s.dealt[sz(t0)];
+            if (what < L) {   // ∇W_i, i = what + 1 (or, sgd_in_gemm, W_i ← W_i − lr · ∇W_i)
                 const int64_t i = what + 1;
-                gemm<T>(Op::T, Op::N, j1 - j0, d[i], B, T(1), s.H[i - 1].data() + j0, ld[i - 1], s.G[i].data(), ld[i],
-                        T(0), s.gW[i - 1].data() + j0 * ld[i], ld[i]);
+                T* const target = sgd_in_gemm ? work.W[i - 1] + j0 * ld[i] : s.gW[i - 1].data() + j0 * ld[i];
+                gemm<T>(Op::T, Op::N, j1 - j0, d[i], B, sgd_in_gemm ? -lr_t : T(1), s.H[i - 1].data() + j0, ld[i - 1],
+                        s.G[i].data(), ld[i], sgd_in_gemm ? T(1) : T(0), target, ld[i]);
             } else {          // ∇b_i, i = what − L + 1
                 const int64_t i = what - L + 1;
                 const T* Gi = s.G[i].data();
@@ -564,11 +608,14 @@ int64_t run_epoch(Input& input, const int64_t* y, const int64_t* order, int64_t 
                                            RowSink<T>{&FirstLayerUpdate<T>::consume,
                                                       const_cast<FirstLayerUpdate<T>*>(&first_update)});
             }
-        } else
+        } else if (sgd_in_gemm)   // W_1 ← W_1 − lr · X_bᵀ G_1 (the other W_i in their tasks above)
+            input.first_layer_sgd(s.G[1].data(), ld[1], d[1], W1, lr_t);
+        else
             input.first_layer_gradient(s.G[1].data(), ld[1], d[1], s.gW[0].data(), ld[1]);
 
-        // The update of every other parameter, W_1 (unless done above) … W_L then b_1 … b_L.
-        for (int64_t p = Input::kFusedFirstUpdate ? 1 : 0; p < 2 * L; ++p) {
+        // The update of every other parameter, W_1 (unless done above) … W_L then b_1 … b_L
+        // (none left with sgd_in_gemm).
+        for (int64_t p = sgd_in_gemm ? 2 * L : Input::kFusedFirstUpdate ? 1 : 0; p < 2 * L; ++p) {
             const int64_t i = p % L;
             if (p < L)
                 update_parameter<T>(kernels, adam, opt, work.W[i], ld[i + 1], s.gW[i].data(), ld[i + 1], state.first[p],
@@ -597,6 +644,23 @@ std::int64_t train_epoch(const DataMatrix<TX>& X, const std::int64_t* y, const s
     }
     DenseInput<T, TX> input(X, order, max_rows);
     return run_epoch<T>(input, y, order, n_order, net, opt, state, lr, batch, alpha, loss_sum, stop_requested);
+}
+
+template <typename T, typename TX>
+std::int64_t mlp_epoch(const DataMatrix<TX>& X, const std::int64_t* y, const Network<T>& net, T lr,
+                       std::int64_t batch, const StopRequested& stop_requested) {
+    if (batch < 1) throw std::invalid_argument("batch: expected an integer >= 1");
+    if constexpr (std::is_same_v<T, TX>) {
+        if (net.layers() == 1)   // softmax regression: the fused, transposed path
+            return softmax_regression_epoch_fused<T>(X, y, net.W[0], net.dims[1], lr, batch, stop_requested);
+    }
+    const BiasedNetwork<T> no_biases{net.W, std::vector<T*>(net.W.size(), nullptr), net.dims};
+    const std::vector<T*> no_buffers(2 * net.W.size(), nullptr);
+    const OptimizerState<T> plain_sgd{no_buffers, no_buffers, nullptr};
+    double loss_sum = 0;   // (not reported: hw0's epoch returns nothing)
+    DenseInput<T, TX> input(X, nullptr, std::max<int64_t>(1, std::min(batch, X.rows)));
+    return run_epoch<T>(input, y, nullptr, X.rows, no_biases, OptimizerConfig{}, plain_sgd, lr, batch, 0.0, &loss_sum,
+                        stop_requested, /*sgd_in_gemm=*/true);
 }
 
 template <typename T>
@@ -630,6 +694,8 @@ void biased_logits(const DataMatrix<TX>& X, const BiasedNetwork<T>& net, T* logi
                                              const BiasedNetwork<T>&, const OptimizerConfig&,      \
                                              const OptimizerState<T>&, double, std::int64_t,       \
                                              double, double*, const StopRequested&, bool);         \
+    template std::int64_t mlp_epoch<T, TX>(const DataMatrix<TX>&, const std::int64_t*,           \
+                                           const Network<T>&, T, std::int64_t, const StopRequested&); \
     template void biased_logits<T, TX>(const DataMatrix<TX>&, const BiasedNetwork<T>&, T*);
 
 FASTNN_INSTANTIATE(float, float)

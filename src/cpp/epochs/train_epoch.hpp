@@ -1,6 +1,8 @@
-// L-layer ReLU networks with optional per-layer biases, trained by SGD (with momentum or
-// Nesterov momentum) or Adam with an L2 penalty, as scikit-learn's MLPClassifier does.
-// The bias-free hw0 epochs of mlp.hpp are separate and unchanged.
+// The training epoch of every L-layer ReLU net: optional per-layer biases, SGD (with momentum or
+// Nesterov momentum) or Adam with an L2 penalty, as scikit-learn's MLPClassifier does; rows dense,
+// compacted to skip zeros, or CSR. hw0's epoch (mlp_epoch: no biases, plain SGD) is its case with
+// each update inside the gradient's GEMM; softmax regression (L = 1) has its own fused epoch
+// (softmax_epoch.hpp), which mlp_epoch calls.
 //
 //   H_0 = X,  H_i = ReLU(H_{i-1} W_i + b_i)  (0 < i < L),  Z = H_{L-1} W_L + b_L
 //   loss of a batch of B rows = mean_r CE(Z_r, y_r) + (α / 2B) Σ_i ‖W_i‖²
@@ -14,7 +16,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "epochs/mlp.hpp"          // DataMatrix, StopRequested
+#include "epochs/mlp.hpp"          // DataMatrix, Network, StopRequested
 #include "optim/optimizers.hpp"
 #include "sparse/sparse_rows.hpp"
 
@@ -64,6 +66,13 @@ std::int64_t train_epoch_sparse(const SparseRowsView<T>& X, const std::int64_t* 
                                 const OptimizerConfig& opt, const OptimizerState<T>& state, double lr,
                                 std::int64_t batch, double alpha, double* loss_sum,
                                 const StopRequested& stop_requested);
+
+// hw0's epoch: minibatch SGD in data order (the last batch may be shorter), no biases, every W
+// updated in place (W_i ← W_i − lr · H_{i-1}ᵀ G_i). Scratch memory is allocated once per call.
+// Returns the number of rows processed (X.rows unless stop_requested() returned true).
+template <typename T, typename TX>
+std::int64_t mlp_epoch(const DataMatrix<TX>& X, const std::int64_t* y, const Network<T>& net,
+                       T lr, std::int64_t batch, const StopRequested& stop_requested);
 
 // Logits (X.rows × d_L, contiguous) of the biased net for every row of X.
 template <typename T, typename TX>

@@ -48,11 +48,13 @@
 #include "gemm/gemm.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cstdlib>
 #include <cstring>
 #include <new>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "runtime/cpu_features.hpp"
@@ -124,28 +126,19 @@ struct Engine {
     Blocking blocking;
 };
 
+// The engine of `isa` for T; the generic one when that ISA's file was compiled for another target.
 template <typename T>
-const Engine<T>& engine_for(Isa isa);
-
-template <>
-const Engine<float>& engine_for<float>(Isa isa) {
-    static const Engine<float> engines[3] = {
-        {gemm_detail::generic_kernels_f32(), kGenericF32},
-        {gemm_detail::avx2_kernels_f32(), kAvx2F32},
-        {gemm_detail::avx512_kernels_f32(), kAvx512F32},
-    };
-    const Engine<float>& e = engines[static_cast<int>(isa)];
-    return e.kernels.micro != nullptr ? e : engines[0];
-}
-
-template <>
-const Engine<double>& engine_for<double>(Isa isa) {
-    static const Engine<double> engines[3] = {
-        {gemm_detail::generic_kernels_f64(), kGenericF64},
-        {gemm_detail::avx2_kernels_f64(), kAvx2F64},
-        {gemm_detail::avx512_kernels_f64(), kAvx512F64},
-    };
-    const Engine<double>& e = engines[static_cast<int>(isa)];
+const Engine<T>& engine_for(Isa isa) {
+    using namespace gemm_detail;
+    static const std::array<Engine<T>, 3> engines = [] {
+        if constexpr (std::is_same_v<T, float>)
+            return std::array<Engine<float>, 3>{{{generic_kernels_f32(), kGenericF32},
+                                                 {avx2_kernels_f32(), kAvx2F32}, {avx512_kernels_f32(), kAvx512F32}}};
+        else
+            return std::array<Engine<double>, 3>{{{generic_kernels_f64(), kGenericF64},
+                                                  {avx2_kernels_f64(), kAvx2F64}, {avx512_kernels_f64(), kAvx512F64}}};
+    }();
+    const Engine<T>& e = engines[static_cast<std::size_t>(isa)];
     return e.kernels.micro != nullptr ? e : engines[0];
 }
 

@@ -12,6 +12,7 @@
 #include <cstdint>
 
 #include "gemm/gemm.hpp"
+#include "runtime/isa_getters.hpp"
 
 namespace fastnn::gemm_detail {
 
@@ -97,12 +98,7 @@ struct KernelSet {
 
 // Kernel sets, one getter per ISA file.  The avx2/avx512 getters return an empty set
 // (micro == nullptr) when the file was compiled for a non-x86 target.
-KernelSet<float> generic_kernels_f32();
-KernelSet<double> generic_kernels_f64();
-KernelSet<float> avx2_kernels_f32();
-KernelSet<double> avx2_kernels_f64();
-KernelSet<float> avx512_kernels_f32();
-KernelSet<double> avx512_kernels_f64();
+FASTNN_ISA_GETTERS(KernelSet, kernels);
 
 // Hardware probes (probe.cpp times them).
 //  *_fma_chains: runs `iterations` rounds of FMA_CHAINS independent vector FMA chains;

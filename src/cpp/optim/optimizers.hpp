@@ -43,6 +43,8 @@
 #define FASTNN_HAVE_MXCSR 1
 #endif
 
+#include "runtime/isa_getters.hpp"
+
 namespace fastnn {
 
 enum class OptimizerKind : int { sgd = 0, adam = 1 };
@@ -142,12 +144,7 @@ template <typename T>
 UpdateKernels<T> update_kernels();   // by active_isa() (optimizer_kernels.cpp)
 
 namespace optimizer_detail {
-UpdateKernels<float> generic_update_kernels_f32();
-UpdateKernels<double> generic_update_kernels_f64();
-UpdateKernels<float> avx2_update_kernels_f32();
-UpdateKernels<double> avx2_update_kernels_f64();
-UpdateKernels<float> avx512_update_kernels_f32();
-UpdateKernels<double> avx512_update_kernels_f64();
+FASTNN_ISA_GETTERS(UpdateKernels, update_kernels);   // one set per file of optim/kernels/
 }  // namespace optimizer_detail
 
 }  // namespace fastnn

@@ -97,6 +97,16 @@ T* writeable_matrix(const py::array& a, const char* name) {
     return static_cast<T*>(const_cast<void*>(a.data()));
 }
 
+// `out` for a net's logits: a writeable C-contiguous T matrix of shape (rows, k).
+template <typename T>
+T* logits_out(const py::array& out, std::int64_t rows, std::int64_t k) {
+    T* z = writeable_matrix<T>(out, "out");
+    if (out.shape(0) != rows || out.shape(1) != k)
+        throw py::value_error("out: expected shape (" + std::to_string(rows) + ", " + std::to_string(k) + "), got " +
+                              shape_of(out));
+    return z;
+}
+
 // Labels: int64, 1-D, contiguous, n of them, each in [0, k).
 inline const std::int64_t* labels(const py::array& y, std::int64_t n, std::int64_t k, const char* name) {
     if (!y.dtype().equal(py::dtype::of<std::int64_t>()))

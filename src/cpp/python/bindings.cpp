@@ -270,10 +270,7 @@ PYBIND11_MODULE(_core, m) {
             using TX = typename decltype(tx)::type;
             const auto x = data_matrix<TX>(X, "X");
             const Network<T> net = network<T>(weights, x.cols, /*writeable=*/false);
-            T* z = writeable_matrix<T>(out, "out");
-            if (out.shape(0) != x.rows || out.shape(1) != net.dims.back())
-                throw py::value_error("out: expected shape (" + std::to_string(x.rows) + ", " +
-                                      std::to_string(net.dims.back()) + "), got " + shape_of(out));
+            T* z = logits_out<T>(out, x.rows, net.dims.back());
             py::gil_scoped_release nogil;
             mlp_logits<T, TX>(x, net, z);
         });
@@ -375,10 +372,7 @@ PYBIND11_MODULE(_core, m) {
             using TX = typename decltype(tx)::type;
             const auto x = data_matrix<TX>(X, "X");
             const BiasedNetwork<T> net = biased_network<T>(weights, biases, x.cols, /*writeable=*/false);
-            T* z = writeable_matrix<T>(out, "out");
-            if (out.shape(0) != x.rows || out.shape(1) != net.dims.back())
-                throw py::value_error("out: expected shape (" + std::to_string(x.rows) + ", " +
-                                      std::to_string(net.dims.back()) + "), got " + shape_of(out));
+            T* z = logits_out<T>(out, x.rows, net.dims.back());
             py::gil_scoped_release nogil;
             biased_logits<T, TX>(x, net, z);
         });

@@ -9,6 +9,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "runtime/isa_getters.hpp"
+
 namespace fastnn {
 
 // A sparse matrix, row by row: the nonzeros of row r are values[t] in column indices[t] for
@@ -186,12 +188,7 @@ struct Kernels {
                          T* G, std::int64_t ldg);
 };
 
-Kernels<float> generic_kernels_f32();
-Kernels<double> generic_kernels_f64();
-Kernels<float> avx2_kernels_f32();
-Kernels<double> avx2_kernels_f64();
-Kernels<float> avx512_kernels_f32();
-Kernels<double> avx512_kernels_f64();
+FASTNN_ISA_GETTERS(Kernels, kernels);   // one set per file of sparse/kernels/
 
 }  // namespace sparse_detail
 }  // namespace fastnn

@@ -1,0 +1,4 @@
+"""python -m fastnn.benchmark: the benchmark's command line."""
+from .cli import main
+
+raise SystemExit(main())
