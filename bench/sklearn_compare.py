@@ -97,12 +97,24 @@ def describe_machine():
         print("NumPy's BLAS: (install threadpoolctl to see which kernel runs)")
 
 
+def limit_threads(n):
+    """n threads for fastnn's core and for NumPy's BLAS (for this whole process)."""
+    fastnn.set_num_threads(n)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        sys.exit("--threads needs threadpoolctl (pip install threadpoolctl) to limit NumPy's BLAS")
+    threadpool_limits(limits=n, user_api="blas")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=os.environ.get("FASTNN_DATA"), help="MNIST directory (default $FASTNN_DATA)")
     ap.add_argument("--max-iter", type=int, default=20)
     ap.add_argument("--repeat", type=int, default=1, help="fits per library; the fastest time is reported")
     ap.add_argument("--cases", default=",".join(CASES), help=f"comma-separated subset of {CASES}")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="threads for both libraries: fastnn.set_num_threads and NumPy's BLAS (threadpoolctl)")
     args = ap.parse_args()
     cases = [c for c in args.cases.split(",") if c]
     if any(c not in CASES for c in cases):
@@ -113,6 +125,8 @@ def main():
     if any(c.startswith("mnist") for c in cases) and not args.data:
         sys.exit("set FASTNN_DATA or pass --data: a directory with the four MNIST .gz files")
     import sklearn
+    if args.threads is not None:
+        limit_threads(args.threads)
     describe_machine()
     print(f"scikit-learn {sklearn.__version__}; hidden_layer_sizes=(100,), max_iter={args.max_iter}, "
           f"random_state=0; best of {args.repeat}\n")
