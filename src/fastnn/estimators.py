@@ -249,6 +249,11 @@ class _BaseMLP(BaseEstimator):
         "backend": _backend_name,
         "dtype": _dtype,
     }
+    # The parameters of the estimators with hidden layers (MLPClassifier, MLPRegressor).
+    _hidden_layer_constraints = {
+        "hidden_layer_sizes": _hidden_layer_sizes,
+        "activation": _Options(*full_batch.ACTIVATIONS),
+    }
 
     # On the cpp backend, dense training data with at most this fraction of nonzeros is passed to
     # train_epoch as SparseRows (the first layer skips its zeros; the result equals the dense
@@ -636,9 +641,7 @@ class MLPClassifier(_ClassifierMLP):
     out_activation_ ('softmax').
     """
 
-    _parameter_constraints = {**_BaseMLP._parameter_constraints,
-                              "hidden_layer_sizes": _hidden_layer_sizes,
-                              "activation": _Options(*full_batch.ACTIVATIONS)}
+    _parameter_constraints = {**_BaseMLP._parameter_constraints, **_BaseMLP._hidden_layer_constraints}
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam", alpha=0.0001,
                  batch_size="auto", learning_rate="constant", learning_rate_init=0.001, power_t=0.5,
@@ -679,7 +682,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     out_activation_ ('identity').
     """
 
-    _parameter_constraints = {**MLPClassifier._parameter_constraints, "loss": _Options("squared_error")}
+    _parameter_constraints = {**_BaseMLP._parameter_constraints, **_BaseMLP._hidden_layer_constraints,
+                              "loss": _Options("squared_error")}
     _loss = "squared_error"
     _multi_output = True
 
