@@ -15,7 +15,7 @@ sklearn = pytest.importorskip("sklearn")
 from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 from sklearn.utils.estimator_checks import check_estimator  # noqa: E402
 
-from fastnn.estimators import MLPClassifier, SoftmaxRegression  # noqa: E402
+from fastnn.estimators import MLPClassifier, MLPRegressor, SoftmaxRegression  # noqa: E402
 
 BACKENDS = fastnn.available_backends()
 
@@ -31,7 +31,7 @@ def _blobs(n=240, d=6, k=3, seed=0, dtype=np.float64):
 # ---- scikit-learn's estimator checks: all of them, default-constructed (+ each backend) --------
 
 @pytest.mark.parametrize("backend_name", BACKENDS)
-@pytest.mark.parametrize("Est", [MLPClassifier, SoftmaxRegression])
+@pytest.mark.parametrize("Est", [MLPClassifier, SoftmaxRegression, MLPRegressor])
 def test_check_estimator(Est, backend_name):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -39,6 +39,13 @@ def test_check_estimator(Est, backend_name):
             check_estimator(Est())                    # the default instance, as users make it
         else:
             check_estimator(Est(backend=backend_name))
+
+
+@pytest.mark.parametrize("Est", [MLPClassifier, MLPRegressor])
+def test_check_estimator_lbfgs_tanh(Est):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        check_estimator(Est(solver="lbfgs", activation="tanh", max_iter=50))
 
 
 def test_pipeline_grid_search():
@@ -211,7 +218,7 @@ def test_partial_fit_string_labels_and_determinism():
         clf.partial_fit(X, names)
     for _ in range(20):
         clf.partial_fit(X[:100], names[:100], classes=["cat", "dog", "emu"])
-    assert clf.n_iter_ == 20 and len(clf.loss_curve_) == 20
+    assert clf.n_iter_ == 1 and len(clf.loss_curve_) == 20   # n_iter_: this call's (scikit-learn's)
     assert list(clf.classes_) == ["cat", "dog", "emu"]
     assert clf.score(X[100:], names[100:]) > 0.9
     with pytest.raises(ValueError, match="classes not in"):
@@ -262,6 +269,30 @@ def test_import_error_without_sklearn(monkeypatch):
     monkeypatch.setattr(estimators, "_SKLEARN_IMPORT_ERROR", ImportError("No module named 'sklearn'"))
     with pytest.raises(ImportError, match=r"fastnn\[sklearn\]"):
         MLPClassifier()
+
+
+def test_module_imports_in_an_interpreter_without_sklearn():
+    """A fresh interpreter in which scikit-learn cannot be imported (sys.modules entry None):
+    `import fastnn.estimators` works, constructing any estimator raises ImportError."""
+    import subprocess
+    import sys
+    script = "\n".join([
+        "import sys",
+        "sys.modules['sklearn'] = None",
+        "import fastnn.estimators as e",
+        "import fastnn",
+        "for name in ('MLPClassifier', 'MLPRegressor', 'SoftmaxRegression'):",
+        "    try:",
+        "        getattr(fastnn, name)()",
+        "    except ImportError as exc:",
+        "        assert 'fastnn[sklearn]' in str(exc), exc",
+        "    else:",
+        "        raise SystemExit(name + ' constructed without scikit-learn')",
+        "print('ok')",
+    ])
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
 
 
 # ---- MNIST ------------------------------------------------------------------------------------

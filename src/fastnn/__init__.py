@@ -41,16 +41,16 @@ __all__ = [
     "set_backend", "get_backend", "available_backends", "use_backend",
     "build_info", "set_num_threads", "get_num_threads", "set_skip_zeros", "get_skip_zeros",
     "load_mnist", "load_fashion_mnist", "save_model", "load_model", "fit", "History",
-    "train_epoch", "biased_logits", "SGD", "Adam", "SparseRows", "Pixels",   # MLPClassifier, SoftmaxRegression: lazy, below
+    "train_epoch", "biased_logits", "SGD", "Adam", "SparseRows", "Pixels",   # MLPClassifier, MLPRegressor, SoftmaxRegression: lazy, below
 ]
 
 
 if TYPE_CHECKING:   # what the lazy import below gives, for type checkers
-    from .estimators import MLPClassifier, SoftmaxRegression
+    from .estimators import MLPClassifier, MLPRegressor, SoftmaxRegression
 
 
 def __getattr__(name: str) -> Any:   # scikit-learn is optional: the estimators are imported on first use
-    if name in ("MLPClassifier", "SoftmaxRegression"):
+    if name in ("MLPClassifier", "MLPRegressor", "SoftmaxRegression"):
         from . import estimators
         return getattr(estimators, name)
     raise AttributeError(f"module 'fastnn' has no attribute {name!r}")

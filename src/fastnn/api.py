@@ -167,10 +167,12 @@ def evaluate(X: ArrayLike, y: ArrayLike, weights: Sequence[ArrayLike]) -> tuple[
     return backend_module().evaluate(X, y, weights)
 
 
-def _validated_biased_net(X, y, weights, biases, in_place, sparse=False):
+def _validated_biased_net(X, y, weights, biases, in_place, sparse=False, loss="log_loss"):
     weights = v.as_weight_list(weights)
     names = _layer_names(weights)
-    X, y, weights = _validated_net(X, y, weights, names, in_place=in_place, sparse=sparse)
+    X, _, weights = _validated_net(X, None, weights, names, in_place=in_place, sparse=sparse)
+    if y is not None:
+        y = v.as_targets(y, loss, X.shape[0], weights[-1].shape[1], weights[-1].dtype)
     biases = v.as_bias_list(biases, weights, writeable=in_place)
     bias_names = [f"biases[{i}]" for i in range(len(weights))]
     v.check_same_dtype(weights + biases, names + bias_names)
@@ -179,7 +181,8 @@ def _validated_biased_net(X, y, weights, biases, in_place, sparse=False):
 
 def train_epoch(X: Union[ArrayLike, SparseRows], y: ArrayLike, weights: Sequence[FloatArray],
                 biases: Optional[Sequence[Optional[FloatArray]]] = None, optimizer: Union[SGD, Adam, None] = None,
-                lr: float = 0.001, batch: int = 200, order: Optional[ArrayLike] = None, alpha: float = 0.0) -> float:
+                lr: float = 0.001, batch: int = 200, order: Optional[ArrayLike] = None, alpha: float = 0.0,
+                sample_weight: Optional[ArrayLike] = None, loss: str = "log_loss") -> float:
     """One epoch of minibatch training of the L-layer ReLU net with biases,
     H_i = ReLU(H_{i-1} W_i + b_i), Z = H_{L-1} W_L + b_L, on the mean cross-entropy plus the L2
     penalty (alpha / 2B) Σ ‖W_i‖² of each batch of B rows (scikit-learn's MLP objective).
@@ -202,12 +205,19 @@ def train_epoch(X: Union[ArrayLike, SparseRows], y: ArrayLike, weights: Sequence
             X[order[1]], … (a permutation shuffles; a subset trains on part of X). Only one
             batch of rows is gathered at a time: the dataset is never copied.
         alpha: the L2 penalty α >= 0 (weights only, not biases).
+        sample_weight: None, or one weight w_r >= 0 per row of X (scikit-learn's weighting: a
+            batch's loss is Σ w_r loss_r / S plus (α / 2S) Σ ‖W_i‖², S = Σ w_r over the batch;
+            a batch with S = 0 makes no gradient).
+        loss: 'log_loss' (softmax cross-entropy against labels y, each row's loss clipped as
+            scikit-learn's log_loss clips probabilities to [ε, 1 − ε]) or 'squared_error'
+            (½ ‖z − y_r‖² / d_L against y of shape rows × d_L, identity output: MLPRegressor).
     Returns:
         the epoch's mean loss: Σ_batches B · loss_batch / rows visited, each batch's loss taken
         with the parameters before its update (scikit-learn's `loss_curve_` entry).
     """
     X, y, weights, biases, names, bias_names = _validated_biased_net(X, y, weights, biases, in_place=True,
-                                                                     sparse=True)
+                                                                     sparse=True, loss=loss)
+    sample_weight = v.as_sample_weight(sample_weight, X.shape[0], weights[0].dtype)
     optimizer = v.as_optimizer(optimizer)
     order = v.as_order(order, X.shape[0])
     lr, batch = v.as_learning_rate(lr), v.as_batch_size(batch)
@@ -221,7 +231,8 @@ def train_epoch(X: Union[ArrayLike, SparseRows], y: ArrayLike, weights: Sequence
         [f"optimizer buffer {j}" for j in range(len(buffers))]
     v.check_no_overlap(arrays, labels, first_parameter=len(X_arrays) + 1)
     n = X.shape[0] if order is None else order.shape[0]
-    return backend_module().train_epoch(X, y, weights, biases, optimizer, lr, batch, order, alpha) / n
+    return backend_module().train_epoch(X, y, weights, biases, optimizer, lr, batch, order, alpha,
+                                        sample_weight, loss) / n
 
 
 def biased_logits(X: ArrayLike, weights: Sequence[ArrayLike],

@@ -183,7 +183,7 @@ def biased_logits(X, weights, biases):
     return Z
 
 
-def train_epoch(X, y, weights, biases, optimizer, lr, batch, order, alpha):
+def train_epoch(X, y, weights, biases, optimizer, lr, batch, order, alpha, sample_weight=None, loss="log_loss"):
     L = len(weights)
     if isinstance(X, SparseRows):   # the CSR epoch: X goes as its arrays, the rest is the same
         dtype = np.result_type(X.dtype, *weights)
@@ -204,13 +204,17 @@ def train_epoch(X, y, weights, biases, optimizer, lr, batch, order, alpha):
         for j, w in zip(present, work):
             slots[j] = w
         t = np.array([getattr(optimizer, "t", 0)], dtype=np.int64)
+        targets = _labels(y) if loss == "log_loss" else _contiguous(y, dtype)
+        if sample_weight is not None:
+            sample_weight = _contiguous(sample_weight, dtype)
         try:
             return core_epoch(
-                *x_args, _labels(y), None if order is None else np.ascontiguousarray(order, np.int64),
+                *x_args, targets, None if order is None else np.ascontiguousarray(order, np.int64),
                 slots[:L], slots[L:2 * L], optimizer.kind, slots[2 * L:4 * L], slots[4 * L:], t,
                 float(lr), min(int(batch), rows), float(alpha), float(getattr(optimizer, "momentum", 0.0)),
                 bool(getattr(optimizer, "nesterov", False)), float(getattr(optimizer, "beta_1", 0.9)),
-                float(getattr(optimizer, "beta_2", 0.999)), float(getattr(optimizer, "epsilon", 1e-8)))
+                float(getattr(optimizer, "beta_2", 0.999)), float(getattr(optimizer, "epsilon", 1e-8)),
+                loss=loss, sample_weight=sample_weight)
         finally:
             if optimizer.kind == "adam":
                 optimizer.t = int(t[0])

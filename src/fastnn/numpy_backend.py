@@ -131,6 +131,10 @@ def evaluate(X, y, weights):
 #     G_L = (S − I_y) / B,   G_i = (G_{i+1} W_{i+1}ᵀ) ∘ 1{H_i > 0}
 #     ∇W_i = H_{i-1}ᵀ G_i + (α / B) W_i,   ∇b_i = Σ_rows G_i
 #
+# The output loss (`_output_loss`) is the cross-entropy above with sklearn's clipping, or the
+# regressor's squared error ½ ‖z − y‖² / k; with sample weights w_r, B becomes S = Σ_rows w_r
+# and each row's loss and G_L row are weighted by w_r.
+#
 # followed, after every batch, by the optimizer's update of every parameter (fastnn.optimizers).
 
 def biased_logits(X, weights, biases):
@@ -168,11 +172,37 @@ def _adam_update(p, g, m, v, lr_t, beta_1, beta_2, epsilon, l2):
     p -= lr_t * m / (np.sqrt(v) + epsilon)                 # p ← p − η_t m / (√v + ε)
 
 
-def train_epoch(X, y, weights, biases, optimizer, lr, batch, order, alpha):
+def _output_loss(Z, y, sample_weight, loss):
+    """(Σ_r w_r loss_r, S = Σ_r w_r, G_L) for a batch of outputs Z (B × k) against targets y,
+    with w_r = 1 (S = B) when sample_weight is None:
+        'log_loss':      loss_r = clip(logsumexp(Z_r) − Z_r,y_r),  ∂loss_r/∂Z_r = softmax(Z_r) − I_y_r
+                         (clip to [−log(1 − ε), −log ε], ε = finfo(Z.dtype).eps: sklearn's log_loss
+                         clips the probabilities to [ε, 1 − ε]; the gradient is unclipped)
+        'squared_error': loss_r = ½ ‖Z_r − y_r‖² / k,  ∂loss_r/∂Z_r = Z_r − y_r (sklearn's pair)
+    G_L row r = (w_r / S) ∂loss_r/∂Z_r (zero when S = 0)."""
+    B, k = Z.shape
+    if loss == "log_loss":
+        eps = float(np.finfo(Z.dtype).eps)
+        rows = np.clip(_cross_entropy_rows(Z, y), -math.log1p(-eps), -math.log(eps))
+        E = np.exp(Z - Z.max(axis=1, keepdims=True))
+        D = E / E.sum(axis=1, keepdims=True)              # softmax(Z)
+        D[np.arange(B), y] -= 1                           # − I_y
+    else:
+        D = Z - y
+        rows = 0.5 * np.sum(D.astype(np.float64) ** 2, axis=1) / k
+    if sample_weight is None:
+        return float(np.sum(rows)), float(B), D / B
+    S = float(np.sum(sample_weight, dtype=np.float64))
+    scale = (sample_weight.astype(np.float64) / S if S > 0 else np.zeros(B)).astype(Z.dtype)
+    return float(np.dot(sample_weight.astype(np.float64), rows)), S, D * scale[:, None]
+
+
+def train_epoch(X, y, weights, biases, optimizer, lr, batch, order, alpha, sample_weight=None, loss="log_loss"):
     """One epoch over the rows X[order] (order None: data order) in batches of `batch` rows,
     updating the parameters and the optimizer's state in place. Returns Σ over the batches of
     B · (the batch's loss, with the parameters before its update). X may be SparseRows: each
-    batch's rows are then gathered as a dense array, and the math is the same."""
+    batch's rows are then gathered as a dense array, and the math is the same. y, sample_weight
+    and loss: as _output_loss takes them (labels, or rows × d_L values for 'squared_error')."""
     L = len(weights)
     n = X.shape[0] if order is None else order.shape[0]
     first, second = optimizer.buffers()
@@ -182,6 +212,7 @@ def train_epoch(X, y, weights, biases, optimizer, lr, batch, order, alpha):
         idx = b if order is None else order[b]
         Xb = X.rows(idx) if isinstance(X, SparseRows) else X[idx]   # gathers only this batch's rows
         yb = y[idx]
+        wb = None if sample_weight is None else sample_weight[idx]
         B = Xb.shape[0]
         H = [Xb]                               # H_0 = X_b, H_i = ReLU(H_{i-1} W_i + b_i)
         for i in range(L):
@@ -189,10 +220,10 @@ def train_epoch(X, y, weights, biases, optimizer, lr, batch, order, alpha):
             if biases[i] is not None:
                 Z += biases[i]
             H.append(relu(Z) if i < L - 1 else Z)
-        loss, G = softmax_cross_entropy(H[-1], yb)        # G_L = (S − I_y) / B
-        loss_sum += loss * B
+        weighted_loss, S, G = _output_loss(H[-1], yb, wb, loss)   # G_L = (w_r/S) ∂loss_r/∂Z_r
         if alpha != 0:
-            loss_sum += 0.5 * alpha * sum(float(np.sum(W.astype(np.float64) ** 2)) for W in weights)
+            weighted_loss += 0.5 * alpha * sum(float(np.sum(W.astype(np.float64) ** 2)) for W in weights)
+        loss_sum += weighted_loss if S == B else (weighted_loss * B / S if S > 0 else 0.0)   # B · batch loss
         grads_W, grads_b = [None] * L, [None] * L
         for i in reversed(range(L)):
             grads_W[i] = H[i].T @ G                        # ∇W_i without the L2 term
@@ -200,7 +231,7 @@ def train_epoch(X, y, weights, biases, optimizer, lr, batch, order, alpha):
                 grads_b[i] = G.sum(axis=0)                 # ∇b_i = Σ_rows G_i
             if i > 0:
                 G = (G @ weights[i].T) * (H[i] > 0)       # G_i = (G_{i+1} W_{i+1}ᵀ) ∘ 1{H_i > 0}
-        l2 = alpha / B
+        l2 = alpha / S if S > 0 else 0.0
         if optimizer.kind == "adam":
             optimizer.t += 1
             lr_t = _adam_step_size(lr, optimizer.beta_1, optimizer.beta_2, optimizer.t)

@@ -239,3 +239,42 @@ def as_seed(seed, name="seed"):
     if seed < 0:
         raise ValueError(f"{name}: expected an integer >= 0, got {seed}")
     return int(seed)
+
+
+LOSSES = ("log_loss", "squared_error")
+
+
+def as_targets(y, loss, n, k, dtype, name="y"):
+    """train_epoch's targets: for loss 'log_loss' integer labels in [0, k) (as_labels); for
+    'squared_error' n × k real values, returned as a C-contiguous array of the parameters' dtype
+    (a 1-D y is one output: k must be 1)."""
+    if loss not in LOSSES:
+        raise ValueError(f"loss: expected one of {LOSSES}, got {loss!r}")
+    if loss == "log_loss":
+        return as_labels(y, n, k, name)
+    y = _plain_ndarray(y, name) if isinstance(y, np.ndarray) else np.asarray(y)
+    if y.dtype == np.bool_ or not (np.issubdtype(y.dtype, np.floating) or np.issubdtype(y.dtype, np.integer)):
+        raise TypeError(f"{name}: expected real target values, got dtype {y.dtype}")
+    if y.ndim == 1:
+        y = y[:, None]
+    if y.shape != (n, k):
+        raise ValueError(f"{name}: expected shape ({n}, {k}) (rows × outputs), got {y.shape}")
+    y = np.ascontiguousarray(y, dtype=dtype)
+    if not np.isfinite(y).all():
+        raise ValueError(f"{name}: expected finite target values")
+    return y
+
+
+def as_sample_weight(sample_weight, n, dtype, name="sample_weight"):
+    """None, or n finite weights >= 0 as a C-contiguous 1-D array of the parameters' dtype."""
+    if sample_weight is None:
+        return None
+    w = _plain_ndarray(sample_weight, name) if isinstance(sample_weight, np.ndarray) else np.asarray(sample_weight)
+    if w.dtype == np.bool_ or not (np.issubdtype(w.dtype, np.floating) or np.issubdtype(w.dtype, np.integer)):
+        raise TypeError(f"{name}: expected real weights, got dtype {w.dtype}")
+    if w.shape != (n,):
+        raise ValueError(f"{name}: expected shape ({n},) (one weight per row), got {w.shape}")
+    w = np.ascontiguousarray(w, dtype=dtype)
+    if not (np.isfinite(w).all() and (w >= 0).all()):
+        raise ValueError(f"{name}: expected finite weights >= 0")
+    return w

@@ -10,9 +10,10 @@
 
 #include "epochs/batch_compaction.hpp"
 #include "epochs/forward_pass.hpp"
-#include "gemm/gemm.hpp"
+#include "epochs/output_loss.hpp"
 #include "epochs/softmax_cross_entropy.hpp"
 #include "epochs/softmax_epoch.hpp"
+#include "gemm/gemm.hpp"
 #include "sparse/sparse_rows.hpp"
 #include "runtime/threads.hpp"
 
@@ -54,7 +55,6 @@ int64_t padded(int64_t n) {
 // activations and gradients have row stride ld[i] (d_i, or d_i padded to whole cache lines).
 template <typename T>
 struct BiasedScratch {
-    std::vector<std::int64_t> y;        // gathered labels
     std::vector<AlignedVector<T>> H;    // H[i], i = 1 … L−1: rows × d_i (post-ReLU)
     std::vector<AlignedVector<T>> G;    // G[i], i = 1 … L: rows × d_i; G[L] holds Z first
     std::vector<AlignedVector<T>> gW;   // ∇W_i without the L2 term (training only), row stride ld[i+1]
@@ -65,7 +65,6 @@ struct BiasedScratch {
     BiasedScratch(const BiasedNetwork<T>& net, int64_t rows, const std::vector<int64_t>& ld, bool train) {
         const int64_t L = net.layers();
         const auto& d = net.dims;
-        if (train) y.resize(sz(rows));
         H.resize(sz(L));
         G.resize(sz(L + 1));
         for (int64_t i = 1; i <= L; ++i) {
@@ -425,7 +424,7 @@ struct FirstLayerUpdate {
 // W_i ← W_i − lr · H_{i-1}ᵀ G_i is the gradient's own GEMM with β = 1: no ∇W_i is stored and W is
 // read and written once, where the optimizers' loops (update_parameter) make a second pass.
 template <typename T, typename Input>
-int64_t run_epoch(Input& input, const int64_t* y, const int64_t* order, int64_t n_order,
+int64_t run_epoch(Input& input, const Targets<T>& y, const int64_t* order, int64_t n_order,
                   const BiasedNetwork<T>& net, const OptimizerConfig& opt, const OptimizerState<T>& state,
                   double lr, int64_t batch, double alpha, double* loss_sum, const StopRequested& stop_requested,
                   bool sgd_in_gemm = false) {
@@ -469,6 +468,7 @@ int64_t run_epoch(Input& input, const int64_t* y, const int64_t* order, int64_t 
     const int64_t max_rows = std::max<int64_t>(1, std::min(batch, n_order));
     BiasedScratch<T> s(net, max_rows, ld, /*train=*/true);
     std::vector<double> row_loss(sz(max_rows));
+    BatchTargets<T> targets(y, k, max_rows);
     int64_t later_work = d[L];   // multiply-adds per row beyond the first layer (and the softmax)
     for (int64_t i = 2; i <= L; ++i) later_work += d[i - 1] * d[i];
     const bool adam = opt.kind == OptimizerKind::adam;
@@ -478,9 +478,9 @@ int64_t run_epoch(Input& input, const int64_t* y, const int64_t* order, int64_t 
         if (stop_requested && stop_requested()) return start;
         const int64_t B = std::min(batch, n_order - start);
         input.fetch(start, B);
-        for (int64_t r = 0; r < B; ++r) s.y[r] = y[order ? order[start + r] : start + r];
+        const double weight_sum = targets.gather(order, start, B);   // S = Σ w_r (B unweighted)
 
-        // Forward and the fused softmax cross-entropy: G_L = (S − I_y)/B in place of Z.
+        // Forward and the output loss (output_loss.hpp): G_L = (w_r/S) ∂loss_r/∂z in place of Z.
         T* Z = s.G[L].data();
         bool first_done = false;   // (with panels: by panel; otherwise from W_1 whole)
         if constexpr (Input::kFusedFirstUpdate) {
@@ -505,9 +505,7 @@ int64_t run_epoch(Input& input, const int64_t* y, const int64_t* order, int64_t 
                 in = out;
                 ld_in = ld[i];
             }
-            for (int64_t r = r0; r < r1; ++r)
-                row_loss[sz(r)] = softmax_cross_entropy_rows(Z + r * k, k, s.y.data() + r, 1, k,
-                                                             T(1) / static_cast<T>(B), Z + r * k, k);
+            for (int64_t r = r0; r < r1; ++r) row_loss[sz(r)] = targets.row(r, Z + r * k);
             // Back through the layers for these rows (W_i as before the update):
             // G_{i-1} = (G_i W_iᵀ) ∘ 1{H_{i-1} > 0}
             for (int64_t i = L; i >= 2; --i)
@@ -526,10 +524,12 @@ int64_t run_epoch(Input& input, const int64_t* y, const int64_t* order, int64_t 
             for (int64_t i = 1; i < L; ++i) sq += squared_norm(work.W[i], d[i] * d[i + 1]);
             batch_loss += 0.5 * alpha * sq;
         }
-        *loss_sum += batch_loss;
+        // B · (Σ w_r loss_r + (α/2) Σ ‖W‖²) / S: the batch's mean loss times B (factor 1 unweighted)
+        const double per_weight = weight_sum > 0 ? 1.0 / weight_sum : 0.0;
+        *loss_sum += weight_sum == static_cast<double>(B) ? batch_loss : batch_loss * static_cast<double>(B) * per_weight;
 
-        // The step of this batch's update (Adam: η_t for step t).
-        const T l2 = static_cast<T>(alpha / static_cast<double>(B));
+        // The step of this batch's update (Adam: η_t for step t); L2 gradient (α/S) W.
+        const T l2 = static_cast<T>(weight_sum > 0 ? alpha / weight_sum : 0.0);
         T lr_t = static_cast<T>(lr);
         if (adam) {
             *state.t += 1;
@@ -631,7 +631,7 @@ int64_t run_epoch(Input& input, const int64_t* y, const int64_t* order, int64_t 
 }  // namespace
 
 template <typename T, typename TX>
-std::int64_t train_epoch(const DataMatrix<TX>& X, const std::int64_t* y, const std::int64_t* order,
+std::int64_t train_epoch(const DataMatrix<TX>& X, const Targets<T>& y, const std::int64_t* order,
                          std::int64_t n_order, const BiasedNetwork<T>& net,
                          const OptimizerConfig& opt, const OptimizerState<T>& state, double lr,
                          std::int64_t batch, double alpha, double* loss_sum,
@@ -659,12 +659,14 @@ std::int64_t mlp_epoch(const DataMatrix<TX>& X, const std::int64_t* y, const Net
     const OptimizerState<T> plain_sgd{no_buffers, no_buffers, nullptr};
     double loss_sum = 0;   // (not reported: hw0's epoch returns nothing)
     DenseInput<T, TX> input(X, nullptr, std::max<int64_t>(1, std::min(batch, X.rows)));
-    return run_epoch<T>(input, y, nullptr, X.rows, no_biases, OptimizerConfig{}, plain_sgd, lr, batch, 0.0, &loss_sum,
+    Targets<T> labels;   // cross-entropy on y, every sample weight 1
+    labels.labels = y;
+    return run_epoch<T>(input, labels, nullptr, X.rows, no_biases, OptimizerConfig{}, plain_sgd, lr, batch, 0.0, &loss_sum,
                         stop_requested, /*sgd_in_gemm=*/true);
 }
 
 template <typename T>
-std::int64_t train_epoch_sparse(const SparseRowsView<T>& X, const std::int64_t* y, const std::int64_t* order,
+std::int64_t train_epoch_sparse(const SparseRowsView<T>& X, const Targets<T>& y, const std::int64_t* order,
                                 std::int64_t n_order, const BiasedNetwork<T>& net,
                                 const OptimizerConfig& opt, const OptimizerState<T>& state, double lr,
                                 std::int64_t batch, double alpha, double* loss_sum,
@@ -689,7 +691,7 @@ void biased_logits(const DataMatrix<TX>& X, const BiasedNetwork<T>& net, T* logi
 }
 
 #define FASTNN_INSTANTIATE(T, TX)                                                                  \
-    template std::int64_t train_epoch<T, TX>(const DataMatrix<TX>&, const std::int64_t*,          \
+    template std::int64_t train_epoch<T, TX>(const DataMatrix<TX>&, const Targets<T>&,            \
                                              const std::int64_t*, std::int64_t,                    \
                                              const BiasedNetwork<T>&, const OptimizerConfig&,      \
                                              const OptimizerState<T>&, double, std::int64_t,       \
@@ -702,11 +704,11 @@ FASTNN_INSTANTIATE(float, float)
 FASTNN_INSTANTIATE(double, double)
 FASTNN_INSTANTIATE(double, float)   // float32 data, float64 parameters
 
-template std::int64_t train_epoch_sparse<float>(const SparseRowsView<float>&, const std::int64_t*,
+template std::int64_t train_epoch_sparse<float>(const SparseRowsView<float>&, const Targets<float>&,
                                                 const std::int64_t*, std::int64_t, const BiasedNetwork<float>&,
                                                 const OptimizerConfig&, const OptimizerState<float>&, double,
                                                 std::int64_t, double, double*, const StopRequested&);
-template std::int64_t train_epoch_sparse<double>(const SparseRowsView<double>&, const std::int64_t*,
+template std::int64_t train_epoch_sparse<double>(const SparseRowsView<double>&, const Targets<double>&,
                                                  const std::int64_t*, std::int64_t, const BiasedNetwork<double>&,
                                                  const OptimizerConfig&, const OptimizerState<double>&, double,
                                                  std::int64_t, double, double*, const StopRequested&);

@@ -11,12 +11,15 @@
 //
 // (sklearn's _backprop: coef_grad = (H_{i-1}ᵀ δ_i + α W_i) / B with δ = S − I_y, the same
 // quantity.) The parameters are updated after every batch by the rule of optimizers.hpp.
+// The output loss may also be the regressor's squared error, and rows may carry sample
+// weights (B above becomes S = Σ w_r): see output_loss.hpp.
 #pragma once
 
 #include <cstdint>
 #include <vector>
 
 #include "epochs/mlp.hpp"          // DataMatrix, Network, StopRequested
+#include "epochs/output_loss.hpp"  // Targets: labels or values, sample weights
 #include "optim/optimizers.hpp"
 #include "sparse/sparse_rows.hpp"
 
@@ -52,7 +55,7 @@ struct OptimizerState {
 // products. The result equals the dense epoch's up to rounding; faster when most of X is zeros
 // (the crossover on MNIST-shaped data is about a third of X nonzero).
 template <typename T, typename TX>
-std::int64_t train_epoch(const DataMatrix<TX>& X, const std::int64_t* y, const std::int64_t* order,
+std::int64_t train_epoch(const DataMatrix<TX>& X, const Targets<T>& y, const std::int64_t* order,
                          std::int64_t n_order, const BiasedNetwork<T>& net,
                          const OptimizerConfig& opt, const OptimizerState<T>& state, double lr,
                          std::int64_t batch, double alpha, double* loss_sum,
@@ -61,7 +64,7 @@ std::int64_t train_epoch(const DataMatrix<TX>& X, const std::int64_t* y, const s
 // The same epoch with X given as CSR (sparse_rows.hpp; begin/end indexed by row, values of
 // type T): the first layer's product and gradient skip the zeros of X; nothing else changes.
 template <typename T>
-std::int64_t train_epoch_sparse(const SparseRowsView<T>& X, const std::int64_t* y, const std::int64_t* order,
+std::int64_t train_epoch_sparse(const SparseRowsView<T>& X, const Targets<T>& y, const std::int64_t* order,
                                 std::int64_t n_order, const BiasedNetwork<T>& net,
                                 const OptimizerConfig& opt, const OptimizerState<T>& state, double lr,
                                 std::int64_t batch, double alpha, double* loss_sum,

@@ -10,16 +10,18 @@
 
 #include "python/array_checks.hpp"
 #include "python/biased_checks.hpp"
+#include "python/sparse_checks.hpp"
+#include "python/target_checks.hpp"
 #include "runtime/build_info.hpp"
 #include "runtime/cpu_features.hpp"
 #include "gemm/gemm.hpp"
 #include "gemm/gemm_kernels.hpp"
 #include "epochs/mlp.hpp"
+#include "epochs/output_loss.hpp"
 #include "gemm/probe.hpp"
 #include "epochs/relu.hpp"
 #include "epochs/softmax_cross_entropy.hpp"
 #include "epochs/softmax_epoch.hpp"
-#include "python/sparse_checks.hpp"
 #include "sparse/sparse_rows.hpp"
 #include "runtime/threads.hpp"
 #include "epochs/train_epoch.hpp"
@@ -87,15 +89,16 @@ OptimizerConfig optimizer_config(const std::string& kind, int64_t batch, const p
     return opt;
 }
 
-// The checks and the call shared by train_epoch and train_epoch_csr: `epoch(labels, order,
+// The checks and the call shared by train_epoch and train_epoch_csr: `epoch(targets, order,
 // count, net, opt, state, lr, batch, alpha, &loss_sum, stop)` runs the epoch on X (rows × cols).
 template <typename T, typename Epoch>
 double run_train_epoch(int64_t rows, int64_t cols, const py::array& y, const py::object& order,
                        const py::list& weights, const py::object& biases, const OptimizerConfig& opt,
                        const py::list& first, const py::list& second, const py::array& t, Epoch&& epoch,
-                       double lr, int64_t batch, double alpha) {
+                       double lr, int64_t batch, double alpha, const std::string& loss,
+                       const py::object& sample_weight) {
     const BiasedNetwork<T> net = biased_network<T>(weights, biases, cols, /*writeable=*/true);
-    const int64_t* labels_ = labels(y, rows, net.dims.back(), "y");
+    const Targets<T> targets_ = targets<T>(y, loss, sample_weight, rows, net.dims.back());
     const int64_t* order_ = nullptr;
     int64_t count = rows;
     if (!order.is_none()) order_ = row_order(order.cast<py::array>(), rows, count);
@@ -110,7 +113,7 @@ double run_train_epoch(int64_t rows, int64_t cols, const py::array& y, const py:
     int64_t done;
     {
         py::gil_scoped_release nogil;
-        done = epoch(labels_, order_, count, net, opt, state, lr, batch, alpha, &loss_sum, stop);
+        done = epoch(targets_, order_, count, net, opt, state, lr, batch, alpha, &loss_sum, stop);
     }
     if (done < count) throw py::error_already_set();   // the signal handler's exception
     return loss_sum;
@@ -295,7 +298,8 @@ PYBIND11_MODULE(_core, m) {
                             const py::list& weights, const py::object& biases, const std::string& kind,
                             const py::list& first, const py::list& second, const py::array& t,
                             double lr, int64_t batch, double alpha, double momentum, bool nesterov,
-                            double beta1, double beta2, double epsilon, bool skip_zeros) {
+                            double beta1, double beta2, double epsilon, bool skip_zeros, const std::string& loss,
+                            const py::object& sample_weight) {
         const OptimizerConfig opt = optimizer_config(kind, batch, t, momentum, nesterov, beta1, beta2, epsilon);
         return dispatch(first_dtype(weights), X.dtype(), [&](auto tt, auto tx) {
             using T = typename decltype(tt)::type;
@@ -303,21 +307,25 @@ PYBIND11_MODULE(_core, m) {
             const auto x = data_matrix<TX>(X, "X");
             return run_train_epoch<T>(x.rows, x.cols, y, order, weights, biases, opt, first, second, t,
                                       [&](const auto&... a) { return train_epoch<T, TX>(x, a..., skip_zeros); },
-                                      lr, batch, alpha);
+                                      lr, batch, alpha, loss, sample_weight);
         });
     }, py::arg("X").noconvert(), py::arg("y").noconvert(), py::arg("order"), py::arg("weights"),
        py::arg("biases"), py::arg("kind"), py::arg("first"), py::arg("second"), py::arg("t").noconvert(),
        py::arg("lr"), py::arg("batch"), py::arg("alpha"), py::arg("momentum"), py::arg("nesterov"),
        py::arg("beta1"), py::arg("beta2"), py::arg("epsilon"), py::arg("skip_zeros") = false,
+       py::arg("loss") = "log_loss", py::arg("sample_weight") = py::none(),
        "One epoch of SGD/Adam with biases and L2 over the rows X[order]; returns Σ batch losses × B. "
-       "With skip_zeros, each batch is compacted to CSR and the first layer skips X's zeros.");
+       "With skip_zeros, each batch is compacted to CSR and the first layer skips X's zeros. loss: "
+       "'log_loss' (y: int64 labels) or 'squared_error' (y: rows × d_L values of the parameters' dtype); "
+       "sample_weight: None or one weight >= 0 per row (the parameters' dtype).");
 
     m.def("train_epoch_csr", [](const py::array& data, const py::array& indices, const py::array& indptr,
                                 int64_t n_cols, const py::array& y, const py::object& order,
                                 const py::list& weights, const py::object& biases, const std::string& kind,
                                 const py::list& first, const py::list& second, const py::array& t,
                                 double lr, int64_t batch, double alpha, double momentum, bool nesterov,
-                                double beta1, double beta2, double epsilon) {
+                                double beta1, double beta2, double epsilon, const std::string& loss,
+                                const py::object& sample_weight) {
         const OptimizerConfig opt = optimizer_config(kind, batch, t, momentum, nesterov, beta1, beta2, epsilon);
         return dispatch(first_dtype(weights), data.dtype(), [&](auto tt, auto tx) {
             using T = typename decltype(tt)::type;
@@ -330,14 +338,15 @@ PYBIND11_MODULE(_core, m) {
                 const SparseRowsView<T> x = sparse_rows_view<T>(data, indices, indptr, n_cols);
                 return run_train_epoch<T>(x.rows, x.cols, y, order, weights, biases, opt, first, second, t,
                                           [&](const auto&... a) { return train_epoch_sparse<T>(x, a...); },
-                                          lr, batch, alpha);
+                                          lr, batch, alpha, loss, sample_weight);
             }
         });
     }, py::arg("data").noconvert(), py::arg("indices").noconvert(), py::arg("indptr").noconvert(),
        py::arg("n_cols"), py::arg("y").noconvert(), py::arg("order"), py::arg("weights"),
        py::arg("biases"), py::arg("kind"), py::arg("first"), py::arg("second"), py::arg("t").noconvert(),
        py::arg("lr"), py::arg("batch"), py::arg("alpha"), py::arg("momentum"), py::arg("nesterov"),
-       py::arg("beta1"), py::arg("beta2"), py::arg("epsilon"),
+       py::arg("beta1"), py::arg("beta2"), py::arg("epsilon"), py::arg("loss") = "log_loss",
+       py::arg("sample_weight") = py::none(),
        "train_epoch with X in CSR form (data, indices int32, indptr int64; n_cols columns).");
 
     m.def("dense_to_csr", [](const py::array& X, const py::dtype& dtype, double max_density) -> py::object {
