@@ -6,7 +6,7 @@ fastnn's C++ core: GEMM, fused softmax cross-entropy, ReLU, SGD epochs, evaluati
 from __future__ import annotations
 import numpy
 import typing
-__all__: list[str] = ['active_isa', 'biased_logits', 'build_info', 'default_num_threads', 'dense_to_csr', 'detected_isa', 'evaluate', 'gemm', 'get_num_threads', 'loss_errors', 'mlp_epoch', 'mlp_logits', 'mlp_loss_grad', 'probe_fma_peak_gflops', 'probe_micro_kernel_gflops', 'probe_read_bandwidth_gbs', 'relu', 'set_isa', 'set_num_threads', 'softmax_cross_entropy', 'softmax_regression_epoch_pixels', 'train_epoch', 'train_epoch_csr']
+__all__: list[str] = ['active_isa', 'biased_logits', 'build_info', 'default_num_threads', 'dense_to_csr', 'detected_isa', 'evaluate', 'forked_after_threads', 'gemm', 'get_num_threads', 'loss_errors', 'mlp_epoch', 'mlp_logits', 'mlp_loss_grad', 'num_threads_is_set', 'probe_fma_peak_gflops', 'probe_micro_kernel_gflops', 'probe_read_bandwidth_gbs', 'relu', 'reset_num_threads', 'set_isa', 'set_num_threads', 'softmax_cross_entropy', 'softmax_regression_epoch_pixels', 'train_epoch', 'train_epoch_csr']
 def _gemm_tuning(**kwargs) -> dict:
     ...
 def active_isa() -> str:
@@ -31,6 +31,8 @@ def evaluate(X: numpy.ndarray, y: numpy.ndarray, weights: list) -> tuple[float, 
     """
     (Σ loss, number of errors) over the dataset.
     """
+def forked_after_threads() -> bool:
+    ...
 def gemm(op_a: str, op_b: str, A: numpy.ndarray, B: numpy.ndarray, C: numpy.ndarray, alpha: typing.SupportsFloat | typing.SupportsIndex = 1.0, beta: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
     """
     C = alpha · op(A) · op(B) + beta · C, in place in C.
@@ -53,6 +55,8 @@ def mlp_loss_grad(X: numpy.ndarray, y: numpy.ndarray, weights: list, grads: list
     """
     Mean loss; writes ∂loss/∂W_i into grads[i].
     """
+def num_threads_is_set() -> bool:
+    ...
 def probe_fma_peak_gflops(isa: str, double: bool = False, seconds: typing.SupportsFloat | typing.SupportsIndex = 0.2) -> float:
     """
     Single-thread FMA throughput in GFLOP/s for the ISA's widest vectors.
@@ -69,6 +73,8 @@ def relu(Z: numpy.ndarray, out: numpy.ndarray) -> None:
     """
     out = max(Z, 0).
     """
+def reset_num_threads() -> None:
+    ...
 def set_isa(name: str) -> None:
     ...
 def set_num_threads(n: typing.SupportsInt | typing.SupportsIndex) -> None:
@@ -81,11 +87,11 @@ def softmax_regression_epoch_pixels(pixels: numpy.ndarray, scale: typing.Support
     """
     One softmax-regression SGD epoch over X = scale · pixels (uint8), updating theta in place.
     """
-def train_epoch(X: numpy.ndarray, y: numpy.ndarray, order: typing.Any, weights: list, biases: typing.Any, kind: str, first: list, second: list, t: numpy.ndarray, lr: typing.SupportsFloat | typing.SupportsIndex, batch: typing.SupportsInt | typing.SupportsIndex, alpha: typing.SupportsFloat | typing.SupportsIndex, momentum: typing.SupportsFloat | typing.SupportsIndex, nesterov: bool, beta1: typing.SupportsFloat | typing.SupportsIndex, beta2: typing.SupportsFloat | typing.SupportsIndex, epsilon: typing.SupportsFloat | typing.SupportsIndex, skip_zeros: bool = False) -> float:
+def train_epoch(X: numpy.ndarray, y: numpy.ndarray, order: typing.Any, weights: list, biases: typing.Any, kind: str, first: list, second: list, t: numpy.ndarray, lr: typing.SupportsFloat | typing.SupportsIndex, batch: typing.SupportsInt | typing.SupportsIndex, alpha: typing.SupportsFloat | typing.SupportsIndex, momentum: typing.SupportsFloat | typing.SupportsIndex, nesterov: bool, beta1: typing.SupportsFloat | typing.SupportsIndex, beta2: typing.SupportsFloat | typing.SupportsIndex, epsilon: typing.SupportsFloat | typing.SupportsIndex, skip_zeros: bool = False, loss: str = 'log_loss', sample_weight: typing.Any = None) -> float:
     """
-    One epoch of SGD/Adam with biases and L2 over the rows X[order]; returns Σ batch losses × B. With skip_zeros, each batch is compacted to CSR and the first layer skips X's zeros.
+    One epoch of SGD/Adam with biases and L2 over the rows X[order]; returns Σ batch losses × B. With skip_zeros, each batch is compacted to CSR and the first layer skips X's zeros. loss: 'log_loss' (y: int64 labels) or 'squared_error' (y: rows × d_L values of the parameters' dtype); sample_weight: None or one weight >= 0 per row (the parameters' dtype).
     """
-def train_epoch_csr(data: numpy.ndarray, indices: numpy.ndarray, indptr: numpy.ndarray, n_cols: typing.SupportsInt | typing.SupportsIndex, y: numpy.ndarray, order: typing.Any, weights: list, biases: typing.Any, kind: str, first: list, second: list, t: numpy.ndarray, lr: typing.SupportsFloat | typing.SupportsIndex, batch: typing.SupportsInt | typing.SupportsIndex, alpha: typing.SupportsFloat | typing.SupportsIndex, momentum: typing.SupportsFloat | typing.SupportsIndex, nesterov: bool, beta1: typing.SupportsFloat | typing.SupportsIndex, beta2: typing.SupportsFloat | typing.SupportsIndex, epsilon: typing.SupportsFloat | typing.SupportsIndex) -> float:
+def train_epoch_csr(data: numpy.ndarray, indices: numpy.ndarray, indptr: numpy.ndarray, n_cols: typing.SupportsInt | typing.SupportsIndex, y: numpy.ndarray, order: typing.Any, weights: list, biases: typing.Any, kind: str, first: list, second: list, t: numpy.ndarray, lr: typing.SupportsFloat | typing.SupportsIndex, batch: typing.SupportsInt | typing.SupportsIndex, alpha: typing.SupportsFloat | typing.SupportsIndex, momentum: typing.SupportsFloat | typing.SupportsIndex, nesterov: bool, beta1: typing.SupportsFloat | typing.SupportsIndex, beta2: typing.SupportsFloat | typing.SupportsIndex, epsilon: typing.SupportsFloat | typing.SupportsIndex, loss: str = 'log_loss', sample_weight: typing.Any = None) -> float:
     """
     train_epoch with X in CSR form (data, indices int32, indptr int64; n_cols columns).
     """
