@@ -8,7 +8,7 @@ Each row states its expected outcome:
     (results and updated parameters), e.g. a Fortran-ordered or unaligned array;
   * Unchanged(): succeeds and leaves the parameters bitwise unchanged (lr = 0);
   * NonFinite(): succeeds, and the NaN/Inf propagates into the result or the parameters
-    (fastnn does not scan for NaN/Inf: README, "Reliability").
+    (fastnn does not scan for NaN/Inf: docs/reliability.md).
 
 Crash-proofing: `test_no_row_crashes_the_interpreter` first runs every row in a child
 interpreter. A row that kills the child (segfault, abort, sanitizer report) fails there, and

@@ -6,7 +6,7 @@
     count itself does not change the result either (each output element of every GEMM is
     summed by one thread, in a fixed order: threads split the rows/columns, never k).
 
-Two threads updating the *same* parameters at once are unsupported (README, "Reliability").
+Two threads updating the *same* parameters at once are unsupported (docs/reliability.md).
 """
 import threading
 import time

@@ -80,7 +80,7 @@ _skip_zeros = True
 
 def set_skip_zeros(enabled: bool) -> None:
     """Whether the C++ backend's epochs may skip the zeros of a mostly-zero dense X in the first
-    layer (default True; see README, "Skipping zeros"). False always runs the dense GEMMs."""
+    layer (default True; see docs/input-formats.md, "Skipping zeros"). False always runs the dense GEMMs."""
     if not isinstance(enabled, bool):
         raise TypeError(f"enabled: expected True or False, got {type(enabled).__name__}")
     global _skip_zeros
