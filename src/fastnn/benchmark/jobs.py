@@ -9,7 +9,7 @@ import time
 import numpy as np
 
 from .processes import _THREAD_VARS, _UNSET_FOR_PEERS, _cpu_stall_us, _stall_fraction
-from .workloads import DENSE_ONLY, PIXELS_ONLY
+from .workloads import DENSE_ONLY, INPUT_FILES, PIXELS_ONLY
 
 
 class _Runner:
@@ -25,24 +25,26 @@ class _Runner:
             fastnn.set_backend(engine)
             if engine == "cpp":
                 fastnn.set_num_threads(threads)
-        self._data = None
+        self._data = {}        # input ("raw", "centred") -> (X, y)
+        self._tdata = {}       # the same as torch tensors
         self._pixels = None
         self._gemm = {}
 
     # -- data
-    def data(self):
-        if self._data is None:
-            X = np.load(os.path.join(self.datadir, "X.npy"))
+    def data(self, input="raw"):
+        """X and y of one of the epochs' inputs (workloads.INPUTS), as the parent saved them."""
+        if input not in self._data:
+            X = np.load(os.path.join(self.datadir, INPUT_FILES[input]))
             y = np.load(os.path.join(self.datadir, "y.npy"))
-            self._data = (X, y)
+            self._data[input] = (X, y)
             if self.torch is not None:
-                self._tdata = (self.torch.from_numpy(X), self.torch.from_numpy(y.astype(np.int64)))
-        return self._data
+                self._tdata[input] = (self.torch.from_numpy(X), self.torch.from_numpy(y.astype(np.int64)))
+        return self._data[input]
 
     def pixels(self):
-        """X as fastnn.Pixels: its uint8 values (MNIST's own bytes, as X = bytes / 255) and 1/255."""
+        """Raw X as fastnn.Pixels: its uint8 values (MNIST's own bytes, as X = bytes / 255) and 1/255."""
         if self._pixels is None:
-            X, _ = self.data()
+            X, _ = self.data("raw")
             self._pixels = self.fastnn.Pixels(np.clip(np.rint(X * 255), 0, 255).astype(np.uint8), 1 / 255)
         return self._pixels
 
@@ -128,7 +130,7 @@ class _Runner:
                 for a, b in zip(dims, dims[1:])]
 
     def epoch(self, job):
-        X, y = self.data()
+        X, y = self.data(job.get("input", "raw"))
         weights = [W.copy() for W in self._initial_weights(job)]
         lr, batch = job["lr"], job["batch"]
         contender = job["contender"]
@@ -147,19 +149,19 @@ class _Runner:
                 fn.mlp_epoch(X, y, weights, lr=lr, batch=batch)
             seconds = time.perf_counter() - t0
         elif contender == "torch-manual":
-            seconds = self._torch_manual(weights, lr, batch)
+            seconds = self._torch_manual(self._tdata[job.get("input", "raw")], weights, lr, batch)
         elif contender == "torch-autograd":
-            seconds, weights = self._torch_autograd(weights, lr, batch)
+            seconds, weights = self._torch_autograd(self._tdata[job.get("input", "raw")], weights, lr, batch)
         else:
             raise ValueError(f"unknown contender {contender!r}")
         stall = _stall_fraction(s0, _cpu_stall_us(), seconds)
         return {"seconds": seconds, "stall": stall,
                 "check": [float(np.linalg.norm(W.astype(np.float64))) for W in weights]}
 
-    def _torch_manual(self, weights, lr, batch):
+    def _torch_manual(self, data, weights, lr, batch):
         """numpy_backend's epoch written with torch tensors: no autograd, in-place updates."""
         torch = self.torch
-        X, y = self._tdata
+        X, y = data
         Ws = [torch.from_numpy(W) for W in weights]          # shares memory with `weights`
         rows = torch.arange(batch)
         L = len(Ws)
@@ -181,11 +183,11 @@ class _Runner:
                     Ws[i].sub_(dW, alpha=lr)
             return time.perf_counter() - t0
 
-    def _torch_autograd(self, weights, lr, batch):
+    def _torch_autograd(self, data, weights, lr, batch):
         """The idiomatic torch way: nn.Linear(bias=False) layers, cross_entropy, optim.SGD."""
         torch = self.torch
         nn, F = torch.nn, torch.nn.functional
-        X, y = self._tdata
+        X, y = data
         layers = []
         for i, W in enumerate(weights):
             lin = nn.Linear(W.shape[0], W.shape[1], bias=False)

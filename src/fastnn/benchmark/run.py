@@ -15,7 +15,8 @@ from .machine import machine_info, run_probes, _blas_summary
 from .processes import _THREAD_VARS, _UNSET_FOR_PEERS, _cpu_stall_us
 from .targets import _mark_agreement, evaluate_targets
 from .timing import Plan, measure
-from .workloads import MNIST_FILES, SQUARE_SIZES, TRAINING_GEMMS, epoch_workload, gemm_workload, square_gemm
+from .workloads import (INPUT_FILES, INPUTS, MNIST_FILES, SQUARE_SIZES, TRAINING_GEMMS, centre_columns,
+                        epoch_workloads, gemm_workload, square_gemm)
 
 SCHEMA = "fastnn-bench/1"
 TORCH_HINT = ("PyTorch is not installed: the torch contenders are skipped. To include them run "
@@ -52,7 +53,7 @@ def _parse_threads(spec):
 
 
 def run_benchmark(quick=False, smoke=False, threads="1,all", rounds=None, gemm=True, epochs=True,
-                  data=None, contenders=None, min_time=None, settle=0.1, timeout=600.0,
+                  data=None, inputs="raw,centred", contenders=None, min_time=None, settle=0.1, timeout=600.0,
                   max_stall=0.05, retries=2, backoff=0.3, progress=True):
     """Run the benchmark and return the results dict (see bench/README.md for the schema)."""
     import fastnn
@@ -63,6 +64,7 @@ def run_benchmark(quick=False, smoke=False, threads="1,all", rounds=None, gemm=T
 
     started = time.time()
     thread_counts = [1] if smoke and threads == "1,all" else _parse_threads(threads)
+    inputs = _parse_inputs(inputs)
     rounds = rounds or (1 if smoke else 3 if quick else 5)
     min_time = min_time if min_time is not None else (0.005 if smoke else 0.05 if quick else 0.1)
     notes = []
@@ -73,8 +75,8 @@ def run_benchmark(quick=False, smoke=False, threads="1,all", rounds=None, gemm=T
         pkg_dir, pkg_parent = _private_copy(fastnn, tmpdir)
         data_info = None
         if epochs:
-            epoch_workloads, data_info = _epoch_data(fastnn, smoke, data, tmpdir, log)
-            workloads += epoch_workloads
+            epoch_wls, data_info = _epoch_data(fastnn, smoke, data, inputs, tmpdir, log)
+            workloads += epoch_wls
         # Probes (before any worker exists, so nothing else competes for the cores).
         log("probing the FMA peak and the read bandwidth")
         probes = run_probes(thread_counts, seconds=0.05 if smoke else 0.2,
@@ -93,7 +95,7 @@ def run_benchmark(quick=False, smoke=False, threads="1,all", rounds=None, gemm=T
         "schema": SCHEMA,
         "created": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "duration_s": None,
-        "config": {"quick": quick, "smoke": smoke, "threads": thread_counts, "rounds": rounds,
+        "config": {"quick": quick, "smoke": smoke, "threads": thread_counts, "inputs": inputs, "rounds": rounds,
                    "warmup_rounds": plan.warmup, "gemm_min_time_s": min_time, "settle_s": settle,
                    "max_cpu_stall": max_stall, "retries": retries, "retry_backoff_s": backoff,
                    "psi_available": _cpu_stall_us() is not None,
@@ -156,28 +158,37 @@ def _private_copy(fastnn, tmpdir):
     return pkg_dir, pkg_parent
 
 
-def _epoch_data(fastnn, smoke, data, tmpdir, log):
-    """The epoch workloads and their data (MNIST, or 300 synthetic rows for --smoke), saved in
-    tmpdir for the workers; and a description of the data."""
+def _epoch_data(fastnn, smoke, data, inputs, tmpdir, log):
+    """The epoch workloads on each of `inputs` and their data (MNIST, or 300 synthetic rows for
+    --smoke), saved in tmpdir for the workers (X, centred X, y); and a description of the data."""
     if smoke:
         rng = np.random.default_rng(0)
         X = rng.random((300, 784), dtype=np.float32)
         y = rng.integers(0, 10, size=300).astype(np.uint8)
         info = {"source": "synthetic (smoke)", "rows": 300, "cols": 784}
-        workloads = [epoch_workload("softmax", "softmax regression", 300, 784, None),
-                     epoch_workload("mlp-h16", "2-layer h=16", 300, 784, 16)]
+        hiddens = (16,)
     else:
         mnist = _find_mnist(data)
         log(f"loading MNIST from {mnist}")
         X, y = fastnn.parse_mnist(os.path.join(mnist, MNIST_FILES[0]), os.path.join(mnist, MNIST_FILES[1]))
         info = {"source": mnist, "rows": int(X.shape[0]), "cols": int(X.shape[1])}
-        n, d = X.shape
-        workloads = [epoch_workload("softmax", "softmax regression", n, d, None),
-                     epoch_workload("mlp-h100", "2-layer h=100", n, d, 100),
-                     epoch_workload("mlp-h400", "2-layer h=400", n, d, 400)]
-    np.save(os.path.join(tmpdir, "X.npy"), X)
+        hiddens = (100, 400)
+    info["inputs"] = list(inputs)
+    workloads = epoch_workloads(X.shape[0], X.shape[1], hiddens, inputs)
+    np.save(os.path.join(tmpdir, INPUT_FILES["raw"]), X)
+    if "centred" in inputs:     # computed once here, so every worker trains on the same bytes
+        np.save(os.path.join(tmpdir, INPUT_FILES["centred"]), centre_columns(X))
     np.save(os.path.join(tmpdir, "y.npy"), y)
     return workloads, info
+
+
+def _parse_inputs(spec):
+    inputs = [s.strip() for s in str(spec).split(",") if s.strip()]
+    unknown = [s for s in inputs if s not in INPUTS]
+    if unknown or not inputs:
+        raise SystemExit(f"fastnn bench: --inputs: expected a comma-separated subset of {','.join(INPUTS)}, "
+                         f"got {spec!r}")
+    return [s for s in INPUTS if s in inputs]
 
 
 def _versions_and_blas(fastnn, infos, engines, notes):

@@ -1,4 +1,5 @@
 """What the benchmark measures: the SGEMM and epoch workloads, and which contenders run on them."""
+import numpy as np
 
 
 MNIST_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz")
@@ -18,13 +19,26 @@ DENSE_ONLY = "fastnn-cpp-dense"
 # 1/255: a quarter of the bytes to read), against fastnn-cpp's float32 X.
 PIXELS_ONLY = "fastnn-cpp-pixels"
 
+# The epochs' inputs: "raw" is MNIST as parse_mnist gives it (81% zeros, which fastnn-cpp's
+# first layer skips); "centred" is X minus its column means, as a user who centres or
+# standardizes the features has it: no zeros to skip, so every contender does the dense work.
+INPUTS = ("raw", "centred")
+
+INPUT_FILES = {"raw": "X.npy", "centred": "X-centred.npy"}
+
+def centre_columns(X):
+    """X minus its column means (the means summed in float64), as float32."""
+    return (X - X.mean(axis=0, dtype=np.float64)).astype(np.float32)
+
 def _runs(contender, workload):
-    """Whether `contender` runs on `workload` (fastnn-cpp-dense only on nets with a hidden layer,
-    fastnn-cpp-pixels only on softmax regression)."""
+    """Whether `contender` runs on `workload`: fastnn-cpp-dense only on nets with a hidden layer
+    and raw X (on centred X fastnn-cpp already runs the dense kernels), fastnn-cpp-pixels only on
+    softmax regression with raw X (centred X is not bytes)."""
+    raw_epoch = workload["kind"] == "epoch" and workload.get("input", "raw") == "raw"
     if contender == DENSE_ONLY:
-        return workload["kind"] == "epoch" and len(workload["dims"]) > 2
+        return raw_epoch and len(workload["dims"]) > 2
     if contender == PIXELS_ONLY:
-        return workload["kind"] == "epoch" and len(workload["dims"]) == 2
+        return raw_epoch and len(workload["dims"]) == 2
     return True
 
 def gemm_workload(wid, label, m, k, n, ta="N", tb="N"):
@@ -57,12 +71,28 @@ def epoch_flops(n, dims):
             per_row += 2.0 * a * b      # gradient into the layer below
     return per_row * n
 
-def epoch_workload(wid, label, n, d, hidden, k=10, lr=0.1, batch=100):
+def epoch_workload(wid, label, n, d, hidden, k=10, lr=0.1, batch=100, input="raw"):
+    """One epoch of softmax regression (hidden None) or of a 2-layer net, on X of `input`
+    (INPUTS); the same FLOPs and floor for every input."""
+    if input not in INPUTS:
+        raise ValueError(f"epoch_workload: input: expected one of {INPUTS}, got {input!r}")
     dims = [d] + ([hidden] if hidden else []) + [k]
     return {"kind": "epoch", "id": wid, "label": label, "dims": dims, "n": n, "lr": lr,
             "batch": batch, "flops": epoch_flops(n, dims), "x_bytes": 4.0 * n * d,
-            "read_floor": hidden is None}
+            "read_floor": hidden is None, "input": input}
+
+def epoch_workloads(n, d, hiddens, inputs=INPUTS):
+    """The epochs of softmax regression and of 2-layer nets with each of `hiddens` on every
+    input: ids softmax, mlp-h100 … on raw X, with a -centred suffix on centred X."""
+    out = []
+    for inp in inputs:
+        suffix, note = ("", "") if inp == "raw" else (f"-{inp}", f", {inp} X")
+        out.append(epoch_workload("softmax" + suffix, "softmax regression" + note, n, d, None, input=inp))
+        out += [epoch_workload(f"mlp-h{h}{suffix}", f"2-layer h={h}{note}", n, d, h, input=inp) for h in hiddens]
+    return out
 
 SCALING_WORKLOAD = "mlp-h400"
+
+DENSE_SCALING_WORKLOAD = "mlp-h400-centred"
 
 SCALING_THREADS = 2
