@@ -106,12 +106,17 @@ def as_learning_rate(lr, name="lr"):
     return float(lr)
 
 
+def _as_int_at_least(value, low, name):
+    """A Python int >= low (bools refused): TypeError for a non-integer, ValueError below low."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name}: expected an integer, got {type(value).__name__}")
+    if value < low:
+        raise ValueError(f"{name}: expected an integer >= {low}, got {value}")
+    return int(value)
+
+
 def as_batch_size(batch, name="batch"):
-    if isinstance(batch, (bool, np.bool_)) or not isinstance(batch, numbers.Integral):
-        raise TypeError(f"{name}: expected an integer, got {type(batch).__name__}")
-    if batch < 1:
-        raise ValueError(f"{name}: expected an integer >= 1, got {batch}")
-    return int(batch)
+    return _as_int_at_least(batch, 1, name)
 
 
 def check_layer_shapes(n_features, weights, names):
@@ -225,20 +230,12 @@ def as_label_vector(y, n, name="y"):
 
 
 def as_positive_int(value, name):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name}: expected an integer, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name}: expected an integer >= 1, got {value}")
-    return int(value)
+    return _as_int_at_least(value, 1, name)
 
 
 def as_seed(seed, name="seed"):
     """A seed for numpy.random.default_rng: an integer >= 0."""
-    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
-        raise TypeError(f"{name}: expected an integer, got {type(seed).__name__}")
-    if seed < 0:
-        raise ValueError(f"{name}: expected an integer >= 0, got {seed}")
-    return int(seed)
+    return _as_int_at_least(seed, 0, name)
 
 
 LOSSES = ("log_loss", "squared_error")
