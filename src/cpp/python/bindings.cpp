@@ -113,6 +113,7 @@ double run_train_epoch(int64_t rows, int64_t cols, const py::array& y, const py:
     int64_t done;
     {
         py::gil_scoped_release nogil;
+        const BusyHostWatch watch;
         done = epoch(targets_, order_, count, net, opt, state, lr, batch, alpha, &loss_sum, stop);
     }
     if (done < count) throw py::error_already_set();   // the signal handler's exception
@@ -213,6 +214,7 @@ PYBIND11_MODULE(_core, m) {
             rows = x.rows;
             const StopRequested stop = python_signal_check();
             py::gil_scoped_release nogil;
+            const BusyHostWatch watch;
             done = mlp_epoch<T, TX>(x, labels_, net, static_cast<T>(lr), batch, stop);
         });
         if (done < rows) throw py::error_already_set();   // the signal handler's exception
@@ -239,6 +241,7 @@ PYBIND11_MODULE(_core, m) {
             if (batch < 1) throw py::value_error("batch: expected an integer >= 1, got " + std::to_string(batch));
             const StopRequested stop = python_signal_check();
             py::gil_scoped_release nogil;
+            const BusyHostWatch watch;
             done = softmax_regression_epoch_pixels<T>(x, static_cast<float>(scale), labels_, th, k, static_cast<T>(lr),
                                                       batch, stop);
         };

@@ -45,6 +45,7 @@ pybind11::dict build_info() {
     info["default_num_threads"] = default_num_threads();   // the host's: affinity, OMP_NUM_THREADS
     info["num_threads_source"] = forked_after_threads() ? "fork (single-threaded child)"
                                  : num_threads_is_set()  ? "set_num_threads"
+                                 : host_busy()           ? "host (busy: 1 thread for now)"
                                                          : "host";
     return info;
 }

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <stdexcept>
 #include <string>
 
@@ -10,6 +11,7 @@
 #endif
 #if defined(__unix__) || defined(__APPLE__)
 #include <pthread.h>
+#include <sys/resource.h>
 #endif
 #if defined(_OPENMP)
 #include <omp.h>
@@ -39,6 +41,31 @@ int affinity_cpus() {
 std::atomic<int> chosen_threads{0};        // set_num_threads's n; 0: follow the host
 std::atomic<bool> team_may_have_run{false}; // a count > 1 was handed out: libgomp's pool may exist
 std::atomic<bool> forked_child{false};
+std::atomic<std::int64_t> busy_until_ns{0}; // BusyHostWatch's verdict: busy until then (steady clock)
+
+std::int64_t now_ns() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(
+               std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+bool busy_now() {
+    const std::int64_t until = busy_until_ns.load(std::memory_order_relaxed);
+    return until != 0 && now_ns() < until;
+}
+
+// Involuntary context switches of all this process's threads so far (0 where unknown: never busy).
+long involuntary_switches() {
+#if defined(__unix__) || defined(__APPLE__)
+    rusage usage{};
+    if (getrusage(RUSAGE_SELF, &usage) == 0) return usage.ru_nivcsw;
+#endif
+    return 0;
+}
+
+// Does the next team get the host's count (rules 2 and 1 do not apply)?
+bool count_is_the_hosts() {
+    return chosen_threads.load(std::memory_order_relaxed) == 0 && !forked_child.load(std::memory_order_relaxed);
+}
 
 #if defined(__unix__) || defined(__APPLE__)
 // pthread_atfork's child handler: runs in the child of every fork(), Python's os.fork,
@@ -71,7 +98,8 @@ int num_threads_in_force() {
 }
 
 int get_num_threads() {
-    const int n = num_threads_in_force();
+    int n = num_threads_in_force();
+    if (n > 1 && count_is_the_hosts() && busy_now()) n = 1;
     // From here on a fork's child must not open a team (on_fork_child).
     if (n > 1 && !team_may_have_run.load(std::memory_order_relaxed))
         team_may_have_run.store(true, std::memory_order_relaxed);
@@ -89,6 +117,26 @@ void reset_num_threads() { chosen_threads.store(0); }
 bool num_threads_is_set() { return chosen_threads.load() > 0; }
 
 bool forked_after_threads() { return forked_child.load(); }
+
+bool host_busy() { return busy_now(); }
+
+BusyHostWatch::BusyHostWatch() {
+    if (count_is_the_hosts() && num_threads_in_force() > 1 && !busy_now()) {
+        watching_ = true;
+        switches_ = involuntary_switches();
+        start_ns_ = now_ns();
+    }
+}
+
+BusyHostWatch::~BusyHostWatch() {
+    if (!watching_) return;
+    const std::int64_t end = now_ns();
+    const double seconds = 1e-9 * static_cast<double>(end - start_ns_);
+    if (seconds < kMinSampleSeconds) return;   // too short to judge
+    const double rate = static_cast<double>(involuntary_switches() - switches_) / seconds;
+    busy_until_ns.store(rate >= kBusySwitchesPerSecond
+                            ? end + static_cast<std::int64_t>(kBusyBackoffSeconds * 1e9) : 0);
+}
 
 bool openmp_enabled() {
 #if defined(_OPENMP)

@@ -9,8 +9,11 @@
 //   3. otherwise the host's: the smaller of the CPUs this process may run on
 //      (sched_getaffinity, which reflects cgroup cpusets and taskset) and OpenMP's nthreads-var,
 //      which is OMP_NUM_THREADS when set (joblib/loky, dask and ray workers set it to 1) or what
-//      omp_set_num_threads last said on this thread (threadpoolctl's OpenMP controller).
+//      omp_set_num_threads last said on this thread (threadpoolctl's OpenMP controller);
+//      and 1 for a while when the host is busy (BusyHostWatch below).
 #pragma once
+
+#include <cstdint>
 
 #if defined(_OPENMP)
 #include <omp.h>
@@ -20,12 +23,40 @@ namespace fastnn {
 
 int default_num_threads();   // the host's count (rule 3 above, >= 1)
 int num_threads_in_force(); // the count in force (>= 1), for reports: build_info, Python
-int get_num_threads();       // the same, for a caller about to open a parallel region
+int get_num_threads();       // the same, for a caller about to open a parallel region; 1 while
+                             // the host is busy and the count is the host's (BusyHostWatch)
 void set_num_threads(int n); // n >= 1; throws std::invalid_argument otherwise
 void reset_num_threads();    // drop set_num_threads's setting: follow the host again
 bool num_threads_is_set();   // is a set_num_threads setting in force?
 bool forked_after_threads(); // rule 1: is this a child forked after the parent ran a team?
 bool openmp_enabled();       // was the core built with OpenMP?
+bool host_busy();            // is a BusyHostWatch's verdict "busy" in force now?
+
+// Watches one long call (an epoch) that runs a team of the host's threads for signs that the
+// host is busy: other processes take our threads' CPUs. GNU OpenMP's barriers then wait for a
+// descheduled partner, and a 2-thread epoch beside one CPU-bound process took 1.3-1.6x the
+// 1-thread one even with a short barrier spin (up to 60x with libgomp's own). The sign is the
+// rate of involuntary context switches of this process's threads (getrusage's ru_nivcsw): on
+// the 2-core Xeon a 2-thread h=400 epoch measured 17-50/s on an idle host and 2,100-4,600/s
+// beside one hog. At >= kBusySwitchesPerSecond over a call of at least kMinSampleSeconds, the
+// host's count is 1 for the next kBusyBackoffSeconds; the first call after that is watched
+// again. The thread count never changes results (every sum has a fixed order), only speed; a
+// count set by set_num_threads (or threadpoolctl) is never reduced.
+class BusyHostWatch {
+public:
+    static constexpr double kBusySwitchesPerSecond = 300;
+    static constexpr double kMinSampleSeconds = 0.02;
+    static constexpr double kBusyBackoffSeconds = 2;
+    BusyHostWatch();
+    ~BusyHostWatch();
+    BusyHostWatch(const BusyHostWatch&) = delete;
+    BusyHostWatch& operator=(const BusyHostWatch&) = delete;
+
+private:
+    bool watching_ = false;
+    long switches_ = 0;
+    std::int64_t start_ns_ = 0;
+};
 
 // Runs body(tid, nthreads) on a team of `nthreads` threads, or inline (no parallel region at all)
 // when 1; orphaned barriers and `single`s inside body bind to the team.
