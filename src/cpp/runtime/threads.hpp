@@ -44,7 +44,7 @@ bool host_busy();            // is a BusyHostWatch's verdict "busy" in force now
 // count set by set_num_threads (or threadpoolctl) is never reduced.
 class BusyHostWatch {
 public:
-    static constexpr double kBusySwitchesPerSecond = 300;
+    static constexpr double kBusySwitchesPerSecond = 150;
     static constexpr double kMinSampleSeconds = 0.02;
     static constexpr double kBusyBackoffSeconds = 2;
     BusyHostWatch();
