@@ -34,12 +34,11 @@ fresh_venv() {
 }
 
 # Run the suite in venv $1 from $WORK/run-$2: copies of tests/ (and the files the tests read:
-# examples/, bench/, tools/generate_stubs.py), no src/. Fails unless fastnn comes from the venv.
+# examples/, bench/, tools/), no src/. Fails unless fastnn comes from the venv.
 run_suite() {
     local venv=$1 run=$WORK/run-$2
-    mkdir -p "$run/tools"
-    cp -r "$ROOT/tests" "$ROOT/examples" "$ROOT/bench" "$run/"
-    cp "$ROOT/tools/generate_stubs.py" "$run/tools/"
+    mkdir -p "$run"
+    cp -r "$ROOT/tests" "$ROOT/examples" "$ROOT/bench" "$ROOT/tools" "$run/"
     (
         cd "$run"
         "$venv/bin/python" - "$venv" <<'PY'
