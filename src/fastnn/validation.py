@@ -241,6 +241,14 @@ def as_seed(seed, name="seed"):
 LOSSES = ("log_loss", "squared_error")
 
 
+def _as_real_array(a, name, what):
+    """`a` as a plain ndarray of real numbers (any integer or float dtype; not bool)."""
+    a = _as_ndarray(a, name, what)
+    if a.dtype == np.bool_ or not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
+        raise TypeError(f"{name}: expected {what}, got dtype {a.dtype}")
+    return a
+
+
 def as_targets(y, loss, n, k, dtype, name="y"):
     """train_epoch's targets: for loss 'log_loss' integer labels in [0, k) (as_labels); for
     'squared_error' n × k real values, returned as a C-contiguous array of the parameters' dtype
@@ -249,9 +257,7 @@ def as_targets(y, loss, n, k, dtype, name="y"):
         raise ValueError(f"loss: expected one of {LOSSES}, got {loss!r}")
     if loss == "log_loss":
         return as_labels(y, n, k, name)
-    y = _plain_ndarray(y, name) if isinstance(y, np.ndarray) else np.asarray(y)
-    if y.dtype == np.bool_ or not (np.issubdtype(y.dtype, np.floating) or np.issubdtype(y.dtype, np.integer)):
-        raise TypeError(f"{name}: expected real target values, got dtype {y.dtype}")
+    y = _as_real_array(y, name, "real target values")
     if y.ndim == 1:
         y = y[:, None]
     if y.shape != (n, k):
@@ -266,9 +272,7 @@ def as_sample_weight(sample_weight, n, dtype, name="sample_weight"):
     """None, or n finite weights >= 0 as a C-contiguous 1-D array of the parameters' dtype."""
     if sample_weight is None:
         return None
-    w = _plain_ndarray(sample_weight, name) if isinstance(sample_weight, np.ndarray) else np.asarray(sample_weight)
-    if w.dtype == np.bool_ or not (np.issubdtype(w.dtype, np.floating) or np.issubdtype(w.dtype, np.integer)):
-        raise TypeError(f"{name}: expected real weights, got dtype {w.dtype}")
+    w = _as_real_array(sample_weight, name, "real weights")
     if w.shape != (n,):
         raise ValueError(f"{name}: expected shape ({n},) (one weight per row), got {w.shape}")
     w = np.ascontiguousarray(w, dtype=dtype)
