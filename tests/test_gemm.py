@@ -59,6 +59,7 @@ def test_gemm_every_isa_form_and_shape(isa, dtype, op_a, op_b, m, n, k):
 
 
 STRATEGIES = [dict(force_pack=1), dict(force_pack=-1), dict(allow_dot_path=False, allow_swap_path=False),
+              dict(allow_narrow_kernel=False),
               dict(single_k_block=False), dict(a_panel_outer=True), dict(auto_order=False),
               dict(private_a=False, parallel_min_flops=0.0), dict(kc=64, mc=48, nc=96),
               dict(parallel_min_flops=0.0)]
@@ -114,3 +115,62 @@ def test_fastnn_isa_environment_variable(value, expected):
         assert active == expected and warning == ""
     else:
         assert active == _core.detected_isa() and "bogus" in warning
+
+
+# (m, n, k) whose last column panel is at most 8 wide for NR = 32, 16 or 8 (n = 100: 4 left;
+# 72: 8; 4 and 1: nothing but a narrow tile), rows that are not a multiple of MR, depths across
+# KC blocks.
+NARROW_SHAPES = [(100, 100, 784), (784, 100, 100), (100, 4, 33), (37, 72, 300), (15, 1, 600), (100, 200, 10)]
+
+
+@pytest.mark.parametrize("m,n,k", NARROW_SHAPES, ids=["x".join(map(str, s)) for s in NARROW_SHAPES])
+def test_narrow_kernel_gives_the_micro_kernels_bits(isa, dtype, m, n, k):
+    """Tiles of a few columns go to the ISA's narrow kernel (lanes along the rows) where it has
+    one: the same FMA chain per element and the same epilogue, so the same bits as the
+    micro-kernel, for every form and alpha/beta (and the swap path's transposed tiles)."""
+    rng = np.random.default_rng(m + n + k)
+    for op_a, op_b in FORMS:
+        A, B = _operands(rng, m, n, k, op_a, op_b, dtype, view=True)
+        C0 = rng.standard_normal((m, n)).astype(dtype)
+        for alpha, beta in ((1.0, 0.0), (-0.37, 0.5), (-0.1, 1.0)):
+            got = []
+            for narrow in (True, False):
+                previous = _core._gemm_tuning(allow_narrow_kernel=narrow)
+                try:
+                    C = C0.copy()
+                    _core.gemm(op_a, op_b, A, B, C, alpha, beta)
+                finally:
+                    _core._gemm_tuning(**previous)
+                got.append(C)
+            np.testing.assert_array_equal(got[0], got[1], err_msg=f"{op_a}{op_b} alpha={alpha} beta={beta}")
+            _check(got[0], _reference(A, B, op_a, op_b, alpha, beta, C0), dtype, k)
+
+
+@pytest.mark.parametrize("hidden", [100, 40])
+def test_narrow_kernel_leaves_the_dense_epoch_bitwise_unchanged(isa, hidden):
+    """The epoch's ReLU and ReLU-mask epilogues through the narrow kernel: nn_epoch's weights
+    (dense path, h = 100 and 40: 4 and 8 columns past the last full panel) are the same bits
+    with the narrow kernel as without."""
+    import fastnn
+    rng = np.random.default_rng(hidden)
+    X = rng.standard_normal((450, 784)).astype(np.float32)
+    y = rng.integers(0, 10, 450).astype(np.uint8)
+    W1 = (rng.standard_normal((784, hidden)) / np.sqrt(hidden)).astype(np.float32)
+    W2 = (rng.standard_normal((hidden, 10)) / np.sqrt(10)).astype(np.float32)
+    backend = fastnn.get_backend()
+    fastnn.set_backend("cpp")
+    got = []
+    try:
+        for narrow in (True, False):
+            previous = _core._gemm_tuning(allow_narrow_kernel=narrow)
+            try:
+                w1, w2 = W1.copy(), W2.copy()
+                fastnn.nn_epoch(X, y, w1, w2, lr=0.1, batch=100)
+            finally:
+                _core._gemm_tuning(**previous)
+            got.append((w1, w2))
+    finally:
+        fastnn.set_backend(backend)
+    np.testing.assert_array_equal(got[0][0], got[1][0])
+    np.testing.assert_array_equal(got[0][1], got[1][1])
+    assert not np.array_equal(got[0][0], W1)   # it trained

@@ -88,12 +88,19 @@ using DotKernelFn = void (*)(const DotKernelArgs<T>&);
 template <typename T>
 using PackAFn = void (*)(const T* A, std::int64_t lda, int rows, std::int64_t kc, T* dst);
 
+// Tiles of at most this many columns (e.g. the 4 columns left of n = 100 after three 32-column
+// panels) may be computed by a kernel with the SIMD lanes along the tile's rows (AVX-512 float:
+// `cols` FMAs per k step, not MR), with the same contract and the same bits as the micro-kernel.
+constexpr int kNarrowMaxCols = 8;
+
 template <typename T>
 struct KernelSet {
     TileShape tile{0, 0};
     MicroKernelFn<T> micro = nullptr;  // nullptr: not compiled for this target (non-x86)
     DotKernelFn<T> dot = nullptr;      // optional
     PackAFn<T> pack_a_rows = nullptr;  // optional (the driver has a scalar fallback)
+    MicroKernelFn<T> narrow = nullptr; // optional: tiles of <= kNarrowMaxCols columns (the driver
+                                       // chooses it per tile; same contract and bits as micro)
 };
 
 // Kernel sets, one getter per ISA file.  The avx2/avx512 getters return an empty set
@@ -124,6 +131,7 @@ struct Tuning {
     double parallel_min_flops = 2.0e6;  // smaller products run on the calling thread only
     bool allow_dot_path = true;         // narrow n, op(A) = A: dot-product kernel
     bool allow_swap_path = true;        // narrow n, op(A) = Aᵀ, op(B) = B: compute Cᵀ = Bᵀ·A
+    bool allow_narrow_kernel = true;    // tiles of <= kNarrowMaxCols columns: the ISA's narrow kernel, if any
     int force_pack = 0;                 // 0: heuristics, 1: always pack A and B, -1: pack only when required
     int mc = 0, kc = 0, nc = 0;         // > 0: override the ISA's MC / KC / NC (benchmarks)
     bool single_k_block = true;         // small op(B): one k block (see kSingleKBlockBytes)

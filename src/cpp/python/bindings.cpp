@@ -401,6 +401,7 @@ PYBIND11_MODULE(_core, m) {
         previous["parallel_min_flops"] = t.parallel_min_flops;
         previous["allow_dot_path"] = t.allow_dot_path;
         previous["allow_swap_path"] = t.allow_swap_path;
+        previous["allow_narrow_kernel"] = t.allow_narrow_kernel;
         previous["force_pack"] = t.force_pack;
         previous["mc"] = t.mc;
         previous["kc"] = t.kc;
@@ -414,6 +415,7 @@ PYBIND11_MODULE(_core, m) {
             if (key == "parallel_min_flops") t.parallel_min_flops = item.second.cast<double>();
             else if (key == "allow_dot_path") t.allow_dot_path = item.second.cast<bool>();
             else if (key == "allow_swap_path") t.allow_swap_path = item.second.cast<bool>();
+            else if (key == "allow_narrow_kernel") t.allow_narrow_kernel = item.second.cast<bool>();
             else if (key == "force_pack") t.force_pack = item.second.cast<int>();
             else if (key == "mc") t.mc = item.second.cast<int>();
             else if (key == "kc") t.kc = item.second.cast<int>();

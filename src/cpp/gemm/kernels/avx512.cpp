@@ -186,6 +186,77 @@ void micro_kernel(const MicroKernelArgs<T>& args) {
     }
 }
 
+// ---------------------------------------------------------------------------------------
+// Narrow tile (float): the C tile of micro_kernel for COLS <= kNarrowMaxCols columns and
+// rows <= 14 (MR), with the lanes along the rows instead of the columns:
+//
+//   acc(·, c) = Σ_p A(·, p) · B(p, c)      one zmm per column: the tile's rows at k step p are
+//                                          contiguous in a k-major A sliver (one masked load)
+//
+// Per k step: 1 load, COLS broadcasts, COLS FMAs, where micro_kernel's masked one-vector tile
+// spends 14 FMAs whatever the width (n = 100 on NR = 32: the last 4 columns cost as much as 16).
+// Bitwise the same results: every acc(r, c) is the same chain of FMAs a·b + acc over p
+// ascending, and the epilogue is micro_kernel's instructions on the tile's rows (alpha·acc,
+// then beta·C + that, then the ReLU or the mask), the rows regathered through the stack.
+// Measured (1 thread, CPU time, alternating): 100×784·784×100 7% and 784×100·100×100 4% less.
+template <int COLS>
+void narrow_kernel(const MicroKernelArgs<float>& args) {
+    using S = Simd<float>;
+    constexpr int L = S::kLanes, NR = 2 * L;
+    const S::Mask rows = S::first(args.rows);
+    __m512 acc[COLS];
+#pragma GCC unroll 8
+    for (int c = 0; c < COLS; ++c) acc[c] = S::zero();
+    const float* a = args.a;
+    const float* b = args.b;
+    for (std::int64_t p = 0; p < args.k; ++p) {
+        _mm_prefetch(reinterpret_cast<const char*>(a + kPrefetchSteps * args.a_k_stride), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(a + kPrefetchSteps * args.a_k_stride + args.rows - 1),
+                     _MM_HINT_T0);
+        const __m512 a_rows = S::load(a, rows);
+#pragma GCC unroll 8
+        for (int c = 0; c < COLS; ++c) acc[c] = S::fmadd(S::set1(b[c]), a_rows, acc[c]);
+        a += args.a_k_stride;
+        b += args.b_k_stride;
+    }
+    alignas(64) float by_column[COLS][L];
+    const __m512 alpha = S::set1(args.alpha);
+#pragma GCC unroll 8
+    for (int c = 0; c < COLS; ++c) S::store(by_column[c], S::mul(alpha, acc[c]));
+    if (args.c == nullptr) {  // the driver finishes this tile (transposed C)
+        for (int r = 0; r < args.rows; ++r)
+            for (int c = 0; c < COLS; ++c) args.tile_out[r * NR + c] = by_column[c][r];
+        return;
+    }
+    const S::Mask cols = S::first(COLS);
+    const __m512 beta = S::set1(args.beta);
+    const bool read_c = args.beta != 0.0f;
+    for (int r = 0; r < args.rows; ++r) {
+        alignas(64) float row[L];
+#pragma GCC unroll 8
+        for (int c = 0; c < COLS; ++c) row[c] = by_column[c][r];
+        float* c_row = args.c + r * args.ldc;
+        __m512 x = S::load(row, cols);
+        if (read_c) x = S::fmadd(beta, S::load(c_row, cols), x);
+        if (args.epi == Epilogue::relu)
+            x = S::relu(x);
+        else if (args.epi == Epilogue::relu_mask)
+            x = S::keep_where_positive(S::load(args.mask + r * args.ldmask, cols), x);
+        S::store(c_row, x, cols);
+    }
+}
+
+template <std::size_t... C>
+constexpr std::array<MicroKernelFn<float>, sizeof...(C)> make_narrow_table(std::index_sequence<C...>) {
+    return {{&narrow_kernel<static_cast<int>(C) + 1>...}};
+}
+
+void narrow_kernel_entry(const MicroKernelArgs<float>& args) {
+    static_assert(kAvx512TileF32.MR <= Simd<float>::kLanes, "narrow_kernel holds a tile's rows in one zmm");
+    static constexpr auto table = make_narrow_table(std::make_index_sequence<kNarrowMaxCols>{});
+    table[args.cols - 1](args);
+}
+
 // Column dispatch for a fixed row count: full 2-vector tile, masked 2-vector, full or
 // masked 1-vector (edge tiles of narrow matrices such as n = 10).
 template <typename T, int ROWS>
@@ -376,7 +447,7 @@ double fma_chains(std::int64_t iterations, double* sink) {
 
 KernelSet<float> avx512_kernels_f32() {
     return {kAvx512TileF32, &micro_kernel_entry<float, kAvx512TileF32.MR>, &dot_kernel<float>,
-            &pack_a_rows_f32};
+            &pack_a_rows_f32, &narrow_kernel_entry};
 }
 KernelSet<double> avx512_kernels_f64() {
     return {kAvx512TileF64, &micro_kernel_entry<double, kAvx512TileF64.MR>, &dot_kernel<double>,
