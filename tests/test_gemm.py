@@ -62,7 +62,8 @@ STRATEGIES = [dict(force_pack=1), dict(force_pack=-1), dict(allow_dot_path=False
               dict(allow_narrow_kernel=False),
               dict(single_k_block=False), dict(a_panel_outer=True), dict(auto_order=False),
               dict(private_a=False, parallel_min_flops=0.0), dict(kc=64, mc=48, nc=96),
-              dict(parallel_min_flops=0.0)]
+              dict(parallel_min_flops=0.0), dict(column_split=1, parallel_min_flops=0.0),
+              dict(column_split=-1, parallel_min_flops=0.0)]
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES, ids=[",".join(f"{k}={v}" for k, v in s.items()) for s in STRATEGIES])
@@ -174,3 +175,42 @@ def test_narrow_kernel_leaves_the_dense_epoch_bitwise_unchanged(isa, hidden):
     np.testing.assert_array_equal(got[0][0], got[1][0])
     np.testing.assert_array_equal(got[0][1], got[1][1])
     assert not np.array_equal(got[0][0], W1)   # it trained
+
+
+@pytest.mark.parametrize("column_split", [1, -1], ids=["column-split", "area-split"])
+def test_threads_split_by_columns_or_by_area_give_the_same_bits(column_split):
+    """Threads take C by runs of whole cache lines of its columns (B in place) or by runs of
+    tiles of equal area: either way every element is one micro-kernel chain, so 1, 2 and 3
+    threads, and both splits, give one result (n = 100 and 400 as the epoch's first layer has,
+    a run of 3 lines per thread and less, alpha and beta)."""
+    import fastnn
+    rng = np.random.default_rng(7)
+    saved_threads = fastnn.get_num_threads()
+    previous = _core._gemm_tuning(column_split=column_split, parallel_min_flops=0.0)
+    try:
+        for (m, n, k) in [(100, 100, 784), (784, 100, 100), (100, 400, 300), (50, 40, 64)]:
+            A = rng.standard_normal((m, k)).astype(np.float32)
+            At = np.ascontiguousarray(A.T)
+            B = rng.standard_normal((k, n)).astype(np.float32)
+            C0 = rng.standard_normal((m, n)).astype(np.float32)
+            results = []
+            for threads in (1, 2, 3):
+                fastnn.set_num_threads(threads)
+                C1, C2 = C0.copy(), C0.copy()
+                _core.gemm("N", "N", A, B, C1, -0.3, 1.0)
+                _core.gemm("T", "N", At, B, C2, 1.0, 0.0)
+                results.append((C1, C2))
+            _core._gemm_tuning(column_split=-column_split)   # the other split, 2 threads
+            fastnn.set_num_threads(2)
+            C1, C2 = C0.copy(), C0.copy()
+            _core.gemm("N", "N", A, B, C1, -0.3, 1.0)
+            _core.gemm("T", "N", At, B, C2, 1.0, 0.0)
+            results.append((C1, C2))
+            _core._gemm_tuning(column_split=column_split)
+            for other in results[1:]:
+                np.testing.assert_array_equal(results[0][0], other[0])
+                np.testing.assert_array_equal(results[0][1], other[1])
+            _check(results[0][1], A @ B, np.float32, k)
+    finally:
+        _core._gemm_tuning(**previous)
+        fastnn.set_num_threads(saved_threads)

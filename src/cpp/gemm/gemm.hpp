@@ -12,6 +12,9 @@
 //   The epilogue is applied exactly once per element, after the full k sum.
 //   No transposes are materialised; lda/ldb/ldc may exceed the logical width (views);
 //   no alignment is assumed.  C must not overlap A, B or mask.
+//   blocking_n > 0: block k as for a product of blocking_n columns.  How k is blocked decides how
+//   each sum is grouped, so one column panel of a product (a thread's own gemm call) passes the
+//   whole product's n to get exactly the whole product's bits for its columns.
 //
 // The implementation (gemm.cpp) is a BLIS-style blocked algorithm whose micro-kernel is
 // chosen at run time (see cpu_features.hpp).  Results are deterministic: the summation
@@ -40,7 +43,7 @@ void gemm(Op opA, Op opB, std::int64_t m, std::int64_t n, std::int64_t k,
           T alpha, const T* A, std::int64_t lda, const T* B, std::int64_t ldb,
           T beta, T* C, std::int64_t ldc,
           Epilogue epi = Epilogue::none, const T* mask = nullptr, std::int64_t ldmask = 0,
-          PrefetchRange ahead = {});
+          PrefetchRange ahead = {}, std::int64_t blocking_n = 0);
 
 // Naive triple loop with the same contract: the reference the tests compare against.
 template <typename T>
@@ -52,11 +55,11 @@ void gemm_reference(Op opA, Op opB, std::int64_t m, std::int64_t n, std::int64_t
 extern template void gemm<float>(Op, Op, std::int64_t, std::int64_t, std::int64_t, float,
                                  const float*, std::int64_t, const float*, std::int64_t, float,
                                  float*, std::int64_t, Epilogue, const float*, std::int64_t,
-                                 PrefetchRange);
+                                 PrefetchRange, std::int64_t);
 extern template void gemm<double>(Op, Op, std::int64_t, std::int64_t, std::int64_t, double,
                                   const double*, std::int64_t, const double*, std::int64_t, double,
                                   double*, std::int64_t, Epilogue, const double*, std::int64_t,
-                                  PrefetchRange);
+                                  PrefetchRange, std::int64_t);
 extern template void gemm_reference<float>(Op, Op, std::int64_t, std::int64_t, std::int64_t, float,
                                            const float*, std::int64_t, const float*, std::int64_t,
                                            float, float*, std::int64_t, Epilogue, const float*,

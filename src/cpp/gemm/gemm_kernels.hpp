@@ -137,6 +137,8 @@ struct Tuning {
     bool single_k_block = true;         // small op(B): one k block (see kSingleKBlockBytes)
     bool a_panel_outer = false;         // force the ir-outer macro-kernel order (A~ micro-panel in L1)
     bool private_a = true;              // few rows, B in place, several threads: each packs all of A~
+    int column_split = 0;               // 0: heuristics, 1: whenever B is used in place, -1: never
+                                        // (threads split C by columns instead of by tiles' area)
     bool auto_order = true;             // false: always BLIS's jr-outer order (B~ micro-panel in L1)
                                         // unless a_panel_outer; true: ir outer when A and B are both
                                         // packed and a B~ block of >= 4 micro-panels fits in L2 / 2

@@ -410,6 +410,7 @@ PYBIND11_MODULE(_core, m) {
         previous["a_panel_outer"] = t.a_panel_outer;
         previous["auto_order"] = t.auto_order;
         previous["private_a"] = t.private_a;
+        previous["column_split"] = t.column_split;
         for (auto item : kwargs) {
             const auto key = item.first.cast<std::string>();
             if (key == "parallel_min_flops") t.parallel_min_flops = item.second.cast<double>();
@@ -424,6 +425,7 @@ PYBIND11_MODULE(_core, m) {
             else if (key == "a_panel_outer") t.a_panel_outer = item.second.cast<bool>();
             else if (key == "auto_order") t.auto_order = item.second.cast<bool>();
             else if (key == "private_a") t.private_a = item.second.cast<bool>();
+            else if (key == "column_split") t.column_split = item.second.cast<int>();
             else throw py::value_error("_gemm_tuning: unknown setting '" + key + "'");
         }
         return previous;
