@@ -169,3 +169,33 @@ def test_softmax_epoch_thread_count_does_not_change_results(cpp, threads, dtype,
         results.append(theta)
     np.testing.assert_array_equal(results[0], results[1])
     np.testing.assert_array_equal(results[0], results[2])
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
+@pytest.mark.parametrize("d1", [100, 400, 47])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dense_first_layer_in_column_panels_does_not_change_results(cpp, threads, optimizer, d1, dtype):
+    """Dense X on several threads: W_1 (and its optimizer's buffers) is split into one column
+    panel per thread, each thread running the first layer's products and W_1's update on its own
+    panel (d_1 = 100 and 400 on 2 and 3 threads; 47 is too narrow for panels). Biases, every
+    optimizer, a last batch shorter than the rest, and an L2 term (which keeps W_1 whole): the
+    parameters, the optimizer's buffers and the loss must not move a bit with the thread count."""
+    rng = np.random.default_rng(d1)
+    X = rng.standard_normal((437, 150)).astype(dtype)
+    y = rng.integers(0, 10, 437)
+    W = [(rng.standard_normal((150, d1)) / 12).astype(dtype), (rng.standard_normal((d1, 10)) / 10).astype(dtype)]
+    b = [rng.standard_normal(d1).astype(dtype) * 0.1, np.zeros(10, dtype)]
+    make = {"sgd": lambda: fastnn.SGD(), "momentum": lambda: fastnn.SGD(momentum=0.9, nesterov=True),
+            "adam": lambda: fastnn.Adam()}[optimizer]
+    for alpha in (0.0, 1e-3):
+        results = []
+        for n in (1, 2, 3):
+            threads(n)
+            Wc, bc, opt = [w.copy() for w in W], [v.copy() for v in b], make()
+            losses = [fastnn.train_epoch(X, y, Wc, bc, opt, lr=0.01, batch=100, alpha=alpha) for _ in range(2)]
+            buffers = [np.array(x, copy=True) for group in opt.buffers() if group for x in group if x is not None]
+            results.append((losses, Wc, bc, buffers))
+        for losses, Wc, bc, buffers in results[1:]:
+            assert losses == results[0][0]
+            for a, c in zip(results[0][1] + results[0][2] + results[0][3], Wc + bc + buffers):
+                np.testing.assert_array_equal(a, c)
