@@ -449,8 +449,9 @@ void run_blocked(const BlockedPlan<T>& plan, int tid, int nthreads) noexcept {
                 args.epi = last_k ? P.epi : Epilogue::none;
                 args.k = kc;
                 alignas(64) T tile[gemm_detail::kMaxMR * gemm_detail::kMaxNR];
-                // The tile of rows ir·MR … of this block and columns j … j + cols − 1 of C.
-                auto run_tile = [&](std::int64_t ir, std::int64_t jr, std::int64_t j, int cols) {
+                // Columns j + offset … j + offset + cols − 1 of the tile of rows ir·MR … of this
+                // block whose columns start at j (jr: its packed B~ micro-panel).
+                auto run_part = [&](std::int64_t ir, std::int64_t jr, std::int64_t j, int offset, int cols) {
                     const std::int64_t i = ic + ir * MR;
                     args.rows = static_cast<int>(std::min<std::int64_t>(MR, P.m - i));
                     args.cols = cols;
@@ -462,8 +463,9 @@ void run_blocked(const BlockedPlan<T>& plan, int tid, int nthreads) noexcept {
                         args.a = P.A + pc * P.lda + i;
                         args.a_k_stride = P.lda;
                     }
+                    j += offset;
                     if (plan.pack_b) {
-                        args.b = plan.b_buf + jr * NR * kc;
+                        args.b = plan.b_buf + jr * NR * kc + offset;
                         args.b_k_stride = NR;
                     } else {  // op(B) = B: B(p, j) at B[p*ldb + j], already row-major
                         args.b = P.B + pc * P.ldb + j;
@@ -484,6 +486,18 @@ void run_blocked(const BlockedPlan<T>& plan, int tid, int nthreads) noexcept {
                         kernel(args);
                         finish_transposed_tile(P, tile, NR, i, j, args.rows, args.cols, args.beta,
                                                args.epi);
+                    }
+                };
+                // A tile of cols <= NR columns. One of a vector and a few columns more is computed as
+                // a one-vector tile and a narrow one (e.g. 20 = 16 + 4 on AVX-512: 14 + 4 FMAs per k
+                // step, not a masked two-vector tile's 28): the same chains, the same bits.
+                const int vector = NR / 2;
+                auto run_tile = [&](std::int64_t ir, std::int64_t jr, std::int64_t j, int cols) {
+                    if (plan.narrow != nullptr && cols > vector && cols - vector <= gemm_detail::kNarrowMaxCols) {
+                        run_part(ir, jr, j, 0, vector);
+                        run_part(ir, jr, j, vector, cols - vector);
+                    } else {
+                        run_part(ir, jr, j, 0, cols);
                     }
                 };
                 if (plan.column_split) {   // B in place: a tile may start at any column
