@@ -326,3 +326,24 @@ def test_a_crowded_host_makes_the_next_epochs_single_threaded_with_the_same_bits
     assert all(row[0] for row in seen)
     assert any(row[1] == "host (busy: 1 thread for now)" for row in seen[:-1]), seen
     assert seen[-1][1] == "set_num_threads"
+
+
+def test_epoch_thread_cap_grows_with_the_batch_and_never_passes_the_count():
+    """An epoch of a net with a hidden layer shares each batch among at most as many threads as
+    its first layer's width and the batch make worth it (EpochThreadCap): never more than the
+    count in force, never fewer than 1, one for a tiny net, and no fewer for a wider layer or a
+    larger batch. The epochs themselves give the same bits on any count (test_threads_determinism)."""
+    from fastnn import _core
+    saved = fastnn.get_num_threads() if fastnn.build_info()["num_threads_source"] == "set_num_threads" else None
+    try:
+        fastnn.set_num_threads(64)
+        assert _core._epoch_threads(1, 1) == 1
+        counts = [_core._epoch_threads(100, d1) for d1 in (1, 10, 50, 100, 400, 1000, 4096)]
+        assert counts == sorted(counts) and 1 <= counts[0] and counts[-1] <= 64 and counts[-1] > counts[0]
+        assert _core._epoch_threads(1000, 400) >= _core._epoch_threads(100, 400)
+        fastnn.set_num_threads(2)
+        assert all(1 <= _core._epoch_threads(b, d1) <= 2 for b in (1, 100, 10000) for d1 in (1, 100, 10000))
+        with pytest.raises(ValueError, match="batch"):
+            _core._epoch_threads(0, 100)
+    finally:
+        fastnn.set_num_threads(saved)

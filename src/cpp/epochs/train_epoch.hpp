@@ -77,6 +77,10 @@ template <typename T, typename TX>
 std::int64_t mlp_epoch(const DataMatrix<TX>& X, const std::int64_t* y, const Network<T>& net,
                        T lr, std::int64_t batch, const StopRequested& stop_requested);
 
+// The most threads an epoch of batches of B rows shares a batch among, for a first hidden layer
+// of d1 units (each epoch above caps get_num_threads() at this while it runs: EpochThreadCap).
+int epoch_threads(std::int64_t B, std::int64_t d1);
+
 // Logits (X.rows × d_L, contiguous) of the biased net for every row of X.
 template <typename T, typename TX>
 void biased_logits(const DataMatrix<TX>& X, const BiasedNetwork<T>& net, T* logits);

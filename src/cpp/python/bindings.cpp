@@ -4,6 +4,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <string>
@@ -395,6 +396,12 @@ PYBIND11_MODULE(_core, m) {
     // Strategy switches of the GEMM driver (gemm_kernels.hpp: Tuning), for tests that force
     // every code path and for benchmarks comparing strategies. Not part of the public API; not
     // to be changed while another thread runs a GEMM. Returns the previous settings.
+    m.def("_epoch_threads", [](int64_t batch, int64_t d1) {
+        if (batch < 1 || d1 < 1) throw py::value_error("_epoch_threads: batch and d1 must be >= 1");
+        return std::min(get_num_threads(), epoch_threads(batch, d1));
+    }, py::arg("batch"), py::arg("d1"),
+       "Threads an epoch of batches of `batch` rows and a first hidden layer of d1 units would use now "
+       "(get_num_threads(), capped where the batch's shares get too small).");
     m.def("_gemm_tuning", [](py::kwargs kwargs) {
         auto& t = gemm_detail::tuning();
         py::dict previous;

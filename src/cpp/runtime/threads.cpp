@@ -97,8 +97,16 @@ int num_threads_in_force() {
 #endif
 }
 
+namespace {
+thread_local int epoch_thread_cap = 0;   // 0: none (EpochThreadCap)
+}  // namespace
+
+EpochThreadCap::EpochThreadCap(int cap) : previous_(epoch_thread_cap) { epoch_thread_cap = cap < 1 ? 1 : cap; }
+EpochThreadCap::~EpochThreadCap() { epoch_thread_cap = previous_; }
+
 int get_num_threads() {
     int n = num_threads_in_force();
+    if (epoch_thread_cap > 0 && n > epoch_thread_cap) n = epoch_thread_cap;
     if (n > 1 && count_is_the_hosts() && busy_now()) n = 1;
     // From here on a fork's child must not open a team (on_fork_child).
     if (n > 1 && !team_may_have_run.load(std::memory_order_relaxed))

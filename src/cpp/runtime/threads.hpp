@@ -58,6 +58,22 @@ private:
     std::int64_t start_ns_ = 0;
 };
 
+// The most threads one epoch's regions use, while an EpochThreadCap is in scope on the calling
+// thread (every region of an epoch is opened from it): get_num_threads() answers at most `cap`
+// there. A batch is shared among the threads, and past some count the shares are too small to
+// pay for the team: on the 16-core Xeon a 784-100-10 epoch (batch 100) took 121 ms on 4 threads
+// and 691 ms on 16, a 784-400-10 one 135 ms on 8 and 179 ms on 16 (epoch_threads in
+// train_epoch.cpp chooses the cap). Never raises the count; nests (the innermost cap holds).
+class EpochThreadCap {
+public:
+    explicit EpochThreadCap(int cap);
+    ~EpochThreadCap();
+    EpochThreadCap(const EpochThreadCap&) = delete;
+    EpochThreadCap& operator=(const EpochThreadCap&) = delete;
+private:
+    int previous_;
+};
+
 // Runs body(tid, nthreads) on a team of `nthreads` threads, or inline (no parallel region at all)
 // when 1; orphaned barriers and `single`s inside body bind to the team.
 template <typename Body>
