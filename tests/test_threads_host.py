@@ -347,3 +347,44 @@ def test_epoch_thread_cap_grows_with_the_batch_and_never_passes_the_count():
             _core._epoch_threads(0, 100)
     finally:
         fastnn.set_num_threads(saved)
+
+
+@pytest.mark.skipif(not LINUX or usable_cpus() < 2, reason="needs Linux and 2 CPUs")
+def test_an_epoch_binds_its_threads_only_while_it_runs():
+    """Each epoch on several threads binds its team, one thread per CPU, and gives every thread its
+    own mask back at the end (EpochPinning): after epochs of every kind, no thread of the process
+    (libgomp's pool threads live on and serve other OpenMP code) is left on fewer CPUs, whether the
+    epoch ends normally or by an exception raised before it starts; the bits do not change."""
+    code = """
+        import json, os
+        import numpy as np, fastnn
+        fastnn.set_backend("cpp")
+        cpus = sorted(os.sched_getaffinity(0))[:2]
+        os.sched_setaffinity(0, cpus)
+        rng = np.random.default_rng(0)
+        X = rng.random((3000, 200), dtype=np.float32); y = rng.integers(0, 10, 3000)
+        W = [rng.standard_normal((200, 128), dtype=np.float32) / 14, np.zeros((128, 10), np.float32)]
+        def masks():
+            return {tid: sorted(os.sched_getaffinity(int(tid))) for tid in os.listdir("/proc/self/task")}
+        results = []
+        for threads in (1, 2):
+            fastnn.set_num_threads(threads)
+            W1, W2 = W[0].copy(), W[1].copy()
+            fastnn.nn_epoch(X, y, W1, W2, lr=0.1, batch=100)                    # hw0 dense epoch
+            fastnn.train_epoch(X, y, [W1, W2], None, fastnn.Adam(), lr=1e-3, batch=100)   # estimators' engine
+            theta = np.zeros((200, 10), np.float32)
+            fastnn.softmax_regression_epoch(X, y, theta, lr=0.1, batch=100)       # fused softmax
+            results.append((W1.tobytes() + W2.tobytes() + theta.tobytes()).hex())
+        after = masks()
+        try:
+            fastnn.nn_epoch(X, y, np.zeros((200, 128), np.float64), W[1], lr=0.1, batch=0)
+        except ValueError:
+            pass
+        print(json.dumps({"cpus": cpus, "after": after, "after_error": masks(),
+                          "same_bits": results[0] == results[1], "tasks": len(after)}))
+    """
+    seen, _ = run_python(code, {"OMP_NUM_THREADS": "2"}, timeout=120)
+    assert seen["same_bits"]
+    assert seen["tasks"] >= 2, seen            # the pool's thread exists, so its mask was checked
+    for masks in (seen["after"], seen["after_error"]):
+        assert all(m == seen["cpus"] for m in masks.values()), masks

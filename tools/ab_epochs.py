@@ -2,13 +2,17 @@
 """Time two builds of the C++ core against each other in one process, epochs alternating.
 
     python tools/ab_epochs.py OLD_SITE NEW_SITE [--rows 20000] [--rounds 12] [--threads 2,1]
+                              [--inputs raw,centred] [--nets h100,h400,784-256-128-10]
 
 OLD_SITE and NEW_SITE are directories holding a `fastnn` package with its built `_core*.so`
-(a site-packages, or a copy of one). Both extensions are loaded side by side; for each net and
-thread count the dense hw0 epoch (`_core.mlp_epoch`, batch 100, lr 0.1, float32) runs on each
-build in turn, the order swapped every round, so that a shared machine's load falls on both
-alike. Prints the minimum and median times and the median of the per-round new/old ratios (the
-first round is a warm-up). Needs MNIST in $FASTNN_DATA. Nothing here asserts a speed.
+(a site-packages, or a copy of one). Both extensions are loaded side by side; for each thread
+count, input and net the epoch runs on each build in turn through the public API (`mlp_epoch`
+with the cpp backend: on raw MNIST the zero-skipping path, on centred MNIST -- minus its column
+means, as the benchmark's dense workload -- the dense GEMMs), the order swapped every round, so
+that a shared machine's load falls on both alike. The Python layer is the one importable here;
+only `_core` is swapped. Prints the median wall-clock times and the medians of the per-round
+new/old ratios of wall-clock and of CPU time (the first round is a warm-up). Needs MNIST in
+$FASTNN_DATA. Nothing here asserts a speed.
 """
 import argparse
 import glob
@@ -34,14 +38,19 @@ def load_core(site, name):
 
 
 def alternate(cores, X, y, W0, rounds):
+    """{tag: [(wall, cpu), ...]} for each build over `rounds` measured rounds (after a warm-up)."""
+    import fastnn
+    from fastnn import cpp_backend
     times = {tag: [] for tag in cores}
-    for r in range(rounds):
+    for r in range(rounds + 1):
         for tag in (list(cores) if r % 2 == 0 else list(cores)[::-1]):
+            cpp_backend._core = cores[tag]
             W = [w.copy() for w in W0]
-            t0 = time.perf_counter()
-            cores[tag].mlp_epoch(X, y, W, 0.1, 100)
-            times[tag].append(time.perf_counter() - t0)
-    return {tag: t[1:] for tag, t in times.items()}
+            c0, t0 = time.process_time(), time.perf_counter()
+            fastnn.mlp_epoch(X, y, W, lr=0.1, batch=100)
+            if r:
+                times[tag].append((time.perf_counter() - t0, time.process_time() - c0))
+    return times
 
 
 def main():
@@ -51,23 +60,35 @@ def main():
     p.add_argument("--rows", type=int, default=20000)
     p.add_argument("--rounds", type=int, default=12)
     p.add_argument("--threads", default="2,1")
+    p.add_argument("--inputs", default="raw,centred")
+    p.add_argument("--nets", default=",".join(NETS))
     args = p.parse_args()
     cores = {"old": load_core(args.old, "ab_old._core"), "new": load_core(args.new, "ab_new._core")}
     import fastnn
+    from fastnn import cpp_backend
+    fastnn.set_backend("cpp")
+    saved_core = cpp_backend._core
     d = os.environ["FASTNN_DATA"]
     X, y = fastnn.parse_mnist(os.path.join(d, "train-images-idx3-ubyte.gz"), os.path.join(d, "train-labels-idx1-ubyte.gz"))
     X, y = np.ascontiguousarray(X[:args.rows]), y[:args.rows].astype(np.int64)
+    inputs = {"raw": X, "centred": (X - X.mean(axis=0, dtype=np.float64).astype(np.float32)).astype(np.float32)}
     rng = np.random.default_rng(0)
-    for threads in (int(t) for t in args.threads.split(",")):
-        for core in cores.values():
-            core.set_num_threads(threads)
-        for name, sizes in NETS.items():
-            W0 = [(rng.standard_normal((a, b)) / np.sqrt(b)).astype(np.float32) for a, b in zip(sizes, sizes[1:])]
-            t = alternate(cores, X, y, W0, args.rounds)
-            ratio = statistics.median(n / o for n, o in zip(t["new"], t["old"]))
-            print(f"{name:>15} {threads} thread(s): old min {min(t['old']) * 1e3:.1f} / median "
-                  f"{statistics.median(t['old']) * 1e3:.1f} ms, new min {min(t['new']) * 1e3:.1f} / median "
-                  f"{statistics.median(t['new']) * 1e3:.1f} ms; median new/old {ratio:.3f}", flush=True)
+    try:
+        for threads in (int(t) for t in args.threads.split(",")):
+            for core in cores.values():
+                core.set_num_threads(threads)
+            for input_name in args.inputs.split(","):
+                for name in args.nets.split(","):
+                    sizes = NETS[name]
+                    W0 = [(rng.standard_normal((a, b)) / np.sqrt(b)).astype(np.float32) for a, b in zip(sizes, sizes[1:])]
+                    t = alternate(cores, inputs[input_name], y, W0, args.rounds)
+                    wall = statistics.median(n[0] / o[0] for n, o in zip(t["new"], t["old"]))
+                    cpu = statistics.median(n[1] / o[1] for n, o in zip(t["new"], t["old"]))
+                    print(f"{name:>15} {input_name:>7} {threads} thread(s): old {statistics.median(x[0] for x in t['old']) * 1e3:.1f}"
+                          f" ms, new {statistics.median(x[0] for x in t['new']) * 1e3:.1f} ms; median new/old wall {wall:.3f},"
+                          f" CPU {cpu:.3f}", flush=True)
+    finally:
+        cpp_backend._core = saved_core
 
 
 if __name__ == "__main__":

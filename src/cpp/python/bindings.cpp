@@ -61,6 +61,12 @@ Op op_from(const std::string& s, const char* name) {
 
 // Between batches: at most every 100 ms, take the GIL and let Python run its signal handlers
 // (Ctrl-C sets KeyboardInterrupt); a pending exception stops the epoch.
+// The thread cap of an epoch over `rows` rows in batches of `batch` (epoch_threads; none without
+// a hidden layer), set before the epoch's BusyHostWatch and EpochPinning read the count.
+int epoch_cap(const std::vector<int64_t>& dims, int64_t batch, int64_t rows) {
+    return dims.size() > 2 ? epoch_threads(std::max<int64_t>(1, std::min(batch, rows)), dims[1]) : 1 << 20;
+}
+
 StopRequested python_signal_check() {
     auto last = std::chrono::steady_clock::now();
     return [last]() mutable {
@@ -114,7 +120,9 @@ double run_train_epoch(int64_t rows, int64_t cols, const py::array& y, const py:
     int64_t done;
     {
         py::gil_scoped_release nogil;
+        const EpochThreadCap cap(epoch_cap(net.dims, batch, count));
         const BusyHostWatch watch;
+        const EpochPinning pinning;
         done = epoch(targets_, order_, count, net, opt, state, lr, batch, alpha, &loss_sum, stop);
     }
     if (done < count) throw py::error_already_set();   // the signal handler's exception
@@ -215,7 +223,9 @@ PYBIND11_MODULE(_core, m) {
             rows = x.rows;
             const StopRequested stop = python_signal_check();
             py::gil_scoped_release nogil;
+            const EpochThreadCap cap(epoch_cap(net.dims, batch, x.rows));
             const BusyHostWatch watch;
+            const EpochPinning pinning;
             done = mlp_epoch<T, TX>(x, labels_, net, static_cast<T>(lr), batch, stop);
         });
         if (done < rows) throw py::error_already_set();   // the signal handler's exception
@@ -243,6 +253,7 @@ PYBIND11_MODULE(_core, m) {
             const StopRequested stop = python_signal_check();
             py::gil_scoped_release nogil;
             const BusyHostWatch watch;
+            const EpochPinning pinning;
             done = softmax_regression_epoch_pixels<T>(x, static_cast<float>(scale), labels_, th, k, static_cast<T>(lr),
                                                       batch, stop);
         };

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #if defined(__linux__)
 #include <sched.h>
@@ -51,6 +52,17 @@ std::int64_t now_ns() {
 bool busy_now() {
     const std::int64_t until = busy_until_ns.load(std::memory_order_relaxed);
     return until != 0 && now_ns() < until;
+}
+
+// CPU seconds (user + system) of all this process's threads so far (-1 where unknown).
+double process_cpu_seconds() {
+#if defined(__unix__) || defined(__APPLE__)
+    rusage usage{};
+    if (getrusage(RUSAGE_SELF, &usage) == 0)
+        return static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
+               1e-6 * static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec);
+#endif
+    return -1;
 }
 
 // Involuntary context switches of all this process's threads so far (0 where unknown: never busy).
@@ -132,6 +144,8 @@ BusyHostWatch::BusyHostWatch() {
     if (count_is_the_hosts() && num_threads_in_force() > 1 && !busy_now()) {
         watching_ = true;
         switches_ = involuntary_switches();
+        threads_ = get_num_threads();   // (an EpochThreadCap in scope lowers it)
+        cpu_start_ = process_cpu_seconds();
         start_ns_ = now_ns();
     }
 }
@@ -142,9 +156,64 @@ BusyHostWatch::~BusyHostWatch() {
     const double seconds = 1e-9 * static_cast<double>(end - start_ns_);
     if (seconds < kMinSampleSeconds) return;   // too short to judge
     const double rate = static_cast<double>(involuntary_switches() - switches_) / seconds;
-    busy_until_ns.store(rate >= kBusySwitchesPerSecond
+    const double cpu = process_cpu_seconds() - cpu_start_;
+    const bool starved = threads_ > 1 && cpu_start_ >= 0 && cpu < kMinCpuShare * seconds * threads_;
+    busy_until_ns.store(rate >= kBusySwitchesPerSecond || starved
                             ? end + static_cast<std::int64_t>(kBusyBackoffSeconds * 1e9) : 0);
 }
+
+#if defined(__linux__) && defined(_OPENMP)
+struct EpochPinning::Saved {
+    std::vector<pthread_t> threads;
+    std::vector<cpu_set_t> masks;   // each thread's own mask before the epoch
+};
+
+EpochPinning::EpochPinning() {
+    const int n = get_num_threads();
+    if (n < 2 || forked_after_threads() || omp_in_parallel()) return;
+    cpu_set_t allowed;
+    if (sched_getaffinity(0, sizeof(allowed), &allowed) != 0 || CPU_COUNT(&allowed) < n) return;
+    std::vector<int> cpus;   // the caller's CPU first, then the mask's others in order
+    const int here = sched_getcpu();
+    if (here >= 0 && here < CPU_SETSIZE && CPU_ISSET(here, &allowed)) cpus.push_back(here);
+    for (int c = 0; c < CPU_SETSIZE && static_cast<int>(cpus.size()) < n; ++c)
+        if (CPU_ISSET(c, &allowed) && c != here) cpus.push_back(c);
+    const std::size_t count = static_cast<std::size_t>(n);
+    std::vector<pthread_t> threads(count);
+    std::vector<cpu_set_t> masks(count);
+    std::vector<char> bound(count, 0);
+#pragma omp parallel num_threads(n)
+    {
+        const std::size_t i = static_cast<std::size_t>(omp_get_thread_num());
+        if (i < count) {
+            threads[i] = pthread_self();
+            cpu_set_t one;
+            CPU_ZERO(&one);
+            CPU_SET(cpus[i], &one);
+            if (pthread_getaffinity_np(threads[i], sizeof(cpu_set_t), &masks[i]) == 0 &&
+                pthread_setaffinity_np(threads[i], sizeof(cpu_set_t), &one) == 0)
+                bound[i] = 1;
+        }
+    }
+    saved_ = new Saved;
+    for (std::size_t i = 0; i < count; ++i)
+        if (bound[i]) {
+            saved_->threads.push_back(threads[i]);
+            saved_->masks.push_back(masks[i]);
+        }
+}
+
+EpochPinning::~EpochPinning() {
+    if (saved_ == nullptr) return;
+    for (std::size_t i = 0; i < saved_->threads.size(); ++i)   // (libgomp's pool threads live on)
+        pthread_setaffinity_np(saved_->threads[i], sizeof(cpu_set_t), &saved_->masks[i]);
+    delete saved_;
+}
+#else
+struct EpochPinning::Saved {};
+EpochPinning::EpochPinning() {}
+EpochPinning::~EpochPinning() {}
+#endif
 
 bool openmp_enabled() {
 #if defined(_OPENMP)

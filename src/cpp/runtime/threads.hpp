@@ -47,6 +47,7 @@ public:
     static constexpr double kBusySwitchesPerSecond = 150;
     static constexpr double kMinSampleSeconds = 0.02;
     static constexpr double kBusyBackoffSeconds = 2;
+    static constexpr double kMinCpuShare = 0.6;   // process CPU time / (wall · threads) below: busy
     BusyHostWatch();
     ~BusyHostWatch();
     BusyHostWatch(const BusyHostWatch&) = delete;
@@ -56,6 +57,8 @@ private:
     bool watching_ = false;
     long switches_ = 0;
     std::int64_t start_ns_ = 0;
+    double cpu_start_ = 0;   // process CPU seconds at the start
+    int threads_ = 1;        // the team the epoch may use
 };
 
 // The most threads one epoch's regions use, while an EpochThreadCap is in scope on the calling
@@ -72,6 +75,27 @@ public:
     EpochThreadCap& operator=(const EpochThreadCap&) = delete;
 private:
     int previous_;
+};
+
+// For one epoch (while in scope on the calling thread): the threads of a team of get_num_threads()
+// are each bound to one CPU of the caller's affinity mask (the caller to the CPU it is on), and
+// given their own masks back after. A team thread woken from sleep at an epoch's first region
+// (after the short barrier spin of _openmp_env.py ran out between epochs) was often placed on the
+// caller's CPU and stayed there: on the 2-core Xeon a softmax epoch started 0.1 s after the last
+// took 55-69 ms on 2 threads every other time instead of 17-19 ms (CPU pressure 40% of the epoch);
+// bound, 17-19 ms every time, and the centred h=400 epoch's 2-thread speed-up went from 1.79 to
+// 1.90. Bound threads cannot leave a CPU another process takes, so BusyHostWatch also counts an
+// epoch whose threads got less than kMinCpuShare of their CPUs as busy. Nothing is bound with one
+// thread, a count larger than the mask, in a forked child, inside a parallel region, or off Linux.
+class EpochPinning {
+public:
+    EpochPinning();
+    ~EpochPinning();
+    EpochPinning(const EpochPinning&) = delete;
+    EpochPinning& operator=(const EpochPinning&) = delete;
+private:
+    struct Saved;
+    Saved* saved_ = nullptr;
 };
 
 // Runs body(tid, nthreads) on a team of `nthreads` threads, or inline (no parallel region at all)
