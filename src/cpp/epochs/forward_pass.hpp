@@ -60,17 +60,18 @@ const T* batch_rows(const DataMatrix<TX>& X, const std::int64_t* order, std::int
 
 // One layer of B rows: out = act(in W + b), act = ReLU when `relu`, else the identity; W and out
 // have row stride d_out unless ld_w / ld_out say otherwise (a first layer with rows padded to whole
-// cache lines). A bias (optional: null means none) is broadcast into the output first and the GEMM
+// cache lines); blocking_n as gemm's (a column panel of a wider layer). A bias (optional: null means none) is broadcast into the output first and the GEMM
 // accumulates onto it (beta = 1); the ReLU is fused into the GEMM's epilogue.
 template <typename T>
 void layer(const T* in, std::int64_t ld_in, std::int64_t B, const T* W, const T* bias, std::int64_t d_in,
-           std::int64_t d_out, T* out, bool relu, std::int64_t ld_w = 0, std::int64_t ld_out = 0) {
+           std::int64_t d_out, T* out, bool relu, std::int64_t ld_w = 0, std::int64_t ld_out = 0,
+           std::int64_t blocking_n = 0) {
     if (ld_w == 0) ld_w = d_out;
     if (ld_out == 0) ld_out = d_out;
     if (bias)
         for (std::int64_t r = 0; r < B; ++r) std::copy(bias, bias + d_out, out + r * ld_out);
     gemm<T>(Op::N, Op::N, B, d_out, d_in, T(1), in, ld_in, W, ld_w, bias ? T(1) : T(0), out, ld_out,
-            relu ? Epilogue::relu : Epilogue::none);
+            relu ? Epilogue::relu : Epilogue::none, nullptr, 0, {}, blocking_n);
 }
 
 // Forward pass of B rows through layers first … L (1-based; `in` is H_{first-1}):

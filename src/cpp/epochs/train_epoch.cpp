@@ -174,10 +174,8 @@ public:
     // The same three on one column panel of W_1 (a thread's own, Panel p: columns p.c0 … of W_1, H_1
     // and G_1), blocked in k as the whole product of d1 columns is (the same bits).
     void first_layer(const Panel<T>& p, const T* b, int64_t d1, T* out, int64_t ld, bool relu) const {
-        if (b)
-            for (int64_t r = 0; r < B_; ++r) std::copy(b + p.c0, b + p.c0 + p.n, out + r * ld + p.c0);
-        gemm<T>(Op::N, Op::N, B_, p.n, X_.cols, T(1), Xb_, ldx_, p.data, p.ld, b ? T(1) : T(0), out + p.c0, ld,
-                relu ? Epilogue::relu : Epilogue::none, nullptr, 0, {}, d1);
+        forward_pass::layer<T>(Xb_, ldx_, B_, p.data, b ? b + p.c0 : nullptr, X_.cols, p.n, out + p.c0, relu, p.ld,
+                               ld, d1);
     }
     void first_layer_gradient(const T* G1, int64_t ldg, int64_t d1, const Panel<T>& p, T* gW) const {
         gemm<T>(Op::T, Op::N, X_.cols, p.n, B_, T(1), Xb_, ldx_, G1 + p.c0, ldg, T(0), gW, p.ld, Epilogue::none,
@@ -687,7 +685,7 @@ int64_t run_epoch(Input& input, const Targets<T>& y, const int64_t* order, int64
         for (int64_t p = sgd_in_gemm ? 2 * L : Input::kFusedFirstUpdate ? 1 : 0; p < 2 * L; ++p) {
             const int64_t i = p % L;
             if (p == 0 && panels) continue;   // (updated by panel above)
-            if (p < L && p == 0 && pad)   // W_1 and its buffers padded alike: padding updated too (zeros stay zero)
+            if (p == 0 && pad)   // W_1 and its buffers padded alike: padding updated too (zeros stay zero)
                 update_parameter<T>(kernels, adam, opt, W1, ld[1], s.gW[0].data(), ld[1], first1, second1, d[0], ld[1],
                                     lr_t, l2);
             else if (p < L)
