@@ -5,13 +5,17 @@
 // spends its time in overheads. This path keeps Θᵀ (k × d, each class's weights contiguous)
 // for the whole epoch, so both products vectorise along the d features:
 //
-//   forward   z_r[j] = Σ_p x_r[p] · Θᵀ[j][p]                  (k dot products per row, 2 or 4 rows at a time)
+//   forward   z_r[j] = Σ_p x_r[p] · Θᵀ[j][p]                  (k dot products per row, 2 or 5 rows at a time)
 //   softmax   g_r = (softmax(z_r) − onehot(y_r)) / B          (in place on Z, exp a vector at a
 //                                                               time over the whole batch)
 //   update    Θᵀ[j][:] ← Θᵀ[j][:] − lr · Σ_r g_r[j] · x_r[:]  (32 features × 10 classes of sums
 //                                                               in registers over all the rows;
 //                                                               after the whole batch's forward,
 //                                                               so SGD is exact)
+//
+// The forward runs class block by class block over all of a thread's rows, so that the block's
+// rows of Θᵀ stay in L1 while the batch's rows stream past from L2 (all of Θᵀ, 31 KB for
+// MNIST, and a group's rows do not fit a 32 KB L1 together).
 //
 // On several threads each batch's forward is split by rows and its update by blocks of 32
 // features (each thread owns those columns of Θᵀ); the gradient, small, runs on one of them.
