@@ -156,8 +156,10 @@ def test_batches_past_the_gemm_depth_block_do_not_depend_on_the_thread_count(cpp
 @pytest.mark.parametrize("d,k,batch", [(784, 10, 100), (300, 12, 64), (37, 3, 9)],
                          ids=["mnist-shape", "two-class-blocks", "narrow"])
 def test_softmax_epoch_thread_count_does_not_change_results(cpp, threads, dtype, d, k, batch):
-    """The fused softmax epoch splits each batch's forward by rows and its update by blocks of
-    features among the threads: 1, 2 and 3 threads must give the same bits."""
+    """The fused softmax epoch splits each batch's forward and gradient by rows (each thread's
+    rows' B·k logits end mid-vector for 3 threads of the MNIST shape: the gradient's last partial
+    vector must not touch the next thread's rows) and its update by blocks of features among the
+    threads: 1, 2 and 3 threads must give the same bits."""
     rng = np.random.default_rng(d + k)
     X = rng.standard_normal((5 * batch + 7, d)).astype(dtype)
     y = rng.integers(0, k, X.shape[0])

@@ -69,12 +69,14 @@ std::int64_t fused_epoch(const DataMatrix<TX>& X, float scale, const std::int64_
     const std::int64_t n = X.rows, d = X.cols;
     TransposedWeights<T> theta_t(theta, d, k);   // Θᵀ for the epoch; written back at the end
     const std::int64_t dp = theta_t.stride();
-    std::vector<T> Z(static_cast<std::size_t>(std::min(batch, n) * k + kGradientSpare));
+    std::vector<T> Z(static_cast<std::size_t>(std::min(batch, n) * k));
 
-    // Threads share each batch: the forward by rows, the gradient on one of them (it is small),
-    // the update by blocks of features (each thread owns a range of Θᵀ's columns). No result
-    // depends on the shares: a row's logits, and a feature's sum over the rows, are formed the
-    // same way whichever thread and group they fall in (test_threads_determinism.py).
+    // Threads share each batch: the forward and the gradient by rows (each thread turns its own
+    // rows' logits into their gradient at once, so one barrier per batch separates the two
+    // products), the update by blocks of features (each thread owns a range of Θᵀ's columns).
+    // No result depends on the shares: a row's logits and gradient, and a feature's sum over the
+    // rows, are formed the same way whichever thread and group they fall in
+    // (test_threads_determinism.py).
     constexpr std::int64_t kFeatureUnit = 32;   // a whole register block of the update (any ISA)
     const std::int64_t units = (d + kFeatureUnit - 1) / kFeatureUnit;
     constexpr std::int64_t kSplitMinWork = 1 << 17;   // multiply-adds per batch below which one thread runs it
@@ -90,7 +92,7 @@ std::int64_t fused_epoch(const DataMatrix<TX>& X, float scale, const std::int64_
         const std::int64_t ldx = kPixels ? d : X.ld;
         const std::int64_t next_rows = std::min(batch, n - start - B);
         const TX* next = next_rows > 0 ? batch_rows + B * X.ld : nullptr;
-        // Thread t of `size` (the barrier and `single` below bind to the team, if any).
+        // Thread t of `size` (the barrier below binds to the team, if any).
         run_team(team, [&](int t, int size) {
             // Rows [r0, r1) for the forward, features [p0, p1) for the update. This thread
             // prefetches the same share of the next batch's rows, half during each product.
@@ -110,6 +112,8 @@ std::int64_t fused_epoch(const DataMatrix<TX>& X, float scale, const std::int64_
                 else
                     kern.logits(Xb + r0 * ldx, ldx, r1 - r0, d, theta_t.data(), dp, k, Z.data() + r0 * k, ahead,
                                 ahead.lines_left() / 2);
+                // −lr (S − I_y)/B for these rows
+                kern.gradient(Z.data() + r0 * k, r1 - r0, k, y + start + r0, -lr / static_cast<T>(B));
             }
             if constexpr (kPixels) {   // features [p0, p1) of the other threads' rows
                 kern.widen(batch_rows, X.ld, r0, p0, p1, scale, mine, d);
@@ -117,10 +121,8 @@ std::int64_t fused_epoch(const DataMatrix<TX>& X, float scale, const std::int64_
             }
 #if defined(_OPENMP)
 #pragma omp barrier
-#pragma omp single
 #endif
-            kern.gradient(Z.data(), B, k, y + start, -lr / static_cast<T>(B));   // −lr (S − I_y)/B
-            // (the implicit barrier of `single`) Θ += −lr Xbᵀ (S − I_y)/B for features [p0, p1)
+            // Θ += −lr Xbᵀ (S − I_y)/B for features [p0, p1), once every row's gradient is formed
             if (p1 > p0) kern.update(Xb + p0, ldx, B, p1 - p0, Z.data(), k, theta_t.data() + p0, dp, ahead);
         });
     }

@@ -17,9 +17,9 @@
 // rows of Θᵀ stay in L1 while the batch's rows stream past from L2 (all of Θᵀ, 31 KB for
 // MNIST, and a group's rows do not fit a 32 KB L1 together).
 //
-// On several threads each batch's forward is split by rows and its update by blocks of 32
-// features (each thread owns those columns of Θᵀ); the gradient, small, runs on one of them.
-// No result depends on the split.
+// On several threads each batch's forward and gradient are split by rows (a thread turns its
+// rows' logits into their gradient at once: one barrier per batch) and its update by blocks of
+// 32 features (each thread owns those columns of Θᵀ). No result depends on the split.
 //
 // The batch rows are read twice (the second time from cache), Θᵀ stays in L1/L2, nothing is
 // allocated per batch. The next batch's rows are prefetched into L2 while both products of
@@ -59,9 +59,6 @@ std::int64_t softmax_regression_epoch_pixels(const DataMatrix<std::uint8_t>& pix
 
 namespace softmax_epoch_detail {
 
-// Values the gradient kernel may use past the end of Z (one vector of the widest ISA).
-constexpr std::int64_t kGradientSpare = 16;
-
 // The next batch's bytes, prefetched into L2 (not L1) a few lines per step, front to back,
 // while this batch's kernels compute: reading X from DRAM then overlaps with the arithmetic
 // instead of stalling the next forward pass. Each kernel paces its share over its own steps.
@@ -93,8 +90,8 @@ struct Kernels {
     // Along the way ahead_lines lines of `ahead` are prefetched.
     void (*logits)(const T* Xb, std::int64_t ldx, std::int64_t B, std::int64_t d, const T* theta_t,
                    std::int64_t dp, std::int64_t k, T* Z, RangePrefetch& ahead, std::int64_t ahead_lines);
-    // Z ← scale · (softmax(Z) − onehot(y)) in place, row by row (Z: B × k, contiguous, in a
-    // buffer with kGradientSpare values to spare after its B·k).
+    // Z ← scale · (softmax(Z) − onehot(y)) in place, row by row (Z: B × k, contiguous; nothing
+    // past its B·k values is touched).
     void (*gradient)(T* Z, std::int64_t B, std::int64_t k, const std::int64_t* y, T scale);
     // Θᵀ[j][:] += Σ_r C[r][j] · Xb[r][:]   (C: B × k, contiguous): the sum over the rows is
     // formed in registers and added to Θᵀ once. Along the way what is left of `ahead` is

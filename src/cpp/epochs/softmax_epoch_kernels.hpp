@@ -289,10 +289,11 @@ inline Vec<T> exp_nonpositive(Vec<T> x) {
     return two_to_n * exp_polynomial<T>(r);
 }
 
-// G = scale · (softmax(Z) − onehot(y)) in place, for B rows of k logits stored contiguously in
-// a buffer of at least B·k + kLanes values (no loss is formed: the epoch does not need it).
-// Per row the maximum m_r is subtracted; then e = exp(z − m_r) over the whole buffer, a
-// vector at a time; then each row is scaled by scale / Σ_j e_j and loses `scale` at its label.
+// G = scale · (softmax(Z) − onehot(y)) in place, for B rows of k logits stored contiguously
+// (no loss is formed: the epoch does not need it). Per row the maximum m_r is subtracted; then
+// e = exp(z − m_r) over the rows' B·k values, a vector at a time (the last, partial vector through
+// a copy: nothing past the B rows is read or written, so threads may each take their own rows);
+// then each row is scaled by scale / Σ_j e_j and loses `scale` at its label.
 template <typename T>
 void softmax_gradient(T* Z, int64_t B, int64_t k, const int64_t* y, T scale) {
     constexpr int W = kLanes<T>;
@@ -303,8 +304,14 @@ void softmax_gradient(T* Z, int64_t B, int64_t k, const int64_t* y, T scale) {
         for (int64_t j = 1; j < k; ++j) m = z[j] > m ? z[j] : m;
         for (int64_t j = 0; j < k; ++j) z[j] -= m;
     }
-    for (int64_t i = n; i < (n + W - 1) / W * W; ++i) Z[i] = T(0);   // the last vector's spare lanes
-    for (int64_t i = 0; i < n; i += W) store(Z + i, exp_nonpositive<T>(load(Z + i)));
+    const int64_t whole = n / W * W;
+    for (int64_t i = 0; i < whole; i += W) store(Z + i, exp_nonpositive<T>(load(Z + i)));
+    if (whole < n) {   // (exp acts lane by lane: the same values as in a whole vector)
+        T last[W] = {};
+        std::memcpy(last, Z + whole, static_cast<std::size_t>(n - whole) * sizeof(T));
+        store(last, exp_nonpositive<T>(load(last)));
+        std::memcpy(Z + whole, last, static_cast<std::size_t>(n - whole) * sizeof(T));
+    }
     for (int64_t r = 0; r < B; ++r) {
         T* g = Z + r * k;
         T sum = 0;
