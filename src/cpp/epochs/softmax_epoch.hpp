@@ -7,7 +7,7 @@
 //
 //   forward   z_r[j] = Σ_p x_r[p] · Θᵀ[j][p]                  (k dot products per row, 2 or 5 rows at a time)
 //   softmax   g_r = (softmax(z_r) − onehot(y_r)) / B          (in place on Z, exp a vector at a
-//                                                               time over the whole batch)
+//                                                               time over a thread's rows)
 //   update    Θᵀ[j][:] ← Θᵀ[j][:] − lr · Σ_r g_r[j] · x_r[:]  (32 features × 10 classes of sums
 //                                                               in registers over all the rows;
 //                                                               after the whole batch's forward,
