@@ -153,6 +153,42 @@ def test_batches_past_the_gemm_depth_block_do_not_depend_on_the_thread_count(cpp
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shuffled", [False, True], ids=["in-order", "shuffled"])
+def test_zero_skipping_compaction_does_not_depend_on_the_thread_count(cpp, threads, dtype, shuffled):
+    """Each batch of a mostly-zero dense X is compacted to CSR: on 1 thread into one copy, on 2
+    into a copy per thread (each panel's thread reads its own), on 3 into one copy shared by
+    chunks of rows (batch_compaction.hpp). 1103 rows in batches of 100 end on a 3-row batch
+    (compacted on one thread: too small to share), biases and an L2-free Adam use the panels'
+    fused update. Parameters, optimizer buffers and the loss must not move a bit."""
+    rng = np.random.default_rng(21)
+    X = (rng.random((1103, 784)) * (rng.random((1103, 784)) < 0.2)).astype(dtype)
+    y = rng.integers(0, 10, 1103)
+    order = rng.permutation(1103) if shuffled else None
+    W0 = [(rng.standard_normal((784, 160)) / 28).astype(dtype), (rng.standard_normal((160, 10)) / 13).astype(dtype)]
+    b0 = [np.zeros(160, dtype), np.zeros(10, dtype)]
+    saved = fastnn.get_skip_zeros()
+    fastnn.set_skip_zeros(True)
+    results = []
+    try:
+        for n in (1, 2, 3):
+            threads(n)
+            W, b = [w.copy() for w in W0], [v.copy() for v in b0]
+            opt = fastnn.Adam()
+            losses = [fastnn.train_epoch(X, y, W, b, optimizer=opt, lr=0.01, batch=100, order=order)
+                      for _ in range(2)]
+            results.append((losses, W + b + list(opt.ms) + list(opt.vs)))
+    finally:
+        fastnn.set_skip_zeros(saved)
+    first_losses, first_arrays = results[0]
+    assert np.isfinite(first_losses).all() and first_losses[1] < first_losses[0]
+    for losses, arrays in results[1:]:
+        assert losses == first_losses
+        assert len(arrays) == len(first_arrays) == 12   # W, b, and Adam's m and v of each
+        for a, c in zip(first_arrays, arrays):
+            np.testing.assert_array_equal(a, c)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("d,k,batch", [(784, 10, 100), (300, 12, 64), (37, 3, 9)],
                          ids=["mnist-shape", "two-class-blocks", "narrow"])
 def test_softmax_epoch_thread_count_does_not_change_results(cpp, threads, dtype, d, k, batch):

@@ -232,23 +232,29 @@ public:
     // The same with W_1 in column panels, one per thread (thread t: panel t's columns of every
     // row): H_1 = act(X_b W_1 + b_1) ...
     void first_layer(const std::vector<Panel<T>>& W, const T* b, T* out, int64_t ld, bool relu) const {
-        sparse_times_panels<T>(batch_, W.data(), static_cast<int>(W.size()), b, out, ld, relu);
+        sparse_times_panels<T>(copies(), n_copies_, W.data(), static_cast<int>(W.size()), b, out, ld, relu);
     }
     // ... and ∇W_1 = X_bᵀ G_1, panel t's columns handed to sinks[t] by blocks of rows.
     // `also` runs first on each panel's thread (sparse_transpose_times_panels).
     void first_layer_gradient(const T* G1, int64_t ldg, const std::vector<Panel<T>>& W,
                               const std::vector<RowSink<T>>& sinks, const PanelWork& also) {
-        sparse_transpose_times_panels<T>(batch_, G1, ldg, W.data(), static_cast<int>(W.size()), sinks.data(),
-                                         transpose_scratch_, ahead_, also);
+        sparse_transpose_times_panels<T>(copies(), n_copies_, G1, ldg, W.data(), static_cast<int>(W.size()),
+                                         sinks.data(), transpose_scratch_, ahead_, also);
     }
 
 protected:
     explicit SparseFirstLayer(int64_t d1) : row_scratch_(sz(get_num_threads() * d1)) {}
 
     SparseRowsView<T> batch_;
+    // The panel products' batch: n_copies_ identical copies, thread t's at copies_[t] (null: batch_
+    // alone; see batch_compaction.hpp).
+    const SparseRowsView<T>* copies_ = nullptr;
+    int n_copies_ = 1;
     RowPrefetch ahead_;   // the next batch's rows, brought into cache during the gradient
 
 private:
+    const SparseRowsView<T>* copies() const { return copies_ ? copies_ : &batch_; }
+
     // The batch by columns (∇W_1 = X_bᵀ G_1 takes row k of X_bᵀ, i.e. column k of X_b).
     SparseRowsView<T> batch_by_column() {
         transpose_sparse_rows<T>(batch_, colptr_, rows_, values_, counts_);
@@ -317,7 +323,10 @@ public:
     CompactedInput(const DataMatrix<TX>& X, const int64_t* order, int64_t n_order, int64_t max_rows, int64_t d1)
         : SparseFirstLayer<T>(d1), batches_(X, order, n_order, max_rows) {}
     void fetch(int64_t start, int64_t B) {
-        this->batch_ = batches_.fetch(start, B);
+        batches_.fetch(start, B);
+        this->batch_ = batches_.views()[0];
+        this->copies_ = batches_.views();
+        this->n_copies_ = batches_.copies();
         this->ahead_ = batches_.next_batch();   // prefetched into L2 during this batch's gradient
     }
 

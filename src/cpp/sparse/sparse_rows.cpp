@@ -150,15 +150,16 @@ void sparse_times_dense(const SparseRowsView<T>& A, const T* D, int64_t ldd, int
 }
 
 template <typename T>
-void sparse_times_panels(const SparseRowsView<T>& A, const Panel<T>* panels, int parts, const T* init, T* out,
-                         int64_t ldo, bool relu) {
+void sparse_times_panels(const SparseRowsView<T>* A, int copies, const Panel<T>* panels, int parts, const T* init,
+                         T* out, int64_t ldo, bool relu) {
     const auto kernel = kernels_for<T>(active_isa()).rows;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(parts) if (parts > 1)
 #endif
     for (int t = thread_index(); t < parts; t += team_size()) {   // (a smaller team than asked still covers every panel)
         const Panel<T>& p = panels[t];
-        kernel(A, 0, A.rows, p.data, p.ld, p.n, init ? init + p.c0 : nullptr, out + p.c0, ldo, relu);
+        const SparseRowsView<T>& rows = A[t % copies];
+        kernel(rows, 0, rows.rows, p.data, p.ld, p.n, init ? init + p.c0 : nullptr, out + p.c0, ldo, relu);
     }
 }
 
@@ -296,9 +297,10 @@ void sparse_transpose_times_dense(const SparseRowsView<T>& A, const T* D, int64_
 }
 
 template <typename T>
-void sparse_transpose_times_panels(const SparseRowsView<T>& A, const T* D, int64_t ldd, const Panel<T>* panels,
-                                   int parts, const RowSink<T>* sinks, TransposeScratch<T>& scratch,
-                                   const RowPrefetch& ahead, const PanelWork& also) {
+void sparse_transpose_times_panels(const SparseRowsView<T>* copies_of_A, int copies, const T* D, int64_t ldd,
+                                   const Panel<T>* panels, int parts, const RowSink<T>* sinks,
+                                   TransposeScratch<T>& scratch, const RowPrefetch& ahead, const PanelWork& also) {
+    const SparseRowsView<T>& A = copies_of_A[0];   // (its shape; each thread sorts from its own copy)
     const Kernels<T> k = kernels_for<T>(active_isa());
     int64_t widest = 0;
     for (int t = 0; t < parts; ++t) widest = std::max(widest, panels[t].ld);
@@ -331,8 +333,8 @@ void sparse_transpose_times_panels(const SparseRowsView<T>& A, const T* D, int64
         const int64_t b0 = first[static_cast<std::size_t>(parts * t / team)],
                       b1 = first[static_cast<std::size_t>(parts * (t + 1) / team)];
         int64_t* cursor = scratch.counts.data() + starts + static_cast<int64_t>(t) * (A.rows + A.cols);
-        sort_into_blocks(A, std::min(A.cols, b0 * block), std::min(A.cols, b1 * block), sorted.from(b0), cursor,
-                         cursor + A.rows);
+        sort_into_blocks(copies_of_A[t % copies], std::min(A.cols, b0 * block), std::min(A.cols, b1 * block),
+                         sorted.from(b0), cursor, cursor + A.rows);
 #ifdef _OPENMP
 #pragma omp barrier
 #endif
@@ -500,15 +502,15 @@ template void sparse_transpose_times_dense<double>(const SparseRowsView<double>&
                                                    const RowPrefetch&);
 template RowPrefetch sparse_row_prefetch<float>(const SparseRowsView<float>&);
 template RowPrefetch sparse_row_prefetch<double>(const SparseRowsView<double>&);
-template void sparse_times_panels<float>(const SparseRowsView<float>&, const Panel<float>*, int, const float*, float*,
-                                         int64_t, bool);
-template void sparse_times_panels<double>(const SparseRowsView<double>&, const Panel<double>*, int, const double*,
-                                          double*, int64_t, bool);
-template void sparse_transpose_times_panels<float>(const SparseRowsView<float>&, const float*, int64_t,
+template void sparse_times_panels<float>(const SparseRowsView<float>*, int, const Panel<float>*, int, const float*,
+                                         float*, int64_t, bool);
+template void sparse_times_panels<double>(const SparseRowsView<double>*, int, const Panel<double>*, int,
+                                          const double*, double*, int64_t, bool);
+template void sparse_transpose_times_panels<float>(const SparseRowsView<float>*, int, const float*, int64_t,
                                                    const Panel<float>*, int, const RowSink<float>*,
                                                    TransposeScratch<float>&, const RowPrefetch&,
                                                    const PanelWork&);
-template void sparse_transpose_times_panels<double>(const SparseRowsView<double>&, const double*, int64_t,
+template void sparse_transpose_times_panels<double>(const SparseRowsView<double>*, int, const double*, int64_t,
                                                     const Panel<double>*, int, const RowSink<double>*,
                                                     TransposeScratch<double>&, const RowPrefetch&,
                                                     const PanelWork&);
