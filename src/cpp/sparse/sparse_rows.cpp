@@ -221,9 +221,14 @@ template <typename T>
 void sort_into_blocks(const SparseRowsView<T>& A, int64_t c0, int64_t c1, const SortedBlocks<T>& out,
                       int64_t* cursor, int64_t* slot) {
     cursors_from(A, c0, cursor);
+    // (Local copies of the pointers: the compiler cannot tell that the stores below leave A and
+    // out alone, and would reload them for every entry.)
+    const std::int32_t* const indices = A.indices;
+    const T* const values = A.values;
+    const int64_t* const end = A.end;
     std::fill(slot, slot + (c1 - c0), int64_t(0));
     for (int64_t r = 0; r < A.rows; ++r)   // each column's count
-        for (int64_t q = cursor[r], e = A.end[r]; q < e && A.indices[q] < c1; ++q) ++slot[A.indices[q] - c0];
+        for (int64_t q = cursor[r], e = end[r]; q < e && indices[q] < c1; ++q) ++slot[indices[q] - c0];
     for (int64_t i = 0, cb0 = c0; cb0 < c1; ++i, cb0 += out.block) {   // counts -> starts and write positions
         int64_t* start = out.lists_at(i).start;
         start[0] = 0;
@@ -233,11 +238,13 @@ void sort_into_blocks(const SparseRowsView<T>& A, int64_t c0, int64_t c1, const 
             start[c - cb0 + 1] = start[c - cb0] + count;
         }
     }
+    std::int32_t* const rows = out.rows;
+    T* const sorted_values = out.values;
     for (int64_t r = 0; r < A.rows; ++r)   // fill, rows in order
-        for (int64_t q = cursor[r], e = A.end[r]; q < e && A.indices[q] < c1; ++q) {
-            const int64_t at = slot[A.indices[q] - c0]++;
-            out.rows[at] = static_cast<std::int32_t>(r);
-            out.values[at] = A.values[q];
+        for (int64_t q = cursor[r], e = end[r]; q < e && indices[q] < c1; ++q) {
+            const int64_t at = slot[indices[q] - c0]++;
+            rows[at] = static_cast<std::int32_t>(r);
+            sorted_values[at] = values[q];
         }
 }
 
