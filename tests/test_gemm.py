@@ -119,10 +119,11 @@ def test_fastnn_isa_environment_variable(value, expected):
 
 
 # (m, n, k) whose last column panel is at most 8 wide for NR = 32, 16 or 8 (n = 100: 4 left;
-# 72: 8; 4 and 1: nothing but a narrow tile) or a vector and at most 8 more (52, 84: 20 = 16 + 4),
-# rows that are not a multiple of MR, depths across KC blocks.
+# 72: 8; 35 and 38: 3 and 6, whose rows are regathered from 1 and 2 groups of 4 columns; 4 and 1:
+# nothing but a narrow tile) or a vector and at most 8 more (52, 84: 20 = 16 + 4), rows that are
+# not a multiple of MR, depths across KC blocks.
 NARROW_SHAPES = [(100, 100, 784), (784, 100, 100), (100, 4, 33), (37, 72, 300), (15, 1, 600), (100, 200, 10),
-                 (100, 52, 300), (64, 84, 100)]
+                 (100, 52, 300), (64, 84, 100), (43, 35, 129), (29, 38, 70)]
 
 
 @pytest.mark.parametrize("m,n,k", NARROW_SHAPES, ids=["x".join(map(str, s)) for s in NARROW_SHAPES])
