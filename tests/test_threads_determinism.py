@@ -8,6 +8,7 @@
 
 Two threads updating the *same* parameters at once are unsupported (docs/reliability.md).
 """
+import contextlib
 import threading
 import time
 
@@ -32,6 +33,17 @@ def _train(seed, epochs=3, batch=50):
     for _ in range(epochs):
         fastnn.mlp_epoch(X, y, W, lr=0.1, batch=batch)
     return W
+
+
+@contextlib.contextmanager
+def _skip_zeros(on):
+    """fastnn.set_skip_zeros(on) for the block, the previous setting restored after it."""
+    saved = fastnn.get_skip_zeros()
+    fastnn.set_skip_zeros(on)
+    try:
+        yield
+    finally:
+        fastnn.set_skip_zeros(saved)
 
 
 @pytest.fixture
@@ -132,10 +144,8 @@ def test_batches_past_the_gemm_depth_block_do_not_depend_on_the_thread_count(cpp
     y = rng.integers(0, 10, 1100)
     W = [(rng.standard_normal((120, 400)) / 11).astype(np.float32),
          (rng.standard_normal((400, 10)) / 20).astype(np.float32)]
-    saved = fastnn.get_skip_zeros()
-    fastnn.set_skip_zeros(skip_zeros)
     results = []
-    try:
+    with _skip_zeros(skip_zeros):
         for n in (1, 2, 3):
             threads(n)
             Wc = [w.copy() for w in W]
@@ -144,8 +154,6 @@ def test_batches_past_the_gemm_depth_block_do_not_depend_on_the_thread_count(cpp
                 results.append((None, Wc))
             else:
                 results.append((fastnn.train_epoch(X, y, Wc, lr=0.05, batch=500), Wc))
-    finally:
-        fastnn.set_skip_zeros(saved)
     for loss, Wc in results[1:]:
         assert loss == results[0][0]
         for a, b in zip(results[0][1], Wc):
@@ -166,10 +174,8 @@ def test_zero_skipping_compaction_does_not_depend_on_the_thread_count(cpp, threa
     order = rng.permutation(1103) if shuffled else None
     W0 = [(rng.standard_normal((784, 160)) / 28).astype(dtype), (rng.standard_normal((160, 10)) / 13).astype(dtype)]
     b0 = [np.zeros(160, dtype), np.zeros(10, dtype)]
-    saved = fastnn.get_skip_zeros()
-    fastnn.set_skip_zeros(True)
     results = []
-    try:
+    with _skip_zeros(True):
         for n in (1, 2, 3):
             threads(n)
             W, b = [w.copy() for w in W0], [v.copy() for v in b0]
@@ -177,8 +183,6 @@ def test_zero_skipping_compaction_does_not_depend_on_the_thread_count(cpp, threa
             losses = [fastnn.train_epoch(X, y, W, b, optimizer=opt, lr=0.01, batch=100, order=order)
                       for _ in range(2)]
             results.append((losses, W + b + list(opt.ms) + list(opt.vs)))
-    finally:
-        fastnn.set_skip_zeros(saved)
     first_losses, first_arrays = results[0]
     assert np.isfinite(first_losses).all() and first_losses[1] < first_losses[0]
     for losses, arrays in results[1:]:
