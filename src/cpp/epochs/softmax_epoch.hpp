@@ -80,6 +80,14 @@ struct RangePrefetch {
     void step() {
         for (credit += lines; credit >= steps && next < end; credit -= steps, next += 64) __builtin_prefetch(next, 0, 1);
     }
+    // The next `lines_wanted` lines (at most what is left), taken off the front as one span
+    // [first, last) for the caller to prefetch itself, in fewer registers than step() holds.
+    struct Span { const char* first; const char* last; };
+    Span take(std::int64_t lines_wanted) {
+        const char* first = next;
+        next += 64 * std::min(lines_wanted, lines_left());
+        return {first, next};
+    }
 };
 
 // The vectorised kernels of one batch, compiled once per ISA (softmax_epoch_kernels_*.cpp).

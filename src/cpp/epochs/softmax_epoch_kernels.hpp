@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "epochs/lane_sums.hpp"
 #include "epochs/softmax_epoch.hpp"
 #include "runtime/vector_lanes.hpp"
 
@@ -27,35 +28,12 @@ using std::int64_t;
 
 using namespace fastnn::vector_lanes;   // Vec<T>, kLanes<T>, load, store
 
-// Σ of the lanes, as a tree in registers: add the vector's two halves until two lanes are left.
-template <typename V, std::size_t... I>
-inline auto low_half(const V& v, std::index_sequence<I...>) { return __builtin_shufflevector(v, v, I...); }
-template <typename V, std::size_t... I>
-inline auto high_half(const V& v, std::index_sequence<I...>) {
-    return __builtin_shufflevector(v, v, (I + sizeof...(I))...);
-}
-template <int Lanes>
-struct LaneSum {
-    template <typename V>
-    static auto of(const V& v) {
-        constexpr auto half = std::make_index_sequence<Lanes / 2>{};
-        return LaneSum<Lanes / 2>::of(low_half(v, half) + high_half(v, half));
-    }
-};
-template <>
-struct LaneSum<2> {
-    template <typename V>
-    static auto of(const V& v) { return v[0] + v[1]; }
-};
-template <typename T> inline T sum_lanes(const Vec<T>& v) { return LaneSum<kLanes<T>>::of(v); }
-
 // The forward's register block: R rows × KB classes of accumulators, each step loading R row
 // vectors and KB Θᵀ vectors for R·KB FMAs. With 32 registers (AVX-512), 5 rows × at most 5
 // classes (k = 10 runs as 2 blocks of 5: 10 loads per 25 FMAs, 31 registers -- vector loads,
 // not FMAs, are the scarce resource on some of these cores; on a Zen 4 the softmax epoch ran
 // 1.5% faster than with 4 rows × 5); with 16, 2 rows × at most 10 classes.
 constexpr int kRowsPerDot = FASTNN_VECTOR_BYTES == 64 ? 5 : 2;
-constexpr int kVectorsPerLine = FASTNN_VECTOR_BYTES >= 64 ? 1 : 64 / FASTNN_VECTOR_BYTES;
 constexpr int kDotClassBlock = FASTNN_VECTOR_BYTES == 64 ? 5 : 10;
 
 // f(std::integral_constant<int, c>{}) for a block of c classes, 1 <= c <= Max <= 10: the class
@@ -130,20 +108,52 @@ struct PixelRows {
 
 // Z[r][j0 + j] = Σ_p x_r[p] · Θᵀ[j0 + j][p] for R rows and KB classes, vectors along p. With
 // Widen, x_r is first made from pixel row pix[r] (x_r[p] = T(float(pix[r][p]) · scale)) and
-// stored, for the next class blocks and the update to read.
+// stored, for the next class blocks and the update to read. `ahead_lines` lines of `ahead` are
+// prefetched along the way, two per vector step (the rest, if any, after the loop).
+//
+// The loop is written so that the compiler keeps all R·KB accumulators and every pointer in
+// registers: rows shorter than a vector go another way (scalar_dot_block), so the loop is known
+// to run and acc needs no home on the stack, and the prefetch is a pointer and a limit (the
+// paced step() held five more registers and cost the kernel about 8% on a Zen 4).
+template <typename T, int R, int KB, bool Widen>
+void scalar_dot_block(const T* const* rows, const std::uint8_t* const* pix, float scale, const T* tt, int64_t dp,
+                      int64_t d, T* z, int64_t ldz) {
+    for (int r = 0; r < R; ++r) {
+        T* x = const_cast<T*>(rows[r]);
+        if constexpr (Widen)
+            for (int64_t q = 0; q < d; ++q) x[q] = widen_one<T>(pix[r][q], scale);
+        for (int j = 0; j < KB; ++j) {
+            T s = T(0);   // (the lane sum of the vector loop's accumulators, none here)
+            for (int64_t q = 0; q < d; ++q) s += x[q] * tt[j * dp + q];
+            z[r * ldz + j] = s;
+        }
+    }
+}
+
 template <typename T, int R, int KB, bool Widen>
 void dot_block(const T* const* rows, const std::uint8_t* const* pix, float scale, const T* tt, int64_t dp, int64_t d,
-               T* z, int64_t ldz, RangePrefetch& ahead_out) {
+               T* z, int64_t ldz, RangePrefetch& ahead, int64_t ahead_lines) {
     constexpr int W = kLanes<T>;
-    RangePrefetch ahead = ahead_out;   // a local copy, kept in registers
+    const RangePrefetch::Span due = ahead.take(ahead_lines);
+    if (d < W) {
+        scalar_dot_block<T, R, KB, Widen>(rows, pix, scale, tt, dp, d, z, ldz);
+        for (const char* line = due.first; line < due.last; line += 64) __builtin_prefetch(line, 0, 1);
+        return;
+    }
+    const char* pf = due.first;
+    const char* const pf_end = due.last;
     const T* x[R];   // a local copy, which the compiler keeps in registers
     for (int r = 0; r < R; ++r) x[r] = rows[r];
     Vec<T> acc[R][KB];
     for (int r = 0; r < R; ++r)
         for (int j = 0; j < KB; ++j) acc[r][j] = Vec<T>{};
     int64_t p = 0;
-    for (; p + W <= d; p += W) {
-        if ((p / W) % kVectorsPerLine == 0) ahead.step();   // one prefetch step per line of x
+    do {
+        if (pf < pf_end) {
+            __builtin_prefetch(pf, 0, 1);
+            __builtin_prefetch(pf + 64, 0, 1);   // (may be a line past pf_end: a prefetch never faults)
+            pf += 128;
+        }
         Vec<T> xv[R];
         for (int r = 0; r < R; ++r) {
             if constexpr (Widen) {
@@ -157,17 +167,23 @@ void dot_block(const T* const* rows, const std::uint8_t* const* pix, float scale
             const Vec<T> t = in_register(load(tt + j * dp + p));   // one load for R FMAs
             for (int r = 0; r < R; ++r) acc[r][j] += xv[r] * t;
         }
-    }
-    ahead_out = ahead;
+        p += W;
+    } while (p + W <= d);
+    for (; pf < pf_end; pf += 64) __builtin_prefetch(pf, 0, 1);
     if constexpr (Widen)   // the last d mod W features
         for (int r = 0; r < R; ++r)
             for (int64_t q = p; q < d; ++q)
                 const_cast<T*>(x[r])[q] = widen_one<T>(pix[r][q], scale);
+    Vec<T> sums[R * KB];   // acc's lane sums, all at once (lane_sums.hpp), then the last d mod W features
+    for (int r = 0; r < R; ++r)
+        for (int j = 0; j < KB; ++j) sums[r * KB + j] = acc[r][j];
+    T s[R * KB];
+    lane_sums<T, R * KB>(sums, s);
     for (int r = 0; r < R; ++r)
         for (int j = 0; j < KB; ++j) {
-            T s = sum_lanes<T>(acc[r][j]);
-            for (int64_t q = p; q < d; ++q) s += x[r][q] * tt[j * dp + q];   // the last d mod W features
-            z[r * ldz + j] = s;
+            T zj = s[r * KB + j];
+            for (int64_t q = p; q < d; ++q) zj += x[r][q] * tt[j * dp + q];
+            z[r * ldz + j] = zj;
         }
 }
 
@@ -175,15 +191,15 @@ void dot_block(const T* const* rows, const std::uint8_t* const* pix, float scale
 // first, when it has them and `widen` says so).
 template <typename T, int R, int KB>
 void logits_rows(const T* Xb, int64_t ldx, const PixelRows& source, bool widen, int64_t r, int64_t d, const T* tt,
-                 int64_t dp, T* z, int64_t ldz, RangePrefetch& ahead) {
+                 int64_t dp, T* z, int64_t ldz, RangePrefetch& ahead, int64_t ahead_lines) {
     const T* x[R];
     const std::uint8_t* pix[R];
     for (int i = 0; i < R; ++i) {
         x[i] = Xb + (r + i) * ldx;
         pix[i] = source.pixels ? source.pixels + (r + i) * source.ldp : nullptr;
     }
-    if (widen) dot_block<T, R, KB, true>(x, pix, source.scale, tt, dp, d, z + r * ldz, ldz, ahead);
-    else dot_block<T, R, KB, false>(x, pix, source.scale, tt, dp, d, z + r * ldz, ldz, ahead);
+    if (widen) dot_block<T, R, KB, true>(x, pix, source.scale, tt, dp, d, z + r * ldz, ldz, ahead, ahead_lines);
+    else dot_block<T, R, KB, false>(x, pix, source.scale, tt, dp, d, z + r * ldz, ldz, ahead, ahead_lines);
 }
 
 // Z = Xb · Θ: for each block of classes (balanced: k = 10 runs as 5 + 5, not 6 + 4), all the
@@ -200,8 +216,7 @@ void logits_from(const T* Xb, int64_t ldx, const PixelRows& source, int64_t B, i
     const int64_t blocks = (k + kDotClassBlock - 1) / kDotClassBlock;
     const int64_t block = (k + blocks - 1) / blocks;
     const int64_t groups = B / kRowsPerDot + (B % kRowsPerDot) / 2 + (B % kRowsPerDot) % 2;
-    const int64_t vectors = d / kLanes<T>;
-    ahead.pace(ahead_lines, groups * blocks * ((vectors + kVectorsPerLine - 1) / kVectorsPerLine));
+    const int64_t calls = groups * blocks, per_call = (ahead_lines + calls - 1) / calls;   // lines per dot_block
     for (int64_t j0 = 0; j0 < k; j0 += block) {
         const T* t = tt + j0 * dp;
         T* zj = Z + j0;
@@ -210,9 +225,10 @@ void logits_from(const T* Xb, int64_t ldx, const PixelRows& source, int64_t B, i
             constexpr int KB = decltype(kb)::value;
             int64_t r = 0;
             for (; r + kRowsPerDot <= B; r += kRowsPerDot)
-                logits_rows<T, kRowsPerDot, KB>(Xb, ldx, source, widen, r, d, t, dp, zj, k, ahead);
-            for (; r + 2 <= B; r += 2) logits_rows<T, 2, KB>(Xb, ldx, source, widen, r, d, t, dp, zj, k, ahead);
-            for (; r < B; ++r) logits_rows<T, 1, KB>(Xb, ldx, source, widen, r, d, t, dp, zj, k, ahead);
+                logits_rows<T, kRowsPerDot, KB>(Xb, ldx, source, widen, r, d, t, dp, zj, k, ahead, per_call);
+            for (; r + 2 <= B; r += 2)
+                logits_rows<T, 2, KB>(Xb, ldx, source, widen, r, d, t, dp, zj, k, ahead, per_call);
+            for (; r < B; ++r) logits_rows<T, 1, KB>(Xb, ldx, source, widen, r, d, t, dp, zj, k, ahead, per_call);
         });
     }
 }
