@@ -232,6 +232,35 @@ def test_results_do_not_depend_on_the_thread_count(sizes, optimizer, kind):
             np.testing.assert_array_equal(a, b)
 
 
+def test_a_batch_too_large_for_one_pass_is_counted_first():
+    """A batch of more than 2**22 values (2000 rows x 2100 columns) is compacted in two passes, its
+    rows counted first (the one pass reserves room for every value of the batch, up to that size):
+    the same results as the dense kernels, and bit for bit the same on 1, 2 and 3 threads."""
+    rng = np.random.default_rng(11)
+    n, d = 2000, 2100
+    X = _sparse_data(rng, n, d, np.float32, density=0.05)
+    y = rng.integers(0, 10, n)
+    W = _net(rng, [d, 64, 10], np.float32)   # (two column panels of W_1 on 2 threads)
+    saved = fastnn.get_num_threads()
+    out = {}
+    try:
+        for threads in (1, 2, 3):
+            fastnn.set_num_threads(threads)
+            mine = [w.copy() for w in W]
+            _core_epoch(X, y, mine, 0.1, n, skip_zeros=True)
+            out[threads] = mine
+    finally:
+        fastnn.set_num_threads(saved)
+    dense = [w.copy() for w in W]
+    _core_epoch(X, y, dense, 0.1, n, skip_zeros=False)
+    for threads in (2, 3):
+        for a, b in zip(out[threads], out[1]):
+            np.testing.assert_array_equal(a, b)
+    for a, b in zip(out[1], dense):
+        np.testing.assert_allclose(a, b, **TOL[np.dtype(np.float32)])
+    assert not np.array_equal(out[1][0], W[0])   # (the epoch did update W_1)
+
+
 def test_mnist_epoch_agrees_with_the_dense_kernels(mnist_train):
     """The real workload: the first 3000 MNIST rows (19% nonzero), h = 100."""
     X, y = mnist_train

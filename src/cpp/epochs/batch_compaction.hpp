@@ -2,28 +2,32 @@
 // CompactedInput).
 //
 // Each batch's rows (entries start … start + B − 1 of `order`, or rows start … when it is null)
-// are counted, then compacted: the count reads a row from memory once, the compaction finds it in
-// cache, as a GEMM's packing would read it. Rows are compacted in chunks, each chunk's rows
-// contiguous with kSpare entries after each chunk, so a row's whole-vector stores past its end
-// (compact_row) land on the next row of the same chunk (compacted after it) or on the spare. The
-// buffers grow to the largest batch seen and are reused: nothing is allocated per batch once they
-// have. Values are converted to T.
+// are compacted row after row, each where the previous one ended, in one pass over the batch:
+// nothing is counted first, since a copy's buffers have room for every value of the batch (they
+// are not initialised, so only the pages the nonzeros land on are ever touched; batches of more
+// than kOnePassMaxEntries values are counted first instead, and get room for their nonzeros
+// only). A row's whole-vector stores past its end (compact_row) land where the next row will go,
+// or on the kSpare entries after the last row of its chunk. The buffers grow to the largest batch
+// seen and are reused: nothing is allocated per batch once they have. Values are converted to T.
 //
-// Who compacts: one thread for a small batch. On 2 threads the threads count the rows together,
-// then each compacts the whole batch into a copy of its own (copies(): the first layer's
-// products on column panels read thread t's copy on thread t); on more, the threads share one
-// copy, a chunk of rows each. Every thread reads every row of the batch in the first layer (its
+// Who compacts: one thread for a small batch. On 2 threads each compacts the whole batch into a
+// copy of its own (copies(): the first layer's products on column panels read thread t's copy on
+// thread t); on more, the threads share one copy, a chunk of rows each, which needs the rows
+// counted first (the count reads a row from memory once, the compaction finds it in cache) to
+// know where each chunk starts. Every thread reads every row of the batch in the first layer (its
 // panel's columns of all rows), so a shared copy's lines are in both cores' caches when the next
 // batch overwrites them, and a store to a line another core holds waits for that core to drop
 // it. Measured on the 2-vCPU Zen 4 (raw MNIST, 784-400-10, batch 100): a thread compacted its
 // half of the batch into the shared copy in 11 ms per epoch, a thread compacting the whole batch
 // into a copy of its own took 7.3 ms (1 thread, whole batch: 6.5 ms). On T threads a copy each
 // costs every thread the whole batch, a shared copy a T-th of it at that rate: copies pay up to
-// 2 threads.
+// 2 threads. Counting first cost a second pass: the batch's fetch (count and compaction) took
+// 13.2 ms of an epoch on 1 thread and 12.0–13.5 ms on 2; in one pass, 8.7–9.8 and 9.2 ms.
 #pragma once
 
 #include <algorithm>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "epochs/forward_pass.hpp"   // for_chunks, DataMatrix
@@ -36,7 +40,7 @@ template <typename T, typename TX>
 class CompactedBatches {
 public:
     CompactedBatches(const DataMatrix<TX>& X, const std::int64_t* order, std::int64_t n_order, std::int64_t max_rows)
-        : X_(X), order_(order), n_order_(n_order), max_rows_(max_rows), begin_(at(max_rows)), end_(at(max_rows)) {}
+        : X_(X), order_(order), n_order_(n_order), max_rows_(max_rows) {}
 
     // Compacts the batch: copies() identical copies (valid until the next fetch), views()[c] the
     // one thread c compacted (and reads fastest). Everything is allocated before the threads
@@ -45,45 +49,66 @@ public:
         const int threads = B * X_.cols >= kCompactSplitMin ? get_num_threads() : 1;
         const int copies = threads > 1 && threads <= kOwnCopyMaxThreads ? threads : 1;
         auto row = [&](std::int64_t r) { return X_.data + (order_ ? order_[start + r] : start + r) * X_.ld; };
-        // The count: one chunk of rows per thread, thread t about rows B·t/T … B·(t+1)/T − 1, the
-        // share of the batch it prefetched as the previous batch's `ahead` (sparse_rows.cpp).
-        const std::int64_t share = (B + threads - 1) / threads;
-        forward_pass::for_chunks(B, share, threads > 1, [&](std::int64_t, std::int64_t r0, std::int64_t r1) {
-            for (std::int64_t r = r0; r < r1; ++r) end_[at(r)] = count_nonzeros(row(r), X_.cols);
-        });
-        // Where each row goes, the same in every copy: the rows in chunks compacted one after the
-        // other (copies: one chunk, all the rows, per thread; one copy: a chunk per thread).
-        const std::int64_t chunk = copies > 1 ? B : share;
-        std::int64_t next = 0;
-        for (std::int64_t r = 0; r < B; ++r) {
-            begin_[at(r)] = next;
-            next += end_[at(r)];
-            end_[at(r)] = next;
-            if (r % chunk == chunk - 1 || r == B - 1) next += kSpare;
-        }
         if (copies_.size() < at(copies)) copies_.resize(at(copies));
         views_.resize(at(copies));
-        for (int c = 0; c < copies; ++c) {
-            Copy& copy = copies_[at(c)];
-            if (copy.indices.size() < at(next)) {   // grows to the largest batch seen, never shrinks
-                copy.indices.resize(at(next));
-                copy.values.resize(at(next));
-            }
-            views_[at(c)] = view(copy, B);
-        }
-        auto compact = [&](Copy& copy, std::int64_t r0, std::int64_t r1) {
+        auto compact = [&](Copy& copy, std::int64_t r0, std::int64_t r1) {   // rows [r0, r1) where they go
             for (std::int64_t r = r0; r < r1; ++r)
-                compact_row<TX, T>(row(r), X_.cols, copy.indices.data() + begin_[at(r)],
-                                   copy.values.data() + begin_[at(r)]);
+                compact_row<TX, T>(row(r), X_.cols, copy.indices.get() + copy.begin[at(r)],
+                                   copy.values.get() + copy.begin[at(r)]);
         };
-        if (copies > 1) {
-            run_team(copies, [&](int tid, int team) {
-                for (int c = tid; c < copies; c += team) compact(copies_[at(c)], 0, B);
-            });
+        if ((copies > 1 || threads == 1) && B * X_.cols <= kOnePassMaxEntries) {
+            // Each copy by one thread, whole, in one pass: row r goes where row r − 1 ended.
+            for (int c = 0; c < copies; ++c) reserve(copies_[at(c)], B * X_.cols + kSpare);
+            auto compact_all = [&](Copy& copy) {
+                std::int64_t next = 0;
+                for (std::int64_t r = 0; r < B; ++r) {
+                    copy.begin[at(r)] = next;
+                    next += compact_row<TX, T>(row(r), X_.cols, copy.indices.get() + next, copy.values.get() + next);
+                    copy.end[at(r)] = next;
+                }
+            };
+            if (copies > 1)
+                run_team(copies, [&](int tid, int team) {
+                    for (int c = tid; c < copies; c += team) compact_all(copies_[at(c)]);
+                });
+            else
+                compact_all(copies_[0]);
         } else {
-            forward_pass::for_chunks(B, chunk, threads > 1,
-                                     [&](std::int64_t, std::int64_t r0, std::int64_t r1) { compact(copies_[0], r0, r1); });
+            // Counted first: one chunk of rows per thread, thread t about rows B·t/T … B·(t+1)/T − 1,
+            // the share of the batch it prefetched as the previous batch's `ahead` (sparse_rows.cpp).
+            Copy& first = copies_[0];
+            reserve(first, 0);   // (the rows' offsets)
+            const std::int64_t share = (B + threads - 1) / threads;
+            forward_pass::for_chunks(B, share, threads > 1, [&](std::int64_t, std::int64_t r0, std::int64_t r1) {
+                for (std::int64_t r = r0; r < r1; ++r) first.end[at(r)] = count_nonzeros(row(r), X_.cols);
+            });
+            // Where each row goes, the same in every copy: the rows in chunks compacted one after
+            // the other (copies: one chunk, all the rows, per thread; one copy: a chunk per thread).
+            const std::int64_t chunk = copies > 1 ? B : share;
+            std::int64_t next = 0;
+            for (std::int64_t r = 0; r < B; ++r) {
+                first.begin[at(r)] = next;
+                next += first.end[at(r)];
+                first.end[at(r)] = next;
+                if (r % chunk == chunk - 1 || r == B - 1) next += kSpare;
+            }
+            for (int c = 0; c < copies; ++c) {
+                Copy& copy = copies_[at(c)];
+                reserve(copy, next);
+                if (c > 0) {
+                    std::copy(first.begin.begin(), first.begin.begin() + B, copy.begin.begin());
+                    std::copy(first.end.begin(), first.end.begin() + B, copy.end.begin());
+                }
+            }
+            if (copies > 1)
+                run_team(copies, [&](int tid, int team) {
+                    for (int c = tid; c < copies; c += team) compact(copies_[at(c)], 0, B);
+                });
+            else
+                forward_pass::for_chunks(B, chunk, threads > 1,
+                                         [&](std::int64_t, std::int64_t r0, std::int64_t r1) { compact(first, r0, r1); });
         }
+        for (int c = 0; c < copies; ++c) views_[at(c)] = view(copies_[at(c)], B);
         next_start_ = start + B;
     }
     int copies() const { return static_cast<int>(views_.size()); }
@@ -98,11 +123,30 @@ private:
     static constexpr std::int64_t kSpare = 16;                  // entries after each chunk (compact_row)
     static constexpr std::int64_t kCompactSplitMin = 1 << 14;   // values per batch below which one thread compacts
     static constexpr int kOwnCopyMaxThreads = 2;                // up to this many threads: a copy each
+    static constexpr std::int64_t kOnePassMaxEntries = 1 << 22;  // room reserved for one pass, at most (32 MB a float copy)
 
-    struct Copy {   // one copy's nonzeros (the rows' offsets, begin_ and end_, are the same in every copy)
-        std::vector<std::int32_t> indices;
-        std::vector<T> values;
+    struct Copy {   // one copy of the batch in CSR form
+        std::unique_ptr<std::int32_t[]> indices;   // (not initialised: pages are touched as rows land)
+        std::unique_ptr<T[]> values;
+        std::int64_t capacity = 0;
+        std::vector<std::int64_t> begin, end;       // row r: entries [begin[r], end[r])
     };
+
+    // Room for `entries` entries (it grows to the largest need seen, never shrinks) and max_rows_ rows.
+    void reserve(Copy& copy, std::int64_t entries) {
+        if (copy.capacity < entries) {
+            copy.indices.reset();
+            copy.values.reset();
+            copy.capacity = 0;
+            copy.indices.reset(new std::int32_t[at(entries)]);
+            copy.values.reset(new T[at(entries)]);
+            copy.capacity = entries;
+        }
+        if (copy.begin.size() < at(max_rows_)) {
+            copy.begin.resize(at(max_rows_));
+            copy.end.resize(at(max_rows_));
+        }
+    }
 
     static std::size_t at(std::int64_t i) { return static_cast<std::size_t>(i); }
 
@@ -110,10 +154,10 @@ private:
         SparseRowsView<T> batch;
         batch.rows = B;
         batch.cols = X_.cols;
-        batch.begin = begin_.data();
-        batch.end = end_.data();
-        batch.indices = copy.indices.data();
-        batch.values = copy.values.data();
+        batch.begin = copy.begin.data();
+        batch.end = copy.end.data();
+        batch.indices = copy.indices.get();
+        batch.values = copy.values.get();
         return batch;
     }
 
@@ -128,7 +172,6 @@ private:
     const DataMatrix<TX>& X_;
     const std::int64_t* order_;
     std::int64_t n_order_, max_rows_, next_start_ = 0;
-    std::vector<std::int64_t> begin_, end_;
     std::vector<Copy> copies_;
     std::vector<SparseRowsView<T>> views_;
 };
