@@ -5,7 +5,8 @@
     python tools/compare_epochs.py compare A.npz B.npz  # every array equal to the bit, or exit 1
 
 `write` trains each case below once per FASTNN_ISA the CPU offers and per thread count 1, 2, 3
-(one child process per ISA: the ISA is read once per process) and stores the weights. Run it
+(one child process per ISA: the ISA is read once per process) and stores the weights: the
+dense epochs, and with MNIST the zero-skipping one as well. Run it
 under the old build and the new one (e.g. PYTHONPATH=old/site-packages), then `compare`. Used
 when an epoch's code is restructured and its results must not move a bit; tests cover the
 same properties within one build (test_threads_determinism.py, test_isa_agreement.py).
@@ -51,17 +52,32 @@ def _mnist_cases():
     W2 = (rng.standard_normal((100, 10)) / np.sqrt(10)).astype(np.float32)
     yield "mnist-nn", X, y, [W1, W2], 0.2, 100
     yield "mnist-nn-f64", X, y, [W1.astype(np.float64), W2.astype(np.float64)], 0.2, 100
+    W1 = (rng.standard_normal((784, 400)) / np.sqrt(400)).astype(np.float32)   # (two panels of 13 + 12 vectors)
+    W2 = (rng.standard_normal((400, 10)) / np.sqrt(10)).astype(np.float32)
+    yield "mnist-nn-h400", X, y, [W1, W2], 0.2, 100
+
+
+def _skip_cases():
+    """The zero-skipping epoch (batch_compaction.hpp, sparse_rows.cpp): MNIST's first rows with
+    h = 100 and 400, a batch that leaves a short last one, and float64 weights."""
+    for name, X, y, W, lr, batch in _mnist_cases():
+        if len(W) == 2:
+            yield name + "-skip", X, y, W, lr, batch
+            if name == "mnist-nn":
+                yield name + "-skip-b37", X, y, W, lr, 37
 
 
 def _child(out):
     """Every case on this process's ISA, for each thread count."""
     import fastnn
     fastnn.set_backend("cpp")
-    fastnn.runtime.set_skip_zeros(False)   # the dense epoch (zero-skipping has its own path)
     results = {}
     for threads in THREADS:
         fastnn.runtime.set_num_threads(threads)
-        for name, X, y, W, lr, batch in list(_random_cases()) + list(_mnist_cases()):
+        cases = [(c, False) for c in list(_random_cases()) + list(_mnist_cases())]
+        cases += [(c, True) for c in _skip_cases()]
+        for (name, X, y, W, lr, batch), skip in cases:
+            fastnn.runtime.set_skip_zeros(skip)   # False: the dense epoch; True: the zero-skipping one
             W = [w.copy() for w in W]
             if len(W) == 2 and name.startswith("mnist"):
                 fastnn.nn_epoch(X, y, W[0], W[1], lr=lr, batch=batch)
