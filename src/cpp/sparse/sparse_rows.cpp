@@ -96,11 +96,12 @@ T* aligned_line(T* p) {
 }
 
 // Boundaries first[0 … parts] of `parts` ranges of the units 0 … units − 1 (unit u: A's columns
-// [u·width, (u+1)·width)) holding about equal shares of A's nonzeros: range t starts where the
-// running count passes t/parts (MNIST's lower half holds more ink than its upper half).
+// [u·width, (u+1)·width)) holding equal shares of A's nonzeros, or `shares` of them (summing to
+// 1) when given: range t starts where the running count passes t/parts (or the sum of shares[0 …
+// t−1]); MNIST's lower half holds more ink than its upper half.
 template <typename T>
 void nonzero_balanced_split(const SparseRowsView<T>& A, int64_t width, int64_t units, int parts,
-                            std::vector<int64_t>& first) {
+                            std::vector<int64_t>& first, const double* shares = nullptr) {
     std::vector<int64_t> per_unit(static_cast<std::size_t>(units), 0);
     int64_t total = 0;
     for (int64_t r = 0; r < A.rows; ++r)
@@ -110,7 +111,9 @@ void nonzero_balanced_split(const SparseRowsView<T>& A, int64_t width, int64_t u
     first[0] = 0;
     int64_t seen = 0, u = 0;
     for (int t = 1; t < parts; ++t) {
-        const int64_t target = total * t / parts;
+        double before = 0;   // the share of the parts before t
+        for (int u2 = 0; u2 < t; ++u2) before += shares ? shares[u2] : 1.0 / parts;
+        const int64_t target = static_cast<int64_t>(static_cast<double>(total) * before);
         while (u < units && seen + per_unit[static_cast<std::size_t>(u)] / 2 < target)
             seen += per_unit[static_cast<std::size_t>(u++)];
         first[static_cast<std::size_t>(t)] = std::max(u, first[static_cast<std::size_t>(t - 1)]);
@@ -147,20 +150,6 @@ void sparse_times_dense(const SparseRowsView<T>& A, const T* D, int64_t ldd, int
 #else
     kernel(A, 0, A.rows, D, ldd, n, init, out, ldo, relu);
 #endif
-}
-
-template <typename T>
-void sparse_times_panels(const SparseRowsView<T>* A, int copies, const Panel<T>* panels, int parts, const T* init,
-                         T* out, int64_t ldo, bool relu) {
-    const auto kernel = kernels_for<T>(active_isa()).rows;
-#ifdef _OPENMP
-#pragma omp parallel num_threads(parts) if (parts > 1)
-#endif
-    for (int t = thread_index(); t < parts; t += team_size()) {   // (a smaller team than asked still covers every panel)
-        const Panel<T>& p = panels[t];
-        const SparseRowsView<T>& rows = A[t % copies];
-        kernel(rows, 0, rows.rows, p.data, p.ld, p.n, init ? init + p.c0 : nullptr, out + p.c0, ldo, relu);
-    }
 }
 
 template <typename T>
@@ -303,12 +292,16 @@ void sparse_transpose_times_dense(const SparseRowsView<T>& A, const T* D, int64_
     }
 }
 
+// The lists of a panel product's blocks (sparse_transpose_times_panels): their layout in
+// `scratch`, grown to hold them, and which blocks each of `parts` threads sorts.
 template <typename T>
-void sparse_transpose_times_panels(const SparseRowsView<T>* copies_of_A, int copies, const T* D, int64_t ldd,
-                                   const Panel<T>* panels, int parts, const RowSink<T>* sinks,
-                                   TransposeScratch<T>& scratch, const RowPrefetch& ahead, const PanelWork& also) {
-    const SparseRowsView<T>& A = copies_of_A[0];   // (its shape; each thread sorts from its own copy)
-    const Kernels<T> k = kernels_for<T>(active_isa());
+struct PanelLists {
+    int64_t block, blocks, capacity, entries, starts, widest;
+    SortedBlocks<T> sorted;
+};
+
+template <typename T>
+PanelLists<T> panel_lists(const SparseRowsView<T>& A, const Panel<T>* panels, int parts, TransposeScratch<T>& scratch) {
     int64_t widest = 0;
     for (int t = 0; t < parts; ++t) widest = std::max(widest, panels[t].ld);
     // Blocks of half the size the gather alone would take: finer shares for the sorting.
@@ -321,13 +314,79 @@ void sparse_transpose_times_panels(const SparseRowsView<T>* copies_of_A, int cop
     grow(scratch.rows, entries);
     grow(scratch.values, entries + parts * (block * widest + line));
     grow(scratch.counts, starts + parts * (A.rows + A.cols));
-    const SortedBlocks<T> sorted{scratch.counts.data(), scratch.rows.data(), scratch.values.data(), block, capacity};
     // Thread t sorts blocks [first[t], first[t+1]), chosen on the first call with this many
-    // blocks and threads to share out A's nonzeros evenly, and kept for later calls. Which
-    // thread sorts a block changes no result.
+    // blocks and threads to share out A's nonzeros, and kept for later calls. Which thread sorts
+    // a block changes no result. The shares are such that each thread's panel columns (the
+    // forward's work, which the sort follows in sparse_times_panels) and its sort add up alike,
+    // the whole sort counted as kSortColumns columns: h = 400 splits as 192 + 208 columns (12 +
+    // 13 vectors), and the narrower panel's thread sorts 58% of the nonzeros. Measured on the
+    // 2-vCPU Zen 4, raw MNIST, 2 threads, eight alternating pairs of processes (the best epoch
+    // of each, median over pairs): h = 100 81.2 -> 79.3 ms, h = 400 176.6 -> 176.0 ms (the
+    // h = 400 epoch's own phases: the first layer 72 -> 87 ms, the gradient 80 -> 63 ms). The
+    // sort's move alone, with even shares, gained nothing measurable.
     std::vector<int64_t>& first = scratch.first_block;
-    if (static_cast<int>(first.size()) != parts + 1 || first.back() != blocks)
-        nonzero_balanced_split(A, block, blocks, parts, first);
+    if (static_cast<int>(first.size()) != parts + 1 || first.back() != blocks) {
+        constexpr double kSortColumns = 100;
+        double cols = 0;
+        for (int t = 0; t < parts; ++t) cols += static_cast<double>(panels[t].n);
+        const double level = (cols + kSortColumns) / parts;
+        std::vector<double> shares(static_cast<std::size_t>(parts));
+        double sum = 0;
+        for (int t = 0; t < parts; ++t) {
+            shares[static_cast<std::size_t>(t)] = std::max(0.0, level - static_cast<double>(panels[t].n));
+            sum += shares[static_cast<std::size_t>(t)];
+        }
+        for (double& x : shares) x = sum > 0 ? x / sum : 1.0 / parts;
+        nonzero_balanced_split(A, block, blocks, parts, first, shares.data());
+    }
+    return {block, blocks, capacity, entries, starts, widest,
+            SortedBlocks<T>{scratch.counts.data(), scratch.rows.data(), scratch.values.data(), block, capacity}};
+}
+
+// Thread t of `team` sorts its share of the blocks (a smaller team than `parts` takes the shares
+// of the missing threads too).
+template <typename T>
+void sort_panel_share(const SparseRowsView<T>* copies_of_A, int copies, int parts, const PanelLists<T>& lists,
+                      TransposeScratch<T>& scratch, int t, int team) {
+    const SparseRowsView<T>& A = copies_of_A[t % copies];
+    const std::vector<int64_t>& first = scratch.first_block;
+    const int64_t b0 = first[static_cast<std::size_t>(parts * t / team)],
+                  b1 = first[static_cast<std::size_t>(parts * (t + 1) / team)];
+    int64_t* cursor = scratch.counts.data() + lists.starts + static_cast<int64_t>(t) * (A.rows + A.cols);
+    sort_into_blocks(A, std::min(A.cols, b0 * lists.block), std::min(A.cols, b1 * lists.block),
+                     lists.sorted.from(b0), cursor, cursor + A.rows);
+}
+
+template <typename T>
+void sparse_times_panels(const SparseRowsView<T>* A, int copies, const Panel<T>* panels, int parts, const T* init,
+                         T* out, int64_t ldo, bool relu, TransposeScratch<T>* sort_for_transpose) {
+    const auto kernel = kernels_for<T>(active_isa()).rows;
+    PanelLists<T> lists{};
+    if (sort_for_transpose) lists = panel_lists(A[0], panels, parts, *sort_for_transpose);
+#ifdef _OPENMP
+#pragma omp parallel num_threads(parts) if (parts > 1)
+#endif
+    {
+        const int t = thread_index(), team = team_size();
+        for (int q = t; q < parts; q += team) {
+            const Panel<T>& p = panels[q];
+            const SparseRowsView<T>& rows = A[q % copies];
+            kernel(rows, 0, rows.rows, p.data, p.ld, p.n, init ? init + p.c0 : nullptr, out + p.c0, ldo, relu);
+        }
+        if (sort_for_transpose) sort_panel_share(A, copies, parts, lists, *sort_for_transpose, t, team);
+    }
+}
+
+template <typename T>
+void sparse_transpose_times_panels(const SparseRowsView<T>* copies_of_A, int copies, const T* D, int64_t ldd,
+                                   const Panel<T>* panels, int parts, const RowSink<T>* sinks,
+                                   TransposeScratch<T>& scratch, const RowPrefetch& ahead, const PanelWork& also,
+                                   bool sorted_already) {
+    const SparseRowsView<T>& A = copies_of_A[0];   // (its shape; each thread sorts from its own copy)
+    const Kernels<T> k = kernels_for<T>(active_isa());
+    const PanelLists<T> lists = panel_lists(A, panels, parts, scratch);
+    const int64_t block = lists.block, blocks = lists.blocks, entries = lists.entries, widest = lists.widest;
+    constexpr int64_t line = 64 / static_cast<int64_t>(sizeof(T));
 #ifdef _OPENMP
 #pragma omp parallel num_threads(parts) if (parts > 1)
 #endif
@@ -335,16 +394,12 @@ void sparse_transpose_times_panels(const SparseRowsView<T>* copies_of_A, int cop
         const int t = thread_index(), team = team_size();
         if (also.run)
             for (int q = t; q < parts; q += team) also.run(also.context, q);
-        // The lists of this thread's blocks [b0, b1); a smaller team than asked takes the shares
-        // of the missing threads too.
-        const int64_t b0 = first[static_cast<std::size_t>(parts * t / team)],
-                      b1 = first[static_cast<std::size_t>(parts * (t + 1) / team)];
-        int64_t* cursor = scratch.counts.data() + starts + static_cast<int64_t>(t) * (A.rows + A.cols);
-        sort_into_blocks(copies_of_A[t % copies], std::min(A.cols, b0 * block), std::min(A.cols, b1 * block),
-                         sorted.from(b0), cursor, cursor + A.rows);
+        if (!sorted_already) {
+            sort_panel_share(copies_of_A, copies, parts, lists, scratch, t, team);
 #ifdef _OPENMP
 #pragma omp barrier
 #endif
+        }
         for (int q = t; q < parts; q += team) {   // (a smaller team than asked still covers every panel)
             const Panel<T>& p = panels[q];
             T* G = aligned_line(scratch.values.data() + entries + q * (block * widest + line));
@@ -352,7 +407,7 @@ void sparse_transpose_times_panels(const SparseRowsView<T>* copies_of_A, int cop
             int64_t next_row = a0;
             for (int64_t b = 0; b < blocks; ++b) {
                 const int64_t kb0 = b * block, rows = std::min(A.cols, kb0 + block) - kb0;
-                k.gather_block(sorted.lists_at(b), rows, D + p.c0, ldd, p.ld, G, p.ld);
+                k.gather_block(lists.sorted.lists_at(b), rows, D + p.c0, ldd, p.ld, G, p.ld);
                 sinks[q].consume(sinks[q].context, kb0, rows, G, p.ld);
                 for (const int64_t until = a0 + (a1 - a0) * (b + 1) / blocks; next_row < until; ++next_row)
                     ahead.fetch(ahead.context, next_row);
@@ -510,17 +565,17 @@ template void sparse_transpose_times_dense<double>(const SparseRowsView<double>&
 template RowPrefetch sparse_row_prefetch<float>(const SparseRowsView<float>&);
 template RowPrefetch sparse_row_prefetch<double>(const SparseRowsView<double>&);
 template void sparse_times_panels<float>(const SparseRowsView<float>*, int, const Panel<float>*, int, const float*,
-                                         float*, int64_t, bool);
+                                         float*, int64_t, bool, TransposeScratch<float>*);
 template void sparse_times_panels<double>(const SparseRowsView<double>*, int, const Panel<double>*, int,
-                                          const double*, double*, int64_t, bool);
+                                          const double*, double*, int64_t, bool, TransposeScratch<double>*);
 template void sparse_transpose_times_panels<float>(const SparseRowsView<float>*, int, const float*, int64_t,
                                                    const Panel<float>*, int, const RowSink<float>*,
                                                    TransposeScratch<float>&, const RowPrefetch&,
-                                                   const PanelWork&);
+                                                   const PanelWork&, bool);
 template void sparse_transpose_times_panels<double>(const SparseRowsView<double>*, int, const double*, int64_t,
                                                     const Panel<double>*, int, const RowSink<double>*,
                                                     TransposeScratch<double>&, const RowPrefetch&,
-                                                    const PanelWork&);
+                                                    const PanelWork&, bool);
 template int64_t transpose_block_rows<float>(int64_t);
 template int64_t transpose_block_rows<double>(int64_t);
 template void transpose_sparse_rows<float>(const SparseRowsView<float>&, std::vector<int64_t>&,
