@@ -6,8 +6,8 @@
 
 `write` trains each case below once per FASTNN_ISA the CPU offers and per thread count 1, 2, 3
 (one child process per ISA: the ISA is read once per process) and stores the weights: the
-dense epochs, and with MNIST the zero-skipping one as well. Run it
-under the old build and the new one (e.g. PYTHONPATH=old/site-packages), then `compare`. Used
+dense epochs, and with MNIST the zero-skipping one as well. Run it under the old build and the
+new one (e.g. PYTHONPATH=old/site-packages), then `compare`. Used
 when an epoch's code is restructured and its results must not move a bit; tests cover the
 same properties within one build (test_threads_determinism.py, test_isa_agreement.py).
 Set FASTNN_DATA to include MNIST cases.
@@ -72,10 +72,10 @@ def _child(out):
     import fastnn
     fastnn.set_backend("cpp")
     results = {}
+    cases = [(c, False) for c in list(_random_cases()) + list(_mnist_cases())]
+    cases += [(c, True) for c in _skip_cases()]   # (built once, not per thread count)
     for threads in THREADS:
         fastnn.runtime.set_num_threads(threads)
-        cases = [(c, False) for c in list(_random_cases()) + list(_mnist_cases())]
-        cases += [(c, True) for c in _skip_cases()]
         for (name, X, y, W, lr, batch), skip in cases:
             fastnn.runtime.set_skip_zeros(skip)   # False: the dense epoch; True: the zero-skipping one
             W = [w.copy() for w in W]

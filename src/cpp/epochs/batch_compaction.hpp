@@ -134,8 +134,8 @@ private:
 
     // Room for `entries` entries (it grows to the largest need seen, never shrinks) and max_rows_ rows.
     void reserve(Copy& copy, std::int64_t entries) {
-        if (copy.capacity < entries) {
-            copy.indices.reset();
+        if (copy.capacity < entries) {   // the old buffers go first: a lower peak, and if `new`
+            copy.indices.reset();           // throws, a copy with no room that says so
             copy.values.reset();
             copy.capacity = 0;
             copy.indices.reset(new std::int32_t[at(entries)]);

@@ -234,15 +234,14 @@ public:
     // column for ∇W_1 (work that does not wait for G_1; the narrower panel's thread takes more) ...
     void first_layer(const std::vector<Panel<T>>& W, const T* b, T* out, int64_t ld, bool relu) {
         sparse_times_panels<T>(copies(), n_copies_, W.data(), static_cast<int>(W.size()), b, out, ld, relu,
-                               &transpose_scratch_);
+                               transpose_scratch_);
     }
     // ... and ∇W_1 = X_bᵀ G_1, panel t's columns handed to sinks[t] by blocks of rows.
     // `also` runs first on each panel's thread (sparse_transpose_times_panels).
     void first_layer_gradient(const T* G1, int64_t ldg, const std::vector<Panel<T>>& W,
                               const std::vector<RowSink<T>>& sinks, const PanelWork& also) {
-        sparse_transpose_times_panels<T>(copies(), n_copies_, G1, ldg, W.data(), static_cast<int>(W.size()),
-                                         sinks.data(), transpose_scratch_, ahead_, also,
-                                         /*sorted_already=*/true);   // (sorted by first_layer)
+        sparse_transpose_times_panels<T>(copies()[0], G1, ldg, W.data(), static_cast<int>(W.size()),
+                                         sinks.data(), transpose_scratch_, ahead_, also);   // (lists: first_layer's)
     }
 
 protected:

@@ -110,10 +110,10 @@ void nonzero_balanced_split(const SparseRowsView<T>& A, int64_t width, int64_t u
     first.assign(static_cast<std::size_t>(parts + 1), units);
     first[0] = 0;
     int64_t seen = 0, u = 0;
+    double before = 0;   // with shares: the sum of those of the parts before t
     for (int t = 1; t < parts; ++t) {
-        double before = 0;   // the share of the parts before t
-        for (int u2 = 0; u2 < t; ++u2) before += shares ? shares[u2] : 1.0 / parts;
-        const int64_t target = static_cast<int64_t>(static_cast<double>(total) * before);
+        if (shares) before += shares[t - 1];
+        const int64_t target = shares ? static_cast<int64_t>(static_cast<double>(total) * before) : total * t / parts;
         while (u < units && seen + per_unit[static_cast<std::size_t>(u)] / 2 < target)
             seen += per_unit[static_cast<std::size_t>(u++)];
         first[static_cast<std::size_t>(t)] = std::max(u, first[static_cast<std::size_t>(t - 1)]);
@@ -296,7 +296,7 @@ void sparse_transpose_times_dense(const SparseRowsView<T>& A, const T* D, int64_
 // `scratch`, grown to hold them, and which blocks each of `parts` threads sorts.
 template <typename T>
 struct PanelLists {
-    int64_t block, blocks, capacity, entries, starts, widest;
+    int64_t block, blocks, entries, starts, widest;
     SortedBlocks<T> sorted;
 };
 
@@ -339,7 +339,7 @@ PanelLists<T> panel_lists(const SparseRowsView<T>& A, const Panel<T>* panels, in
         for (double& x : shares) x = sum > 0 ? x / sum : 1.0 / parts;
         nonzero_balanced_split(A, block, blocks, parts, first, shares.data());
     }
-    return {block, blocks, capacity, entries, starts, widest,
+    return {block, blocks, entries, starts, widest,
             SortedBlocks<T>{scratch.counts.data(), scratch.rows.data(), scratch.values.data(), block, capacity}};
 }
 
@@ -359,10 +359,9 @@ void sort_panel_share(const SparseRowsView<T>* copies_of_A, int copies, int part
 
 template <typename T>
 void sparse_times_panels(const SparseRowsView<T>* A, int copies, const Panel<T>* panels, int parts, const T* init,
-                         T* out, int64_t ldo, bool relu, TransposeScratch<T>* sort_for_transpose) {
+                         T* out, int64_t ldo, bool relu, TransposeScratch<T>& lists_for_transpose) {
     const auto kernel = kernels_for<T>(active_isa()).rows;
-    PanelLists<T> lists{};
-    if (sort_for_transpose) lists = panel_lists(A[0], panels, parts, *sort_for_transpose);
+    const PanelLists<T> lists = panel_lists(A[0], panels, parts, lists_for_transpose);
 #ifdef _OPENMP
 #pragma omp parallel num_threads(parts) if (parts > 1)
 #endif
@@ -373,16 +372,14 @@ void sparse_times_panels(const SparseRowsView<T>* A, int copies, const Panel<T>*
             const SparseRowsView<T>& rows = A[q % copies];
             kernel(rows, 0, rows.rows, p.data, p.ld, p.n, init ? init + p.c0 : nullptr, out + p.c0, ldo, relu);
         }
-        if (sort_for_transpose) sort_panel_share(A, copies, parts, lists, *sort_for_transpose, t, team);
+        sort_panel_share(A, copies, parts, lists, lists_for_transpose, t, team);
     }
 }
 
 template <typename T>
-void sparse_transpose_times_panels(const SparseRowsView<T>* copies_of_A, int copies, const T* D, int64_t ldd,
-                                   const Panel<T>* panels, int parts, const RowSink<T>* sinks,
-                                   TransposeScratch<T>& scratch, const RowPrefetch& ahead, const PanelWork& also,
-                                   bool sorted_already) {
-    const SparseRowsView<T>& A = copies_of_A[0];   // (its shape; each thread sorts from its own copy)
+void sparse_transpose_times_panels(const SparseRowsView<T>& A, const T* D, int64_t ldd, const Panel<T>* panels,
+                                   int parts, const RowSink<T>* sinks, TransposeScratch<T>& scratch,
+                                   const RowPrefetch& ahead, const PanelWork& also) {
     const Kernels<T> k = kernels_for<T>(active_isa());
     const PanelLists<T> lists = panel_lists(A, panels, parts, scratch);
     const int64_t block = lists.block, blocks = lists.blocks, entries = lists.entries, widest = lists.widest;
@@ -394,12 +391,6 @@ void sparse_transpose_times_panels(const SparseRowsView<T>* copies_of_A, int cop
         const int t = thread_index(), team = team_size();
         if (also.run)
             for (int q = t; q < parts; q += team) also.run(also.context, q);
-        if (!sorted_already) {
-            sort_panel_share(copies_of_A, copies, parts, lists, scratch, t, team);
-#ifdef _OPENMP
-#pragma omp barrier
-#endif
-        }
         for (int q = t; q < parts; q += team) {   // (a smaller team than asked still covers every panel)
             const Panel<T>& p = panels[q];
             T* G = aligned_line(scratch.values.data() + entries + q * (block * widest + line));
@@ -565,17 +556,17 @@ template void sparse_transpose_times_dense<double>(const SparseRowsView<double>&
 template RowPrefetch sparse_row_prefetch<float>(const SparseRowsView<float>&);
 template RowPrefetch sparse_row_prefetch<double>(const SparseRowsView<double>&);
 template void sparse_times_panels<float>(const SparseRowsView<float>*, int, const Panel<float>*, int, const float*,
-                                         float*, int64_t, bool, TransposeScratch<float>*);
+                                         float*, int64_t, bool, TransposeScratch<float>&);
 template void sparse_times_panels<double>(const SparseRowsView<double>*, int, const Panel<double>*, int,
-                                          const double*, double*, int64_t, bool, TransposeScratch<double>*);
-template void sparse_transpose_times_panels<float>(const SparseRowsView<float>*, int, const float*, int64_t,
+                                          const double*, double*, int64_t, bool, TransposeScratch<double>&);
+template void sparse_transpose_times_panels<float>(const SparseRowsView<float>&, const float*, int64_t,
                                                    const Panel<float>*, int, const RowSink<float>*,
                                                    TransposeScratch<float>&, const RowPrefetch&,
-                                                   const PanelWork&, bool);
-template void sparse_transpose_times_panels<double>(const SparseRowsView<double>*, int, const double*, int64_t,
+                                                   const PanelWork&);
+template void sparse_transpose_times_panels<double>(const SparseRowsView<double>&, const double*, int64_t,
                                                     const Panel<double>*, int, const RowSink<double>*,
                                                     TransposeScratch<double>&, const RowPrefetch&,
-                                                    const PanelWork&, bool);
+                                                    const PanelWork&);
 template int64_t transpose_block_rows<float>(int64_t);
 template int64_t transpose_block_rows<double>(int64_t);
 template void transpose_sparse_rows<float>(const SparseRowsView<float>&, std::vector<int64_t>&,

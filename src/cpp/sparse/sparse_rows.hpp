@@ -49,14 +49,14 @@ struct Panel {
 // out[r, c0_t : c0_t + n_t] = act(init[c0_t …] + Σ_t values · panel_t[indices, 0:n_t]). Each
 // output value is the same sum as sparse_times_dense's. A holds `copies` views of the same rows:
 // one (read by every thread) or one per panel (panel t's thread reads A[t], a copy in its own
-// cache; the copies' offsets may differ, their rows may not). With `sort_for_transpose`, each
-// thread then sorts its share of the lists that sparse_transpose_times_panels (below) reads for
-// the same A and panels with `sorted_already`, in that scratch.
+// cache; the copies' offsets may differ, their rows may not). Each thread then sorts its share
+// of A's nonzeros by column into `lists_for_transpose`, for sparse_transpose_times_panels (below)
+// with the same A and panels: work that does not wait for the gradient.
 template <typename T>
 struct TransposeScratch;
 template <typename T>
 void sparse_times_panels(const SparseRowsView<T>* A, int copies, const Panel<T>* panels, int parts, const T* init,
-                         T* out, std::int64_t ldo, bool relu, TransposeScratch<T>* sort_for_transpose = nullptr);
+                         T* out, std::int64_t ldo, bool relu, TransposeScratch<T>& lists_for_transpose);
 
 // Where the products below send finished output rows instead of storing them:
 // consume(context, r0, rows, values, ld) with rows r0 … r0 + rows − 1 of the result, row i at
@@ -112,24 +112,22 @@ template <typename T>
 std::int64_t transpose_block_rows(std::int64_t n);
 
 // Aᵀ D (as sparse_transpose_times_dense; D padded with zeros to whole 64-byte lines, row stride
-// ldd) for a first layer held in column panels: the result's blocks of rows are sorted into
-// lists by the threads together (each a range of blocks; with `sorted_already`, that was done
-// by sparse_times_panels with this scratch), then thread t gathers panel t's columns of every
-// block (panels[t].ld of them: D's zero padding fills a last narrow panel) and hands them to
-// sinks[t] block by block. Each value sums its terms in row order of A, as
-// sparse_transpose_times_dense's do. A holds `copies` views of the same rows, as for
-// sparse_times_panels (thread t sorts from A[t]). Meanwhile thread t prefetches its share of
-// `ahead`. First the thread of panel t calls also.run(also.context, t) when `also.run` is set:
-// other work of that panel's columns, done where they are in cache (the next layer's ∇W rows).
+// ldd) for a first layer held in column panels, after sparse_times_panels with the same A,
+// panels and scratch, which left A's nonzeros there sorted by column in blocks of result rows:
+// thread t gathers panel t's columns of every block (panels[t].ld of them: D's zero padding
+// fills a last narrow panel) and hands them to sinks[t] block by block. Each value sums its
+// terms in row order of A, as sparse_transpose_times_dense's do (A: any one of the copies given
+// to sparse_times_panels; only its shape is read). Meanwhile thread t prefetches its share of `ahead`.
+// First the thread of panel t calls also.run(also.context, t) when `also.run` is set: other
+// work of that panel's columns, done where they are in cache (the next layer's ∇W rows).
 struct PanelWork {
     void (*run)(void* context, int part) = nullptr;
     void* context = nullptr;
 };
 template <typename T>
-void sparse_transpose_times_panels(const SparseRowsView<T>* A, int copies, const T* D, std::int64_t ldd,
-                                   const Panel<T>* panels, int parts, const RowSink<T>* sinks,
-                                   TransposeScratch<T>& scratch, const RowPrefetch& ahead = {},
-                                   const PanelWork& also = {}, bool sorted_already = false);
+void sparse_transpose_times_panels(const SparseRowsView<T>& A, const T* D, std::int64_t ldd, const Panel<T>* panels,
+                                   int parts, const RowSink<T>* sinks, TransposeScratch<T>& scratch,
+                                   const RowPrefetch& ahead = {}, const PanelWork& also = {});
 
 // The transpose of a selection of rows, as CSR of Aᵀ (A.cols rows): fills `indptr` (A.cols + 1
 // entries), `rows` and `values` (one entry per nonzero, resized as needed, never shrunk) so
