@@ -278,9 +278,6 @@ T apply_epilogue(T x, Epilogue epi, const T* mask_element) {
 }
 
 // ---------------------------------------------------------------------------------------
-// Packing.  A~ micro-panel (MR rows × kc): element (r, p) at dst[p*MR + r].
-// Rows beyond `rows` are zero-filled so the panel is fully defined (the edge kernels never
-// read them anyway).
 // N contiguous values of each of kc rows of a matrix (row stride ld) into a packed panel,
 // dst[p*N + i] = src[p*ld + i]: the packing of op(A) = Aᵀ (N = MR) and of op(B) = B (N = NR)
 // for whole tiles. A copy of known length, which the compiler makes a few vector moves, where
@@ -300,6 +297,24 @@ void copy_k_steps(const T* src, std::int64_t ld, std::int64_t kc, T* dst) {
     }
 }
 
+// copy_k_steps for a run-time width that is a tile's MR or NR (generic 4×8 / 4×4, AVX2 6×16 /
+// 6×8, AVX-512 14×32 / 14×16); false, copying nothing, for any other width.
+template <typename T>
+bool copy_whole_tile_k_steps(const T* src, std::int64_t ld, std::int64_t kc, int width, T* dst) {
+    switch (width) {
+        case 4: copy_k_steps<T, 4>(src, ld, kc, dst); return true;
+        case 6: copy_k_steps<T, 6>(src, ld, kc, dst); return true;
+        case 8: copy_k_steps<T, 8>(src, ld, kc, dst); return true;
+        case 14: copy_k_steps<T, 14>(src, ld, kc, dst); return true;
+        case 16: copy_k_steps<T, 16>(src, ld, kc, dst); return true;
+        case 32: copy_k_steps<T, 32>(src, ld, kc, dst); return true;
+        default: return false;
+    }
+}
+
+// Packing.  A~ micro-panel (MR rows × kc): element (r, p) at dst[p*MR + r].
+// Rows beyond `rows` are zero-filled so the panel is fully defined (the edge kernels never
+// read them anyway).
 template <typename T>
 void pack_a_panel(const Problem<T>& P, std::int64_t i0, int rows, std::int64_t p0, std::int64_t kc,
                   int MR, T* dst) {
@@ -314,14 +329,7 @@ void pack_a_panel(const Problem<T>& P, std::int64_t i0, int rows, std::int64_t p
     } else {
         // A is stored k×m: the rows of one k step are already contiguous -> copy.
         const T* src = P.A + p0 * P.lda + i0;
-        if (rows == MR) {   // (every tile height in use; the same for float and double)
-            switch (MR) {
-                case 14: return copy_k_steps<T, 14>(src, P.lda, kc, dst);
-                case 6: return copy_k_steps<T, 6>(src, P.lda, kc, dst);
-                case 4: return copy_k_steps<T, 4>(src, P.lda, kc, dst);
-                default: break;
-            }
-        }
+        if (rows == MR && copy_whole_tile_k_steps(src, P.lda, kc, MR, dst)) return;
         for (std::int64_t p = 0; p < kc; ++p) {
             const T* s = src + p * P.lda;
             T* d = dst + p * MR;
@@ -338,15 +346,7 @@ void pack_b_panel(const Problem<T>& P, std::int64_t j0, int cols, std::int64_t p
     if (P.opB == Op::N) {
         // B is k×n row-major: copy cols contiguous values per k step.
         const T* src = P.B + p0 * P.ldb + j0;
-        if (cols == NR) {   // (every tile width in use)
-            switch (NR) {
-                case 32: return copy_k_steps<T, 32>(src, P.ldb, kc, dst);
-                case 16: return copy_k_steps<T, 16>(src, P.ldb, kc, dst);
-                case 8: return copy_k_steps<T, 8>(src, P.ldb, kc, dst);
-                case 4: return copy_k_steps<T, 4>(src, P.ldb, kc, dst);
-                default: break;
-            }
-        }
+        if (cols == NR && copy_whole_tile_k_steps(src, P.ldb, kc, NR, dst)) return;
         for (std::int64_t p = 0; p < kc; ++p) {
             const T* s = src + p * P.ldb;
             T* d = dst + p * NR;
