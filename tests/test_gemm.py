@@ -126,12 +126,35 @@ NARROW_SHAPES = [(100, 100, 784), (784, 100, 100), (100, 4, 33), (37, 72, 300), 
                  (100, 52, 300), (64, 84, 100), (43, 35, 129), (29, 38, 70)]
 
 
+# The narrow tiles under each way a team splits a product: 1 thread, 2 threads splitting tiles
+# by area (shares that start and end inside a column panel), 2 threads splitting columns.
+NARROW_TEAMS = {"1thread": (1, {}), "2threads_area": (2, dict(parallel_min_flops=0.0, column_split=-1)),
+                "2threads_columns": (2, dict(parallel_min_flops=0.0, column_split=1))}
+
+
+@pytest.mark.parametrize("team", list(NARROW_TEAMS))
 @pytest.mark.parametrize("m,n,k", NARROW_SHAPES, ids=["x".join(map(str, s)) for s in NARROW_SHAPES])
-def test_narrow_kernel_gives_the_micro_kernels_bits(isa, dtype, m, n, k):
+def test_narrow_kernel_gives_the_micro_kernels_bits(isa, dtype, m, n, k, team):
     """Tiles of a few columns go to the ISA's narrow kernel (lanes along the rows) where it has
     one: the same FMA chain per element and the same epilogue, so the same bits as the
-    micro-kernel, for every form and alpha/beta (and the swap path's transposed tiles)."""
+    micro-kernel, for every form and alpha/beta (and the swap path's transposed tiles), on one
+    thread and on two however they split the tiles."""
+    threads, settings = NARROW_TEAMS[team]
     rng = np.random.default_rng(m + n + k)
+    before = fastnn.get_num_threads() if _core.num_threads_is_set() else None
+    fastnn.set_num_threads(threads)
+    team_previous = _core._gemm_tuning(**settings)
+    try:
+        _narrow_against_micro(rng, dtype, m, n, k)
+    finally:
+        _core._gemm_tuning(**team_previous)
+        if before is None:
+            _core.reset_num_threads()
+        else:
+            fastnn.set_num_threads(before)
+
+
+def _narrow_against_micro(rng, dtype, m, n, k):
     for op_a, op_b in FORMS:
         A, B = _operands(rng, m, n, k, op_a, op_b, dtype, view=True)
         C0 = rng.standard_normal((m, n)).astype(dtype)
