@@ -152,3 +152,43 @@ def test_train_epoch_refuses_labels_sharing_memory_with_a_bias(backend):
         fastnn.train_epoch(X, y, W, biases, lr=0.1, batch=3)
     for w, b in zip(W, before):
         np.testing.assert_array_equal(w, b)
+
+
+def _off_line(shape, dtype, offset):
+    """A C-contiguous array whose data start `offset` bytes past a 64-byte cache line."""
+    itemsize = np.dtype(dtype).itemsize
+    n = int(np.prod(shape))
+    buf = np.empty(n + 128 // itemsize, dtype)
+    start = (-buf.ctypes.data % 64 + offset) // itemsize
+    a = buf[start:start + n].reshape(shape)
+    assert a.ctypes.data % 64 == offset and a.flags.c_contiguous
+    return a
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_weights_off_a_cache_line_train_to_the_same_bits(dtype, threads):
+    """The C++ epoch copies a W_1 that does not start on a cache line into an aligned buffer
+    for the epoch (its rows then never straddle an extra line) and writes it back: the caller's
+    arrays are updated in place, to the same bits as aligned ones, wherever they start. d_1 = 64
+    fills whole lines in both dtypes, so only the offset decides the copy."""
+    rng = np.random.default_rng(7)
+    X = rng.standard_normal((350, 40)).astype(dtype)
+    y = rng.integers(0, 10, 350).astype(np.uint8)
+    W1_0 = (rng.standard_normal((40, 64)) / 8).astype(dtype)
+    W2_0 = (rng.standard_normal((64, 10)) / 8).astype(dtype)
+    saved = fastnn.get_num_threads()
+    results = []
+    try:
+        fastnn.set_num_threads(threads)
+        with fastnn.use_backend("cpp"):
+            for offset in (0, 16, 32, 48):
+                W1, W2 = _off_line(W1_0.shape, dtype, offset), _off_line(W2_0.shape, dtype, offset)
+                W1[...], W2[...] = W1_0, W2_0
+                fastnn.nn_epoch(X, y, W1, W2, lr=0.1, batch=50)
+                results.append((W1.copy(), W2.copy()))
+    finally:
+        fastnn.set_num_threads(saved)
+    assert not np.array_equal(results[0][0], W1_0)   # it trained, in the caller's array
+    for W1, W2 in results[1:]:
+        np.testing.assert_array_equal(W1, results[0][0])
+        np.testing.assert_array_equal(W2, results[0][1])
