@@ -66,3 +66,51 @@ def test_train_nn_returns_weights(backend, mnist_train, mnist_test, capsys):
     assert W1.shape == (784, 50) and W2.shape == (50, 10)
     assert len(capsys.readouterr().out.splitlines()) == 3
     assert fastnn.evaluate(X[:1000], y[:1000], [W1, W2])[1] < 0.3
+
+
+# (n, d, k): d below one vector (the scalar dot blocks), k below, at and above the 10 classes of a
+# wide block (k = 23: blocks of 8), a batch of rows that leaves pairs and a single row.
+SOFTMAX_BLOCK_SHAPES = [(203, 784, 10), (150, 40, 3), (97, 13, 12), (120, 100, 23)]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("n,d,k", SOFTMAX_BLOCK_SHAPES, ids=["x".join(map(str, s)) for s in SOFTMAX_BLOCK_SHAPES])
+def test_softmax_forward_blocks_give_the_same_bits(isa, dtype, n, d, k, threads):
+    """The fused softmax epoch's forward runs in register blocks of 2 rows × 10 classes where
+    Θᵀ's block and two rows fit the L1 data cache, else in the ISA's own (AVX-512: 5 × 5): every
+    logit is the same sum either way, so Θ after an epoch is the same bits -- float X and, for
+    float32, X as uint8 Pixels -- on one thread and two."""
+    from fastnn import _core
+    rng = np.random.default_rng(n + d + k)
+    images = rng.integers(0, 256, (n, d), dtype=np.uint8)
+    y = rng.integers(0, k, n).astype(np.uint8)
+    inputs = [images.astype(dtype) / dtype.type(255)]
+    if dtype == np.float32:
+        inputs.append(fastnn.Pixels(images, scale=1 / 255))
+    theta0 = (rng.standard_normal((d, k)) / 10).astype(dtype)
+    saved = fastnn.get_num_threads()
+    previous = _core._softmax_tuning()
+    try:
+        fastnn.set_num_threads(threads)
+        with fastnn.use_backend("cpp"):
+            for X in inputs:
+                got = []
+                for blocks in (1, -1):
+                    _core._softmax_tuning(blocks)
+                    theta = theta0.copy()
+                    fastnn.softmax_regression_epoch(X, y, theta, lr=0.5, batch=37)
+                    got.append(theta)
+                assert not np.array_equal(got[0], theta0)
+                np.testing.assert_array_equal(got[0], got[1])
+    finally:
+        _core._softmax_tuning(previous)
+        fastnn.set_num_threads(saved)
+
+
+def test_softmax_forward_blocks_setting_is_checked():
+    from fastnn import _core
+    previous = _core._softmax_tuning()
+    with pytest.raises(ValueError, match="forward_blocks"):
+        _core._softmax_tuning(2)
+    assert _core._softmax_tuning() == previous
+    assert _core.build_info()["l1d_cache_bytes"] >= 16 << 10

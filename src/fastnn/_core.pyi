@@ -13,6 +13,10 @@ def _epoch_threads(batch: typing.SupportsInt | typing.SupportsIndex, d1: typing.
     """
 def _gemm_tuning(**kwargs) -> dict:
     ...
+def _softmax_tuning(forward_blocks: typing.Any = None) -> int:
+    """
+    Internal: the softmax epoch's forward blocks (0 auto, 1 wide, -1 the ISA's); returns the previous setting.
+    """
 def active_isa() -> str:
     ...
 def biased_logits(X: numpy.ndarray, weights: list, biases: typing.Any, out: numpy.ndarray) -> None:

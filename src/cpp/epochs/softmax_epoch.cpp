@@ -69,6 +69,7 @@ std::int64_t fused_epoch(const DataMatrix<TX>& X, float scale, const std::int64_
     const std::int64_t n = X.rows, d = X.cols;
     TransposedWeights<T> theta_t(theta, d, k);   // Θᵀ for the epoch; written back at the end
     const std::int64_t dp = theta_t.stride();
+    const bool wide = softmax_forward_wide(d, dp, k, sizeof(T));
     std::vector<T> Z(static_cast<std::size_t>(std::min(batch, n) * k));
 
     // Threads share each batch: the forward and the gradient by rows (each thread turns its own
@@ -108,10 +109,10 @@ std::int64_t fused_epoch(const DataMatrix<TX>& X, float scale, const std::int64_
             if (r1 > r0) {   // Z = Xb Θ (with pixels: this thread's rows of Xb made on the way)
                 if constexpr (kPixels)
                     kern.logits_pixels(batch_rows + r0 * X.ld, X.ld, scale, mine + r0 * d, d, r1 - r0, d,
-                                       theta_t.data(), dp, k, Z.data() + r0 * k, ahead, ahead.lines_left() / 2);
+                                       theta_t.data(), dp, k, Z.data() + r0 * k, ahead, ahead.lines_left() / 2, wide);
                 else
                     kern.logits(Xb + r0 * ldx, ldx, r1 - r0, d, theta_t.data(), dp, k, Z.data() + r0 * k, ahead,
-                                ahead.lines_left() / 2);
+                                ahead.lines_left() / 2, wide);
                 // −lr (S − I_y)/B for these rows
                 kern.gradient(Z.data() + r0 * k, r1 - r0, k, y + start + r0, -lr / static_cast<T>(B));
             }
@@ -131,6 +132,18 @@ std::int64_t fused_epoch(const DataMatrix<TX>& X, float scale, const std::int64_
 }
 
 }  // namespace
+
+int& softmax_forward_blocks() {
+    static int setting = 0;
+    return setting;
+}
+
+bool softmax_forward_wide(std::int64_t d, std::int64_t dp, std::int64_t k, std::size_t element_bytes) {
+    if (softmax_forward_blocks() != 0) return softmax_forward_blocks() > 0;
+    const std::int64_t block_rows = std::min<std::int64_t>(k, 10);   // softmax_epoch_kernels.hpp: kWideClassBlock
+    const auto bytes = static_cast<long long>((block_rows * dp + 2 * d) * static_cast<std::int64_t>(element_bytes));
+    return bytes <= l1d_cache_bytes() / 8 * 7;
+}
 
 template <typename T>
 std::int64_t softmax_regression_epoch_fused(const DataMatrix<T>& X, const std::int64_t* y, T* theta,

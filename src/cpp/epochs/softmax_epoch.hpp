@@ -15,7 +15,8 @@
 //
 // The forward runs class block by class block over all of a thread's rows, so that the block's
 // rows of Θᵀ stay in L1 while the batch's rows stream past from L2 (all of Θᵀ, 31 KB for
-// MNIST, and a group's rows do not fit a 32 KB L1 together).
+// MNIST, and a group's rows do not fit a 32 KB L1 together). Where they do fit (a 48 KB L1:
+// softmax_forward_wide), blocks of 10 classes and 2 rows read each row from L2 once.
 //
 // On several threads each batch's forward and gradient are split by rows (a thread turns its
 // rows' logits into their gradient at once: one barrier per batch) and its update by blocks of
@@ -33,6 +34,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
@@ -56,6 +58,14 @@ template <typename T>
 std::int64_t softmax_regression_epoch_pixels(const DataMatrix<std::uint8_t>& pixels, float scale, const std::int64_t* y,
                                              T* theta, std::int64_t k, T lr, std::int64_t batch,
                                              const StopRequested& stop_requested);
+
+// The forward's register blocks for a Θᵀ of k rows with stride dp over d features: wide (2 rows ×
+// up to 10 classes, on any ISA) where that many rows of Θᵀ and two rows of the batch take at
+// most 7/8 of the L1 data cache (l1d_cache_bytes), else the ISA's own (AVX-512: 5 rows × 5
+// classes). Only the speed differs, never a result. softmax_forward_blocks() overrides the
+// choice (tests, benchmarks): 0 chooses as above, 1 always wide, -1 never.
+bool softmax_forward_wide(std::int64_t d, std::int64_t dp, std::int64_t k, std::size_t element_bytes);
+int& softmax_forward_blocks();
 
 namespace softmax_epoch_detail {
 
@@ -95,9 +105,11 @@ struct RangePrefetch {
 template <typename T>
 struct Kernels {
     // Z (B × k, contiguous) = Xb · Θ, i.e. Z[r][j] = Σ_p Xb[r][p] · Θᵀ[j][p]
-    // Along the way ahead_lines lines of `ahead` are prefetched.
+    // Along the way ahead_lines lines of `ahead` are prefetched. `wide`: register blocks of 2 rows
+    // × 10 classes (where they fit L1: forward_blocks_wide), else the ISA's own; the same bits.
     void (*logits)(const T* Xb, std::int64_t ldx, std::int64_t B, std::int64_t d, const T* theta_t,
-                   std::int64_t dp, std::int64_t k, T* Z, RangePrefetch& ahead, std::int64_t ahead_lines);
+                   std::int64_t dp, std::int64_t k, T* Z, RangePrefetch& ahead, std::int64_t ahead_lines,
+                   bool wide);
     // Z ← scale · (softmax(Z) − onehot(y)) in place, row by row (Z: B × k, contiguous; nothing
     // past its B·k values is touched).
     void (*gradient)(T* Z, std::int64_t B, std::int64_t k, const std::int64_t* y, T scale);
@@ -110,7 +122,7 @@ struct Kernels {
     // are written into Xb (row stride ldx) on the way, for the update
     void (*logits_pixels)(const std::uint8_t* pixels, std::int64_t ldp, float scale, T* Xb, std::int64_t ldx,
                           std::int64_t B, std::int64_t d, const T* theta_t, std::int64_t dp, std::int64_t k, T* Z,
-                          RangePrefetch& ahead, std::int64_t ahead_lines);
+                          RangePrefetch& ahead, std::int64_t ahead_lines, bool wide);
     // out[r][p] = T(float(pixels[r][p]) · scale), rows [0, B), features [p0, p1)
     void (*widen)(const std::uint8_t* pixels, std::int64_t ldp, std::int64_t B, std::int64_t p0, std::int64_t p1,
                   float scale, T* out, std::int64_t ldo);

@@ -449,6 +449,20 @@ PYBIND11_MODULE(_core, m) {
         return previous;
     });
 
+    m.def("_softmax_tuning", [](py::object forward_blocks) {
+        // The softmax epoch's forward register blocks (softmax_epoch.hpp): 0 chooses by the L1
+        // data cache, 1 always 2 rows × 10 classes, -1 the ISA's own; None reads the setting.
+        const int previous = softmax_forward_blocks();
+        if (!forward_blocks.is_none()) {
+            const int v = forward_blocks.cast<int>();
+            if (v < -1 || v > 1)
+                throw py::value_error("_softmax_tuning: forward_blocks must be -1, 0 or 1, got " + std::to_string(v));
+            softmax_forward_blocks() = v;
+        }
+        return previous;
+    }, py::arg("forward_blocks") = py::none(),
+       "Internal: the softmax epoch's forward blocks (0 auto, 1 wide, -1 the ISA's); returns the previous setting.");
+
     m.def("probe_fma_peak_gflops", [](const std::string& isa, bool dbl, double seconds) {
         const Isa i = isa_from_name(isa);
         py::gil_scoped_release nogil;

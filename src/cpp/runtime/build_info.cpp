@@ -40,6 +40,7 @@ pybind11::dict build_info() {
     info["simd_warning"] = isa_warning();
     info["cpu"] = cpu_model();
     info["l2_cache_bytes"] = l2_cache_bytes();   // per core, as the GEMM's blocking uses it
+    info["l1d_cache_bytes"] = l1d_cache_bytes();   // per core, as the softmax forward's blocks use it
     info["openmp"] = openmp_enabled();
     info["num_threads"] = num_threads_in_force();
     info["default_num_threads"] = default_num_threads();   // the host's: affinity, OMP_NUM_THREADS

@@ -189,6 +189,18 @@ std::string cpu_model() {
 #endif
 }
 
+long long l1d_cache_bytes() {
+    static const long long bytes = [] {
+        long long reported = 0;
+#if defined(_SC_LEVEL1_DCACHE_SIZE)
+        reported = sysconf(_SC_LEVEL1_DCACHE_SIZE);
+#endif
+        if (reported <= 0) return 32LL << 10;
+        return std::min(std::max(reported, 16LL << 10), 256LL << 10);
+    }();
+    return bytes;
+}
+
 long long l2_cache_bytes() {
     static const long long bytes = [] {
         long long reported = 0;

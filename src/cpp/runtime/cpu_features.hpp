@@ -37,6 +37,10 @@ std::string cpu_model();      // cpuid brand string, e.g. "Intel(R) Xeon(R) Proc
 // Per-core L2 cache size in bytes, as the C library reports it (sysconf), clamped to
 // [256 KiB, 8 MiB]; 1 MiB where it is not reported.  Used to size the GEMM's blocks.
 long long l2_cache_bytes();
+// Per-core L1 data cache size in bytes, as the C library reports it (sysconf), clamped to
+// [16 KiB, 256 KiB]; 32 KiB where it is not reported. Used to choose the softmax forward's
+// register blocks (softmax_epoch.hpp).
+long long l1d_cache_bytes();
 
 // The kernels of `isa`, from the getters that the per-ISA files export (only the chosen one is
 // called): for_isa(active_isa(), generic_kernels, avx2_kernels, avx512_kernels).
