@@ -66,6 +66,8 @@ std::int64_t softmax_regression_epoch_pixels(const DataMatrix<std::uint8_t>& pix
 // choice (tests, benchmarks): 0 chooses as above, 1 always wide, -1 never.
 bool softmax_forward_wide(std::int64_t d, std::int64_t dp, std::int64_t k, std::size_t element_bytes);
 int& softmax_forward_blocks();
+// Classes per wide register block.
+constexpr std::int64_t kWideClasses = 10;
 
 namespace softmax_epoch_detail {
 
@@ -119,13 +121,17 @@ struct Kernels {
     void (*update)(const T* Xb, std::int64_t ldx, std::int64_t B, std::int64_t d, const T* C,
                    std::int64_t k, T* theta_t, std::int64_t dp, RangePrefetch& ahead);
     // logits from B rows of d uint8 pixels (row stride ldp) as X = T(float(pixel) · scale), which
-    // are written into Xb (row stride ldx) on the way, for the update
+    // are written into Xb (row stride ldx) on the way, for the update -- or, Xb == nullptr, used
+    // in registers only (update_pixels widens them again)
     void (*logits_pixels)(const std::uint8_t* pixels, std::int64_t ldp, float scale, T* Xb, std::int64_t ldx,
                           std::int64_t B, std::int64_t d, const T* theta_t, std::int64_t dp, std::int64_t k, T* Z,
                           RangePrefetch& ahead, std::int64_t ahead_lines, bool wide);
     // out[r][p] = T(float(pixels[r][p]) · scale), rows [0, B), features [p0, p1)
     void (*widen)(const std::uint8_t* pixels, std::int64_t ldp, std::int64_t B, std::int64_t p0, std::int64_t p1,
                   float scale, T* out, std::int64_t ldo);
+    // update from B rows of d uint8 pixels (row stride ldp), widened on the way as above
+    void (*update_pixels)(const std::uint8_t* pixels, std::int64_t ldp, float scale, std::int64_t B, std::int64_t d,
+                          const T* C, std::int64_t k, T* theta_t, std::int64_t dp, RangePrefetch& ahead);
 };
 
 // Θᵀ (k × d) kept in scratch for an epoch: rows 64-byte aligned with stride dp; the caller's Θ

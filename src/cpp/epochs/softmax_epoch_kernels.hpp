@@ -40,7 +40,7 @@ using namespace fastnn::vector_lanes;   // Vec<T>, kLanes<T>, load, store
 constexpr int kRowsPerDot = FASTNN_VECTOR_BYTES == 64 ? 5 : 2;
 constexpr int kDotClassBlock = FASTNN_VECTOR_BYTES == 64 ? 5 : 10;
 constexpr int kWideRowsPerDot = 2;
-constexpr int kWideClassBlock = 10;
+constexpr int kWideClassBlock = static_cast<int>(kWideClasses);   // softmax_epoch.hpp
 
 // f(std::integral_constant<int, c>{}) for a block of c classes, 1 <= c <= Max <= 10: the class
 // count of a register block as a compile-time constant.
@@ -104,29 +104,37 @@ inline Vec<T> widen_vector(const std::uint8_t* src, float scale) {
     return v;
 }
 
-// Where the rows of a batch come from: as T (pixels == nullptr), or as uint8 pixels widened
-// into the rows (which are then scratch this pass writes) by the first class block.
+// Where the rows of a batch come from: as T (pixels == nullptr), or as uint8 pixels widened on
+// the way -- with `keep`, into the rows (which are then scratch this pass writes) by the first
+// class block, for the next blocks and the update to read; without, by every block (and by the
+// update itself: update_pixels), nothing stored.
 struct PixelRows {
     const std::uint8_t* pixels = nullptr;
     int64_t ldp = 0;
     float scale = 1;
+    bool keep = true;
 };
 
-// Z[r][j0 + j] = Σ_p x_r[p] · Θᵀ[j0 + j][p] for R rows and KB classes, vectors along p. With
-// Widen, x_r is first made from pixel row pix[r] (x_r[p] = T(float(pix[r][p]) · scale)) and
-// stored, for the next class blocks and the update to read. `ahead_lines` lines of `ahead` are
+// How a dot block gets its rows: loaded (Rows::stored), widened from pixels and stored into the
+// rows for later passes (Rows::widen_and_store), or widened and used only here (Rows::widen).
+enum class Rows { stored, widen_and_store, widen };
+
+// Z[r][j0 + j] = Σ_p x_r[p] · Θᵀ[j0 + j][p] for R rows and KB classes, vectors along p. Unless
+// Rows::stored, x_r is made from pixel row pix[r] (x_r[p] = T(float(pix[r][p]) · scale)) and,
+// with Rows::widen_and_store, stored, for the next class blocks and the update to read. `ahead_lines` lines of `ahead` are
 // prefetched along the way, two per vector step (the rest, if any, after the loop).
 //
 // The loop is written so that the compiler keeps all R·KB accumulators and every pointer in
 // registers: rows shorter than a vector go another way (scalar_dot_block), so the loop is known
 // to run and acc needs no home on the stack, and the prefetch is a pointer and a limit (the
 // paced step() held five more registers and cost the kernel about 8% on a Zen 4).
-template <typename T, int R, int KB, bool Widen>
+template <typename T, int R, int KB, Rows Mode>
 void scalar_dot_block(const T* const* rows, const std::uint8_t* const* pix, float scale, const T* tt, int64_t dp,
                       int64_t d, T* z, int64_t ldz) {
+    T row[kLanes<T>];   // (d < W) a row widened from pixels, for Rows::widen: summed from memory, as dot_block's tail
     for (int r = 0; r < R; ++r) {
-        T* x = const_cast<T*>(rows[r]);
-        if constexpr (Widen)
+        T* x = Mode == Rows::widen ? row : const_cast<T*>(rows[r]);
+        if constexpr (Mode != Rows::stored)
             for (int64_t q = 0; q < d; ++q) x[q] = widen_one<T>(pix[r][q], scale);
         for (int j = 0; j < KB; ++j) {
             T s = T(0);   // (the lane sum of the vector loop's accumulators, none here)
@@ -136,13 +144,13 @@ void scalar_dot_block(const T* const* rows, const std::uint8_t* const* pix, floa
     }
 }
 
-template <typename T, int R, int KB, bool Widen>
+template <typename T, int R, int KB, Rows Mode>
 void dot_block(const T* const* rows, const std::uint8_t* const* pix, float scale, const T* tt, int64_t dp, int64_t d,
                T* z, int64_t ldz, RangePrefetch& ahead, int64_t ahead_lines) {
     constexpr int W = kLanes<T>;
     const RangePrefetch::Span due = ahead.take(ahead_lines);
     if (d < W) {
-        scalar_dot_block<T, R, KB, Widen>(rows, pix, scale, tt, dp, d, z, ldz);
+        scalar_dot_block<T, R, KB, Mode>(rows, pix, scale, tt, dp, d, z, ldz);
         for (const char* line = due.first; line < due.last; line += 64) __builtin_prefetch(line, 0, 1);
         return;
     }
@@ -162,9 +170,9 @@ void dot_block(const T* const* rows, const std::uint8_t* const* pix, float scale
         }
         Vec<T> xv[R];
         for (int r = 0; r < R; ++r) {
-            if constexpr (Widen) {
+            if constexpr (Mode != Rows::stored) {
                 xv[r] = widen_vector<T>(pix[r] + p, scale);
-                store(const_cast<T*>(x[r]) + p, xv[r]);
+                if constexpr (Mode == Rows::widen_and_store) store(const_cast<T*>(x[r]) + p, xv[r]);
             } else {
                 xv[r] = load(x[r] + p);
             }
@@ -176,10 +184,17 @@ void dot_block(const T* const* rows, const std::uint8_t* const* pix, float scale
         p += W;
     } while (p + W <= d);
     for (; pf < pf_end; pf += 64) __builtin_prefetch(pf, 0, 1);
-    if constexpr (Widen)   // the last d mod W features
+    // The last d mod W features: widened into the rows (Rows::widen_and_store) or into `tail`
+    // (Rows::widen), then summed from memory alike. (Widened inside the sum below, GCC 12 gave
+    // other bits for a tail of 8 features: it contracted that expression otherwise.)
+    T tail[Mode == Rows::widen ? R : 1][W];
+    if constexpr (Mode != Rows::stored)
         for (int r = 0; r < R; ++r)
-            for (int64_t q = p; q < d; ++q)
-                const_cast<T*>(x[r])[q] = widen_one<T>(pix[r][q], scale);
+            for (int64_t q = p; q < d; ++q) {
+                const T v = widen_one<T>(pix[r][q], scale);
+                if constexpr (Mode == Rows::widen) tail[r][q - p] = v;
+                else const_cast<T*>(x[r])[q] = v;
+            }
     Vec<T> sums[R * KB];   // acc's lane sums, all at once (lane_sums.hpp), then the last d mod W features
     for (int r = 0; r < R; ++r)
         for (int j = 0; j < KB; ++j) sums[r * KB + j] = acc[r][j];
@@ -188,24 +203,31 @@ void dot_block(const T* const* rows, const std::uint8_t* const* pix, float scale
     for (int r = 0; r < R; ++r)
         for (int j = 0; j < KB; ++j) {
             T zj = s[r * KB + j];
-            for (int64_t q = p; q < d; ++q) zj += x[r][q] * tt[j * dp + q];
+            for (int64_t q = p; q < d; ++q)
+                zj += (Mode == Rows::widen ? tail[r][q - p] : x[r][q]) * tt[j * dp + q];
             z[r * ldz + j] = zj;
         }
 }
 
-// Rows r … r+R−1 of Xb against the KB classes of Θᵀ from tt (made from `source`'s pixels
-// first, when it has them and `widen` says so).
+// Rows r … r+R−1 of Xb against the KB classes of Θᵀ from tt (made from `source`'s pixels as
+// `mode` says).
 template <typename T, int R, int KB>
-void logits_rows(const T* Xb, int64_t ldx, const PixelRows& source, bool widen, int64_t r, int64_t d, const T* tt,
+void logits_rows(const T* Xb, int64_t ldx, const PixelRows& source, Rows mode, int64_t r, int64_t d, const T* tt,
                  int64_t dp, T* z, int64_t ldz, RangePrefetch& ahead, int64_t ahead_lines) {
     const T* x[R];
     const std::uint8_t* pix[R];
     for (int i = 0; i < R; ++i) {
-        x[i] = Xb + (r + i) * ldx;
+        x[i] = Xb ? Xb + (r + i) * ldx : nullptr;
         pix[i] = source.pixels ? source.pixels + (r + i) * source.ldp : nullptr;
     }
-    if (widen) dot_block<T, R, KB, true>(x, pix, source.scale, tt, dp, d, z + r * ldz, ldz, ahead, ahead_lines);
-    else dot_block<T, R, KB, false>(x, pix, source.scale, tt, dp, d, z + r * ldz, ldz, ahead, ahead_lines);
+    const float scale = source.scale;
+    switch (mode) {
+        case Rows::stored: dot_block<T, R, KB, Rows::stored>(x, pix, scale, tt, dp, d, z + r * ldz, ldz, ahead, ahead_lines); break;
+        case Rows::widen_and_store:
+            dot_block<T, R, KB, Rows::widen_and_store>(x, pix, scale, tt, dp, d, z + r * ldz, ldz, ahead, ahead_lines);
+            break;
+        case Rows::widen: dot_block<T, R, KB, Rows::widen>(x, pix, scale, tt, dp, d, z + r * ldz, ldz, ahead, ahead_lines); break;
+    }
 }
 
 // Z = Xb · Θ: for each block of classes (balanced: k = 10 runs as 5 + 5, not 6 + 4), all the
@@ -215,7 +237,7 @@ void logits_rows(const T* Xb, int64_t ldx, const PixelRows& source, bool widen, 
 // of Θᵀ and a group's rows (44 KB) do not fit in a 32 KB L1 (AMD Zen). Every Z[r][j] is summed
 // in the same order whichever group or block its row and class fall in. With pixels in
 // `source`, Xb (then scratch) is made from them on the way by the first class block:
-// T(float(pixel) · scale).
+// T(float(pixel) · scale); or, without source.keep, every block widens them again, Xb unused.
 template <typename T, int RowsPerDot, int ClassBlock>
 void logits_blocks(const T* Xb, int64_t ldx, const PixelRows& source, int64_t B, int64_t d, const T* tt, int64_t dp,
                    int64_t k, T* Z, RangePrefetch& ahead, int64_t ahead_lines) {
@@ -226,15 +248,18 @@ void logits_blocks(const T* Xb, int64_t ldx, const PixelRows& source, int64_t B,
     for (int64_t j0 = 0; j0 < k; j0 += block) {
         const T* t = tt + j0 * dp;
         T* zj = Z + j0;
-        const bool widen = source.pixels != nullptr && j0 == 0;   // the first block widens the pixels
+        const Rows mode = source.pixels == nullptr ? Rows::stored
+                          : !source.keep           ? Rows::widen
+                          : j0 == 0                ? Rows::widen_and_store   // the first block widens them
+                                                   : Rows::stored;
         with_class_count<ClassBlock>(k - j0 < block ? k - j0 : block, [&](auto kb) {
             constexpr int KB = decltype(kb)::value;
             int64_t r = 0;
             for (; r + RowsPerDot <= B; r += RowsPerDot)
-                logits_rows<T, RowsPerDot, KB>(Xb, ldx, source, widen, r, d, t, dp, zj, k, ahead, per_call);
+                logits_rows<T, RowsPerDot, KB>(Xb, ldx, source, mode, r, d, t, dp, zj, k, ahead, per_call);
             for (; r + 2 <= B; r += 2)
-                logits_rows<T, 2, KB>(Xb, ldx, source, widen, r, d, t, dp, zj, k, ahead, per_call);
-            for (; r < B; ++r) logits_rows<T, 1, KB>(Xb, ldx, source, widen, r, d, t, dp, zj, k, ahead, per_call);
+                logits_rows<T, 2, KB>(Xb, ldx, source, mode, r, d, t, dp, zj, k, ahead, per_call);
+            for (; r < B; ++r) logits_rows<T, 1, KB>(Xb, ldx, source, mode, r, d, t, dp, zj, k, ahead, per_call);
         });
     }
 }
@@ -257,7 +282,7 @@ void logits(const T* Xb, int64_t ldx, int64_t B, int64_t d, const T* tt, int64_t
 template <typename T>
 void logits_pixels(const std::uint8_t* pixels, int64_t ldp, float scale, T* Xb, int64_t ldx, int64_t B, int64_t d,
                    const T* tt, int64_t dp, int64_t k, T* Z, RangePrefetch& ahead, int64_t ahead_lines, bool wide) {
-    logits_from<T>(Xb, ldx, PixelRows{pixels, ldp, scale}, B, d, tt, dp, k, Z, ahead, ahead_lines, wide);
+    logits_from<T>(Xb, ldx, PixelRows{pixels, ldp, scale, Xb != nullptr}, B, d, tt, dp, k, Z, ahead, ahead_lines, wide);
 }
 
 // exp(x) on a whole vector, for x <= 0 (logits minus their row's maximum), the Cephes way:
@@ -366,9 +391,27 @@ constexpr int kUpdateVectors = FASTNN_VECTOR_BYTES == 64 ? 2 : 1;
 constexpr bool kBroadcastTable = FASTNN_VECTOR_BYTES == 16;
 constexpr int kClassBlock = 10;   // classes per register block of the update
 
+// The update's rows: x_r[p] from the batch's rows as T, or widened from its pixels on the way
+// (the values logits_pixels makes).
+template <typename T>
+struct StoredRows {
+    const T* X;
+    int64_t ld;
+    Vec<T> vec(int64_t r, int64_t p) const { return load(X + r * ld + p); }
+    T one(int64_t r, int64_t p) const { return X[r * ld + p]; }
+};
+template <typename T>
+struct WidenedRows {
+    const std::uint8_t* pixels;
+    int64_t ld;
+    float scale;
+    Vec<T> vec(int64_t r, int64_t p) const { return widen_vector<T>(pixels + r * ld + p, scale); }
+    T one(int64_t r, int64_t p) const { return widen_one<T>(pixels[r * ld + p], scale); }
+};
+
 // Features p … p + PV·W − 1 of KB classes; one prefetch step per row.
-template <typename T, int PV, int KB>
-void update_block(const T* Xb, int64_t ldx, int64_t B, const T* C, const Vec<T>* c_table, int64_t ldc, T* theta,
+template <typename T, int PV, int KB, typename Src>
+void update_block(const Src& rows, int64_t B, const T* C, const Vec<T>* c_table, int64_t ldc, T* theta,
                   int64_t dp, int64_t p, RangePrefetch& ahead_out) {
     constexpr int W = kLanes<T>;
     RangePrefetch ahead = ahead_out;   // a local copy, kept in registers
@@ -377,9 +420,8 @@ void update_block(const T* Xb, int64_t ldx, int64_t B, const T* C, const Vec<T>*
         for (int v = 0; v < PV; ++v) acc[j][v] = Vec<T>{};
     for (int64_t r = 0; r < B; ++r) {
         ahead.step();
-        const T* x = Xb + r * ldx + p;
         Vec<T> xv[PV];
-        for (int v = 0; v < PV; ++v) xv[v] = load(x + v * W);
+        for (int v = 0; v < PV; ++v) xv[v] = rows.vec(r, p + v * W);
         const T* c = C + r * ldc;
         for (int j = 0; j < KB; ++j) {
             Vec<T> cj;
@@ -397,35 +439,35 @@ void update_block(const T* Xb, int64_t ldx, int64_t B, const T* C, const Vec<T>*
 }
 
 // The last d mod W features, one at a time, summed in the same row order.
-template <typename T>
-void update_tail(const T* Xb, int64_t ldx, int64_t B, const T* C, int64_t ldc, T* theta, int64_t dp,
+template <typename T, typename Src>
+void update_tail(const Src& rows, int64_t B, const T* C, int64_t ldc, T* theta, int64_t dp,
                  int64_t p0, int64_t d, int64_t classes) {
     for (int64_t p = p0; p < d; ++p)
         for (int64_t j = 0; j < classes; ++j) {
             T sum = T(0);
-            for (int64_t r = 0; r < B; ++r) sum += C[r * ldc + j] * Xb[r * ldx + p];
+            for (int64_t r = 0; r < B; ++r) sum += C[r * ldc + j] * rows.one(r, p);
             theta[j * dp + p] += sum;
         }
 }
 
 // KB classes (from C's and Θᵀ's first) over all d features: blocks of PV vectors, then single
 // vectors, then the scalar tail.
-template <typename T, int KB>
-void update_classes(const T* Xb, int64_t ldx, int64_t B, int64_t d, const T* C, const Vec<T>* c_table, int64_t ldc,
+template <typename T, int KB, typename Src>
+void update_classes(const Src& rows, int64_t B, int64_t d, const T* C, const Vec<T>* c_table, int64_t ldc,
                     T* theta, int64_t dp, RangePrefetch& ahead) {
     constexpr int W = kLanes<T>, PV = kUpdateVectors;
     int64_t p = 0;
-    for (; p + PV * W <= d; p += PV * W) update_block<T, PV, KB>(Xb, ldx, B, C, c_table, ldc, theta, dp, p, ahead);
-    for (; p + W <= d; p += W) update_block<T, 1, KB>(Xb, ldx, B, C, c_table, ldc, theta, dp, p, ahead);
-    update_tail<T>(Xb, ldx, B, C, ldc, theta, dp, p, d, KB);
+    for (; p + PV * W <= d; p += PV * W) update_block<T, PV, KB>(rows, B, C, c_table, ldc, theta, dp, p, ahead);
+    for (; p + W <= d; p += W) update_block<T, 1, KB>(rows, B, C, c_table, ldc, theta, dp, p, ahead);
+    update_tail<T>(rows, B, C, ldc, theta, dp, p, d, KB);
 }
 
 // Θᵀ[j][:] += Σ_r C[r][j] · Xb[r][:] for all k classes, kClassBlock at a time (each block
 // streams the batch's rows again, from cache); what is left of `ahead` is prefetched during
 // the first block, spread evenly over its row steps.
-template <typename T>
-void update(const T* Xb, int64_t ldx, int64_t B, int64_t d, const T* C, int64_t k, T* theta,
-            int64_t dp, RangePrefetch& ahead) {
+template <typename T, typename Src>
+void update_from(const Src& rows, int64_t B, int64_t d, const T* C, int64_t k, T* theta, int64_t dp,
+                 RangePrefetch& ahead) {
     constexpr int W = kLanes<T>, PV = kUpdateVectors;
     ahead.pace(ahead.lines_left(), B * (d / (PV * W) + (d % (PV * W)) / W));
     RangePrefetch none;
@@ -442,9 +484,22 @@ void update(const T* Xb, int64_t ldx, int64_t B, int64_t d, const T* C, int64_t 
         T* t = theta + j0 * dp;
         RangePrefetch& ahead_now = j0 == 0 ? ahead : none;
         with_class_count<kClassBlock>(k - j0, [&](auto kb) {
-            update_classes<T, decltype(kb)::value>(Xb, ldx, B, d, Cj, tj, k, t, dp, ahead_now);
+            update_classes<T, decltype(kb)::value>(rows, B, d, Cj, tj, k, t, dp, ahead_now);
         });
     }
+}
+
+template <typename T>
+void update(const T* Xb, int64_t ldx, int64_t B, int64_t d, const T* C, int64_t k, T* theta,
+            int64_t dp, RangePrefetch& ahead) {
+    update_from<T>(StoredRows<T>{Xb, ldx}, B, d, C, k, theta, dp, ahead);
+}
+
+// The same update with the rows widened from pixels on the way (nothing read but the pixels).
+template <typename T>
+void update_pixels(const std::uint8_t* pixels, int64_t ldp, float scale, int64_t B, int64_t d, const T* C,
+                   int64_t k, T* theta, int64_t dp, RangePrefetch& ahead) {
+    update_from<T>(WidenedRows<T>{pixels, ldp, scale}, B, d, C, k, theta, dp, ahead);
 }
 
 // out[r][p] = T(float(pixels[r][p]) · scale) for rows [0, B) and features [p0, p1) (the same
@@ -464,7 +519,7 @@ void widen_pixels(const std::uint8_t* pixels, int64_t ldp, int64_t B, int64_t p0
 
 template <typename T>
 Kernels<T> kernels() {
-    return {&logits<T>, &softmax_gradient<T>, &update<T>, &logits_pixels<T>, &widen_pixels<T>};
+    return {&logits<T>, &softmax_gradient<T>, &update<T>, &logits_pixels<T>, &widen_pixels<T>, &update_pixels<T>};
 }
 
 }  // namespace
