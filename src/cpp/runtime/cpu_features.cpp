@@ -189,27 +189,37 @@ std::string cpu_model() {
 #endif
 }
 
-long long l1d_cache_bytes() {
-    static const long long bytes = [] {
-        long long reported = 0;
+namespace {
+// The sysconf queries of the per-core cache sizes, -1 where the C library has none.
 #if defined(_SC_LEVEL1_DCACHE_SIZE)
-        reported = sysconf(_SC_LEVEL1_DCACHE_SIZE);
+constexpr int kL1dQuery = _SC_LEVEL1_DCACHE_SIZE;
+#else
+constexpr int kL1dQuery = -1;
 #endif
-        if (reported <= 0) return 32LL << 10;
-        return std::min(std::max(reported, 16LL << 10), 256LL << 10);
-    }();
+#if defined(_SC_LEVEL2_CACHE_SIZE)
+constexpr int kL2Query = _SC_LEVEL2_CACHE_SIZE;
+#else
+constexpr int kL2Query = -1;
+#endif
+
+// A cache size as sysconf(query) reports it, clamped to [lo, hi]; `fallback` where it is not reported.
+long long reported_cache_bytes(int query, long long fallback, long long lo, long long hi) {
+    long long reported = 0;
+#if defined(__unix__) || defined(__APPLE__)
+    if (query >= 0) reported = sysconf(query);
+#endif
+    if (reported <= 0) return fallback;
+    return std::min(std::max(reported, lo), hi);
+}
+}  // namespace
+
+long long l1d_cache_bytes() {
+    static const long long bytes = reported_cache_bytes(kL1dQuery, 32LL << 10, 16LL << 10, 256LL << 10);
     return bytes;
 }
 
 long long l2_cache_bytes() {
-    static const long long bytes = [] {
-        long long reported = 0;
-#if defined(_SC_LEVEL2_CACHE_SIZE)
-        reported = sysconf(_SC_LEVEL2_CACHE_SIZE);
-#endif
-        if (reported <= 0) return 1LL << 20;
-        return std::min(std::max(reported, 256LL << 10), 8LL << 20);
-    }();
+    static const long long bytes = reported_cache_bytes(kL2Query, 1LL << 20, 256LL << 10, 8LL << 20);
     return bytes;
 }
 
