@@ -81,28 +81,32 @@ SOFTMAX_BLOCK_SHAPES = [(203, 784, 10), (150, 40, 3), (97, 13, 12), (120, 100, 2
 def test_softmax_forward_blocks_give_the_same_bits(isa, dtype, n, d, k, threads):
     """The fused softmax epoch's forward runs in register blocks of 2 rows × 10 classes where
     Θᵀ's block and two rows fit the L1 data cache, else in the ISA's own (AVX-512: 5 × 5): every
-    logit is the same sum either way, so Θ after an epoch is the same bits -- float X and X as
-    uint8 Pixels (float64 Θ: the pixels' float32 values widened once more) -- on one thread and two."""
+    logit is the same sum either way, so Θ after an epoch is the same bits -- for X as uint8 Pixels
+    (widened in registers by the wide blocks when k <= 10, into stored rows otherwise) and for
+    float X holding the same values (float64 Θ: the pixels' float32 values widened once more) --
+    on one thread and two."""
     from fastnn import _core
     rng = np.random.default_rng(n + d + k)
     images = rng.integers(0, 256, (n, d), dtype=np.uint8)
     y = rng.integers(0, k, n).astype(np.uint8)
-    inputs = [images.astype(dtype) / dtype.type(255), fastnn.Pixels(images, scale=1 / 255)]
+    pixels = fastnn.Pixels(images, scale=1 / 255)
+    inputs = [pixels.to_float32().astype(dtype), pixels]
     theta0 = (rng.standard_normal((d, k)) / 10).astype(dtype)
     saved = fastnn.get_num_threads()
     previous = _core._softmax_tuning()
     try:
         fastnn.set_num_threads(threads)
         with fastnn.use_backend("cpp"):
+            got = []
             for X in inputs:
-                got = []
                 for blocks in (1, -1):
                     _core._softmax_tuning(blocks)
                     theta = theta0.copy()
                     fastnn.softmax_regression_epoch(X, y, theta, lr=0.5, batch=37)
                     got.append(theta)
-                assert not np.array_equal(got[0], theta0)
-                np.testing.assert_array_equal(got[0], got[1])
+            assert not np.array_equal(got[0], theta0)
+            for theta in got[1:]:
+                np.testing.assert_array_equal(theta, got[0])
     finally:
         _core._softmax_tuning(previous)
         fastnn.set_num_threads(saved)

@@ -106,7 +106,7 @@ std::int64_t fused_epoch(const DataMatrix<TX>& X, float scale, const std::int64_
             const std::int64_t p0 = std::min(d, units * t / size * kFeatureUnit);
             const std::int64_t p1 = std::min(d, units * (t + 1) / size * kFeatureUnit);
             const std::int64_t n0 = next_rows * t / size, n1 = next_rows * (t + 1) / size;
-            T* mine = kPixels && !widen_in_registers ? widened.data() + t * widened_size : nullptr;   // its rows as T
+            T* mine = widened.empty() ? nullptr : widened.data() + t * widened_size;   // this thread's rows as T
             const T* Xb = kPixels ? mine : reinterpret_cast<const T*>(batch_rows);  // (TX = T then)
             RangePrefetch ahead;
             if (n1 > n0)

@@ -108,7 +108,7 @@ template <typename T>
 struct Kernels {
     // Z (B × k, contiguous) = Xb · Θ, i.e. Z[r][j] = Σ_p Xb[r][p] · Θᵀ[j][p]
     // Along the way ahead_lines lines of `ahead` are prefetched. `wide`: register blocks of 2 rows
-    // × 10 classes (where they fit L1: forward_blocks_wide), else the ISA's own; the same bits.
+    // × 10 classes (where they fit L1: softmax_forward_wide), else the ISA's own; the same bits.
     void (*logits)(const T* Xb, std::int64_t ldx, std::int64_t B, std::int64_t d, const T* theta_t,
                    std::int64_t dp, std::int64_t k, T* Z, RangePrefetch& ahead, std::int64_t ahead_lines,
                    bool wide);
