@@ -156,6 +156,7 @@ int& softmax_forward_blocks() {
 
 bool softmax_forward_wide(std::int64_t d, std::int64_t dp, std::int64_t k, std::size_t element_bytes) {
     if (softmax_forward_blocks() != 0) return softmax_forward_blocks() > 0;
+    if (active_isa() != Isa::avx512) return false;
     const std::int64_t block_rows = std::min(k, kWideClasses);
     const auto bytes = static_cast<long long>((block_rows * dp + 2 * d) * static_cast<std::int64_t>(element_bytes));
     return bytes <= l1d_cache_bytes() / 8 * 7;

@@ -15,8 +15,9 @@
 //
 // The forward runs class block by class block over all of a thread's rows, so that the block's
 // rows of Θᵀ stay in L1 while the batch's rows stream past from L2 (all of Θᵀ, 31 KB for
-// MNIST, and a group's rows do not fit a 32 KB L1 together). Where they do fit (a 48 KB L1:
-// softmax_forward_wide), blocks of 10 classes and 2 rows read each row from L2 once.
+// MNIST, and a group's rows do not fit a 32 KB L1 together). Where they do fit (a 48 KB L1
+// with AVX-512's 32 registers: softmax_forward_wide), blocks of 10 classes and 2 rows read
+// each row from L2 once.
 //
 // On several threads each batch's forward and gradient are split by rows (a thread turns its
 // rows' logits into their gradient at once: one barrier per batch) and its update by blocks of
@@ -59,11 +60,14 @@ std::int64_t softmax_regression_epoch_pixels(const DataMatrix<std::uint8_t>& pix
                                              T* theta, std::int64_t k, T lr, std::int64_t batch,
                                              const StopRequested& stop_requested);
 
-// The forward's register blocks for a Θᵀ of k rows with stride dp over d features: wide (2 rows ×
-// up to 10 classes, on any ISA) where that many rows of Θᵀ and two rows of the batch take at
-// most 7/8 of the L1 data cache (l1d_cache_bytes), else the ISA's own (AVX-512: 5 rows × 5
-// classes). Only the speed differs, never a result. softmax_forward_blocks() overrides the
-// choice (tests, benchmarks): 0 chooses as above, 1 always wide, -1 never.
+// The forward's register blocks for a Θᵀ of k rows with stride dp over d features: wide (up to
+// 10 classes at once: 2 rows with AVX-512, 1 row with 16 vector registers) where AVX-512 is
+// active and that many rows of Θᵀ and two rows of the batch take at most 7/8 of the L1 data
+// cache (l1d_cache_bytes), else the ISA's own (5 classes at once: AVX-512 5 rows, AVX2 and
+// SSE2 2 rows). Wide blocks with 16 registers were measured only where they do not fit L1 (a
+// Zen 3: slower), so they are never chosen there, only forced. Only the speed differs, never a
+// result. softmax_forward_blocks() overrides the choice (tests, benchmarks): 0 chooses as
+// above, 1 always wide, -1 never.
 bool softmax_forward_wide(std::int64_t d, std::int64_t dp, std::int64_t k, std::size_t element_bytes);
 int& softmax_forward_blocks();
 // Classes per wide register block.
@@ -107,8 +111,8 @@ struct RangePrefetch {
 template <typename T>
 struct Kernels {
     // Z (B × k, contiguous) = Xb · Θ, i.e. Z[r][j] = Σ_p Xb[r][p] · Θᵀ[j][p]
-    // Along the way ahead_lines lines of `ahead` are prefetched. `wide`: register blocks of 2 rows
-    // × 10 classes (where they fit L1: softmax_forward_wide), else the ISA's own; the same bits.
+    // Along the way ahead_lines lines of `ahead` are prefetched. `wide`: register blocks of all
+    // of k <= 10 classes (softmax_forward_wide), else the ISA's own; the same bits.
     void (*logits)(const T* Xb, std::int64_t ldx, std::int64_t B, std::int64_t d, const T* theta_t,
                    std::int64_t dp, std::int64_t k, T* Z, RangePrefetch& ahead, std::int64_t ahead_lines,
                    bool wide);

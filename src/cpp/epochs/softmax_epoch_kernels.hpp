@@ -29,17 +29,21 @@ using std::int64_t;
 using namespace fastnn::vector_lanes;   // Vec<T>, kLanes<T>, load, store
 
 // The forward's register block: R rows × KB classes of accumulators, each step loading R row
-// vectors and KB Θᵀ vectors for R·KB FMAs. With 32 registers (AVX-512), 5 rows × at most 5
-// classes (k = 10 runs as 2 blocks of 5: 10 loads per 25 FMAs, 31 registers -- vector loads,
+// vectors and KB Θᵀ vectors for R·KB FMAs; k = 10 runs as 2 blocks of 5. With 32 registers
+// (AVX-512), 5 rows × at most 5 classes (10 loads per 25 FMAs, 31 registers -- vector loads,
 // not FMAs, are the scarce resource on some of these cores; on a Zen 4 the softmax epoch ran
-// 1.5% faster than with 4 rows × 5); with 16, 2 rows × at most 10 classes.
+// 1.5% faster than with 4 rows × 5); with 16 (AVX2, SSE2), 2 rows × at most 5 classes (13
+// registers). (2 × 10, as these ISAs ran before, needs 23: the compiler kept 5 accumulators
+// on the stack, and on an AMD EPYC Zen 3, 1 thread, MNIST, the softmax epoch ran 9% faster
+// with 2 × 5; 3 × 4 was as fast as 2 × 5, 1 × 10 slower.)
 // Wide blocks (the caller's choice, `wide`: where ten rows of Θᵀ and two of the batch fit in
-// L1, see fused_epoch): 2 rows × at most 10 classes on every ISA, so each row of the batch
-// is read from L2 once per batch, not once per block of 5 classes. On a Sapphire Rapids-class
-// Xeon (48 KB L1), 1 thread, MNIST: the softmax epoch 3-5% faster than with 5 × 5.
+// L1, see fused_epoch): all of k <= 10 classes at once, 2 rows with 32 registers, 1 row with
+// 16, so each row of the batch is read from L2 once per batch, not once per block of 5
+// classes. On a Sapphire Rapids-class Xeon (48 KB L1), 1 thread, MNIST: the softmax epoch
+// 3-5% faster than with 5 × 5.
 constexpr int kRowsPerDot = FASTNN_VECTOR_BYTES == 64 ? 5 : 2;
-constexpr int kDotClassBlock = FASTNN_VECTOR_BYTES == 64 ? 5 : 10;
-constexpr int kWideRowsPerDot = 2;
+constexpr int kDotClassBlock = 5;
+constexpr int kWideRowsPerDot = FASTNN_VECTOR_BYTES == 64 ? 2 : 1;
 constexpr int kWideClassBlock = static_cast<int>(kWideClasses);   // softmax_epoch.hpp
 
 // f(std::integral_constant<int, c>{}) for a block of c classes, 1 <= c <= Max <= 10: the class
@@ -384,6 +388,7 @@ void softmax_gradient(T* Z, int64_t B, int64_t k, const int64_t* y, T scale) {
 // broadcasts, PV·KB FMAs), then added to Θᵀ in one rounding, Θᵀ ← Θᵀ + acc, as NumPy's
 // Θ −= lr·(Xᵀ ∇Z) does. Nothing but Θᵀ is stored: no gradient buffer streams through L1.
 // With 32 registers (AVX-512) 2 × 10 sums + 2 row vectors + 1 broadcast; with 16, 1 × 10.
+// (On a Zen 3, 2 × 5 -- fewer loads per FMA, but the batch streamed twice -- was 8% slower.)
 constexpr int kUpdateVectors = FASTNN_VECTOR_BYTES == 64 ? 2 : 1;
 // SSE2 has no broadcast from memory (a load and a shuffle, and the shuffles would outnumber the
 // multiply-adds): there the batch's coefficients are broadcast once per batch into a table of
@@ -392,36 +397,56 @@ constexpr bool kBroadcastTable = FASTNN_VECTOR_BYTES == 16;
 constexpr int kClassBlock = 10;   // classes per register block of the update
 
 // The update's rows: x_r[p] from the batch's rows as T, or widened from its pixels on the way
-// (the values logits_pixels makes).
+// (the values logits_pixels makes). The update walks a row pointer (at(r, p), then + ld per row).
 template <typename T>
 struct StoredRows {
+    using Element = T;
     const T* X;
     int64_t ld;
-    Vec<T> vec(int64_t r, int64_t p) const { return load(X + r * ld + p); }
+    const T* at(int64_t r, int64_t p) const { return X + r * ld + p; }
+    static Vec<T> vec(const T* x) { return load(x); }
     T one(int64_t r, int64_t p) const { return X[r * ld + p]; }
 };
 template <typename T>
 struct WidenedRows {
+    using Element = std::uint8_t;
     const std::uint8_t* pixels;
     int64_t ld;
     float scale;
-    Vec<T> vec(int64_t r, int64_t p) const { return widen_vector<T>(pixels + r * ld + p, scale); }
+    const std::uint8_t* at(int64_t r, int64_t p) const { return pixels + r * ld + p; }
+    Vec<T> vec(const std::uint8_t* x) const { return widen_vector<T>(x, scale); }
     T one(int64_t r, int64_t p) const { return widen_one<T>(pixels[r * ld + p], scale); }
 };
 
-// Features p … p + PV·W − 1 of KB classes; one prefetch step per row.
+// Features p … p + PV·W − 1 of KB classes: per row, PV vectors of the row and KB broadcasts of
+// its coefficients; the lines of `due` (the next batch, into L2) one per row step, and, where
+// kPrefetchStrip, the row's next line (its next strips of features) into L1. The batch is read strip by strip
+// down its rows (a line per row, 100 lines apart for MNIST), so the hardware sees no stream to
+// follow; asked for a line ahead, each line is in L1 when its strip comes. On an AMD EPYC Zen 3
+// (16 vector registers, 1 × 10 blocks), 1 thread, MNIST: the softmax epoch 7% faster.
+// (Where the forward, not the update, holds the batch in L1 -- AVX-512's 32 registers, 2 vectors
+// per row -- it is not asked for: unmeasured there.)
+constexpr bool kPrefetchStrip = FASTNN_VECTOR_BYTES != 64;
+
 template <typename T, int PV, int KB, typename Src>
 void update_block(const Src& rows, int64_t B, const T* C, const Vec<T>* c_table, int64_t ldc, T* theta,
-                  int64_t dp, int64_t p, RangePrefetch& ahead_out) {
+                  int64_t dp, int64_t p, RangePrefetch::Span due) {
     constexpr int W = kLanes<T>;
-    RangePrefetch ahead = ahead_out;   // a local copy, kept in registers
+    const typename Src::Element* x = rows.at(0, p);
+    const int64_t ld = rows.ld;
+    const char* pf = due.first;
+    const char* const pf_end = due.last;
     Vec<T> acc[KB][PV];
     for (int j = 0; j < KB; ++j)
         for (int v = 0; v < PV; ++v) acc[j][v] = Vec<T>{};
-    for (int64_t r = 0; r < B; ++r) {
-        ahead.step();
+    for (int64_t r = 0; r < B; ++r, x += ld) {
+        if (pf < pf_end) {
+            __builtin_prefetch(pf, 0, 1);
+            pf += 64;
+        }
+        if constexpr (kPrefetchStrip) __builtin_prefetch(reinterpret_cast<const char*>(x) + 64, 0, 3);
         Vec<T> xv[PV];
-        for (int v = 0; v < PV; ++v) xv[v] = rows.vec(r, p + v * W);
+        for (int v = 0; v < PV; ++v) xv[v] = rows.vec(x + v * W);
         const T* c = C + r * ldc;
         for (int j = 0; j < KB; ++j) {
             Vec<T> cj;
@@ -430,7 +455,7 @@ void update_block(const Src& rows, int64_t B, const T* C, const Vec<T>* c_table,
             for (int v = 0; v < PV; ++v) acc[j][v] += cj * xv[v];
         }
     }
-    ahead_out = ahead;
+    for (; pf < pf_end; pf += 64) __builtin_prefetch(pf, 0, 1);
     for (int j = 0; j < KB; ++j)
         for (int v = 0; v < PV; ++v) {
             T* t = theta + j * dp + p + v * W;
@@ -451,14 +476,15 @@ void update_tail(const Src& rows, int64_t B, const T* C, int64_t ldc, T* theta, 
 }
 
 // KB classes (from C's and Θᵀ's first) over all d features: blocks of PV vectors, then single
-// vectors, then the scalar tail.
+// vectors, then the scalar tail; each block takes `per_block` lines of `ahead` to prefetch.
 template <typename T, int KB, typename Src>
 void update_classes(const Src& rows, int64_t B, int64_t d, const T* C, const Vec<T>* c_table, int64_t ldc,
-                    T* theta, int64_t dp, RangePrefetch& ahead) {
+                    T* theta, int64_t dp, RangePrefetch& ahead, int64_t per_block) {
     constexpr int W = kLanes<T>, PV = kUpdateVectors;
     int64_t p = 0;
-    for (; p + PV * W <= d; p += PV * W) update_block<T, PV, KB>(rows, B, C, c_table, ldc, theta, dp, p, ahead);
-    for (; p + W <= d; p += W) update_block<T, 1, KB>(rows, B, C, c_table, ldc, theta, dp, p, ahead);
+    for (; p + PV * W <= d; p += PV * W)
+        update_block<T, PV, KB>(rows, B, C, c_table, ldc, theta, dp, p, ahead.take(per_block));
+    for (; p + W <= d; p += W) update_block<T, 1, KB>(rows, B, C, c_table, ldc, theta, dp, p, ahead.take(per_block));
     update_tail<T>(rows, B, C, ldc, theta, dp, p, d, KB);
 }
 
@@ -469,8 +495,8 @@ template <typename T, typename Src>
 void update_from(const Src& rows, int64_t B, int64_t d, const T* C, int64_t k, T* theta, int64_t dp,
                  RangePrefetch& ahead) {
     constexpr int W = kLanes<T>, PV = kUpdateVectors;
-    ahead.pace(ahead.lines_left(), B * (d / (PV * W) + (d % (PV * W)) / W));
-    RangePrefetch none;
+    const int64_t blocks = d / (PV * W) + (d % (PV * W)) / W;
+    const int64_t per_block = blocks > 0 ? (ahead.lines_left() + blocks - 1) / blocks : 0;
     const Vec<T>* c_table = nullptr;
     if constexpr (kBroadcastTable) {
         thread_local std::vector<Vec<T>> table;   // grows to the largest batch, then is reused
@@ -478,15 +504,18 @@ void update_from(const Src& rows, int64_t B, int64_t d, const T* C, int64_t k, T
         for (int64_t i = 0; i < B * k; ++i) table[static_cast<std::size_t>(i)] = splat(C[i]);
         c_table = table.data();
     }
+    RangePrefetch none;
     for (int64_t j0 = 0; j0 < k; j0 += kClassBlock) {
         const T* Cj = C + j0;
         const Vec<T>* tj = c_table ? c_table + j0 : nullptr;
         T* t = theta + j0 * dp;
         RangePrefetch& ahead_now = j0 == 0 ? ahead : none;
         with_class_count<kClassBlock>(k - j0, [&](auto kb) {
-            update_classes<T, decltype(kb)::value>(rows, B, d, Cj, tj, k, t, dp, ahead_now);
+            update_classes<T, decltype(kb)::value>(rows, B, d, Cj, tj, k, t, dp, ahead_now, per_block);
         });
     }
+    const RangePrefetch::Span rest = ahead.take(ahead.lines_left());   // (none but where d < W)
+    for (const char* line = rest.first; line < rest.last; line += 64) __builtin_prefetch(line, 0, 1);
 }
 
 template <typename T>
