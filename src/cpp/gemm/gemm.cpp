@@ -26,8 +26,9 @@
 // on padding rows.  Tiles of at most kNarrowMaxCols columns go to the ISA's narrow kernel
 // where it has one (AVX-512 float: lanes along the rows, `cols` FMAs per k step instead of
 // MR, the same bits; n = 100 = 3·32 + 4: the dense h = 100 MNIST epoch took 4-5% less).
-// AVX2 has none: with NR = 16, n = 100 = 6·16 + 4, the 4-column tile is 1/13 of the FMAs
-// (6 of 78 per k step), and a narrow kernel would save 2 of them.
+// On AVX2 (float; lanes along the 6 rows of a panel) the narrow kernel takes two row panels
+// at a time, where the driver pairs them: the masked one-vector tile's 6 FMA chains leave the
+// FMA units half idle on a 4-cycle latency (n = 100 = 6·16 + 4).
 //
 // Two extra paths for the narrow products of a neural net's output layer (n = 10):
 //   * dot path  (op(A) = A, small n): C(i, j) = A(i, :)·op(B)(:, j) with vectors along k,
@@ -398,6 +399,7 @@ struct BlockedPlan {
     T* a_buf;  // mc_max × kc_max (panels of MR)
     T* b_buf;  // kc_max × nc_max (panels of NR)
     gemm_detail::MicroKernelFn<T> narrow;  // tiles of <= kNarrowMaxCols columns (null: micro)
+    int narrow_pair_cols;     // narrow tiles of at most this many columns: two row panels per call
     bool column_split;        // threads split C by columns (see blocked_gemm), not by tiles' area
 };
 
@@ -489,9 +491,11 @@ void run_blocked(const BlockedPlan<T>& plan, int tid, int nthreads) noexcept {
                 alignas(64) T tile[gemm_detail::kMaxMR * gemm_detail::kMaxNR];
                 // Columns j + offset … j + offset + cols − 1 of the tile of rows ir·MR … of this
                 // block whose columns start at j (jr: its packed B~ micro-panel).
-                auto run_part = [&](std::int64_t ir, std::int64_t jr, std::int64_t j, int offset, int cols) {
+                // With `pair` (a narrow part), rows ir·MR … of two row panels, ir and ir + 1.
+                auto run_part = [&](std::int64_t ir, std::int64_t jr, std::int64_t j, int offset, int cols,
+                                    bool pair = false) {
                     const std::int64_t i = ic + ir * MR;
-                    args.rows = static_cast<int>(std::min<std::int64_t>(MR, P.m - i));
+                    args.rows = static_cast<int>(std::min<std::int64_t>(pair ? 2 * MR : MR, P.m - i));
                     args.cols = cols;
                     const auto kernel = cols <= gemm_detail::kNarrowMaxCols ? narrow : micro;
                     if (plan.pack_a) {
@@ -501,6 +505,7 @@ void run_blocked(const BlockedPlan<T>& plan, int tid, int nthreads) noexcept {
                         args.a = P.A + pc * P.lda + i;
                         args.a_k_stride = P.lda;
                     }
+                    args.a_next = pair ? args.a + (plan.pack_a ? MR * kc : MR) : nullptr;
                     j += offset;
                     if (plan.pack_b) {
                         args.b = plan.b_buf + jr * NR * kc + offset;
@@ -528,23 +533,46 @@ void run_blocked(const BlockedPlan<T>& plan, int tid, int nthreads) noexcept {
                 };
                 // A tile of cols <= NR columns. One of a vector and a few columns more is computed as
                 // a one-vector tile and a narrow one (e.g. 20 = 16 + 4 on AVX-512: 14 + 4 FMAs per k
-                // step, not a masked two-vector tile's 28): the same chains, the same bits.
+                // step, not a masked two-vector tile's 28): the same chains, the same bits. With
+                // `pair`, the tiles of row panels ir and ir + 1, their narrow parts in one call
+                // (narrow_width(cols) <= plan.narrow_pair_cols: see pairs_with_next).
                 const int vector = NR / 2;
-                auto run_tile = [&](std::int64_t ir, std::int64_t jr, std::int64_t j, int cols) {
-                    if (plan.narrow != nullptr && cols > vector && cols - vector <= gemm_detail::kNarrowMaxCols) {
-                        run_part(ir, jr, j, 0, vector);
-                        run_part(ir, jr, j, vector, cols - vector);
-                    } else {
+                auto narrow_width = [&](int cols) {   // the columns of a tile that go to the narrow kernel
+                    if (plan.narrow == nullptr) return 0;
+                    if (cols <= gemm_detail::kNarrowMaxCols) return cols;
+                    return cols < NR && cols > vector && cols - vector <= gemm_detail::kNarrowMaxCols ? cols - vector : 0;
+                };
+                auto run_tile = [&](std::int64_t ir, std::int64_t jr, std::int64_t j, int cols, bool pair = false) {
+                    const int narrow_cols = narrow_width(cols);
+                    if (narrow_cols == 0) {
                         run_part(ir, jr, j, 0, cols);
+                        return;
                     }
+                    if (narrow_cols < cols) {
+                        run_part(ir, jr, j, 0, vector);
+                        if (pair) run_part(ir + 1, jr, j, 0, vector);
+                    }
+                    run_part(ir, jr, j, cols - narrow_cols, narrow_cols, pair);
+                };
+                // Whether row panel ir's tile of `cols` columns goes with panel ir + 1's (which this
+                // thread also runs next): narrow kernels that take two panels (AVX2) run twice
+                // the independent FMA chains, where one panel's are too few to hide the latency.
+                auto pairs_with_next = [&](std::int64_t ir, std::int64_t n_ir, int cols) {
+                    const int w = narrow_width(cols);
+                    return w > 0 && w <= plan.narrow_pair_cols && ir + 1 < n_ir;
                 };
                 if (plan.column_split) {   // B in place: a tile may start at any column
                     const std::int64_t unit = kColumnSplitUnit / static_cast<std::int64_t>(sizeof(T));
                     const Range share = thread_share(ceil_div(nc, unit), tid, nthreads);
                     const std::int64_t j_end = std::min(jc + nc, jc + share.end * unit);
-                    for (std::int64_t j = jc + share.begin * unit; j < j_end; j += NR)
-                        for (std::int64_t ir = 0; ir < n_ir; ++ir)
-                            run_tile(ir, 0, j, static_cast<int>(std::min<std::int64_t>(NR, j_end - j)));
+                    for (std::int64_t j = jc + share.begin * unit; j < j_end; j += NR) {
+                        const int cols = static_cast<int>(std::min<std::int64_t>(NR, j_end - j));
+                        for (std::int64_t ir = 0; ir < n_ir; ++ir) {
+                            const bool pair = pairs_with_next(ir, n_ir, cols);
+                            run_tile(ir, 0, j, cols, pair);
+                            ir += pair;
+                        }
+                    }
                 } else {
                     const bool a_outer = plan.a_outer;
                     const std::int64_t last_width = nc - (n_jr - 1) * NR, last_height = mc - (n_ir - 1) * MR;
@@ -555,7 +583,11 @@ void run_blocked(const BlockedPlan<T>& plan, int tid, int nthreads) noexcept {
                         const std::int64_t jr = a_outer ? t % n_jr : t / n_ir;
                         const std::int64_t ir = a_outer ? t / n_jr : t % n_ir;
                         const std::int64_t j = jc + jr * NR;
-                        run_tile(ir, jr, j, static_cast<int>(std::min<std::int64_t>(NR, P.n - j)));
+                        const int cols = static_cast<int>(std::min<std::int64_t>(NR, P.n - j));
+                        // (jr-major order: the next tile is panel ir + 1's, if this thread's)
+                        const bool pair = !a_outer && t + 1 < mine.end && pairs_with_next(ir, n_ir, cols);
+                        run_tile(ir, jr, j, cols, pair);
+                        t += pair;
                     }
                 }
                 if ((plan.pack_a && !plan.a_private) || plan.pack_b)
@@ -589,6 +621,7 @@ void blocked_gemm(const Problem<T>& P, const Engine<T>& E) {
     plan.P = &P;
     plan.K = &E.kernels;
     plan.narrow = tuning().allow_narrow_kernel ? E.kernels.narrow : nullptr;
+    plan.narrow_pair_cols = plan.narrow != nullptr ? E.kernels.narrow_pair_cols : 0;
     plan.bl = bl;
     plan.kc_max = balanced_block(P.k, bl.KC, 8);
     // Products with a small op(B) (at most kSingleKBlockBytes, e.g. an h = 100 net's 784×100

@@ -58,6 +58,8 @@ struct MicroKernelArgs {
     const T* mask;
     std::int64_t ldmask;
     T* tile_out;
+    const T* a_next = nullptr;   // narrow kernels that take two row panels (rows > MR): the
+                                 // second panel's A, rows MR … rows − 1, with a_k_stride as a
 };
 
 // Dot-product ("inner-product") kernel for narrow outputs with k-contiguous operands:
@@ -101,6 +103,8 @@ struct KernelSet {
     PackAFn<T> pack_a_rows = nullptr;  // optional (the driver has a scalar fallback)
     MicroKernelFn<T> narrow = nullptr; // optional: tiles of <= kNarrowMaxCols columns (the driver
                                        // chooses it per tile; same contract and bits as micro)
+    int narrow_pair_cols = 0;          // narrow tiles of at most this many columns may come two
+                                       // row panels at a time (args.a_next; rows up to 2·MR)
 };
 
 // Kernel sets, one getter per ISA file.  The avx2/avx512 getters return an empty set

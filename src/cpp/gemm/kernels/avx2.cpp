@@ -201,6 +201,145 @@ void micro_kernel_entry(const MicroKernelArgs<T>& args) {
 }
 
 // ---------------------------------------------------------------------------------------
+// Narrow tile (float): the C tile of micro_kernel for COLS <= kNarrowPairCols columns, with the
+// lanes along the rows (6 of a ymm's 8) instead of the columns, and two row panels at once
+// where the driver pairs them (args.rows > MR: rows MR … from args.a_next):
+//
+//   acc_q(·, c) = Σ_p A_q(·, p) · B(p, c)      one ymm per column and panel q: the panel's rows
+//                                              at k step p are contiguous (k-major A)
+//
+// Per k step: 1 masked load per panel, COLS broadcasts, COLS FMAs per panel: 2·COLS independent
+// chains. The micro-kernel's masked one-vector tile (n = 100 = 6·16 + 4: the last 4 columns)
+// runs 6 chains, and with a 4-cycle FMA latency (Zen 3) that is 1.5 FMAs a cycle, 4 cycles per
+// k step for 6 rows; two panels of 4 columns are 8 chains, 4 cycles for 12 rows. Bitwise the
+// same results: every acc(r, c) is the same chain of FMAs b·a + acc over p ascending (a·b and
+// b·a are the same product), and the epilogue is micro_kernel's instructions on the tile's
+// rows (alpha·acc, then beta·C + that, then the ReLU or the mask), the rows regathered by a
+// 4 × 4 register transpose in each 128-bit half. Wider narrow tiles (7, 8 columns) gain
+// nothing this way (one panel: as many chains as the micro-kernel's) and go to micro_kernel.
+constexpr int kNarrowPairCols = 6;
+
+// The first COLS floats of x (a row of the tile) to dst, without writing past them (no masked
+// stores: vmaskmovps stores are slow on AMD Zen).
+template <int COLS>
+inline void store_columns(float* dst, __m256 x) {
+    const __m128 lo = _mm256_castps256_ps128(x);
+    if constexpr (COLS >= 4) {
+        _mm_storeu_ps(dst, lo);
+        const __m128 hi = _mm256_extractf128_ps(x, 1);
+        if constexpr (COLS == 5) _mm_store_ss(dst + 4, hi);
+        if constexpr (COLS == 6) _mm_storel_pi(reinterpret_cast<__m64*>(dst + 4), hi);
+    } else {
+        if constexpr (COLS == 1) _mm_store_ss(dst, lo);
+        if constexpr (COLS >= 2) _mm_storel_pi(reinterpret_cast<__m64*>(dst), lo);
+        if constexpr (COLS == 3) _mm_store_ss(dst + 2, _mm_movehl_ps(lo, lo));
+    }
+}
+
+template <int COLS, int PANELS>
+void narrow_kernel(const MicroKernelArgs<float>& args) {
+    using S = Simd<float>;
+    constexpr int MR = kAvx2TileF32.MR, NR = kAvx2TileF32.NR;
+    static_assert(COLS <= kNarrowPairCols && PANELS >= 1 && PANELS <= 2, "");
+    const int rows0 = args.rows < MR ? args.rows : MR;
+    const int panel_rows[2] = {rows0, args.rows - rows0};
+    __m256 acc[PANELS][COLS];
+#pragma GCC unroll 2
+    for (int q = 0; q < PANELS; ++q)
+#pragma GCC unroll 8
+        for (int c = 0; c < COLS; ++c) acc[q][c] = S::zero();
+    {
+        S::Mask live[PANELS];
+        const float* a[PANELS];
+#pragma GCC unroll 2
+        for (int q = 0; q < PANELS; ++q) {
+            live[q] = S::first(panel_rows[q]);
+            a[q] = q == 0 ? args.a : args.a_next;
+        }
+        const float* b = args.b;
+        const std::int64_t a_step = args.a_k_stride, b_step = args.b_k_stride;
+        for (std::int64_t p = 0; p < args.k; ++p) {
+            __m256 a_rows[PANELS];
+#pragma GCC unroll 2
+            for (int q = 0; q < PANELS; ++q) {
+                _mm_prefetch(reinterpret_cast<const char*>(a[q] + kPrefetchSteps * a_step), _MM_HINT_T0);
+                _mm_prefetch(reinterpret_cast<const char*>(a[q] + kPrefetchSteps * a_step + panel_rows[q] - 1),
+                             _MM_HINT_T0);
+                a_rows[q] = S::load(a[q], live[q]);
+                a[q] += a_step;
+            }
+#pragma GCC unroll 8
+            for (int c = 0; c < COLS; ++c) {
+                const __m256 b_pc = S::set1(b[c]);
+#pragma GCC unroll 2
+                for (int q = 0; q < PANELS; ++q) acc[q][c] = S::fmadd(b_pc, a_rows[q], acc[q][c]);
+            }
+            b += b_step;
+        }
+    }
+    const __m256 alpha = S::set1(args.alpha);
+    const __m256 beta = S::set1(args.beta);
+    const bool read_c = args.c != nullptr && args.beta != 0.0f;
+    const S::Mask cols = S::first(COLS);
+    constexpr int G = (COLS + 3) / 4;   // groups of 4 columns
+#pragma GCC unroll 2
+    for (int q = 0; q < PANELS; ++q) {
+        __m256 x[4 * G];
+#pragma GCC unroll 8
+        for (int c = 0; c < 4 * G; ++c) x[c] = c < COLS ? S::mul(alpha, acc[q][c]) : S::zero();
+        // by_row[g][v]: columns 4g … 4g + 3 of rows v (low half) and v + 4 (high half)
+        alignas(32) float by_row[G][4][8];
+#pragma GCC unroll 2
+        for (int g = 0; g < G; ++g) {
+            const __m256 t0 = _mm256_unpacklo_ps(x[4 * g], x[4 * g + 1]);
+            const __m256 t1 = _mm256_unpacklo_ps(x[4 * g + 2], x[4 * g + 3]);
+            const __m256 t2 = _mm256_unpackhi_ps(x[4 * g], x[4 * g + 1]);
+            const __m256 t3 = _mm256_unpackhi_ps(x[4 * g + 2], x[4 * g + 3]);
+            _mm256_store_ps(by_row[g][0], _mm256_castpd_ps(_mm256_unpacklo_pd(_mm256_castps_pd(t0), _mm256_castps_pd(t1))));
+            _mm256_store_ps(by_row[g][1], _mm256_castpd_ps(_mm256_unpackhi_pd(_mm256_castps_pd(t0), _mm256_castps_pd(t1))));
+            _mm256_store_ps(by_row[g][2], _mm256_castpd_ps(_mm256_unpacklo_pd(_mm256_castps_pd(t2), _mm256_castps_pd(t3))));
+            _mm256_store_ps(by_row[g][3], _mm256_castpd_ps(_mm256_unpackhi_pd(_mm256_castps_pd(t2), _mm256_castps_pd(t3))));
+        }
+        for (int r = 0; r < panel_rows[q]; ++r) {
+            const int at = 4 * (r / 4);
+            __m256 row = _mm256_castps128_ps256(_mm_load_ps(by_row[0][r % 4] + at));
+            if constexpr (G > 1) row = _mm256_insertf128_ps(row, _mm_load_ps(by_row[G - 1][r % 4] + at), 1);
+            const int tile_row = q * MR + r;
+            if (args.c == nullptr) {   // the driver finishes this tile (transposed C)
+                alignas(32) float out[8];
+                _mm256_store_ps(out, row);
+                for (int c = 0; c < COLS; ++c) args.tile_out[tile_row * NR + c] = out[c];
+                continue;
+            }
+            float* c_row = args.c + tile_row * args.ldc;
+            if (read_c) row = S::fmadd(beta, S::load(c_row, cols), row);
+            if (args.epi == Epilogue::relu)
+                row = S::relu(row);
+            else if (args.epi == Epilogue::relu_mask)
+                row = S::keep_where_positive(S::load(args.mask + tile_row * args.ldmask, cols), row);
+            store_columns<COLS>(c_row, row);
+        }
+    }
+}
+
+template <std::size_t... C>
+constexpr std::array<MicroKernelFn<float>, sizeof...(C)> make_narrow_table(std::index_sequence<C...>, std::integral_constant<int, 1>) {
+    return {{&narrow_kernel<static_cast<int>(C) + 1, 1>...}};
+}
+template <std::size_t... C>
+constexpr std::array<MicroKernelFn<float>, sizeof...(C)> make_narrow_table(std::index_sequence<C...>, std::integral_constant<int, 2>) {
+    return {{&narrow_kernel<static_cast<int>(C) + 1, 2>...}};
+}
+
+void narrow_kernel_entry(const MicroKernelArgs<float>& args) {
+    constexpr int MR = kAvx2TileF32.MR;
+    static constexpr auto single = make_narrow_table(std::make_index_sequence<kNarrowPairCols>{}, std::integral_constant<int, 1>{});
+    static constexpr auto paired = make_narrow_table(std::make_index_sequence<kNarrowPairCols>{}, std::integral_constant<int, 2>{});
+    if (args.cols > kNarrowPairCols) return micro_kernel_entry<float, MR>(args);   // (never paired)
+    (args.rows > MR ? paired : single)[args.cols - 1](args);
+}
+
+// ---------------------------------------------------------------------------------------
 // Dot-product kernel (see gemm_kernels.hpp):   out(r, c) = Σ_p A(r, p) · Bt(c, p)
 // RA = 2 rows × NB <= 6 columns: 12 ymm accumulators + 2 A + 1 Bt registers; per 8 (4)
 // values of p: RA + NB loads, RA·NB FMAs; masked k tail; fixed-order lane reduction.
@@ -344,7 +483,7 @@ double fma_chains(std::int64_t iterations, double* sink) {
 
 KernelSet<float> avx2_kernels_f32() {
     return {kAvx2TileF32, &micro_kernel_entry<float, kAvx2TileF32.MR>, &dot_kernel<float>,
-            &pack_a_rows_f32};
+            &pack_a_rows_f32, &narrow_kernel_entry, kNarrowPairCols};
 }
 KernelSet<double> avx2_kernels_f64() {
     return {kAvx2TileF64, &micro_kernel_entry<double, kAvx2TileF64.MR>, &dot_kernel<double>, nullptr};
