@@ -450,8 +450,9 @@ PYBIND11_MODULE(_core, m) {
     });
 
     m.def("_softmax_tuning", [](py::object forward_blocks) {
-        // The softmax epoch's forward register blocks (softmax_epoch.hpp): 0 chooses by the L1
-        // data cache, 1 always 2 rows × 10 classes, -1 the ISA's own; None reads the setting.
+        // The softmax epoch's forward register blocks (softmax_epoch.hpp): 0 chooses by the ISA
+        // and the L1 data cache, 1 always wide (all of k <= 10 classes at once), -1 the ISA's own
+        // (5 classes at once); None reads the setting.
         const int previous = softmax_forward_blocks();
         if (!forward_blocks.is_none()) {
             const int v = forward_blocks.cast<int>();
