@@ -48,6 +48,14 @@ def isa(request):
         _core.set_isa(saved)
 
 
+def saved_num_threads():
+    """What a test that sets its own thread count restores afterwards: the count set before it,
+    or None where none was set, so that fastnn.set_num_threads(saved) follows the host again
+    (restoring get_num_threads()'s value would pin the rest of the session to it)."""
+    from fastnn import _core
+    return fastnn.get_num_threads() if _core.num_threads_is_set() else None
+
+
 @pytest.fixture(params=[np.float32, np.float64], ids=["float32", "float64"])
 def dtype(request):
     return np.dtype(request.param)

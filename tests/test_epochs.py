@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import fastnn
-from conftest import random_problem, random_weights
+from conftest import random_problem, random_weights, saved_num_threads
 from reference_sgd import mlp_epoch_per_sample
 
 
@@ -93,7 +93,7 @@ def test_softmax_forward_blocks_give_the_same_bits(isa, dtype, n, d, k, threads)
     pixels = fastnn.Pixels(images, scale=1 / 255)
     inputs = [pixels.to_float32().astype(dtype), pixels]
     theta0 = (rng.standard_normal((d, k)) / 10).astype(dtype)
-    saved = fastnn.get_num_threads()
+    saved = saved_num_threads()
     previous = _core._softmax_tuning()
     try:
         fastnn.set_num_threads(threads)

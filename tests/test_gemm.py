@@ -9,7 +9,7 @@ import pytest
 
 import fastnn
 from fastnn import _core
-from conftest import ISA_ORDER as ORDER
+from conftest import ISA_ORDER as ORDER, saved_num_threads
 # (m, n, k): every awkward size in every position, the training shapes, and sizes that are not
 # multiples of any block (MR 4/6/14, NR 8/16/32, KC 128/256, MC 96..336)
 SHAPES = [(1, 1, 1), (2, 7, 17), (17, 33, 2), (33, 100, 7), (100, 129, 33), (129, 784, 100),
@@ -88,7 +88,7 @@ def test_gemm_one_and_two_threads_bit_identical():
     rng = np.random.default_rng(0)
     A = rng.standard_normal((300, 500)).astype(np.float32)
     B = rng.standard_normal((500, 400)).astype(np.float32)
-    saved = fastnn.get_num_threads()
+    saved = saved_num_threads()
     results = []
     try:
         for threads in (1, 2):
@@ -141,17 +141,14 @@ def test_narrow_kernel_gives_the_micro_kernels_bits(isa, dtype, m, n, k, team):
     thread and on two however they split the tiles."""
     threads, settings = NARROW_TEAMS[team]
     rng = np.random.default_rng(m + n + k)
-    before = fastnn.get_num_threads() if _core.num_threads_is_set() else None
+    before = saved_num_threads()
     fastnn.set_num_threads(threads)
     team_previous = _core._gemm_tuning(**settings)
     try:
         _narrow_against_micro(rng, dtype, m, n, k)
     finally:
         _core._gemm_tuning(**team_previous)
-        if before is None:
-            _core.reset_num_threads()
-        else:
-            fastnn.set_num_threads(before)
+        fastnn.set_num_threads(before)
 
 
 def _narrow_against_micro(rng, dtype, m, n, k):

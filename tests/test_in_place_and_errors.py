@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import fastnn
-from conftest import random_problem, random_weights
+from conftest import random_problem, random_weights, saved_num_threads
 
 
 def _problem(dtype=np.float32):
@@ -176,7 +176,7 @@ def test_weights_off_a_cache_line_train_to_the_same_bits(dtype, threads):
     y = rng.integers(0, 10, 350).astype(np.uint8)
     W1_0 = (rng.standard_normal((40, 64)) / 8).astype(dtype)
     W2_0 = (rng.standard_normal((64, 10)) / 8).astype(dtype)
-    saved = fastnn.get_num_threads()
+    saved = saved_num_threads()
     results = []
     try:
         fastnn.set_num_threads(threads)

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import fastnn
-from conftest import softmax_epoch_on_both_backends
+from conftest import softmax_epoch_on_both_backends, saved_num_threads
 from fastnn import Pixels
 
 
@@ -87,7 +87,7 @@ def test_cpp_epoch_on_pixels_is_bitwise_the_float32_epoch(isa, threads):
     rng = np.random.default_rng(3)
     X = Pixels(_images(rng, 537, 301), 1 / 255)
     y = rng.integers(0, 12, 537)
-    saved = fastnn.get_num_threads()
+    saved = saved_num_threads()
     fastnn.set_num_threads(threads)
     try:
         with fastnn.use_backend("cpp"):

@@ -7,6 +7,7 @@ import pytest
 
 import fastnn
 from fastnn import SGD, Adam, _core, cpp_backend, runtime
+from conftest import saved_num_threads
 
 TOL = {np.dtype(np.float32): dict(rtol=2e-5, atol=2e-6), np.dtype(np.float64): dict(rtol=1e-12, atol=1e-14)}
 
@@ -213,7 +214,7 @@ def test_results_do_not_depend_on_the_thread_count(sizes, optimizer, kind):
     order = rng.permutation(437)
     if kind == "csr":
         X = fastnn.SparseRows.from_dense(X)
-    saved = fastnn.get_num_threads()
+    saved = saved_num_threads()
     out = {}
     try:
         for threads in (1, 2, 3):
@@ -241,7 +242,7 @@ def test_a_batch_too_large_for_one_pass_is_counted_first():
     X = _sparse_data(rng, n, d, np.float32, density=0.05)
     y = rng.integers(0, 10, n)
     W = _net(rng, [d, 64, 10], np.float32)   # (two column panels of W_1 on 2 threads)
-    saved = fastnn.get_num_threads()
+    saved = saved_num_threads()
     out = {}
     try:
         for threads in (1, 2, 3):

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import fastnn
+from conftest import saved_num_threads
 
 pytestmark = pytest.mark.skipif("cpp" not in fastnn.available_backends(), reason="cpp backend not built")
 
@@ -54,7 +55,7 @@ def cpp():
 
 @pytest.fixture
 def threads():
-    saved = fastnn.get_num_threads()
+    saved = saved_num_threads()
     yield fastnn.set_num_threads
     fastnn.set_num_threads(saved)
 
