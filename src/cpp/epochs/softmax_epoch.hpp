@@ -77,27 +77,18 @@ namespace softmax_epoch_detail {
 
 // The next batch's bytes, prefetched into L2 (not L1) a few lines per step, front to back,
 // while this batch's kernels compute: reading X from DRAM then overlaps with the arithmetic
-// instead of stalling the next forward pass. Each kernel paces its share over its own steps.
+// instead of stalling the next forward pass. Each kernel takes its share off the front in spans
+// (take) and prefetches a span's lines one per step of its own loop.
 struct RangePrefetch {
     const char* next = nullptr;
     const char* end = nullptr;
-    std::int64_t lines = 0, steps = 1, credit = 0;   // `lines` spread evenly over `steps`
 
     RangePrefetch() = default;
     RangePrefetch(const void* begin, std::int64_t bytes)
         : next(static_cast<const char*>(begin)), end(static_cast<const char*>(begin) + bytes) {}
     std::int64_t lines_left() const { return next < end ? (end - next + 63) / 64 : 0; }
-    // Spread `lines` (at most what is left) evenly over the coming `steps` calls of step().
-    void pace(std::int64_t lines_wanted, std::int64_t steps_coming) {
-        lines = std::min(lines_wanted, lines_left());
-        steps = std::max<std::int64_t>(1, steps_coming);
-        credit = 0;
-    }
-    void step() {
-        for (credit += lines; credit >= steps && next < end; credit -= steps, next += 64) __builtin_prefetch(next, 0, 1);
-    }
     // The next `lines_wanted` lines (at most what is left), taken off the front as one span
-    // [first, last) for the caller to prefetch itself, in fewer registers than step() holds.
+    // [first, last) for the caller to prefetch itself (a pointer and a limit in registers).
     struct Span { const char* first; const char* last; };
     Span take(std::int64_t lines_wanted) {
         const char* first = next;

@@ -130,8 +130,8 @@ enum class Rows { stored, widen_and_store, widen };
 //
 // The loop is written so that the compiler keeps all R·KB accumulators and every pointer in
 // registers: rows shorter than a vector go another way (scalar_dot_block), so the loop is known
-// to run and acc needs no home on the stack, and the prefetch is a pointer and a limit (the
-// paced step() held five more registers and cost the kernel about 8% on a Zen 4).
+// to run and acc needs no home on the stack, and the prefetch is a pointer and a limit (a
+// credit-paced stepper it replaced held five more registers and cost the kernel about 8% on a Zen 4).
 template <typename T, int R, int KB, Rows Mode>
 void scalar_dot_block(const T* const* rows, const std::uint8_t* const* pix, float scale, const T* tt, int64_t dp,
                       int64_t d, T* z, int64_t ldz) {
