@@ -8,7 +8,8 @@ OLD_SITE and NEW_SITE are directories holding a `fastnn` package with its built 
 (a site-packages, or a copy of one). Both extensions are loaded side by side; for each thread
 count, input and net the epoch runs on each build in turn through the public API (`mlp_epoch`
 with the cpp backend: on raw MNIST the zero-skipping path, on centred MNIST -- minus its column
-means, as the benchmark's dense workload -- the dense GEMMs), the order swapped every round, so
+means, as the benchmark's dense workload -- the dense GEMMs; as `pixels`, MNIST's uint8 bytes as
+`fastnn.Pixels`, softmax only, through `softmax_regression_epoch`), the order swapped every round, so
 that a shared machine's load falls on both alike. The Python layer is the one importable here;
 only `_core` is swapped. Prints the median wall-clock times and the medians of the per-round
 new/old ratios of wall-clock and of CPU time (the first round is a warm-up). Needs MNIST in
@@ -47,7 +48,10 @@ def alternate(cores, X, y, W0, rounds):
             cpp_backend._core = cores[tag]
             W = [w.copy() for w in W0]
             c0, t0 = time.process_time(), time.perf_counter()
-            fastnn.mlp_epoch(X, y, W, lr=0.1, batch=100)
+            if isinstance(X, fastnn.Pixels):
+                fastnn.softmax_regression_epoch(X, y, W[0], lr=0.1, batch=100)
+            else:
+                fastnn.mlp_epoch(X, y, W, lr=0.1, batch=100)
             if r:
                 times[tag].append((time.perf_counter() - t0, time.process_time() - c0))
     return times
@@ -71,7 +75,8 @@ def main():
     d = os.environ["FASTNN_DATA"]
     X, y = fastnn.parse_mnist(os.path.join(d, "train-images-idx3-ubyte.gz"), os.path.join(d, "train-labels-idx1-ubyte.gz"))
     X, y = np.ascontiguousarray(X[:args.rows]), y[:args.rows].astype(np.int64)
-    inputs = {"raw": X, "centred": (X - X.mean(axis=0, dtype=np.float64).astype(np.float32)).astype(np.float32)}
+    inputs = {"raw": X, "centred": (X - X.mean(axis=0, dtype=np.float64).astype(np.float32)).astype(np.float32),
+              "pixels": fastnn.Pixels(np.rint(X * 255).astype(np.uint8))}
     rng = np.random.default_rng(0)
     try:
         for threads in (int(t) for t in args.threads.split(",")):
@@ -80,6 +85,8 @@ def main():
             for input_name in args.inputs.split(","):
                 for name in args.nets.split(","):
                     sizes = NETS[name]
+                    if input_name == "pixels" and len(sizes) != 2:
+                        continue   # Pixels: the softmax epoch only
                     W0 = [(rng.standard_normal((a, b)) / np.sqrt(b)).astype(np.float32) for a, b in zip(sizes, sizes[1:])]
                     t = alternate(cores, inputs[input_name], y, W0, args.rounds)
                     wall = statistics.median(n[0] / o[0] for n, o in zip(t["new"], t["old"]))

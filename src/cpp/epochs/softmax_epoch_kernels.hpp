@@ -155,7 +155,7 @@ void dot_block(const T* const* rows, const std::uint8_t* const* pix, float scale
     const RangePrefetch::Span due = ahead.take(ahead_lines);
     if (d < W) {
         scalar_dot_block<T, R, KB, Mode>(rows, pix, scale, tt, dp, d, z, ldz);
-        for (const char* line = due.first; line < due.last; line += 64) __builtin_prefetch(line, 0, 1);
+        for (const char* line = due.first; line < due.last; line += 64) due.line(line);
         return;
     }
     const char* pf = due.first;
@@ -168,8 +168,8 @@ void dot_block(const T* const* rows, const std::uint8_t* const* pix, float scale
     int64_t p = 0;
     do {
         if (pf < pf_end) {
-            __builtin_prefetch(pf, 0, 1);
-            __builtin_prefetch(pf + 64, 0, 1);   // (may be a line past pf_end: a prefetch never faults)
+            due.line(pf);
+            due.line(pf + 64);   // (may be a line past pf_end: a prefetch never faults)
             pf += 128;
         }
         Vec<T> xv[R];
@@ -187,7 +187,7 @@ void dot_block(const T* const* rows, const std::uint8_t* const* pix, float scale
         }
         p += W;
     } while (p + W <= d);
-    for (; pf < pf_end; pf += 64) __builtin_prefetch(pf, 0, 1);
+    for (; pf < pf_end; pf += 64) due.line(pf);
     // The last d mod W features: widened into the rows (Rows::widen_and_store) or into `tail`
     // (Rows::widen), then summed from memory alike. (Widened inside the sum below, GCC 12 gave
     // other bits for a tail of 8 features: it contracted that expression otherwise.)
@@ -442,7 +442,7 @@ void update_block(const Src& rows, int64_t B, const T* C, const Vec<T>* c_table,
         for (int v = 0; v < PV; ++v) acc[j][v] = Vec<T>{};
     for (int64_t r = 0; r < B; ++r, x += ld) {
         if (pf < pf_end) {
-            __builtin_prefetch(pf, 0, 1);
+            due.line(pf);
             pf += 64;
         }
         if constexpr (kPrefetchStrip) __builtin_prefetch(reinterpret_cast<const char*>(x) + 64, 0, 3);
@@ -456,7 +456,7 @@ void update_block(const Src& rows, int64_t B, const T* C, const Vec<T>* c_table,
             for (int v = 0; v < PV; ++v) acc[j][v] += cj * xv[v];
         }
     }
-    for (; pf < pf_end; pf += 64) __builtin_prefetch(pf, 0, 1);
+    for (; pf < pf_end; pf += 64) due.line(pf);
     for (int j = 0; j < KB; ++j)
         for (int v = 0; v < PV; ++v) {
             T* t = theta + j * dp + p + v * W;
@@ -516,7 +516,7 @@ void update_from(const Src& rows, int64_t B, int64_t d, const T* C, int64_t k, T
         });
     }
     const RangePrefetch::Span rest = ahead.take(ahead.lines_left());   // (none but where d < W)
-    for (const char* line = rest.first; line < rest.last; line += 64) __builtin_prefetch(line, 0, 1);
+    for (const char* line = rest.first; line < rest.last; line += 64) rest.line(line);
 }
 
 template <typename T>
