@@ -20,8 +20,10 @@
 // each row from L2 once.
 //
 // On several threads each batch's forward and gradient are split by rows (a thread turns its
-// rows' logits into their gradient at once: one barrier per batch) and its update by blocks of
-// 32 features (each thread owns those columns of Θᵀ). No result depends on the split.
+// rows' logits into their gradient at once). On two threads of float rows the update is a chain
+// over the same rows (UpdateChain: each thread reads only rows its own forward read; no barrier
+// between the products); otherwise it is split by blocks of 32 features (each thread owns those
+// columns of Θᵀ: one barrier per batch). No result depends on the split.
 //
 // The batch rows are read twice (the second time from cache), Θᵀ stays in L1/L2, nothing is
 // allocated per batch. The next batch's rows are prefetched into L2 while both products of
@@ -35,6 +37,7 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
@@ -107,6 +110,23 @@ struct RangePrefetch {
     }
 };
 
+// The update shared by a team as a chain over the batch's rows (fused_epoch): link i of n sums
+// rows [r0, r1) -- the rows its own forward read, so its cache holds them -- onto the partial
+// sums link i − 1 left in a slot, register block by register block, and hands them on; the last
+// link adds them to Θᵀ. Each (class, feature) sum is thus the one chain over r = 0 … B − 1 that a
+// single thread forms, whatever the team. A slot holds one register block's sums; ready[u] says
+// which link last filled slot u, as stamp(batch, link + 1).
+struct UpdateChain {
+    void* slots = nullptr;                    // units × kChainSlotBytes, 64-byte aligned
+    std::atomic<std::int64_t>* ready = nullptr;
+    std::int64_t batch = 0;                   // this batch's number in the epoch
+    int link = 0, links = 1;
+    std::int64_t stamp(int filled_by) const { return batch * (links + 1) + filled_by; }
+};
+// Bytes per slot: a register block of at most 10 classes × 2 vectors of at most 64 bytes (the
+// scalar tail's 10 × 15 values fit too).
+constexpr std::size_t kChainSlotBytes = 10 * 2 * 64;
+
 // The vectorised kernels of one batch, compiled once per ISA (softmax_epoch_kernels_*.cpp).
 // Θᵀ is k × d with row stride dp; the batch is B rows of d features with row stride ldx.
 template <typename T>
@@ -125,6 +145,11 @@ struct Kernels {
     // prefetched.
     void (*update)(const T* Xb, std::int64_t ldx, std::int64_t B, std::int64_t d, const T* C,
                    std::int64_t k, T* theta_t, std::int64_t dp, RangePrefetch& ahead);
+    // One link of the update as a chain (UpdateChain): rows [r0, r1) of Xb and C, the same sums.
+    void (*update_link)(const T* Xb, std::int64_t ldx, std::int64_t r0, std::int64_t r1, std::int64_t d, const T* C,
+                        std::int64_t k, T* theta_t, std::int64_t dp, RangePrefetch& ahead, const UpdateChain& chain);
+    // The slots a chained update over d features and k classes uses.
+    std::int64_t (*chain_units)(std::int64_t d, std::int64_t k);
     // logits from B rows of d uint8 pixels (row stride ldp) as X = T(float(pixel) · scale), which
     // are written into Xb (row stride ldx) on the way, for the update -- or, Xb == nullptr, used
     // in registers only (update_pixels widens them again)

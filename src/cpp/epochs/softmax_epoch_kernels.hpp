@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <thread>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -429,18 +430,16 @@ struct WidenedRows {
 // (32 registers, 2 vectors per row): unmeasured there.
 constexpr bool kPrefetchStrip = FASTNN_VECTOR_BYTES != 64;
 
+// Rows [r0, r1) onto the register block's sums acc (features p … p + PV·W − 1, KB classes).
 template <typename T, int PV, int KB, typename Src>
-void update_block(const Src& rows, int64_t B, const T* C, const Vec<T>* c_table, int64_t ldc, T* theta,
-                  int64_t dp, int64_t p, RangePrefetch::Span due) {
+inline void accumulate_rows(const Src& rows, int64_t r0, int64_t r1, const T* C, const Vec<T>* c_table, int64_t ldc,
+                            int64_t p, RangePrefetch::Span due, Vec<T> (&acc)[KB][PV]) {
     constexpr int W = kLanes<T>;
-    const typename Src::Element* x = rows.at(0, p);
+    const typename Src::Element* x = rows.at(r0, p);
     const int64_t ld = rows.ld;
     const char* pf = due.first;
     const char* const pf_end = due.last;
-    Vec<T> acc[KB][PV];
-    for (int j = 0; j < KB; ++j)
-        for (int v = 0; v < PV; ++v) acc[j][v] = Vec<T>{};
-    for (int64_t r = 0; r < B; ++r, x += ld) {
+    for (int64_t r = r0; r < r1; ++r, x += ld) {
         if (pf < pf_end) {
             due.line(pf);
             pf += 64;
@@ -457,6 +456,16 @@ void update_block(const Src& rows, int64_t B, const T* C, const Vec<T>* c_table,
         }
     }
     for (; pf < pf_end; pf += 64) due.line(pf);
+}
+
+template <typename T, int PV, int KB, typename Src>
+void update_block(const Src& rows, int64_t B, const T* C, const Vec<T>* c_table, int64_t ldc, T* theta,
+                  int64_t dp, int64_t p, RangePrefetch::Span due) {
+    constexpr int W = kLanes<T>;
+    Vec<T> acc[KB][PV];
+    for (int j = 0; j < KB; ++j)
+        for (int v = 0; v < PV; ++v) acc[j][v] = Vec<T>{};
+    accumulate_rows<T, PV, KB>(rows, 0, B, C, c_table, ldc, p, due, acc);
     for (int j = 0; j < KB; ++j)
         for (int v = 0; v < PV; ++v) {
             T* t = theta + j * dp + p + v * W;
@@ -519,6 +528,131 @@ void update_from(const Src& rows, int64_t B, int64_t d, const T* C, int64_t k, T
     for (const char* line = rest.first; line < rest.last; line += 64) rest.line(line);
 }
 
+// ---------------------------------------------------------------------------------------
+// The update as a chain over the rows (UpdateChain, softmax_epoch.hpp): this link's rows [r0, r1)
+// onto the sums the link before it left in each register block's slot. Link 0 starts from zero
+// and the last link adds to Θᵀ, so every sum is update_from's chain over the rows in order.
+inline void cpu_pause() {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+// Until slot `unit` holds what the link before this one left in it (a spin, then yields: the
+// other link's thread may have lost its CPU).
+inline void wait_for_slot(const UpdateChain& chain, int64_t unit) {
+    const std::int64_t want = chain.stamp(chain.link);
+    for (int spins = 0; chain.ready[unit].load(std::memory_order_acquire) != want; ++spins) {
+        if (spins < (1 << 12)) cpu_pause();
+        else std::this_thread::yield();
+    }
+}
+
+inline void hand_on(const UpdateChain& chain, int64_t unit) {
+    chain.ready[unit].store(chain.stamp(chain.link + 1), std::memory_order_release);
+}
+
+template <typename T>
+T* slot_of(const UpdateChain& chain, int64_t unit) {
+    return reinterpret_cast<T*>(static_cast<char*>(chain.slots) + unit * static_cast<int64_t>(kChainSlotBytes));
+}
+
+template <typename T, int PV, int KB, typename Src>
+void chain_block(const Src& rows, int64_t r0, int64_t r1, const T* C, const Vec<T>* c_table, int64_t ldc, T* theta,
+                 int64_t dp, int64_t p, RangePrefetch::Span due, const UpdateChain& chain, int64_t unit) {
+    constexpr int W = kLanes<T>;
+    static_assert(sizeof(Vec<T>) * KB * PV <= kChainSlotBytes, "a register block's sums fit a slot");
+    Vec<T>* slot = reinterpret_cast<Vec<T>*>(slot_of<T>(chain, unit));
+    Vec<T> acc[KB][PV];
+    if (chain.link == 0) {
+        for (int j = 0; j < KB; ++j)
+            for (int v = 0; v < PV; ++v) acc[j][v] = Vec<T>{};
+    } else {
+        wait_for_slot(chain, unit);
+        for (int j = 0; j < KB; ++j)
+            for (int v = 0; v < PV; ++v) acc[j][v] = slot[j * PV + v];
+    }
+    accumulate_rows<T, PV, KB>(rows, r0, r1, C, c_table, ldc, p, due, acc);
+    if (chain.link == chain.links - 1) {
+        for (int j = 0; j < KB; ++j)
+            for (int v = 0; v < PV; ++v) {
+                T* t = theta + j * dp + p + v * W;
+                store(t, load(t) + acc[j][v]);
+            }
+    } else {
+        for (int j = 0; j < KB; ++j)
+            for (int v = 0; v < PV; ++v) slot[j * PV + v] = acc[j][v];
+        hand_on(chain, unit);
+    }
+}
+
+// update_tail as a link of the chain (the partial sums of its features × classes in the slot).
+template <typename T, typename Src>
+void chain_tail(const Src& rows, int64_t r0, int64_t r1, const T* C, int64_t ldc, T* theta, int64_t dp, int64_t p0,
+                int64_t d, int64_t classes, const UpdateChain& chain, int64_t unit) {
+    T* slot = slot_of<T>(chain, unit);
+    const bool last = chain.link == chain.links - 1;
+    if (chain.link > 0) wait_for_slot(chain, unit);
+    for (int64_t p = p0; p < d; ++p)
+        for (int64_t j = 0; j < classes; ++j) {
+            T& partial = slot[(p - p0) * classes + j];
+            T sum = chain.link == 0 ? T(0) : partial;
+            for (int64_t r = r0; r < r1; ++r) sum += C[r * ldc + j] * rows.one(r, p);
+            if (last) theta[j * dp + p] += sum;
+            else partial = sum;
+        }
+    if (!last) hand_on(chain, unit);
+}
+
+// The register blocks of update_from, in its order, one slot each.
+template <typename T>
+int64_t chain_units(int64_t d, int64_t k) {
+    constexpr int W = kLanes<T>, PV = kUpdateVectors;
+    const int64_t per_class_block = d / (PV * W) + (d % (PV * W)) / W + (d % W != 0 ? 1 : 0);
+    return (k + kClassBlock - 1) / kClassBlock * per_class_block;
+}
+
+template <typename T, typename Src>
+void update_link_from(const Src& rows, int64_t r0, int64_t r1, int64_t d, const T* C, int64_t k, T* theta,
+                      int64_t dp, RangePrefetch& ahead, const UpdateChain& chain) {
+    constexpr int W = kLanes<T>, PV = kUpdateVectors;
+    const int64_t blocks = d / (PV * W) + (d % (PV * W)) / W;
+    const int64_t per_block = blocks > 0 ? (ahead.lines_left() + blocks - 1) / blocks : 0;
+    const Vec<T>* c_table = nullptr;
+    if constexpr (kBroadcastTable) {
+        thread_local std::vector<Vec<T>> table;
+        const int64_t B = r1;   // (rows before r0 are never read)
+        if (table.size() < static_cast<std::size_t>(B * k)) table.resize(static_cast<std::size_t>(B * k));
+        for (int64_t i = r0 * k; i < B * k; ++i) table[static_cast<std::size_t>(i)] = splat(C[i]);
+        c_table = table.data();
+    }
+    RangePrefetch none;
+    int64_t unit = 0;
+    for (int64_t j0 = 0; j0 < k; j0 += kClassBlock) {
+        const T* Cj = C + j0;
+        const Vec<T>* tj = c_table ? c_table + j0 : nullptr;
+        T* t = theta + j0 * dp;
+        RangePrefetch& ahead_now = j0 == 0 ? ahead : none;
+        with_class_count<kClassBlock>(k - j0, [&](auto kb) {
+            constexpr int KB = decltype(kb)::value;
+            int64_t p = 0;
+            for (; p + PV * W <= d; p += PV * W)
+                chain_block<T, PV, KB>(rows, r0, r1, Cj, tj, k, t, dp, p, ahead_now.take(per_block), chain, unit++);
+            for (; p + W <= d; p += W)
+                chain_block<T, 1, KB>(rows, r0, r1, Cj, tj, k, t, dp, p, ahead_now.take(per_block), chain, unit++);
+            if (p < d) chain_tail<T>(rows, r0, r1, Cj, k, t, dp, p, d, KB, chain, unit++);
+        });
+    }
+    const RangePrefetch::Span rest = ahead.take(ahead.lines_left());
+    for (const char* line = rest.first; line < rest.last; line += 64) rest.line(line);
+}
+
+template <typename T>
+void update_link(const T* Xb, int64_t ldx, int64_t r0, int64_t r1, int64_t d, const T* C, int64_t k, T* theta,
+                 int64_t dp, RangePrefetch& ahead, const UpdateChain& chain) {
+    update_link_from<T>(StoredRows<T>{Xb, ldx}, r0, r1, d, C, k, theta, dp, ahead, chain);
+}
+
 template <typename T>
 void update(const T* Xb, int64_t ldx, int64_t B, int64_t d, const T* C, int64_t k, T* theta,
             int64_t dp, RangePrefetch& ahead) {
@@ -549,7 +683,8 @@ void widen_pixels(const std::uint8_t* pixels, int64_t ldp, int64_t B, int64_t p0
 
 template <typename T>
 Kernels<T> kernels() {
-    return {&logits<T>, &softmax_gradient<T>, &update<T>, &logits_pixels<T>, &widen_pixels<T>, &update_pixels<T>};
+    return {&logits<T>,        &softmax_gradient<T>, &update<T>,    &update_link<T>, &chain_units<T>,
+            &logits_pixels<T>, &widen_pixels<T>,     &update_pixels<T>};
 }
 
 }  // namespace
