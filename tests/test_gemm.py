@@ -59,7 +59,7 @@ def test_gemm_every_isa_form_and_shape(isa, dtype, op_a, op_b, m, n, k):
 
 
 STRATEGIES = [dict(force_pack=1), dict(force_pack=-1), dict(allow_dot_path=False, allow_swap_path=False),
-              dict(allow_narrow_kernel=False),
+              dict(allow_narrow_kernel=False), dict(allow_rows_kernel=False),
               dict(single_k_block=False), dict(a_panel_outer=True), dict(auto_order=False),
               dict(private_a=False, parallel_min_flops=0.0), dict(kc=64, mc=48, nc=96),
               dict(parallel_min_flops=0.0), dict(column_split=1, parallel_min_flops=0.0),
@@ -167,6 +167,75 @@ def _narrow_against_micro(rng, dtype, m, n, k):
                 got.append(C)
             np.testing.assert_array_equal(got[0], got[1], err_msg=f"{op_a}{op_b} alpha={alpha} beta={beta}")
             _check(got[0], _reference(A, B, op_a, op_b, alpha, beta, C0), dtype, k)
+
+
+# op(A) = A read in place by the ISA's micro_rows kernel (AVX-512 float) or packed: rows that are
+# not a multiple of MR (100 = 7·14 + 2, 13, 1), masked columns, narrow tiles (which micro_rows
+# then takes), depths in one and in several k blocks (784 × 400: blocks of 196).
+ROWS_SHAPES = [(100, 400, 784), (100, 100, 784), (13, 70, 33), (29, 38, 70), (1, 5, 9), (100, 52, 300)]
+
+
+@pytest.mark.parametrize("team", list(NARROW_TEAMS))
+@pytest.mark.parametrize("m,n,k", ROWS_SHAPES, ids=["x".join(map(str, s)) for s in ROWS_SHAPES])
+def test_rows_kernel_gives_the_packed_kernels_bits(isa, dtype, m, n, k, team):
+    """A row-major op(A) = A (the epoch's X_b·W_1) is read in place where the ISA has a kernel for
+    it, instead of being packed: the same broadcasts in the same order, so the same bits as the
+    packed path, for alpha/beta, views (a row stride past the width), one thread and two."""
+    threads, settings = NARROW_TEAMS[team]
+    rng = np.random.default_rng(m * n + k)
+    before = saved_num_threads()
+    fastnn.set_num_threads(threads)
+    team_previous = _core._gemm_tuning(**settings)
+    try:
+        for view in (False, True):
+            for op_b in ("N", "T"):
+                A, B = _operands(rng, m, n, k, "N", op_b, dtype, view=view)
+                C0 = rng.standard_normal((m, n)).astype(dtype)
+                for alpha, beta in ((1.0, 0.0), (-0.37, 0.5)):
+                    got = []
+                    for rows_kernel in (True, False):
+                        previous = _core._gemm_tuning(allow_rows_kernel=rows_kernel)
+                        try:
+                            C = C0.copy()
+                            _core.gemm("N", op_b, A, B, C, alpha, beta)
+                        finally:
+                            _core._gemm_tuning(**previous)
+                        got.append(C)
+                    np.testing.assert_array_equal(got[0], got[1], err_msg=f"N{op_b} view={view} alpha={alpha}")
+                    _check(got[0], _reference(A, B, "N", op_b, alpha, beta, C0), dtype, k)
+    finally:
+        _core._gemm_tuning(**team_previous)
+        fastnn.set_num_threads(before)
+
+
+def test_rows_kernel_leaves_the_dense_epoch_bitwise_unchanged(isa):
+    """The epoch's X_b·W_1 with its ReLU epilogue, and G_2·W_2ᵀ with the ReLU mask, through the rows
+    kernel (dense path, h = 400: k blocks of 196; h = 100: the last 4 columns): nn_epoch's weights
+    are the same bits as with A packed."""
+    import fastnn
+    rng = np.random.default_rng(7)
+    X = rng.standard_normal((350, 784)).astype(np.float32)
+    y = rng.integers(0, 10, 350).astype(np.uint8)
+    backend = fastnn.get_backend()
+    fastnn.set_backend("cpp")
+    try:
+        for hidden in (400, 100):
+            W1 = (rng.standard_normal((784, hidden)) / np.sqrt(hidden)).astype(np.float32)
+            W2 = (rng.standard_normal((hidden, 10)) / np.sqrt(10)).astype(np.float32)
+            got = []
+            for rows_kernel in (True, False):
+                previous = _core._gemm_tuning(allow_rows_kernel=rows_kernel)
+                try:
+                    w1, w2 = W1.copy(), W2.copy()
+                    fastnn.nn_epoch(X, y, w1, w2, lr=0.1, batch=100)
+                finally:
+                    _core._gemm_tuning(**previous)
+                got.append((w1, w2))
+            np.testing.assert_array_equal(got[0][0], got[1][0])
+            np.testing.assert_array_equal(got[0][1], got[1][1])
+            assert not np.array_equal(got[0][0], W1)   # it trained
+    finally:
+        fastnn.set_backend(backend)
 
 
 @pytest.mark.parametrize("hidden", [100, 40])

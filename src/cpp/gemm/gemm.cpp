@@ -20,7 +20,9 @@
 // contiguous) and its B sliver as "row-major" (the NR values of one k step are
 // contiguous), each with an arbitrary stride between k steps.  That lets two common cases
 // skip packing altogether: op(A) = Aᵀ is already k-major (stride lda) and op(B) = B is
-// already row-major (stride ldb).  Edge tiles (fewer than MR rows / NR columns) use
+// already row-major (stride ldb).  Where the ISA has a micro_rows kernel (AVX-512 float), a
+// small row-major op(A) = A is not packed either: that kernel reads each of a tile's rows as a
+// stream (the epoch's X_b·W_1: one pass over X_b less per product, per thread).  Edge tiles (fewer than MR rows / NR columns) use
 // kernels specialised for the live rows and masked loads / stores for the live columns,
 // so nothing is ever read or written outside the logical matrices and no work is wasted
 // on padding rows.  Tiles of at most kNarrowMaxCols columns go to the ISA's narrow kernel
@@ -393,6 +395,7 @@ struct BlockedPlan {
     Blocking bl;
     std::int64_t mc_max, kc_max, nc_max;  // balanced block sizes for this call
     bool pack_a, pack_b;
+    bool a_rows;   // op(A) = A read in place by the kernel set's micro_rows (no A~ at all)
     bool a_outer;  // macro-kernel order: ir outer (A~ micro-panel in L1) instead of jr outer
     bool a_private;           // every thread packs all of A~ into its own slice (no barriers)
     std::int64_t a_slice;     // elements of one thread's slice of a_buf (a_private)
@@ -433,7 +436,7 @@ template <typename T>
 void run_blocked(const BlockedPlan<T>& plan, int tid, int nthreads) noexcept {
     const Problem<T>& P = *plan.P;
     const int MR = plan.bl.MR, NR = plan.bl.NR;
-    const auto micro = plan.K->micro;
+    const auto micro = plan.a_rows ? plan.K->micro_rows : plan.K->micro;
     const auto narrow = plan.narrow != nullptr ? plan.narrow : micro;
     // About this many micro-kernel calls fall to this thread.
     const std::int64_t blocks = ceil_div(P.n, plan.nc_max) * ceil_div(P.k, plan.kc_max) * ceil_div(P.m, plan.mc_max);
@@ -501,6 +504,9 @@ void run_blocked(const BlockedPlan<T>& plan, int tid, int nthreads) noexcept {
                     if (plan.pack_a) {
                         args.a = a_buf + ir * MR * kc;
                         args.a_k_stride = MR;
+                    } else if (plan.a_rows) {  // op(A) = A in place: A(i, p) at A[i*lda + p]
+                        args.a = P.A + i * P.lda + pc;
+                        args.a_row_stride = P.lda;
                     } else {  // op(A) = Aᵀ: A(i, p) at A[p*lda + i], already k-major
                         args.a = P.A + pc * P.lda + i;
                         args.a_k_stride = P.lda;
@@ -653,8 +659,20 @@ void blocked_gemm(const Problem<T>& P, const Engine<T>& E) {
     // X_b's rows of 784 values give 14-value slivers that straddle cache lines at every k step;
     // packed, the dense h = 400 MNIST epoch took 2-3% less, 1 and 2 threads, same bits).
     const bool a_many_panels = !P.c_transposed && P.m >= 256 && P.n >= 128;
-    plan.pack_a = P.opA == Op::N || force > 0 ||
-                  (force == 0 && (!a_small || conflict_stride(P.lda) || a_many_panels));
+    // op(A) = A read in place, row by row, where the ISA has a kernel for it (AVX-512 float): a small
+    // A (the epoch's X_b, 100 × 784) whose rows do not share L1 sets. Packing X_b cost a pass over
+    // it per product -- per thread, when each packs its own A~ -- and the kernel reads its 14 rows
+    // as fast as a packed panel (Intel Xeon family 6 model 167, X_b and W_1 in L2: 181-214
+    // GFLOP/s either way). Narrow tiles then go to micro_rows too (the narrow kernel reads a panel's
+    // rows of one k step as a vector, which needs A~).
+    plan.a_rows = P.opA == Op::N && E.kernels.micro_rows != nullptr && tuning().allow_rows_kernel && force <= 0 &&
+                  a_small && !conflict_stride(P.lda);
+    if (plan.a_rows) {
+        plan.narrow = nullptr;
+        plan.narrow_pair_cols = 0;
+    }
+    plan.pack_a = !plan.a_rows && (P.opA == Op::N || force > 0 ||
+                                   (force == 0 && (!a_small || conflict_stride(P.lda) || a_many_panels)));
     plan.pack_b = P.opB == Op::T || force > 0 ||
                   (force == 0 && (!b_small || conflict_stride(P.ldb)));
 

@@ -60,6 +60,8 @@ struct MicroKernelArgs {
     T* tile_out;
     const T* a_next = nullptr;   // narrow kernels that take two row panels (rows > MR): the
                                  // second panel's A, rows MR … rows − 1, with a_k_stride as a
+    std::int64_t a_row_stride = 0;   // KernelSet::micro_rows only: A(r, p) at a[r*a_row_stride + p]
+                                     // (op(A) = A row-major, in place; a_k_stride unused)
 };
 
 // Dot-product ("inner-product") kernel for narrow outputs with k-contiguous operands:
@@ -105,6 +107,8 @@ struct KernelSet {
                                        // chooses it per tile; same contract and bits as micro)
     int narrow_pair_cols = 0;          // narrow tiles of at most this many columns may come two
                                        // row panels at a time (args.a_next; rows up to 2·MR)
+    MicroKernelFn<T> micro_rows = nullptr;  // optional: micro's contract and bits with A row-major in
+                                            // place (args.a_row_stride), so op(A) = A need not be packed
 };
 
 // Kernel sets, one getter per ISA file.  The avx2/avx512 getters return an empty set
@@ -136,6 +140,7 @@ struct Tuning {
     bool allow_dot_path = true;         // narrow n, op(A) = A: dot-product kernel
     bool allow_swap_path = true;        // narrow n, op(A) = Aᵀ, op(B) = B: compute Cᵀ = Bᵀ·A
     bool allow_narrow_kernel = true;    // tiles of <= kNarrowMaxCols columns: the ISA's narrow kernel, if any
+    bool allow_rows_kernel = true;      // op(A) = A read in place by the ISA's micro_rows kernel, if any
     int force_pack = 0;                 // 0: heuristics, 1: always pack A and B, -1: pack only when required
     int mc = 0, kc = 0, nc = 0;         // > 0: override the ISA's MC / KC / NC (benchmarks)
     bool single_k_block = true;         // small op(B): one k block (see kSingleKBlockBytes)

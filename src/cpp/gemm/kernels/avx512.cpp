@@ -103,7 +103,10 @@ struct Simd<double> {
 // neither packing nor the caller has to pad B or C.
 constexpr int kPrefetchSteps = 8;
 
-template <typename T, int ROWS, int NV, bool MASKED>
+// ROW_A (micro_rows): A row-major in place, A(r, p) at a[r·a_row_stride + p] -- the rows of
+// X_b·W_1 without packing them. Each row's values are read as one sequential stream (14 streams,
+// which the hardware prefetchers follow), the same broadcasts in the same order: the same bits.
+template <typename T, int ROWS, int NV, bool MASKED, bool ROW_A = false>
 void micro_kernel(const MicroKernelArgs<T>& args) {
     using S = Simd<T>;
     using Reg = typename S::Reg;
@@ -132,25 +135,49 @@ void micro_kernel(const MicroKernelArgs<T>& args) {
     const T* b = args.b;
     const std::int64_t a_step = args.a_k_stride;
     const std::int64_t b_step = args.b_k_stride;
+    if constexpr (ROW_A) {
+        // Rows 3j, 3j + 1, 3j + 2 at base[j] + {0, 1, 2}·lda: five pointers and two index
+        // registers (lda, 2·lda) address all 14 rows.
+        constexpr int G = (ROWS + 2) / 3;
+        const std::int64_t lda = args.a_row_stride;
+        const T* base[G];
+#pragma GCC unroll 5
+        for (int g = 0; g < G; ++g) base[g] = a + 3 * g * lda;
 #pragma GCC unroll 2
-    for (std::int64_t p = 0; p < args.k; ++p) {
-        // Software prefetch of the A sliver kPrefetchSteps k steps ahead: an unpacked Aᵀ
-        // sliver has a row stride (lda) beyond the reach of the hardware stride
-        // prefetcher (2 KiB), so without it every k step would wait on L2.
-        _mm_prefetch(reinterpret_cast<const char*>(a + kPrefetchSteps * a_step), _MM_HINT_T0);
-        _mm_prefetch(reinterpret_cast<const char*>(a + kPrefetchSteps * a_step + ROWS - 1), _MM_HINT_T0);
-        Reg b_row[NV];
+        for (std::int64_t p = 0; p < args.k; ++p) {
+            Reg b_row[NV];
 #pragma GCC unroll 2
-        for (int v = 0; v < NV; ++v)
-            b_row[v] = (MASKED && v == NV - 1) ? S::load(b + v * L, last_mask) : S::load(b + v * L);
+            for (int v = 0; v < NV; ++v)
+                b_row[v] = (MASKED && v == NV - 1) ? S::load(b + v * L, last_mask) : S::load(b + v * L);
 #pragma GCC unroll 16
-        for (int r = 0; r < ROWS; ++r) {
-            const Reg a_rp = S::set1(a[r]);
+            for (int r = 0; r < ROWS; ++r) {
+                const Reg a_rp = S::set1(base[r / 3][(r % 3) * lda + p]);
 #pragma GCC unroll 2
-            for (int v = 0; v < NV; ++v) acc[r][v] = S::fmadd(a_rp, b_row[v], acc[r][v]);
+                for (int v = 0; v < NV; ++v) acc[r][v] = S::fmadd(a_rp, b_row[v], acc[r][v]);
+            }
+            b += b_step;
         }
-        a += a_step;
-        b += b_step;
+    } else {
+#pragma GCC unroll 2
+        for (std::int64_t p = 0; p < args.k; ++p) {
+            // Software prefetch of the A sliver kPrefetchSteps k steps ahead: an unpacked Aᵀ
+            // sliver has a row stride (lda) beyond the reach of the hardware stride
+            // prefetcher (2 KiB), so without it every k step would wait on L2.
+            _mm_prefetch(reinterpret_cast<const char*>(a + kPrefetchSteps * a_step), _MM_HINT_T0);
+            _mm_prefetch(reinterpret_cast<const char*>(a + kPrefetchSteps * a_step + ROWS - 1), _MM_HINT_T0);
+            Reg b_row[NV];
+#pragma GCC unroll 2
+            for (int v = 0; v < NV; ++v)
+                b_row[v] = (MASKED && v == NV - 1) ? S::load(b + v * L, last_mask) : S::load(b + v * L);
+#pragma GCC unroll 16
+            for (int r = 0; r < ROWS; ++r) {
+                const Reg a_rp = S::set1(a[r]);
+#pragma GCC unroll 2
+                for (int v = 0; v < NV; ++v) acc[r][v] = S::fmadd(a_rp, b_row[v], acc[r][v]);
+            }
+            a += a_step;
+            b += b_step;
+        }
     }
 
     const Reg alpha = S::set1(args.alpha);
@@ -280,27 +307,27 @@ void narrow_kernel_entry(const MicroKernelArgs<float>& args) {
 
 // Column dispatch for a fixed row count: full 2-vector tile, masked 2-vector, full or
 // masked 1-vector (edge tiles of narrow matrices such as n = 10).
-template <typename T, int ROWS>
+template <typename T, int ROWS, bool ROW_A = false>
 void micro_kernel_rows(const MicroKernelArgs<T>& args) {
     constexpr int L = Simd<T>::kLanes;
     if (args.cols == 2 * L)
-        micro_kernel<T, ROWS, 2, false>(args);
+        micro_kernel<T, ROWS, 2, false, ROW_A>(args);
     else if (args.cols > L)
-        micro_kernel<T, ROWS, 2, true>(args);
+        micro_kernel<T, ROWS, 2, true, ROW_A>(args);
     else if (args.cols == L)
-        micro_kernel<T, ROWS, 1, false>(args);
+        micro_kernel<T, ROWS, 1, false, ROW_A>(args);
     else
-        micro_kernel<T, ROWS, 1, true>(args);
+        micro_kernel<T, ROWS, 1, true, ROW_A>(args);
 }
 
-template <typename T, std::size_t... R>
+template <typename T, bool ROW_A, std::size_t... R>
 constexpr std::array<MicroKernelFn<T>, sizeof...(R)> make_row_table(std::index_sequence<R...>) {
-    return {{&micro_kernel_rows<T, static_cast<int>(R) + 1>...}};
+    return {{&micro_kernel_rows<T, static_cast<int>(R) + 1, ROW_A>...}};
 }
 
-template <typename T, int MR>
+template <typename T, int MR, bool ROW_A = false>
 void micro_kernel_entry(const MicroKernelArgs<T>& args) {
-    static constexpr auto table = make_row_table<T>(std::make_index_sequence<MR>{});
+    static constexpr auto table = make_row_table<T, ROW_A>(std::make_index_sequence<MR>{});
     table[args.rows - 1](args);
 }
 
@@ -468,7 +495,7 @@ double fma_chains(std::int64_t iterations, double* sink) {
 
 KernelSet<float> avx512_kernels_f32() {
     return {kAvx512TileF32, &micro_kernel_entry<float, kAvx512TileF32.MR>, &dot_kernel<float>,
-            &pack_a_rows_f32, &narrow_kernel_entry};
+            &pack_a_rows_f32, &narrow_kernel_entry, 0, &micro_kernel_entry<float, kAvx512TileF32.MR, true>};
 }
 KernelSet<double> avx512_kernels_f64() {
     return {kAvx512TileF64, &micro_kernel_entry<double, kAvx512TileF64.MR>, &dot_kernel<double>,
