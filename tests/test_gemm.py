@@ -212,49 +212,25 @@ def test_rows_kernel_leaves_the_dense_epoch_bitwise_unchanged(isa):
     """The epoch's X_b·W_1 with its ReLU epilogue, and G_2·W_2ᵀ with the ReLU mask, through the rows
     kernel (dense path, h = 400: k blocks of 196; h = 100: the last 4 columns): nn_epoch's weights
     are the same bits as with A packed."""
-    import fastnn
     rng = np.random.default_rng(7)
     X = rng.standard_normal((350, 784)).astype(np.float32)
     y = rng.integers(0, 10, 350).astype(np.uint8)
-    backend = fastnn.get_backend()
-    fastnn.set_backend("cpp")
-    try:
-        for hidden in (400, 100):
-            W1 = (rng.standard_normal((784, hidden)) / np.sqrt(hidden)).astype(np.float32)
-            W2 = (rng.standard_normal((hidden, 10)) / np.sqrt(10)).astype(np.float32)
-            got = []
-            for rows_kernel in (True, False):
-                previous = _core._gemm_tuning(allow_rows_kernel=rows_kernel)
-                try:
-                    w1, w2 = W1.copy(), W2.copy()
-                    fastnn.nn_epoch(X, y, w1, w2, lr=0.1, batch=100)
-                finally:
-                    _core._gemm_tuning(**previous)
-                got.append((w1, w2))
-            np.testing.assert_array_equal(got[0][0], got[1][0])
-            np.testing.assert_array_equal(got[0][1], got[1][1])
-            assert not np.array_equal(got[0][0], W1)   # it trained
-    finally:
-        fastnn.set_backend(backend)
+    for hidden in (400, 100):
+        W1 = (rng.standard_normal((784, hidden)) / np.sqrt(hidden)).astype(np.float32)
+        W2 = (rng.standard_normal((hidden, 10)) / np.sqrt(10)).astype(np.float32)
+        _assert_epoch_bits_unchanged_by(X, y, W1, W2, "allow_rows_kernel")
 
 
-@pytest.mark.parametrize("hidden", [100, 40])
-def test_narrow_kernel_leaves_the_dense_epoch_bitwise_unchanged(isa, hidden):
-    """The epoch's ReLU and ReLU-mask epilogues through the narrow kernel: nn_epoch's weights
-    (dense path, h = 100 and 40: 4 and 8 columns past the last full panel) are the same bits
-    with the narrow kernel as without."""
+def _assert_epoch_bits_unchanged_by(X, y, W1, W2, setting):
+    """nn_epoch (cpp backend, dense path) with _gemm_tuning(setting=True) and =False: the same
+    bits for both weights, and it trained."""
     import fastnn
-    rng = np.random.default_rng(hidden)
-    X = rng.standard_normal((450, 784)).astype(np.float32)
-    y = rng.integers(0, 10, 450).astype(np.uint8)
-    W1 = (rng.standard_normal((784, hidden)) / np.sqrt(hidden)).astype(np.float32)
-    W2 = (rng.standard_normal((hidden, 10)) / np.sqrt(10)).astype(np.float32)
     backend = fastnn.get_backend()
     fastnn.set_backend("cpp")
     got = []
     try:
-        for narrow in (True, False):
-            previous = _core._gemm_tuning(allow_narrow_kernel=narrow)
+        for on in (True, False):
+            previous = _core._gemm_tuning(**{setting: on})
             try:
                 w1, w2 = W1.copy(), W2.copy()
                 fastnn.nn_epoch(X, y, w1, w2, lr=0.1, batch=100)
@@ -266,6 +242,19 @@ def test_narrow_kernel_leaves_the_dense_epoch_bitwise_unchanged(isa, hidden):
     np.testing.assert_array_equal(got[0][0], got[1][0])
     np.testing.assert_array_equal(got[0][1], got[1][1])
     assert not np.array_equal(got[0][0], W1)   # it trained
+
+
+@pytest.mark.parametrize("hidden", [100, 40])
+def test_narrow_kernel_leaves_the_dense_epoch_bitwise_unchanged(isa, hidden):
+    """The epoch's ReLU and ReLU-mask epilogues through the narrow kernel: nn_epoch's weights
+    (dense path, h = 100 and 40: 4 and 8 columns past the last full panel) are the same bits
+    with the narrow kernel as without."""
+    rng = np.random.default_rng(hidden)
+    X = rng.standard_normal((450, 784)).astype(np.float32)
+    y = rng.integers(0, 10, 450).astype(np.uint8)
+    W1 = (rng.standard_normal((784, hidden)) / np.sqrt(hidden)).astype(np.float32)
+    W2 = (rng.standard_normal((hidden, 10)) / np.sqrt(10)).astype(np.float32)
+    _assert_epoch_bits_unchanged_by(X, y, W1, W2, "allow_narrow_kernel")
 
 
 @pytest.mark.parametrize("column_split", [1, -1], ids=["column-split", "area-split"])

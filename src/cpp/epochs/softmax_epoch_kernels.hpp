@@ -462,80 +462,13 @@ inline void accumulate_rows(const Src& rows, int64_t r0, int64_t r1, const T* C,
     for (; pf < pf_end; pf += 64) due.line(pf);
 }
 
-template <typename T, int PV, int KB, typename Src>
-void update_block(const Src& rows, int64_t B, const T* C, const Vec<T>* c_table, int64_t ldc, T* theta,
-                  int64_t dp, int64_t p, RangePrefetch::Span due) {
-    constexpr int W = kLanes<T>;
-    Vec<T> acc[KB][PV];
-    for (int j = 0; j < KB; ++j)
-        for (int v = 0; v < PV; ++v) acc[j][v] = Vec<T>{};
-    accumulate_rows<T, PV, KB>(rows, 0, B, C, c_table, ldc, p, due, acc);
-    for (int j = 0; j < KB; ++j)
-        for (int v = 0; v < PV; ++v) {
-            T* t = theta + j * dp + p + v * W;
-            store(t, load(t) + acc[j][v]);
-        }
-}
-
-// The last d mod W features, one at a time, summed in the same row order.
-template <typename T, typename Src>
-void update_tail(const Src& rows, int64_t B, const T* C, int64_t ldc, T* theta, int64_t dp,
-                 int64_t p0, int64_t d, int64_t classes) {
-    for (int64_t p = p0; p < d; ++p)
-        for (int64_t j = 0; j < classes; ++j) {
-            T sum = T(0);
-            for (int64_t r = 0; r < B; ++r) sum += C[r * ldc + j] * rows.one(r, p);
-            theta[j * dp + p] += sum;
-        }
-}
-
-// KB classes (from C's and Θᵀ's first) over all d features: blocks of PV vectors, then single
-// vectors, then the scalar tail; each block takes `per_block` lines of `ahead` to prefetch.
-template <typename T, int KB, typename Src>
-void update_classes(const Src& rows, int64_t B, int64_t d, const T* C, const Vec<T>* c_table, int64_t ldc,
-                    T* theta, int64_t dp, RangePrefetch& ahead, int64_t per_block) {
-    constexpr int W = kLanes<T>, PV = kUpdateVectors;
-    int64_t p = 0;
-    for (; p + PV * W <= d; p += PV * W)
-        update_block<T, PV, KB>(rows, B, C, c_table, ldc, theta, dp, p, ahead.take(per_block));
-    for (; p + W <= d; p += W) update_block<T, 1, KB>(rows, B, C, c_table, ldc, theta, dp, p, ahead.take(per_block));
-    update_tail<T>(rows, B, C, ldc, theta, dp, p, d, KB);
-}
-
-// Θᵀ[j][:] += Σ_r C[r][j] · Xb[r][:] for all k classes, kClassBlock at a time (each block
-// streams the batch's rows again, from cache); what is left of `ahead` is prefetched during
-// the first block, spread evenly over its row steps.
-template <typename T, typename Src>
-void update_from(const Src& rows, int64_t B, int64_t d, const T* C, int64_t k, T* theta, int64_t dp,
-                 RangePrefetch& ahead) {
-    constexpr int W = kLanes<T>, PV = kUpdateVectors;
-    const int64_t blocks = d / (PV * W) + (d % (PV * W)) / W;
-    const int64_t per_block = blocks > 0 ? (ahead.lines_left() + blocks - 1) / blocks : 0;
-    const Vec<T>* c_table = nullptr;
-    if constexpr (kBroadcastTable) {
-        thread_local std::vector<Vec<T>> table;   // grows to the largest batch, then is reused
-        if (table.size() < static_cast<std::size_t>(B * k)) table.resize(static_cast<std::size_t>(B * k));
-        for (int64_t i = 0; i < B * k; ++i) table[static_cast<std::size_t>(i)] = splat(C[i]);
-        c_table = table.data();
-    }
-    RangePrefetch none;
-    for (int64_t j0 = 0; j0 < k; j0 += kClassBlock) {
-        const T* Cj = C + j0;
-        const Vec<T>* tj = c_table ? c_table + j0 : nullptr;
-        T* t = theta + j0 * dp;
-        RangePrefetch& ahead_now = j0 == 0 ? ahead : none;
-        with_class_count<kClassBlock>(k - j0, [&](auto kb) {
-            update_classes<T, decltype(kb)::value>(rows, B, d, Cj, tj, k, t, dp, ahead_now, per_block);
-        });
-    }
-    const RangePrefetch::Span rest = ahead.take(ahead.lines_left());   // (none but where d < W)
-    for (const char* line = rest.first; line < rest.last; line += 64) rest.line(line);
-}
-
 // ---------------------------------------------------------------------------------------
-// The update as a chain over the rows (UpdateChain, softmax_epoch.hpp): this link's rows [r0, r1)
-// onto the sums the link before it left in each register block's slot. Link 0 starts from zero
-// and the last link adds to Θᵀ, so every sum is update_from's chain over the rows in order.
+// Θᵀ[j][:] += Σ_r C[r][j] · x_r[:], register block by register block (PV vectors of features × up
+// to kClassBlock classes, then single vectors, then the last d mod W features one at a time), as
+// one link of a chain over the rows (UpdateChain, softmax_epoch.hpp): this link's rows [r0, r1)
+// onto the sums the link before it left in the block's slot. Link 0 starts from zero and the last
+// link adds to Θᵀ, so every sum is one chain over r = 0 … B − 1 whatever the links; a single
+// link (UpdateChain{}: the whole update on one thread) touches no slot.
 inline void cpu_pause() {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_ia32_pause();
@@ -561,18 +494,21 @@ T* slot_of(const UpdateChain& chain, int64_t unit) {
     return reinterpret_cast<T*>(static_cast<char*>(chain.slots) + unit * static_cast<int64_t>(kChainSlotBytes));
 }
 
+// The register block of features p … p + PV·W − 1 and KB classes (see kUpdateVectors): its sums
+// over rows [r0, r1), from zero (link 0) or from the slot, then added to Θᵀ in one rounding (the
+// last link) or handed on in the slot.
 template <typename T, int PV, int KB, typename Src>
-void chain_block(const Src& rows, int64_t r0, int64_t r1, const T* C, const Vec<T>* c_table, int64_t ldc, T* theta,
-                 int64_t dp, int64_t p, RangePrefetch::Span due, const UpdateChain& chain, int64_t unit) {
+void update_block(const Src& rows, int64_t r0, int64_t r1, const T* C, const Vec<T>* c_table, int64_t ldc, T* theta,
+                  int64_t dp, int64_t p, RangePrefetch::Span due, const UpdateChain& chain, int64_t unit) {
     constexpr int W = kLanes<T>;
     static_assert(sizeof(Vec<T>) * KB * PV <= kChainSlotBytes, "a register block's sums fit a slot");
-    Vec<T>* slot = reinterpret_cast<Vec<T>*>(slot_of<T>(chain, unit));
     Vec<T> acc[KB][PV];
     if (chain.link == 0) {
         for (int j = 0; j < KB; ++j)
             for (int v = 0; v < PV; ++v) acc[j][v] = Vec<T>{};
     } else {
         wait_for_slot(chain, unit);
+        const Vec<T>* slot = reinterpret_cast<const Vec<T>*>(slot_of<T>(chain, unit));
         for (int j = 0; j < KB; ++j)
             for (int v = 0; v < PV; ++v) acc[j][v] = slot[j * PV + v];
     }
@@ -584,31 +520,32 @@ void chain_block(const Src& rows, int64_t r0, int64_t r1, const T* C, const Vec<
                 store(t, load(t) + acc[j][v]);
             }
     } else {
+        Vec<T>* slot = reinterpret_cast<Vec<T>*>(slot_of<T>(chain, unit));
         for (int j = 0; j < KB; ++j)
             for (int v = 0; v < PV; ++v) slot[j * PV + v] = acc[j][v];
         hand_on(chain, unit);
     }
 }
 
-// update_tail as a link of the chain (the partial sums of its features × classes in the slot).
+// The last d mod W features, one at a time, summed in the same row order (the partial sums of
+// its features × classes in the slot between links).
 template <typename T, typename Src>
-void chain_tail(const Src& rows, int64_t r0, int64_t r1, const T* C, int64_t ldc, T* theta, int64_t dp, int64_t p0,
-                int64_t d, int64_t classes, const UpdateChain& chain, int64_t unit) {
-    T* slot = slot_of<T>(chain, unit);
-    const bool last = chain.link == chain.links - 1;
-    if (chain.link > 0) wait_for_slot(chain, unit);
+void update_tail(const Src& rows, int64_t r0, int64_t r1, const T* C, int64_t ldc, T* theta, int64_t dp, int64_t p0,
+                 int64_t d, int64_t classes, const UpdateChain& chain, int64_t unit) {
+    const bool first = chain.link == 0, last = chain.link == chain.links - 1;
+    T* slot = first && last ? nullptr : slot_of<T>(chain, unit);
+    if (!first) wait_for_slot(chain, unit);
     for (int64_t p = p0; p < d; ++p)
         for (int64_t j = 0; j < classes; ++j) {
-            T& partial = slot[(p - p0) * classes + j];
-            T sum = chain.link == 0 ? T(0) : partial;
+            T sum = first ? T(0) : slot[(p - p0) * classes + j];
             for (int64_t r = r0; r < r1; ++r) sum += C[r * ldc + j] * rows.one(r, p);
             if (last) theta[j * dp + p] += sum;
-            else partial = sum;
+            else slot[(p - p0) * classes + j] = sum;
         }
     if (!last) hand_on(chain, unit);
 }
 
-// The register blocks of update_from, in its order, one slot each.
+// The register blocks of update_rows, in its order, one slot each.
 template <typename T>
 int64_t chain_units(int64_t d, int64_t k) {
     constexpr int W = kLanes<T>, PV = kUpdateVectors;
@@ -616,15 +553,17 @@ int64_t chain_units(int64_t d, int64_t k) {
     return (k + kClassBlock - 1) / kClassBlock * per_class_block;
 }
 
+// All k classes, kClassBlock at a time (each block streams the rows again, from cache); what is
+// left of `ahead` is prefetched during the first block, spread evenly over its row steps.
 template <typename T, typename Src>
-void update_link_from(const Src& rows, int64_t r0, int64_t r1, int64_t d, const T* C, int64_t k, T* theta,
-                      int64_t dp, RangePrefetch& ahead, const UpdateChain& chain) {
+void update_rows(const Src& rows, int64_t r0, int64_t r1, int64_t d, const T* C, int64_t k, T* theta, int64_t dp,
+                 RangePrefetch& ahead, const UpdateChain& chain) {
     constexpr int W = kLanes<T>, PV = kUpdateVectors;
     const int64_t blocks = d / (PV * W) + (d % (PV * W)) / W;
     const int64_t per_block = blocks > 0 ? (ahead.lines_left() + blocks - 1) / blocks : 0;
     const Vec<T>* c_table = nullptr;
     if constexpr (kBroadcastTable) {
-        thread_local std::vector<Vec<T>> table;
+        thread_local std::vector<Vec<T>> table;   // grows to the largest batch, then is reused
         const int64_t B = r1;   // (rows before r0 are never read)
         if (table.size() < static_cast<std::size_t>(B * k)) table.resize(static_cast<std::size_t>(B * k));
         for (int64_t i = r0 * k; i < B * k; ++i) table[static_cast<std::size_t>(i)] = splat(C[i]);
@@ -641,10 +580,10 @@ void update_link_from(const Src& rows, int64_t r0, int64_t r1, int64_t d, const 
             constexpr int KB = decltype(kb)::value;
             int64_t p = 0;
             for (; p + PV * W <= d; p += PV * W)
-                chain_block<T, PV, KB>(rows, r0, r1, Cj, tj, k, t, dp, p, ahead_now.take(per_block), chain, unit++);
+                update_block<T, PV, KB>(rows, r0, r1, Cj, tj, k, t, dp, p, ahead_now.take(per_block), chain, unit++);
             for (; p + W <= d; p += W)
-                chain_block<T, 1, KB>(rows, r0, r1, Cj, tj, k, t, dp, p, ahead_now.take(per_block), chain, unit++);
-            if (p < d) chain_tail<T>(rows, r0, r1, Cj, k, t, dp, p, d, KB, chain, unit++);
+                update_block<T, 1, KB>(rows, r0, r1, Cj, tj, k, t, dp, p, ahead_now.take(per_block), chain, unit++);
+            if (p < d) update_tail<T>(rows, r0, r1, Cj, k, t, dp, p, d, KB, chain, unit++);
         });
     }
     const RangePrefetch::Span rest = ahead.take(ahead.lines_left());
@@ -654,20 +593,20 @@ void update_link_from(const Src& rows, int64_t r0, int64_t r1, int64_t d, const 
 template <typename T>
 void update_link(const T* Xb, int64_t ldx, int64_t r0, int64_t r1, int64_t d, const T* C, int64_t k, T* theta,
                  int64_t dp, RangePrefetch& ahead, const UpdateChain& chain) {
-    update_link_from<T>(StoredRows<T>{Xb, ldx}, r0, r1, d, C, k, theta, dp, ahead, chain);
+    update_rows<T>(StoredRows<T>{Xb, ldx}, r0, r1, d, C, k, theta, dp, ahead, chain);
 }
 
 template <typename T>
 void update(const T* Xb, int64_t ldx, int64_t B, int64_t d, const T* C, int64_t k, T* theta,
             int64_t dp, RangePrefetch& ahead) {
-    update_from<T>(StoredRows<T>{Xb, ldx}, B, d, C, k, theta, dp, ahead);
+    update_rows<T>(StoredRows<T>{Xb, ldx}, 0, B, d, C, k, theta, dp, ahead, UpdateChain{});
 }
 
 // The same update with the rows widened from pixels on the way (nothing read but the pixels).
 template <typename T>
 void update_pixels(const std::uint8_t* pixels, int64_t ldp, float scale, int64_t B, int64_t d, const T* C,
                    int64_t k, T* theta, int64_t dp, RangePrefetch& ahead) {
-    update_from<T>(WidenedRows<T>{pixels, ldp, scale}, B, d, C, k, theta, dp, ahead);
+    update_rows<T>(WidenedRows<T>{pixels, ldp, scale}, 0, B, d, C, k, theta, dp, ahead, UpdateChain{});
 }
 
 // out[r][p] = T(float(pixels[r][p]) · scale) for rows [0, B) and features [p0, p1) (the same

@@ -135,49 +135,36 @@ void micro_kernel(const MicroKernelArgs<T>& args) {
     const T* b = args.b;
     const std::int64_t a_step = args.a_k_stride;
     const std::int64_t b_step = args.b_k_stride;
-    if constexpr (ROW_A) {
-        // Rows 3j, 3j + 1, 3j + 2 at base[j] + {0, 1, 2}·lda: five pointers and two index
-        // registers (lda, 2·lda) address all 14 rows.
-        constexpr int G = (ROWS + 2) / 3;
-        const std::int64_t lda = args.a_row_stride;
-        const T* base[G];
+    // ROW_A: rows 3g, 3g + 1, 3g + 2 at base[g] + {0, 1, 2}·lda -- five pointers and two index
+    // registers (lda, 2·lda) address all 14 rows.
+    const std::int64_t lda = args.a_row_stride;
+    constexpr int G = ROW_A ? (ROWS + 2) / 3 : 1;
+    const T* base[G];
 #pragma GCC unroll 5
-        for (int g = 0; g < G; ++g) base[g] = a + 3 * g * lda;
+    for (int g = 0; g < G; ++g) base[g] = a + 3 * g * lda;
 #pragma GCC unroll 2
-        for (std::int64_t p = 0; p < args.k; ++p) {
-            Reg b_row[NV];
-#pragma GCC unroll 2
-            for (int v = 0; v < NV; ++v)
-                b_row[v] = (MASKED && v == NV - 1) ? S::load(b + v * L, last_mask) : S::load(b + v * L);
-#pragma GCC unroll 16
-            for (int r = 0; r < ROWS; ++r) {
-                const Reg a_rp = S::set1(base[r / 3][(r % 3) * lda + p]);
-#pragma GCC unroll 2
-                for (int v = 0; v < NV; ++v) acc[r][v] = S::fmadd(a_rp, b_row[v], acc[r][v]);
-            }
-            b += b_step;
-        }
-    } else {
-#pragma GCC unroll 2
-        for (std::int64_t p = 0; p < args.k; ++p) {
+    for (std::int64_t p = 0; p < args.k; ++p) {
+        if constexpr (!ROW_A) {
             // Software prefetch of the A sliver kPrefetchSteps k steps ahead: an unpacked Aᵀ
             // sliver has a row stride (lda) beyond the reach of the hardware stride
             // prefetcher (2 KiB), so without it every k step would wait on L2.
             _mm_prefetch(reinterpret_cast<const char*>(a + kPrefetchSteps * a_step), _MM_HINT_T0);
             _mm_prefetch(reinterpret_cast<const char*>(a + kPrefetchSteps * a_step + ROWS - 1), _MM_HINT_T0);
-            Reg b_row[NV];
-#pragma GCC unroll 2
-            for (int v = 0; v < NV; ++v)
-                b_row[v] = (MASKED && v == NV - 1) ? S::load(b + v * L, last_mask) : S::load(b + v * L);
-#pragma GCC unroll 16
-            for (int r = 0; r < ROWS; ++r) {
-                const Reg a_rp = S::set1(a[r]);
-#pragma GCC unroll 2
-                for (int v = 0; v < NV; ++v) acc[r][v] = S::fmadd(a_rp, b_row[v], acc[r][v]);
-            }
-            a += a_step;
-            b += b_step;
         }
+        Reg b_row[NV];
+#pragma GCC unroll 2
+        for (int v = 0; v < NV; ++v)
+            b_row[v] = (MASKED && v == NV - 1) ? S::load(b + v * L, last_mask) : S::load(b + v * L);
+#pragma GCC unroll 16
+        for (int r = 0; r < ROWS; ++r) {
+            Reg a_rp;
+            if constexpr (ROW_A) a_rp = S::set1(base[r / 3][(r % 3) * lda + p]);
+            else a_rp = S::set1(a[r]);
+#pragma GCC unroll 2
+            for (int v = 0; v < NV; ++v) acc[r][v] = S::fmadd(a_rp, b_row[v], acc[r][v]);
+        }
+        if constexpr (!ROW_A) a += a_step;
+        b += b_step;
     }
 
     const Reg alpha = S::set1(args.alpha);
