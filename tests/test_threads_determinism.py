@@ -196,14 +196,14 @@ def test_zero_skipping_compaction_does_not_depend_on_the_thread_count(cpp, threa
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("d,k,batch,last", [(784, 10, 100, 7), (784, 10, 100, 1), (300, 12, 64, 7), (37, 3, 9, 7)],
                          ids=["mnist-shape", "one-row-last-batch", "two-class-blocks", "narrow"])
-def test_softmax_epoch_thread_count_does_not_change_results(cpp, threads, dtype, d, k, batch, last):
+def test_softmax_epoch_thread_count_does_not_change_results(cpp, threads, isa, dtype, d, k, batch, last):
     """The fused softmax epoch splits each batch's forward and gradient by rows (each thread's
     rows' B·k logits end mid-vector for 3 threads of the MNIST shape: the gradient's last partial
     vector must not touch the next thread's rows). Its update runs, on 2 threads, as a chain over
     the same rows (each thread's sums handed on to the next, register block by register block,
     the scalar tail of 300 features and the second block of 12 classes too; a last batch of one
     row leaves the first thread none), on 3 by blocks of features: 1, 2 and 3 threads must give
-    the same bits."""
+    the same bits, with every ISA's kernels (vectors of 4, 8 and 16 floats: other tails)."""
     rng = np.random.default_rng(d + k)
     X = rng.standard_normal((5 * batch + last, d)).astype(dtype)
     y = rng.integers(0, k, X.shape[0])
