@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <memory>
 #include <stdexcept>
 #include <type_traits>
 #include <vector>
@@ -97,16 +96,7 @@ std::int64_t fused_epoch(const DataMatrix<TX>& X, float scale, const std::int64_
     // 0.89 (centred). With `Pixels` (a quarter of the bytes cross) the chain measured 1.05: not
     // used. Other team sizes keep the split by features (unmeasured: the 2-core machines only).
     const bool chained = !kPixels && team == 2;
-    std::vector<char> slot_bytes;
-    std::unique_ptr<std::atomic<std::int64_t>[]> slot_ready;
-    void* slots = nullptr;
-    if (chained) {
-        const std::int64_t blocks = kern.chain_units(d, k);   // one slot per register block of the update
-        slot_bytes.resize(static_cast<std::size_t>(blocks) * kChainSlotBytes + 64);
-        slots = slot_bytes.data() + (64 - reinterpret_cast<std::uintptr_t>(slot_bytes.data()) % 64) % 64;
-        slot_ready.reset(new std::atomic<std::int64_t>[static_cast<std::size_t>(blocks)]);
-        for (std::int64_t u = 0; u < blocks; ++u) slot_ready[static_cast<std::size_t>(u)].store(-1, std::memory_order_relaxed);
-    }
+    std::vector<ChainSlot> slots(chained ? static_cast<std::size_t>(kern.chain_units(d, k)) : 0);
     const std::int64_t widened_size = std::min(batch, n) * d;
     std::vector<T> widened(kPixels && !widen_in_registers ? static_cast<std::size_t>(team * widened_size) : 0);
     std::int64_t start = 0;
@@ -148,8 +138,8 @@ std::int64_t fused_epoch(const DataMatrix<TX>& X, float scale, const std::int64_
             }
             if (chained) {   // Θ += −lr Xbᵀ (S − I_y)/B: this thread's link of the chain (no barrier needed:
                              // a link adds to Θᵀ only after every link before it has finished its forward)
-                kern.update_link(Xb, ldx, r0, r1, d, Z.data(), k, theta_t.data(), dp, ahead,
-                                 UpdateChain{slots, slot_ready.get(), start / batch, t, size});
+                kern.update(Xb, ldx, r0, r1, d, Z.data(), k, theta_t.data(), dp, ahead,
+                            UpdateChain{slots.data(), start / batch, t, size});
                 return;
             }
             if constexpr (kPixels) {   // features [p0, p1) of the other threads' rows
@@ -170,7 +160,7 @@ std::int64_t fused_epoch(const DataMatrix<TX>& X, float scale, const std::int64_
                         return;
                     }
                 }
-                kern.update(Xb + p0, ldx, B, p1 - p0, Z.data(), k, theta_t.data() + p0, dp, ahead);
+                kern.update(Xb + p0, ldx, 0, B, p1 - p0, Z.data(), k, theta_t.data() + p0, dp, ahead, UpdateChain{});
             }
         });
     }

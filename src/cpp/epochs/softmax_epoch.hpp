@@ -110,22 +110,26 @@ struct RangePrefetch {
     }
 };
 
+// One register block's partial sums between two links of a chained update (UpdateChain): at most
+// 10 classes × 2 vectors of at most 64 bytes (the scalar tail's 10 × 15 values fit too), and
+// which link last filled them, as UpdateChain::stamp(batch, link + 1).
+struct ChainSlot {
+    std::atomic<std::int64_t> ready{-1};
+    alignas(64) unsigned char sums[10 * 2 * 64];
+};
+
 // The update shared by a team as a chain over the batch's rows (fused_epoch): link i of n sums
 // rows [r0, r1) -- the rows its own forward read, so its cache holds them -- onto the partial
 // sums link i − 1 left in a slot, register block by register block, and hands them on; the last
 // link adds them to Θᵀ. Each (class, feature) sum is thus the one chain over r = 0 … B − 1 that a
-// single thread forms, whatever the team. A slot holds one register block's sums; ready[u] says
-// which link last filled slot u, as stamp(batch, link + 1).
+// single thread forms, whatever the team. The default, one link, is the whole update on one
+// thread, and touches no slot.
 struct UpdateChain {
-    void* slots = nullptr;                    // units × kChainSlotBytes, 64-byte aligned
-    std::atomic<std::int64_t>* ready = nullptr;
-    std::int64_t batch = 0;                   // this batch's number in the epoch
+    ChainSlot* slots = nullptr;   // one per register block of the update (Kernels::chain_units)
+    std::int64_t batch = 0;       // this batch's number in the epoch
     int link = 0, links = 1;
     std::int64_t stamp(int filled_by) const { return batch * (links + 1) + filled_by; }
 };
-// Bytes per slot: a register block of at most 10 classes × 2 vectors of at most 64 bytes (the
-// scalar tail's 10 × 15 values fit too).
-constexpr std::size_t kChainSlotBytes = 10 * 2 * 64;
 
 // The vectorised kernels of one batch, compiled once per ISA (softmax_epoch_kernels_*.cpp).
 // Θᵀ is k × d with row stride dp; the batch is B rows of d features with row stride ldx.
@@ -140,14 +144,12 @@ struct Kernels {
     // Z ← scale · (softmax(Z) − onehot(y)) in place, row by row (Z: B × k, contiguous; nothing
     // past its B·k values is touched).
     void (*gradient)(T* Z, std::int64_t B, std::int64_t k, const std::int64_t* y, T scale);
-    // Θᵀ[j][:] += Σ_r C[r][j] · Xb[r][:]   (C: B × k, contiguous): the sum over the rows is
-    // formed in registers and added to Θᵀ once. Along the way what is left of `ahead` is
-    // prefetched.
-    void (*update)(const T* Xb, std::int64_t ldx, std::int64_t B, std::int64_t d, const T* C,
-                   std::int64_t k, T* theta_t, std::int64_t dp, RangePrefetch& ahead);
-    // One link of the update as a chain (UpdateChain): rows [r0, r1) of Xb and C, the same sums.
-    void (*update_link)(const T* Xb, std::int64_t ldx, std::int64_t r0, std::int64_t r1, std::int64_t d, const T* C,
-                        std::int64_t k, T* theta_t, std::int64_t dp, RangePrefetch& ahead, const UpdateChain& chain);
+    // Θᵀ[j][:] += Σ_r C[r][j] · Xb[r][:]   (C: rows × k, contiguous): the sum over the rows is
+    // formed in registers and added to Θᵀ once -- as `chain`'s link for rows [r0, r1) (the
+    // default UpdateChain{}: all of rows [r0, r1) = [0, B) on one thread). Along the way what is
+    // left of `ahead` is prefetched.
+    void (*update)(const T* Xb, std::int64_t ldx, std::int64_t r0, std::int64_t r1, std::int64_t d, const T* C,
+                   std::int64_t k, T* theta_t, std::int64_t dp, RangePrefetch& ahead, const UpdateChain& chain);
     // The slots a chained update over d features and k classes uses.
     std::int64_t (*chain_units)(std::int64_t d, std::int64_t k);
     // logits from B rows of d uint8 pixels (row stride ldp) as X = T(float(pixel) · scale), which

@@ -479,19 +479,19 @@ inline void cpu_pause() {
 // other link's thread may have lost its CPU).
 inline void wait_for_slot(const UpdateChain& chain, int64_t unit) {
     const std::int64_t want = chain.stamp(chain.link);
-    for (int spins = 0; chain.ready[unit].load(std::memory_order_acquire) != want; ++spins) {
+    for (int spins = 0; chain.slots[unit].ready.load(std::memory_order_acquire) != want; ++spins) {
         if (spins < (1 << 12)) cpu_pause();
         else std::this_thread::yield();
     }
 }
 
 inline void hand_on(const UpdateChain& chain, int64_t unit) {
-    chain.ready[unit].store(chain.stamp(chain.link + 1), std::memory_order_release);
+    chain.slots[unit].ready.store(chain.stamp(chain.link + 1), std::memory_order_release);
 }
 
 template <typename T>
 T* slot_of(const UpdateChain& chain, int64_t unit) {
-    return reinterpret_cast<T*>(static_cast<char*>(chain.slots) + unit * static_cast<int64_t>(kChainSlotBytes));
+    return reinterpret_cast<T*>(chain.slots[unit].sums);
 }
 
 // The register block of features p … p + PV·W − 1 and KB classes (see kUpdateVectors): its sums
@@ -501,7 +501,7 @@ template <typename T, int PV, int KB, typename Src>
 void update_block(const Src& rows, int64_t r0, int64_t r1, const T* C, const Vec<T>* c_table, int64_t ldc, T* theta,
                   int64_t dp, int64_t p, RangePrefetch::Span due, const UpdateChain& chain, int64_t unit) {
     constexpr int W = kLanes<T>;
-    static_assert(sizeof(Vec<T>) * KB * PV <= kChainSlotBytes, "a register block's sums fit a slot");
+    static_assert(sizeof(Vec<T>) * KB * PV <= sizeof(ChainSlot::sums), "a register block's sums fit a slot");
     Vec<T> acc[KB][PV];
     if (chain.link == 0) {
         for (int j = 0; j < KB; ++j)
@@ -545,12 +545,17 @@ void update_tail(const Src& rows, int64_t r0, int64_t r1, const T* C, int64_t ld
     if (!last) hand_on(chain, unit);
 }
 
-// The register blocks of update_rows, in its order, one slot each.
+// The vector register blocks over d features of one class block: PV vectors each, then single vectors.
+template <typename T>
+int64_t vector_blocks(int64_t d) {
+    constexpr int W = kLanes<T>, PV = kUpdateVectors;
+    return d / (PV * W) + (d % (PV * W)) / W;
+}
+
+// The register blocks of update_rows, in its order (the scalar tail too), one slot each.
 template <typename T>
 int64_t chain_units(int64_t d, int64_t k) {
-    constexpr int W = kLanes<T>, PV = kUpdateVectors;
-    const int64_t per_class_block = d / (PV * W) + (d % (PV * W)) / W + (d % W != 0 ? 1 : 0);
-    return (k + kClassBlock - 1) / kClassBlock * per_class_block;
+    return (k + kClassBlock - 1) / kClassBlock * (vector_blocks<T>(d) + (d % kLanes<T> != 0 ? 1 : 0));
 }
 
 // All k classes, kClassBlock at a time (each block streams the rows again, from cache); what is
@@ -559,7 +564,7 @@ template <typename T, typename Src>
 void update_rows(const Src& rows, int64_t r0, int64_t r1, int64_t d, const T* C, int64_t k, T* theta, int64_t dp,
                  RangePrefetch& ahead, const UpdateChain& chain) {
     constexpr int W = kLanes<T>, PV = kUpdateVectors;
-    const int64_t blocks = d / (PV * W) + (d % (PV * W)) / W;
+    const int64_t blocks = vector_blocks<T>(d);
     const int64_t per_block = blocks > 0 ? (ahead.lines_left() + blocks - 1) / blocks : 0;
     const Vec<T>* c_table = nullptr;
     if constexpr (kBroadcastTable) {
@@ -591,15 +596,9 @@ void update_rows(const Src& rows, int64_t r0, int64_t r1, int64_t d, const T* C,
 }
 
 template <typename T>
-void update_link(const T* Xb, int64_t ldx, int64_t r0, int64_t r1, int64_t d, const T* C, int64_t k, T* theta,
-                 int64_t dp, RangePrefetch& ahead, const UpdateChain& chain) {
+void update(const T* Xb, int64_t ldx, int64_t r0, int64_t r1, int64_t d, const T* C, int64_t k, T* theta,
+            int64_t dp, RangePrefetch& ahead, const UpdateChain& chain) {
     update_rows<T>(StoredRows<T>{Xb, ldx}, r0, r1, d, C, k, theta, dp, ahead, chain);
-}
-
-template <typename T>
-void update(const T* Xb, int64_t ldx, int64_t B, int64_t d, const T* C, int64_t k, T* theta,
-            int64_t dp, RangePrefetch& ahead) {
-    update_rows<T>(StoredRows<T>{Xb, ldx}, 0, B, d, C, k, theta, dp, ahead, UpdateChain{});
 }
 
 // The same update with the rows widened from pixels on the way (nothing read but the pixels).
@@ -626,7 +625,7 @@ void widen_pixels(const std::uint8_t* pixels, int64_t ldp, int64_t B, int64_t p0
 
 template <typename T>
 Kernels<T> kernels() {
-    return {&logits<T>,        &softmax_gradient<T>, &update<T>,    &update_link<T>, &chain_units<T>,
+    return {&logits<T>,        &softmax_gradient<T>, &update<T>,       &chain_units<T>,
             &logits_pixels<T>, &widen_pixels<T>,     &update_pixels<T>};
 }
 

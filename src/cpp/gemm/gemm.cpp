@@ -626,8 +626,6 @@ void blocked_gemm(const Problem<T>& P, const Engine<T>& E) {
     BlockedPlan<T> plan{};
     plan.P = &P;
     plan.K = &E.kernels;
-    plan.narrow = tuning().allow_narrow_kernel ? E.kernels.narrow : nullptr;
-    plan.narrow_pair_cols = plan.narrow != nullptr ? E.kernels.narrow_pair_cols : 0;
     plan.bl = bl;
     plan.kc_max = balanced_block(P.k, bl.KC, 8);
     // Products with a small op(B) (at most kSingleKBlockBytes, e.g. an h = 100 net's 784×100
@@ -667,10 +665,8 @@ void blocked_gemm(const Problem<T>& P, const Engine<T>& E) {
     // rows of one k step as a vector, which needs A~).
     plan.a_rows = P.opA == Op::N && E.kernels.micro_rows != nullptr && tuning().allow_rows_kernel && force <= 0 &&
                   a_small && !conflict_stride(P.lda);
-    if (plan.a_rows) {
-        plan.narrow = nullptr;
-        plan.narrow_pair_cols = 0;
-    }
+    plan.narrow = tuning().allow_narrow_kernel && !plan.a_rows ? E.kernels.narrow : nullptr;
+    plan.narrow_pair_cols = plan.narrow != nullptr ? E.kernels.narrow_pair_cols : 0;
     plan.pack_a = !plan.a_rows && (P.opA == Op::N || force > 0 ||
                                    (force == 0 && (!a_small || conflict_stride(P.lda) || a_many_panels)));
     plan.pack_b = P.opB == Op::T || force > 0 ||
