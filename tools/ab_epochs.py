@@ -3,6 +3,7 @@
 
     python tools/ab_epochs.py OLD_SITE NEW_SITE [--rows 20000] [--rounds 12] [--threads 2,1]
                               [--inputs raw,centred] [--nets h100,h400,784-256-128-10]
+                              [--new-gemm-tuning force_pack=-1,...]
 
 OLD_SITE and NEW_SITE are directories holding a `fastnn` package with its built `_core*.so`
 (a site-packages, or a copy of one). Both extensions are loaded side by side; for each thread
@@ -14,6 +15,10 @@ that a shared machine's load falls on both alike. The Python layer is the one im
 only `_core` is swapped. Prints the median wall-clock times and the medians of the per-round
 new/old ratios of wall-clock and of CPU time (the first round is a warm-up). Needs MNIST in
 $FASTNN_DATA. Nothing here asserts a speed.
+
+With --new-gemm-tuning, NEW_SITE may be a copy of OLD_SITE (another path, so that the two
+extensions keep separate settings) and only the new one's `_gemm_tuning` is changed: a tuning
+choice measured the same way as a change of code.
 """
 import argparse
 import glob
@@ -66,8 +71,15 @@ def main():
     p.add_argument("--threads", default="2,1")
     p.add_argument("--inputs", default="raw,centred")
     p.add_argument("--nets", default=",".join(NETS))
+    p.add_argument("--new-gemm-tuning", default="", help="key=value,... passed to the new build's _gemm_tuning")
     args = p.parse_args()
     cores = {"old": load_core(args.old, "ab_old._core"), "new": load_core(args.new, "ab_new._core")}
+    if args.new_gemm_tuning:
+        settings = dict(kv.split("=", 1) for kv in args.new_gemm_tuning.split(","))
+        current = cores["new"]._gemm_tuning()
+        cores["new"]._gemm_tuning(**{k: type(current[k])(int(v) if isinstance(current[k], bool) else v)
+                                     for k, v in settings.items()})
+        print("new build's GEMM tuning:", {k: cores["new"]._gemm_tuning()[k] for k in settings})
     import fastnn
     from fastnn import cpp_backend
     fastnn.set_backend("cpp")
