@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -217,11 +218,40 @@ def test_scaling_alternates_one_and_two_thread_runs(tmp_path):
     assert len(sc["times_s"]["1"]) == len(sc["times_s"]["2"]) == 3
     assert sc["speedup"] == pytest.approx(sc["median_s"]["1"] / sc["median_s"]["2"])
     assert "[scaling]" in log[-1]
+    # the core-to-core round trip, probed by the 2-thread worker after each of its samples
+    two_cpus = len(os.sched_getaffinity(0)) >= 2
+    assert len(sc["round_trip_ns"]) == (3 if two_cpus else 0)
+    assert all(0 < x < 1e6 for x in sc["round_trip_ns"])
     # nothing to measure without fastnn-cpp, without a 2-thread run, or without the workload
     assert benchmark._measure_scaling([wl], ["numpy"], [1, 2], 1, 0, 0, 60, str(tmp_path), pkg_parent, [], log.append) is None
     assert benchmark._measure_scaling([wl], ["cpp"], [1], 1, 0, 0, 60, str(tmp_path), pkg_parent, [], log.append) is None
     other = benchmark.epoch_workload("mlp-h100", "2-layer h=100", 300, 784, 16)
     assert benchmark._measure_scaling([other], ["cpp"], [1, 2], 1, 0, 0, 60, str(tmp_path), pkg_parent, [], log.append) is None
+
+
+@pytest.mark.skipif("cpp" not in fastnn.available_backends(), reason="cpp backend not built")
+def test_core_to_core_probe():
+    from fastnn import _core
+    # Two threads hand a line to each other: tens to hundreds of ns where the process has two CPUs;
+    # on one, each hand-over waits for a time slice, and the probe still ends (past its time at most 4x).
+    t0 = time.perf_counter()
+    ns = _core.probe_core_to_core_ns(0.02)
+    assert 0 < ns < 1e6 and time.perf_counter() - t0 < 5
+    for bad in (0.0, -1.0, float("nan"), 61.0):
+        with pytest.raises(ValueError, match="seconds"):
+            _core.probe_core_to_core_ns(bad)
+
+
+def test_round_trip_note_in_the_report():
+    assert benchmark.report._round_trip_note([]) == ""
+    note = benchmark.report._round_trip_note([70.0, 80.0, 340.0])
+    assert "median 80 ns (70–340 ns)" in note and "3 multi-thread samples" in note
+    out_probes = {"available": True, "best_isa": "generic", "fma_peak_gflops": {"1": 10.0},
+                  "read_bandwidth_gbs": {"1": 5.0}, "core_to_core_round_trip_ns": 75.4}
+    md = "\n".join(benchmark.report._header({
+        "created": "now", "machine": {}, "probes": out_probes, "versions": {"numpy": "2"}, "blas": {},
+        "config": {"rounds": 1, "warmup_rounds": 0}}))
+    assert "core-to-core round trip 75 ns" in md
 
 
 def _epoch_row(threads, seconds):

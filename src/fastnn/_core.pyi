@@ -6,7 +6,7 @@ fastnn's C++ core: GEMM, fused softmax cross-entropy, ReLU, SGD epochs, evaluati
 from __future__ import annotations
 import numpy
 import typing
-__all__: list[str] = ['active_isa', 'biased_logits', 'build_info', 'default_num_threads', 'dense_to_csr', 'detected_isa', 'evaluate', 'forked_after_threads', 'gemm', 'get_num_threads', 'loss_errors', 'mlp_epoch', 'mlp_logits', 'mlp_loss_grad', 'num_threads_is_set', 'probe_fma_peak_gflops', 'probe_micro_kernel_gflops', 'probe_read_bandwidth_gbs', 'relu', 'reset_num_threads', 'set_isa', 'set_num_threads', 'softmax_cross_entropy', 'softmax_regression_epoch_pixels', 'train_epoch', 'train_epoch_csr']
+__all__: list[str] = ['active_isa', 'biased_logits', 'build_info', 'default_num_threads', 'dense_to_csr', 'detected_isa', 'evaluate', 'forked_after_threads', 'gemm', 'get_num_threads', 'loss_errors', 'mlp_epoch', 'mlp_logits', 'mlp_loss_grad', 'num_threads_is_set', 'probe_core_to_core_ns', 'probe_fma_peak_gflops', 'probe_micro_kernel_gflops', 'probe_read_bandwidth_gbs', 'relu', 'reset_num_threads', 'set_isa', 'set_num_threads', 'softmax_cross_entropy', 'softmax_regression_epoch_pixels', 'train_epoch', 'train_epoch_csr']
 def _epoch_threads(batch: typing.SupportsInt | typing.SupportsIndex, d1: typing.SupportsInt | typing.SupportsIndex) -> int:
     """
     Threads an epoch of batches of `batch` rows and a first hidden layer of d1 units would use now (get_num_threads(), capped where the batch's shares get too small).
@@ -65,6 +65,10 @@ def mlp_loss_grad(X: numpy.ndarray, y: numpy.ndarray, weights: list, grads: list
     """
 def num_threads_is_set() -> bool:
     ...
+def probe_core_to_core_ns(seconds: typing.SupportsFloat | typing.SupportsIndex = 0.1) -> float:
+    """
+    Round trip of a cache line between two threads in ns (median of batches): what a team's hand-overs cost where the process's CPUs are placed.
+    """
 def probe_fma_peak_gflops(isa: str, double: bool = False, seconds: typing.SupportsFloat | typing.SupportsIndex = 0.2) -> float:
     """
     Single-thread FMA throughput in GFLOP/s for the ISA's widest vectors.

@@ -1,12 +1,15 @@
 #include "gemm/probe.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
 #include <new>
 #include <stdexcept>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "gemm/gemm_kernels.hpp"
 
@@ -65,6 +68,51 @@ double probe_read_bandwidth_gbs(std::size_t bytes, double seconds) {
     std::free(data);
     g_probe_sink = g_probe_sink + sink;
     return best;
+}
+
+double probe_core_to_core_ns(double seconds) {
+    // The line the two threads hand each other, alone in its cache line; `stop` in another.
+    struct alignas(64) Line {
+        std::atomic<std::int64_t> count{0};
+    };
+    struct alignas(64) Flag {
+        std::atomic<bool> raised{false};
+    };
+    Line line;
+    Flag stop;
+    // Spin until the count reaches `want` (false: stopped first). After a while the spinner
+    // yields, so that on one CPU the other thread gets to run at all.
+    auto await = [&](std::int64_t want) {
+        for (int spins = 0; line.count.load(std::memory_order_acquire) != want; ++spins) {
+            if (stop.raised.load(std::memory_order_relaxed)) return false;
+            if (spins >= 4096) std::this_thread::yield();
+        }
+        return true;
+    };
+    std::thread answer([&] {
+        for (std::int64_t i = 0;; ++i) {
+            if (!await(2 * i + 1)) return;
+            line.count.store(2 * i + 2, std::memory_order_release);
+        }
+    });
+    constexpr std::int64_t kBatch = 2000;
+    std::vector<double> batches;
+    std::int64_t n = 0;
+    const auto start = Clock::now();
+    // At least 3 batches (not on one CPU past the time asked: there a round trip is a time slice)
+    while (batches.size() < 3 || seconds_since(start) < seconds) {
+        if (batches.size() >= 1 && seconds_since(start) >= 4 * seconds) break;
+        const auto t0 = Clock::now();
+        for (std::int64_t i = 0; i < kBatch; ++i, ++n) {
+            line.count.store(2 * n + 1, std::memory_order_release);
+            await(2 * n + 2);
+        }
+        batches.push_back(seconds_since(t0) / kBatch * 1e9);
+    }
+    stop.raised.store(true, std::memory_order_relaxed);
+    answer.join();
+    std::sort(batches.begin(), batches.end());
+    return batches[batches.size() / 2];
 }
 
 }  // namespace fastnn

@@ -26,6 +26,16 @@ double probe_read_bandwidth_gbs(std::size_t bytes = std::size_t(512) << 20, doub
 // every GEMM on this core, below the FMA peak by what the kernel's loads cost.
 double probe_micro_kernel_gflops(double seconds = 0.2);
 
+// Round trip of one cache line between two threads, in nanoseconds: one thread stores a count,
+// the other, spinning on it, stores the next, and so on; the median over batches of 2000 round
+// trips, measured for about `seconds`. It is what two threads of a team pay each time one reads
+// what the other wrote -- the batches' hand-overs of a multi-threaded epoch -- and it depends on
+// where the two threads run: cores that share a cache answer in tens of nanoseconds, cores that
+// do not (another CCD, another socket, vCPUs the hypervisor placed far apart) in hundreds.
+// Meant for a process with two CPUs or more; with one, each hand-over waits for the scheduler
+// (the spinning thread yields after a while), and the figure says so.
+double probe_core_to_core_ns(double seconds = 0.1);
+
 namespace probe_detail {
 
 // GFLOP/s of run(iterations) -- which does the work and returns the floating-point operations

@@ -482,4 +482,12 @@ PYBIND11_MODULE(_core, m) {
         return probe_read_bandwidth_gbs(bytes, seconds);
     }, py::arg("bytes") = std::size_t(1) << 29, py::arg("seconds") = 0.3,
        "Single-thread streaming-read bandwidth in GB/s.");
+    m.def("probe_core_to_core_ns", [](double seconds) {
+        if (!(seconds > 0 && seconds <= 60))
+            throw py::value_error("probe_core_to_core_ns: seconds must be in (0, 60], got " + std::to_string(seconds));
+        py::gil_scoped_release nogil;
+        return probe_core_to_core_ns(seconds);
+    }, py::arg("seconds") = 0.1,
+       "Round trip of a cache line between two threads in ns (median of batches): what a team's hand-overs "
+       "cost where the process's CPUs are placed.");
 }

@@ -48,7 +48,16 @@ def run_probes(thread_counts, seconds=0.2, bw_bytes=1 << 29):
     # Not a floor: what fastnn's own micro-kernel reaches with its operands in L1 (context for
     # the GEMM rows' % of the floor; older builds lack the probe).
     kernel = getattr(_core, "probe_micro_kernel_gflops", None)
+    # Where two threads of this process run: the round trip of a cache line between them (ns),
+    # the median of three probes; None on one CPU or an older build.
+    round_trip = getattr(_core, "probe_core_to_core_ns", None)
+    if round_trip is not None and machine_cpus() >= 2:
+        import statistics
+        round_trip_ns = statistics.median(round_trip(seconds / 2) for _ in range(3))
+    else:
+        round_trip_ns = None
     return {"available": True, "best_isa": best, "fma_peak_gflops_1thread_by_isa": per_isa,
+            "core_to_core_round_trip_ns": round_trip_ns,
             "micro_kernel_gflops": None if kernel is None else max(kernel(seconds) for _ in range(2)),
             "fma_peak_gflops": {str(t): v for t, v in peak.items()},
             "fma_peak_gflops_per_thread": {str(t): v for t, v in peak_each.items()},

@@ -70,7 +70,10 @@ def _header(out):
                           for t, v in p["fma_peak_gflops"].items())
         bws = ", ".join(f"{v:.1f} GB/s on {t} thread{'s' if t != '1' else ''}"
                         for t, v in p["read_bandwidth_gbs"].items())
-        L.append(f"* **Probes**: FMA peak ({p['best_isa']}, fp32) {peaks}; read bandwidth {bws}")
+        rt = p.get("core_to_core_round_trip_ns")
+        L.append(f"* **Probes**: FMA peak ({p['best_isa']}, fp32) {peaks}; read bandwidth {bws}"
+                 + (f"; core-to-core round trip {rt:.0f} ns (two threads handing a cache line to each "
+                    f"other)" if rt else ""))
         if p.get("micro_kernel_gflops"):
             one = p["fma_peak_gflops"].get("1")
             share = f" ({100 * p['micro_kernel_gflops'] / one:.0f}% of the FMA peak)" if one else ""
@@ -87,6 +90,19 @@ def _header(out):
     return L
 
 
+def _round_trip_note(round_trips):
+    """The core-to-core round trips probed after the multi-thread samples of the scaling runs: a
+    hypervisor may place a VM's vCPUs on cores that share a cache or on cores that do not, and
+    move them; the hand-overs of every batch, and so the speed-up, follow."""
+    if not round_trips:
+        return ""
+    lo, mid, hi = min(round_trips), float(np.median(round_trips)), max(round_trips)
+    return (f" Core-to-core round trip probed after each of the {len(round_trips)} multi-thread samples: "
+            f"median {mid:.0f} ns ({lo:.0f}–{hi:.0f} ns). Hundreds of ns mean threads on cores that share no "
+            f"cache (another CCD or socket, or vCPUs placed so): every batch's hand-overs then cost more, "
+            f"and the speed-up is the placement's as much as fastnn's.")
+
+
 def render_markdown(out):
     L = _header(out) + [""]
     res = out["results"]
@@ -100,7 +116,8 @@ def render_markdown(out):
             t2 = str(sc["threads"][1])
             L += [f"Thread scaling, {sc['label']} (fastnn-cpp on 1 and {t2} threads alternating round by round, "
                   f"{len(sc['times_s']['1'])} rounds): {_fmt_time(sc['median_s']['1'])} on 1 thread, "
-                  f"{_fmt_time(sc['median_s'][t2])} on {t2}: **{sc['speedup']:.2f}×**.", ""]
+                  f"{_fmt_time(sc['median_s'][t2])} on {t2}: **{sc['speedup']:.2f}×**."
+                  + _round_trip_note(sc.get("round_trip_ns")), ""]
     L += _targets(out["targets"])
     L += _footnotes(out)
     L.append("")

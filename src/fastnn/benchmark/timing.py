@@ -175,10 +175,11 @@ def _measure_scaling(workloads, engines, thread_counts, rounds, warmup, settle, 
     workers = {t: Worker("cpp", t, tmpdir, tmpdir, timeout, pkg_parent) for t in (1, SCALING_THREADS)}
     all_workers += workers.values()
     times = {1: [], SCALING_THREADS: []}
+    round_trips = []   # the core-to-core round trip right after each multi-thread sample
     job = {"op": "epoch", "contender": "fastnn-cpp", **wl}
     for r in range(warmup + rounds):
         for t in ((1, SCALING_THREADS) if r % 2 == 0 else (SCALING_THREADS, 1)):
-            ans = workers[t].call(job)
+            ans = workers[t].call({**job, "round_trip": t > 1})
             if settle:
                 time.sleep(settle)
             if "error" in ans:
@@ -186,6 +187,8 @@ def _measure_scaling(workloads, engines, thread_counts, rounds, warmup, settle, 
                 return {"workload": wl["id"], "error": ans["error"]}
             if r >= warmup:
                 times[t].append(ans["seconds"])
+                if ans.get("round_trip_ns") is not None:
+                    round_trips.append(ans["round_trip_ns"])
     for w in workers.values():
         w.close()
     one, two = float(np.median(times[1])), float(np.median(times[SCALING_THREADS]))
@@ -193,7 +196,7 @@ def _measure_scaling(workloads, engines, thread_counts, rounds, warmup, settle, 
         f"(interleaved): {one / two:.2f}×")
     return {"workload": wl["id"], "label": wl["label"], "threads": [1, SCALING_THREADS],
             "times_s": {str(k): v for k, v in times.items()}, "median_s": {"1": one, str(SCALING_THREADS): two},
-            "speedup": one / two}
+            "speedup": one / two, "round_trip_ns": round_trips}
 
 
 def _progress_line(wl, t, rows):
