@@ -95,22 +95,33 @@ double probe_core_to_core_ns(double seconds) {
             line.count.store(2 * i + 2, std::memory_order_release);
         }
     });
+    struct JoinOnExit {   // the answering thread stops and is joined however this function ends
+        std::thread& thread;
+        Flag& stop;
+        ~JoinOnExit() {
+            stop.raised.store(true, std::memory_order_relaxed);
+            thread.join();
+        }
+    } join_on_exit{answer, stop};
     constexpr std::int64_t kBatch = 2000;
+    // At least 3 batches, but never past 4x the time asked (on one CPU a round trip can take a
+    // time slice): a batch cut short counts the round trips it made.
+    const double limit = 4 * seconds;
     std::vector<double> batches;
+    batches.reserve(64);
     std::int64_t n = 0;
     const auto start = Clock::now();
-    // At least 3 batches (not on one CPU past the time asked: there a round trip is a time slice)
-    while (batches.size() < 3 || seconds_since(start) < seconds) {
-        if (batches.size() >= 1 && seconds_since(start) >= 4 * seconds) break;
+    while ((batches.size() < 3 || seconds_since(start) < seconds) && (batches.empty() || seconds_since(start) < limit)) {
         const auto t0 = Clock::now();
-        for (std::int64_t i = 0; i < kBatch; ++i, ++n) {
+        std::int64_t done = 0;
+        while (done < kBatch && ((done & 63) != 0 || seconds_since(start) < limit || done == 0)) {
             line.count.store(2 * n + 1, std::memory_order_release);
             await(2 * n + 2);
+            ++n;
+            ++done;
         }
-        batches.push_back(seconds_since(t0) / kBatch * 1e9);
+        batches.push_back(seconds_since(t0) / static_cast<double>(done) * 1e9);
     }
-    stop.raised.store(true, std::memory_order_relaxed);
-    answer.join();
     std::sort(batches.begin(), batches.end());
     return batches[batches.size() / 2];
 }
