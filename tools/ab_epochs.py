@@ -75,8 +75,12 @@ def main():
     args = p.parse_args()
     cores = {"old": load_core(args.old, "ab_old._core"), "new": load_core(args.new, "ab_new._core")}
     if args.new_gemm_tuning:
-        settings = dict(kv.split("=", 1) for kv in args.new_gemm_tuning.split(","))
         current = cores["new"]._gemm_tuning()
+        pairs = [kv.split("=", 1) for kv in args.new_gemm_tuning.split(",")]
+        bad = ["=".join(kv) for kv in pairs if len(kv) != 2 or kv[0] not in current]
+        if bad:
+            raise SystemExit(f"--new-gemm-tuning: expected key=value with a key of {sorted(current)}, got {bad}")
+        settings = dict(pairs)
         cores["new"]._gemm_tuning(**{k: type(current[k])(int(v) if isinstance(current[k], bool) else v)
                                      for k, v in settings.items()})
         print("new build's GEMM tuning:", {k: cores["new"]._gemm_tuning()[k] for k in settings})

@@ -106,22 +106,22 @@ double probe_core_to_core_ns(double seconds) {
     constexpr std::int64_t kBatch = 2000;
     // At least 3 batches, but never past 4x the time asked (on one CPU a round trip can take a
     // time slice): a batch cut short counts the round trips it made.
-    const double limit = 4 * seconds;
-    std::vector<double> batches;
-    batches.reserve(64);
-    std::int64_t n = 0;
     const auto start = Clock::now();
-    while ((batches.size() < 3 || seconds_since(start) < seconds) && (batches.empty() || seconds_since(start) < limit)) {
+    auto out_of_time = [&] { return seconds_since(start) >= 4 * seconds; };
+    std::vector<double> batches;
+    std::int64_t n = 0;
+    do {
         const auto t0 = Clock::now();
         std::int64_t done = 0;
-        while (done < kBatch && ((done & 63) != 0 || seconds_since(start) < limit || done == 0)) {
+        while (done < kBatch) {
             line.count.store(2 * n + 1, std::memory_order_release);
             await(2 * n + 2);
             ++n;
             ++done;
+            if (done % 64 == 0 && out_of_time()) break;
         }
         batches.push_back(seconds_since(t0) / static_cast<double>(done) * 1e9);
-    }
+    } while ((batches.size() < 3 || seconds_since(start) < seconds) && !out_of_time());
     std::sort(batches.begin(), batches.end());
     return batches[batches.size() / 2];
 }

@@ -8,24 +8,9 @@ import time
 
 import numpy as np
 
+from .machine import core_to_core_round_trip_ns
 from .processes import _THREAD_VARS, _UNSET_FOR_PEERS, _cpu_stall_us, _stall_fraction
 from .workloads import DENSE_ONLY, INPUT_FILES, PIXELS_ONLY
-
-
-def _round_trip_ns(seconds=0.02):
-    """The core-to-core round trip (ns) of two threads of this process now, or None where the
-    probe is missing (an older build) or the process may run on one CPU only."""
-    try:
-        from fastnn import _core
-        probe = _core.probe_core_to_core_ns
-    except (ImportError, AttributeError):
-        return None
-    try:
-        if len(os.sched_getaffinity(0)) < 2:
-            return None
-    except AttributeError:
-        pass
-    return float(probe(seconds))
 
 
 class _Runner:
@@ -174,7 +159,7 @@ class _Runner:
         answer = {"seconds": seconds, "stall": stall,
                   "check": [float(np.linalg.norm(W.astype(np.float64))) for W in weights]}
         if job.get("round_trip"):   # where this process's threads run now (fastnn-cpp only)
-            answer["round_trip_ns"] = _round_trip_ns()
+            answer["round_trip_ns"] = core_to_core_round_trip_ns(0.02)
         return answer
 
     def _torch_manual(self, data, weights, lr, batch):

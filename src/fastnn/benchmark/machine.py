@@ -2,6 +2,7 @@
 flags, NumPy's BLAS."""
 import os
 import platform
+import statistics
 import sys
 import threading
 
@@ -48,14 +49,7 @@ def run_probes(thread_counts, seconds=0.2, bw_bytes=1 << 29):
     # Not a floor: what fastnn's own micro-kernel reaches with its operands in L1 (context for
     # the GEMM rows' % of the floor; older builds lack the probe).
     kernel = getattr(_core, "probe_micro_kernel_gflops", None)
-    # Where two threads of this process run: the round trip of a cache line between them (ns),
-    # the median of three probes; None on one CPU or an older build.
-    round_trip = getattr(_core, "probe_core_to_core_ns", None)
-    if round_trip is not None and machine_cpus() >= 2:
-        import statistics
-        round_trip_ns = statistics.median(round_trip(seconds / 2) for _ in range(3))
-    else:
-        round_trip_ns = None
+    round_trip_ns = core_to_core_round_trip_ns(seconds / 2, repeats=3)
     return {"available": True, "best_isa": best, "fma_peak_gflops_1thread_by_isa": per_isa,
             "core_to_core_round_trip_ns": round_trip_ns,
             "micro_kernel_gflops": None if kernel is None else max(kernel(seconds) for _ in range(2)),
@@ -64,6 +58,19 @@ def run_probes(thread_counts, seconds=0.2, bw_bytes=1 << 29):
             "read_bandwidth_gbs": {str(t): v for t, v in bw.items()},
             "read_bandwidth_gbs_per_thread": {str(t): v for t, v in bw_each.items()},
             "read_bandwidth_buffer_bytes": bw_bytes}
+
+def core_to_core_round_trip_ns(seconds, repeats=1):
+    """Where two threads of this process run now: the round trip of a cache line between them
+    (ns; the median of `repeats` probes of about `seconds` each), or None where the process may
+    run on one CPU only or the core is an older build without the probe."""
+    try:
+        from fastnn import _core
+        probe = _core.probe_core_to_core_ns
+    except (ImportError, AttributeError):
+        return None
+    if machine_cpus() < 2:
+        return None
+    return float(statistics.median(probe(seconds) for _ in range(repeats)))
 
 def floor_seconds(workload, threads, probes):
     if not probes.get("available"):
