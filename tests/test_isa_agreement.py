@@ -23,6 +23,32 @@ def test_epoch_agrees_with_numpy_on_every_isa(isa, dtype, sizes, n, batch):
         np.testing.assert_allclose(W, E, **tol)
 
 
+@pytest.mark.parametrize("classes", [1, 3, 5, 7, 10, 12, 16])
+@pytest.mark.parametrize("forward_blocks", [-1, 1], ids=["isa-blocks", "wide-blocks"])
+def test_softmax_with_whole_vectors_of_features_agrees_with_numpy(isa, dtype, classes, forward_blocks):
+    """64 features, a whole number of vectors on every ISA: each register block's logits go from
+    its lane-sum tree straight into Z's rows (with AVX-512, one permute and one masked store per
+    row), for every row group (5, 2 and 1 rows; batches of 23 and then 17) and block of classes."""
+    from fastnn import _core
+    rng = np.random.default_rng(classes)
+    X, y = random_problem(rng, 40, 64, classes, dtype)
+    y[:classes] = np.arange(classes)   # every class seen
+    theta0 = random_weights(rng, [64, classes], dtype)[0]
+    expected = theta0.copy()
+    with fastnn.use_backend("numpy"):
+        fastnn.softmax_regression_epoch(X, y, expected, lr=0.5, batch=23)
+    previous = _core._softmax_tuning(forward_blocks)
+    try:
+        theta = theta0.copy()
+        with fastnn.use_backend("cpp"):
+            fastnn.softmax_regression_epoch(X, y, theta, lr=0.5, batch=23)
+    finally:
+        _core._softmax_tuning(previous)
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(theta, expected, **tol)
+    assert classes == 1 or not np.allclose(theta, theta0)   # (one class: every gradient is 0)
+
+
 def test_row_strided_data_view(isa):
     """A view with a row stride larger than its width (no copy is made) gives the same epoch."""
     rng = np.random.default_rng(3)
