@@ -161,14 +161,24 @@ def test_batches_past_the_gemm_depth_block_do_not_depend_on_the_thread_count(cpp
             np.testing.assert_array_equal(a, b)
 
 
+@pytest.fixture(params=[-1, 1], ids=["shared-lists", "lists-per-panel"])
+def panel_lists(request):
+    """The 2-thread zero-skipping epoch's sorted lists forced shared or per panel (train_epoch.hpp)."""
+    from fastnn import _core
+    previous = _core._panel_lists_tuning(request.param)
+    yield request.param
+    _core._panel_lists_tuning(previous)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shuffled", [False, True], ids=["in-order", "shuffled"])
-def test_zero_skipping_compaction_does_not_depend_on_the_thread_count(cpp, threads, dtype, shuffled):
+def test_zero_skipping_compaction_does_not_depend_on_the_thread_count(cpp, threads, dtype, shuffled, panel_lists):
     """Each batch of a mostly-zero dense X is compacted to CSR: on 1 thread into one copy, on 2
-    into a copy per thread (each panel's thread reads its own), on 3 into one copy shared by
-    chunks of rows (batch_compaction.hpp). 1103 rows in batches of 100 end on a 3-row batch
-    (compacted on one thread: too small to share), biases and an L2-free Adam use the panels'
-    fused update. Parameters, optimizer buffers and the loss must not move a bit."""
+    into a copy per thread (each panel's thread reads its own, and sorts its nonzeros by column
+    into lists of its own or a share of lists both read), on 3 into one copy shared by chunks of
+    rows (batch_compaction.hpp). 1103 rows in batches of 100 end on a 3-row batch (compacted on
+    one thread: too small to share), biases and an L2-free Adam use the panels' fused update.
+    Parameters, optimizer buffers and the loss must not move a bit."""
     rng = np.random.default_rng(21)
     X = (rng.random((1103, 784)) * (rng.random((1103, 784)) < 0.2)).astype(dtype)
     y = rng.integers(0, 10, 1103)
@@ -245,3 +255,14 @@ def test_dense_first_layer_in_column_panels_does_not_change_results(cpp, threads
             assert losses == results[0][0]
             for a, c in zip(results[0][1] + results[0][2] + results[0][3], Wc + bc + buffers):
                 np.testing.assert_array_equal(a, c)
+
+
+def test_panel_lists_setting_is_checked_and_the_team_probe_answers(cpp, threads):
+    from fastnn import _core
+    previous = _core._panel_lists_tuning()
+    with pytest.raises(ValueError, match="lists must be -1, 0 or 1, got 2"):
+        _core._panel_lists_tuning(2)
+    assert _core._panel_lists_tuning() == previous
+    threads(2)
+    round_trip = _core._team_round_trip_ns()
+    assert round_trip == 0 or 1 < round_trip < 1e7   # (0: OpenMP gave no team of two)

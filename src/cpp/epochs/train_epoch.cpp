@@ -245,6 +245,9 @@ public:
                                          sinks.data(), transpose_scratch_, ahead_, also);   // (lists: first_layer's)
     }
 
+    // The panel products' sorted lists: a set per panel, or one shared (panel_lists_setting).
+    void set_lists_per_panel(bool per_panel) { transpose_scratch_.lists_per_panel = per_panel; }
+
 protected:
     explicit SparseFirstLayer(int64_t d1) : row_scratch_(sz(get_num_threads() * d1)) {}
 
@@ -508,6 +511,12 @@ int64_t run_epoch(Input& input, const Targets<T>& y, const int64_t* order, int64
         if (state.second[0]) second_padded = std::make_unique<ColumnPanels<T>>(state.second[0], d[0], d[1], parts, unit);
     }
     const bool panels = pad && W1_padded->parts() > 1;
+    if constexpr (Input::kFusedFirstUpdate) {
+        if (panels) {
+            const int setting = panel_lists_setting();
+            input.set_lists_per_panel(setting > 0 || (setting == 0 && team_round_trip_ns() > kListsPerPanelRoundTripNs));
+        }
+    }
     // body(panel, t) for every panel t of W_1, panel t on thread t of a team (the GEMMs inside run on
     // their calling thread).
     auto run_panels = [&](const auto& body) {
@@ -720,6 +729,11 @@ int64_t run_epoch(Input& input, const Targets<T>& y, const int64_t* order, int64
 }
 
 }  // namespace
+
+int& panel_lists_setting() {
+    static int setting = 0;
+    return setting;
+}
 
 // The most threads worth sharing a batch of B rows whose first hidden layer has d1 units: about
 // sqrt(B·d1 / 625), i.e. 4 for 784-100-10 and 8 for 784-400-10 at batch 100, the fastest counts

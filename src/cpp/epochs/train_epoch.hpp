@@ -81,6 +81,17 @@ std::int64_t mlp_epoch(const DataMatrix<TX>& X, const std::int64_t* y, const Net
 // of d1 units (each epoch above caps get_num_threads() at this while it runs: EpochThreadCap).
 int epoch_threads(std::int64_t B, std::int64_t d1);
 
+// Where the zero-skipping first layer runs on column panels with a copy of the batch per panel
+// (2 threads), the batch's nonzeros sorted by column for ∇W_1 are kept either as one set of lists
+// that the threads share or as a set per panel, each sorted by its own thread
+// (TransposeScratch::lists_per_panel, sparse_rows.cpp). Shared is less work; per panel, no line
+// of the lists crosses between the cores. panel_lists_setting(): 0 (the default) chooses at the
+// start of each epoch by the team's core-to-core round trip (team_round_trip_ns): a set per panel
+// above kListsPerPanelRoundTripNs, shared below; 1 always a set per panel, -1 always shared.
+// Only the speed differs, never a result.
+int& panel_lists_setting();
+constexpr double kListsPerPanelRoundTripNs = 200;
+
 // Logits (X.rows × d_L, contiguous) of the biased net for every row of X.
 template <typename T, typename TX>
 void biased_logits(const DataMatrix<TX>& X, const BiasedNetwork<T>& net, T* logits);

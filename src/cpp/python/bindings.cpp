@@ -466,6 +466,26 @@ PYBIND11_MODULE(_core, m) {
     }, py::arg("forward_blocks") = py::none(),
        "Internal: the softmax epoch's forward blocks (0 auto, 1 wide, -1 the ISA's); returns the previous setting.");
 
+    m.def("_panel_lists_tuning", [](py::object lists) {
+        // The zero-skipping first layer's sorted lists on 2-thread column panels (train_epoch.hpp):
+        // 0 chooses by the team's core-to-core round trip, 1 a set per panel, -1 one shared set;
+        // None reads the setting.
+        const int previous = panel_lists_setting();
+        if (!lists.is_none()) {
+            const int v = lists.cast<int>();
+            if (v < -1 || v > 1)
+                throw py::value_error("_panel_lists_tuning: lists must be -1, 0 or 1, got " + std::to_string(v));
+            panel_lists_setting() = v;
+        }
+        return previous;
+    }, py::arg("lists") = py::none(),
+       "Internal: the 2-thread zero-skipping epoch's sorted lists (0 auto, 1 per panel, -1 shared); returns the previous setting.");
+
+    m.def("_team_round_trip_ns", []() {
+        py::gil_scoped_release release;
+        return team_round_trip_ns();
+    }, "Internal: the core-to-core round trip between the first two threads of an OpenMP team of two, in ns (0: no team).");
+
     m.def("probe_fma_peak_gflops", [](const std::string& isa, bool dbl, double seconds) {
         const Isa i = isa_from_name(isa);
         py::gil_scoped_release nogil;

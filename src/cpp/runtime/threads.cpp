@@ -5,6 +5,7 @@
 #include <chrono>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #if defined(__linux__)
@@ -214,6 +215,44 @@ struct EpochPinning::Saved {};
 EpochPinning::EpochPinning() {}
 EpochPinning::~EpochPinning() {}
 #endif
+
+double team_round_trip_ns() {
+    struct alignas(64) Line {
+        std::atomic<std::int64_t> count{0};
+    } line;
+    constexpr int kWarmUp = 8, kBatch = 16, kBatches = 5;
+    constexpr std::int64_t kTotal = kWarmUp + kBatch * kBatches;
+    double batches[kBatches];
+    int measured = 0;
+    // Spin until the count reaches `want`; after a while yield (the other thread may have lost its CPU).
+    auto await = [&](std::int64_t want) {
+        for (int spins = 0; line.count.load(std::memory_order_acquire) != want; ++spins)
+            if (spins >= 4096) std::this_thread::yield();
+    };
+    run_team(2, [&](int t, int team) {
+        if (team < 2 || t > 1) return;
+        if (t == 1) {   // the answering thread
+            for (std::int64_t i = 0; i < kTotal; ++i) {
+                await(2 * i + 1);
+                line.count.store(2 * i + 2, std::memory_order_release);
+            }
+            return;
+        }
+        std::chrono::steady_clock::time_point t0;
+        for (std::int64_t i = 0; i < kTotal; ++i) {
+            const std::int64_t in_batch = i - kWarmUp;
+            if (in_batch >= 0 && in_batch % kBatch == 0) t0 = std::chrono::steady_clock::now();
+            line.count.store(2 * i + 1, std::memory_order_release);
+            await(2 * i + 2);
+            if (in_batch >= 0 && in_batch % kBatch == kBatch - 1)
+                batches[measured++] =
+                    std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count() / kBatch;
+        }
+    });
+    if (measured == 0) return 0;
+    std::nth_element(batches, batches + measured / 2, batches + measured);
+    return batches[measured / 2];
+}
 
 bool openmp_enabled() {
 #if defined(_OPENMP)

@@ -98,6 +98,13 @@ private:
     Saved* saved_ = nullptr;
 };
 
+// The round trip of one cache line between the first two threads of a team of two (run_team), in
+// nanoseconds: the median of 5 batches of 16 hand-overs, after 8 to warm up (a few microseconds
+// where the two threads' cores share a cache, tens where they do not). 0 where no team of two
+// runs (no OpenMP, or the runtime gave one thread). Call it where the epoch's threads are placed
+// as they will run (inside EpochPinning).
+double team_round_trip_ns();
+
 // Runs body(tid, nthreads) on a team of `nthreads` threads, or inline (no parallel region at all)
 // when 1; orphaned barriers and `single`s inside body bind to the team.
 template <typename Body>

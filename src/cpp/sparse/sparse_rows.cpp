@@ -206,18 +206,22 @@ struct SortedBlocks {
     }
 };
 
-template <typename T>
-void sort_into_blocks(const SparseRowsView<T>& A, int64_t c0, int64_t c1, const SortedBlocks<T>& out,
-                      int64_t* cursor, int64_t* slot) {
-    cursors_from(A, c0, cursor);
+// (Whole: [c0, c1) = [0, A.cols), every nonzero of every row: no cursors to search for, no column
+// to test against c1.)
+template <bool Whole, typename T>
+void sort_rows_into_blocks(const SparseRowsView<T>& A, int64_t c0, int64_t c1, const SortedBlocks<T>& out,
+                           int64_t* cursor, int64_t* slot) {
+    if constexpr (Whole) std::copy(A.begin, A.begin + A.rows, cursor);
+    else cursors_from(A, c0, cursor);
     // (Local copies of the pointers: the compiler cannot tell that the stores below leave A and
     // out alone, and would reload them for every entry.)
     const std::int32_t* const indices = A.indices;
     const T* const values = A.values;
     const int64_t* const end = A.end;
+    auto in_range = [&](int64_t q) { return Whole || indices[q] < c1; };
     std::fill(slot, slot + (c1 - c0), int64_t(0));
     for (int64_t r = 0; r < A.rows; ++r)   // each column's count
-        for (int64_t q = cursor[r], e = end[r]; q < e && indices[q] < c1; ++q) ++slot[indices[q] - c0];
+        for (int64_t q = cursor[r], e = end[r]; q < e && in_range(q); ++q) ++slot[indices[q] - c0];
     for (int64_t i = 0, cb0 = c0; cb0 < c1; ++i, cb0 += out.block) {   // counts -> starts and write positions
         int64_t* start = out.lists_at(i).start;
         start[0] = 0;
@@ -230,11 +234,18 @@ void sort_into_blocks(const SparseRowsView<T>& A, int64_t c0, int64_t c1, const 
     std::int32_t* const rows = out.rows;
     T* const sorted_values = out.values;
     for (int64_t r = 0; r < A.rows; ++r)   // fill, rows in order
-        for (int64_t q = cursor[r], e = end[r]; q < e && indices[q] < c1; ++q) {
+        for (int64_t q = cursor[r], e = end[r]; q < e && in_range(q); ++q) {
             const int64_t at = slot[indices[q] - c0]++;
             rows[at] = static_cast<std::int32_t>(r);
             sorted_values[at] = values[q];
         }
+}
+
+template <typename T>
+void sort_into_blocks(const SparseRowsView<T>& A, int64_t c0, int64_t c1, const SortedBlocks<T>& out,
+                      int64_t* cursor, int64_t* slot) {
+    if (c0 == 0 && c1 == A.cols) sort_rows_into_blocks<true>(A, c0, c1, out, cursor, slot);
+    else sort_rows_into_blocks<false>(A, c0, c1, out, cursor, slot);
 }
 
 template <typename T>
@@ -297,23 +308,45 @@ void sparse_transpose_times_dense(const SparseRowsView<T>& A, const T* D, int64_
 template <typename T>
 struct PanelLists {
     int64_t block, blocks, entries, starts, widest;
-    SortedBlocks<T> sorted;
+    int sets;                  // 1: one set of lists, shared; > 1: a set per panel (panel_list_sets)
+    SortedBlocks<T> sorted;    // set 0
+    // The lists panel q's gather reads (and, with a set per panel, panel q's thread writes).
+    SortedBlocks<T> set(int q) const {
+        const int64_t s = sets > 1 ? q : 0;
+        return {sorted.starts + s * starts, sorted.rows + s * entries, sorted.values + s * entries, block,
+                sorted.capacity};
+    }
 };
 
+// The sets of sorted lists a panel product keeps: one per panel where the caller asks for it
+// (TransposeScratch::lists_per_panel) and every panel has its own copy of A (copies == parts), each
+// sorted whole by the panel's own thread from its copy; else one set, shared, each thread sorting a
+// share of it. Shared, the lists are written by one core and read by both (each panel's gather
+// reads every block), so each batch's sort waits for lines the other core holds. On the 2-vCPU Zen
+// 4, raw MNIST h = 400 on 2 threads (the epoch's median, alternating runs): with a core-to-core round
+// trip of 320 ns (vCPUs on cores that share no cache) 268-276 ms shared, 233-244 ms per panel; at
+// 70 ns, 178-186 ms shared, 180-189 ms per panel (each thread sorting all of the batch instead of
+// its share, and no share to even out the panels' widths: 12 and 13 vectors of h = 400).
+inline int panel_list_sets(bool per_panel, int copies, int parts) {
+    return per_panel && copies == parts && parts > 1 ? parts : 1;
+}
+
 template <typename T>
-PanelLists<T> panel_lists(const SparseRowsView<T>& A, const Panel<T>* panels, int parts, TransposeScratch<T>& scratch) {
+PanelLists<T> panel_lists(const SparseRowsView<T>& A, const Panel<T>* panels, int parts, int sets,
+                          TransposeScratch<T>& scratch) {
     int64_t widest = 0;
     for (int t = 0; t < parts; ++t) widest = std::max(widest, panels[t].ld);
     // Blocks of half the size the gather alone would take: finer shares for the sorting.
     const int64_t block = std::max<int64_t>(1, transpose_block_rows<T>(widest) / 2);
     const int64_t blocks = (A.cols + block - 1) / block;
-    // Scratch: every block's lists (room for A.rows × block entries and block + 1 starts), each
-    // thread's cursors and counts, and each panel's block of results (64-byte aligned).
+    // Scratch: every block's lists (room for A.rows × block entries and block + 1 starts), `sets`
+    // times over, each thread's cursors and counts, and each panel's block of results (64-byte aligned).
     constexpr int64_t line = 64 / static_cast<int64_t>(sizeof(T));
     const int64_t capacity = A.rows * block, entries = blocks * capacity, starts = blocks * (block + 1);
-    grow(scratch.rows, entries);
-    grow(scratch.values, entries + parts * (block * widest + line));
-    grow(scratch.counts, starts + parts * (A.rows + A.cols));
+    grow(scratch.rows, sets * entries);
+    grow(scratch.values, sets * entries + parts * (block * widest + line));
+    grow(scratch.counts, sets * starts + parts * (A.rows + A.cols));
+    scratch.list_sets = sets;
     // Thread t sorts blocks [first[t], first[t+1]), chosen on the first call with this many
     // blocks and threads to share out A's nonzeros, and kept for later calls. Which thread sorts
     // a block changes no result. The shares are such that each thread's panel columns (the
@@ -325,7 +358,7 @@ PanelLists<T> panel_lists(const SparseRowsView<T>& A, const Panel<T>* panels, in
     // h = 400 epoch's own phases: the first layer 72 -> 87 ms, the gradient 80 -> 63 ms). The
     // sort's move alone, with even shares, gained nothing measurable.
     std::vector<int64_t>& first = scratch.first_block;
-    if (static_cast<int>(first.size()) != parts + 1 || first.back() != blocks) {
+    if (sets == 1 && (static_cast<int>(first.size()) != parts + 1 || first.back() != blocks)) {
         constexpr double kSortColumns = 100;
         double cols = 0;
         for (int t = 0; t < parts; ++t) cols += static_cast<double>(panels[t].n);
@@ -339,20 +372,26 @@ PanelLists<T> panel_lists(const SparseRowsView<T>& A, const Panel<T>* panels, in
         for (double& x : shares) x = sum > 0 ? x / sum : 1.0 / parts;
         nonzero_balanced_split(A, block, blocks, parts, first, shares.data());
     }
-    return {block, blocks, entries, starts, widest,
+    return {block, blocks, entries, starts, widest, sets,
             SortedBlocks<T>{scratch.counts.data(), scratch.rows.data(), scratch.values.data(), block, capacity}};
 }
 
-// Thread t of `team` sorts its share of the blocks (a smaller team than `parts` takes the shares
-// of the missing threads too).
+// Thread t of `team` sorts its lists: with a set per panel, all the blocks of each of its panels'
+// sets, from that panel's copy of A; with one shared set, its share of the blocks (a smaller team
+// than `parts` takes the shares of the missing threads too).
 template <typename T>
 void sort_panel_share(const SparseRowsView<T>* copies_of_A, int copies, int parts, const PanelLists<T>& lists,
                       TransposeScratch<T>& scratch, int t, int team) {
     const SparseRowsView<T>& A = copies_of_A[t % copies];
+    int64_t* cursor = scratch.counts.data() + lists.sets * lists.starts + static_cast<int64_t>(t) * (A.rows + A.cols);
+    if (lists.sets > 1) {
+        for (int q = t; q < parts; q += team)
+            sort_into_blocks(copies_of_A[q % copies], 0, A.cols, lists.set(q), cursor, cursor + A.rows);
+        return;
+    }
     const std::vector<int64_t>& first = scratch.first_block;
     const int64_t b0 = first[static_cast<std::size_t>(parts * t / team)],
                   b1 = first[static_cast<std::size_t>(parts * (t + 1) / team)];
-    int64_t* cursor = scratch.counts.data() + lists.starts + static_cast<int64_t>(t) * (A.rows + A.cols);
     sort_into_blocks(A, std::min(A.cols, b0 * lists.block), std::min(A.cols, b1 * lists.block),
                      lists.sorted.from(b0), cursor, cursor + A.rows);
 }
@@ -361,7 +400,9 @@ template <typename T>
 void sparse_times_panels(const SparseRowsView<T>* A, int copies, const Panel<T>* panels, int parts, const T* init,
                          T* out, int64_t ldo, bool relu, TransposeScratch<T>& lists_for_transpose) {
     const auto kernel = kernels_for<T>(active_isa()).rows;
-    const PanelLists<T> lists = panel_lists(A[0], panels, parts, lists_for_transpose);
+    const PanelLists<T> lists = panel_lists(A[0], panels, parts,
+                                            panel_list_sets(lists_for_transpose.lists_per_panel, copies, parts),
+                                            lists_for_transpose);
 #ifdef _OPENMP
 #pragma omp parallel num_threads(parts) if (parts > 1)
 #endif
@@ -381,7 +422,7 @@ void sparse_transpose_times_panels(const SparseRowsView<T>& A, const T* D, int64
                                    int parts, const RowSink<T>* sinks, TransposeScratch<T>& scratch,
                                    const RowPrefetch& ahead, const PanelWork& also) {
     const Kernels<T> k = kernels_for<T>(active_isa());
-    const PanelLists<T> lists = panel_lists(A, panels, parts, scratch);
+    const PanelLists<T> lists = panel_lists(A, panels, parts, scratch.list_sets, scratch);   // (sparse_times_panels')
     const int64_t block = lists.block, blocks = lists.blocks, entries = lists.entries, widest = lists.widest;
     constexpr int64_t line = 64 / static_cast<int64_t>(sizeof(T));
 #ifdef _OPENMP
@@ -393,12 +434,13 @@ void sparse_transpose_times_panels(const SparseRowsView<T>& A, const T* D, int64
             for (int q = t; q < parts; q += team) also.run(also.context, q);
         for (int q = t; q < parts; q += team) {   // (a smaller team than asked still covers every panel)
             const Panel<T>& p = panels[q];
-            T* G = aligned_line(scratch.values.data() + entries + q * (block * widest + line));
+            T* G = aligned_line(scratch.values.data() + lists.sets * entries + q * (block * widest + line));
+            const SortedBlocks<T> sorted = lists.set(q);
             const int64_t a0 = ahead.rows * q / parts, a1 = ahead.rows * (q + 1) / parts;
             int64_t next_row = a0;
             for (int64_t b = 0; b < blocks; ++b) {
                 const int64_t kb0 = b * block, rows = std::min(A.cols, kb0 + block) - kb0;
-                k.gather_block(lists.sorted.lists_at(b), rows, D + p.c0, ldd, p.ld, G, p.ld);
+                k.gather_block(sorted.lists_at(b), rows, D + p.c0, ldd, p.ld, G, p.ld);
                 sinks[q].consume(sinks[q].context, kb0, rows, G, p.ld);
                 for (const int64_t until = a0 + (a1 - a0) * (b + 1) / blocks; next_row < until; ++next_row)
                     ahead.fetch(ahead.context, next_row);

@@ -90,6 +90,11 @@ struct TransposeScratch {
     std::vector<std::int64_t> first_column;   // thread t's result rows start at first_column[t]
     std::vector<std::int64_t> first_block;    // (panels) thread t sorts the blocks from first_block[t] on
     std::vector<std::int64_t> block_offsets;  // thread t's blocks' lists are from block_offsets[t] on
+    // (panels) A set of sorted lists per panel, each sorted whole by its panel's own thread from
+    // its own copy of A, where there is a copy per panel; else one shared set (sparse_rows.cpp,
+    // panel_list_sets). The caller's choice; the results are the same either way.
+    bool lists_per_panel = false;
+    int list_sets = 1;                        // (panels) sets of lists the last sparse_times_panels left
 };
 // Rows to bring into cache while a product runs (in training: the next batch's, so that they
 // are in cache when that batch comes): fetch(context, r) asks for row r, 0 <= r < rows.
