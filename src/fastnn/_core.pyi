@@ -13,9 +13,17 @@ def _epoch_threads(batch: typing.SupportsInt | typing.SupportsIndex, d1: typing.
     """
 def _gemm_tuning(**kwargs) -> dict:
     ...
+def _panel_lists_tuning(lists: typing.Any = None) -> int:
+    """
+    Internal: the 2-thread zero-skipping epoch's sorted lists (0 auto, 1 per panel, -1 shared); returns the previous setting.
+    """
 def _softmax_tuning(forward_blocks: typing.Any = None) -> int:
     """
     Internal: the softmax epoch's forward blocks (0 auto, 1 wide, -1 the ISA's); returns the previous setting.
+    """
+def _team_round_trip_ns() -> float:
+    """
+    Internal: the core-to-core round trip between the first two threads of an OpenMP team of two, in ns (0: no team).
     """
 def active_isa() -> str:
     ...
