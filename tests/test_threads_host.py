@@ -388,3 +388,36 @@ def test_an_epoch_binds_its_threads_only_while_it_runs():
     assert seen["tasks"] >= 2, seen            # the pool's thread exists, so its mask was checked
     for masks in (seen["after"], seen["after_error"]):
         assert all(m == seen["cpus"] for m in masks.values()), masks
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs sched_setaffinity")
+def test_team_round_trip_probe_on_one_cpu_answers_and_the_epoch_runs():
+    """Two threads on one CPU: each hand-over of the 2-thread epoch's round-trip probe
+    (train_epoch.hpp, panel_lists_setting) waits for the scheduler; the probe still answers, in
+    well under a second, and a 2-thread zero-skipping epoch (panels: the probe runs) trains with
+    the same bits as one thread."""
+    cpu = min(os.sched_getaffinity(0))
+    code = f"""
+        import json, os, time
+        import numpy as np
+        os.sched_setaffinity(0, {{{cpu}}})
+        import fastnn
+        from fastnn import _core
+        fastnn.set_num_threads(2)
+        t = time.perf_counter(); ns = _core._team_round_trip_ns(); took = time.perf_counter() - t
+        rng = np.random.default_rng(5)
+        X = (rng.random((300, 784)) * (rng.random((300, 784)) < 0.2)).astype(np.float32)
+        y = rng.integers(0, 10, 300)
+        W0 = [(rng.standard_normal((784, 64)) / 28).astype(np.float32),
+              (rng.standard_normal((64, 10)) / 8).astype(np.float32)]
+        out = []
+        for n in (1, 2):
+            fastnn.set_num_threads(n)
+            W = [w.copy() for w in W0]
+            fastnn.nn_epoch(X, y, W[0], W[1], lr=0.1, batch=50)
+            out.append([w.tobytes().hex() for w in W])
+        print(json.dumps([ns, took, out[0] == out[1]]))
+    """
+    (ns, took, same), _ = run_python(code, timeout=120)
+    assert ns >= 0 and took < 1.0
+    assert same
