@@ -451,33 +451,32 @@ PYBIND11_MODULE(_core, m) {
         return previous;
     });
 
-    m.def("_softmax_tuning", [](py::object forward_blocks) {
-        // The softmax epoch's forward register blocks (softmax_epoch.hpp): 0 chooses by the ISA
-        // and the L1 data cache, 1 always wide (all of k <= 10 classes at once), -1 the ISA's own
-        // (5 classes at once); None reads the setting.
-        const int previous = softmax_forward_blocks();
-        if (!forward_blocks.is_none()) {
-            const int v = forward_blocks.cast<int>();
+    // An internal three-way setting (0 automatic, 1 and -1 forced): `value` sets it, None reads
+    // it; returns the previous one.
+    auto three_way = [](int& setting, const py::object& value, const char* function, const char* argument) {
+        const int previous = setting;
+        if (!value.is_none()) {
+            const int v = value.cast<int>();
             if (v < -1 || v > 1)
-                throw py::value_error("_softmax_tuning: forward_blocks must be -1, 0 or 1, got " + std::to_string(v));
-            softmax_forward_blocks() = v;
+                throw py::value_error(std::string(function) + ": " + argument + " must be -1, 0 or 1, got " +
+                                      std::to_string(v));
+            setting = v;
         }
         return previous;
+    };
+
+    m.def("_softmax_tuning", [three_way](py::object forward_blocks) {
+        // The softmax epoch's forward register blocks (softmax_epoch.hpp): 0 chooses by the ISA
+        // and the L1 data cache, 1 always wide (all of k <= 10 classes at once), -1 the ISA's own
+        // (5 classes at once).
+        return three_way(softmax_forward_blocks(), forward_blocks, "_softmax_tuning", "forward_blocks");
     }, py::arg("forward_blocks") = py::none(),
        "Internal: the softmax epoch's forward blocks (0 auto, 1 wide, -1 the ISA's); returns the previous setting.");
 
-    m.def("_panel_lists_tuning", [](py::object lists) {
+    m.def("_panel_lists_tuning", [three_way](py::object lists) {
         // The zero-skipping first layer's sorted lists on 2-thread column panels (train_epoch.hpp):
-        // 0 chooses by the team's core-to-core round trip, 1 a set per panel, -1 one shared set;
-        // None reads the setting.
-        const int previous = panel_lists_setting();
-        if (!lists.is_none()) {
-            const int v = lists.cast<int>();
-            if (v < -1 || v > 1)
-                throw py::value_error("_panel_lists_tuning: lists must be -1, 0 or 1, got " + std::to_string(v));
-            panel_lists_setting() = v;
-        }
-        return previous;
+        // 0 chooses by the team's core-to-core round trip, 1 a set per panel, -1 one shared set.
+        return three_way(panel_lists_setting(), lists, "_panel_lists_tuning", "lists");
     }, py::arg("lists") = py::none(),
        "Internal: the 2-thread zero-skipping epoch's sorted lists (0 auto, 1 per panel, -1 shared); returns the previous setting.");
 
