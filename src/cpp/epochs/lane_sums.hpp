@@ -146,8 +146,8 @@ inline void lane_sums(Vec<T> (&v)[N], T* out) {
     for (int a = 0; a < N; ++a) out[a] = lanes[where[a]];
 }
 
-// True where lane_sums_to_rows permutes each row's sums out of the vectors the levels leave (at
-// most two, with a row's C sums no more than a vector's lanes): 32- and 64-byte vectors.
+// Where lane_sums_to_rows applies: the levels leave at most two vectors and a row's C sums fit
+// one vector (32- and 64-byte vectors).
 template <typename T, int N, int C>
 constexpr bool kSumsByPermute = FASTNN_VECTOR_BYTES >= 32 && lane_sums_detail::vectors_left<kLanes<T>, N>() <= 2 &&
                                 C <= kLanes<T>;
@@ -198,29 +198,22 @@ inline void store_rows(const Vec<T>& a, const Vec<T>& b, T* z, std::ptrdiff_t ld
 
 }  // namespace lane_sums_detail
 
-// z[r·ldz + c] = sum_lanes(v[r·C + c]) for R rows of C sums each, bit for bit as lane_sums; v is
-// scratch. With kSumsByPermute, each row's C sums are permuted out of the vectors the levels
-// leave into one vector's first lanes and stored from there (AVX-512: R permutes and R masked
-// stores); otherwise through lane_sums, whose sums make a trip through the stack -- two vector
-// stores, then R·C scalar loads (each waiting on a store it only partly overlaps) and R·C stores.
-// On an AMD EPYC Zen 4, the softmax forward's 5 × 5 blocks with their operands in cache: 84% ->
-// 91% of the FMA peak with AVX-512, 77% -> 80% with AVX2's 2 × 5 (the softmax epoch, 1 thread,
-// MNIST: new/old 0.96 and 0.98).
+// z[r·ldz + c] = sum_lanes(v[r·C + c]) for R rows of C sums each, bit for bit as lane_sums, where
+// kSumsByPermute (the caller checks; elsewhere lane_sums and a copy); v is scratch. Each row's C
+// sums are permuted out of the vectors the levels leave into one vector's first lanes and stored
+// from there (AVX-512: R permutes and R masked stores), not taken through the stack as lane_sums
+// does -- two vector stores, then R·C scalar loads (each waiting on a store it only partly
+// overlaps) and R·C stores. On an AMD EPYC Zen 4, the softmax forward's 5 × 5 blocks with their
+// operands in cache: 84% -> 91% of the FMA peak with AVX-512, 77% -> 80% with AVX2's 2 × 5 (the
+// softmax epoch, 1 thread, MNIST: new/old 0.96 and 0.98).
 template <typename T, int R, int C>
 inline void lane_sums_to_rows(Vec<T> (&v)[R * C], T* z, std::ptrdiff_t ldz) {
-    constexpr int N = R * C;
-    if constexpr (kSumsByPermute<T, N, C>) {
-        using namespace lane_sums_detail;
-        constexpr int W = kLanes<T>, Q = block_lanes_of<T>();
-        levels<Vec<T>, W, Q, W, N>(v);
-        const Vec<T> a = v[0], b = vectors_left<W, N>() > 1 ? v[1] : v[0];
-        store_rows<T, W, Q, N, C>(a, b, z, ldz, std::make_index_sequence<R>{});
-    } else {
-        T s[N];
-        lane_sums<T, N>(v, s);
-        for (int r = 0; r < R; ++r)
-            for (int c = 0; c < C; ++c) z[r * ldz + c] = s[r * C + c];
-    }
+    using namespace lane_sums_detail;
+    constexpr int N = R * C, W = kLanes<T>, Q = block_lanes_of<T>();
+    static_assert(kSumsByPermute<T, N, C>, "at most two vectors left, a row's sums in one vector");
+    levels<Vec<T>, W, Q, W, N>(v);
+    const Vec<T> a = v[0], b = vectors_left<W, N>() > 1 ? v[1] : v[0];
+    store_rows<T, W, Q, N, C>(a, b, z, ldz, std::make_index_sequence<R>{});
 }
 
 }  // namespace
