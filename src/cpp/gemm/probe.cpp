@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "gemm/gemm_kernels.hpp"
+#include "runtime/threads.hpp"
 
 namespace fastnn {
 
@@ -71,38 +72,16 @@ double probe_read_bandwidth_gbs(std::size_t bytes, double seconds) {
 }
 
 double probe_core_to_core_ns(double seconds) {
-    // The line the two threads hand each other, alone in its cache line; `stop` in another.
-    struct alignas(64) Line {
-        std::atomic<std::int64_t> count{0};
-    };
-    struct alignas(64) Flag {
-        std::atomic<bool> raised{false};
-    };
-    Line line;
-    Flag stop;
-    // Spin until the count reaches `want` (false: stopped first). After a while the spinner
-    // yields, so that on one CPU the other thread gets to run at all.
-    auto await = [&](std::int64_t want) {
-        for (int spins = 0; line.count.load(std::memory_order_acquire) != want; ++spins) {
-            if (stop.raised.load(std::memory_order_relaxed)) return false;
-            if (spins >= 4096) std::this_thread::yield();
-        }
-        return true;
-    };
-    std::thread answer([&] {
-        for (std::int64_t i = 0;; ++i) {
-            if (!await(2 * i + 1)) return;
-            line.count.store(2 * i + 2, std::memory_order_release);
-        }
-    });
+    HandOverLine line;   // (HandOverLine::await yields after a while: on one CPU the other thread runs)
+    std::thread answer([&] { line.answer_until_stopped(); });
     struct JoinOnExit {   // the answering thread stops and is joined however this function ends
         std::thread& thread;
-        Flag& stop;
+        HandOverLine& line;
         ~JoinOnExit() {
-            stop.raised.store(true, std::memory_order_relaxed);
+            line.stop();   // (between hand-overs: the answering thread waits for the next one)
             thread.join();
         }
-    } join_on_exit{answer, stop};
+    } join_on_exit{answer, line};
     constexpr std::int64_t kBatch = 2000;
     // At least 3 batches, but never past 4x the time asked (on one CPU a round trip can take a
     // time slice): a batch cut short counts the round trips it made.
@@ -114,8 +93,7 @@ double probe_core_to_core_ns(double seconds) {
         const auto t0 = Clock::now();
         std::int64_t done = 0;
         while (done < kBatch) {
-            line.count.store(2 * n + 1, std::memory_order_release);
-            await(2 * n + 2);
+            line.ask(n);
             ++n;
             ++done;
             if (done % 64 == 0 && out_of_time()) break;

@@ -216,32 +216,28 @@ EpochPinning::EpochPinning() {}
 EpochPinning::~EpochPinning() {}
 #endif
 
+bool HandOverLine::await(std::int64_t want) const {
+    for (int spins = 0;; ++spins) {
+        const std::int64_t now = count.load(std::memory_order_acquire);
+        if (now == want) return true;
+        if (now == kStop) return false;
+        if (spins >= 4096) std::this_thread::yield();
+    }
+}
+
 double team_round_trip_ns() {
-    struct alignas(64) Line {
-        std::atomic<std::int64_t> count{0};
-    } line;
     constexpr int kWarmUp = 8, kBatch = 16, kBatches = 5;
-    constexpr std::int64_t kTotal = kWarmUp + kBatch * kBatches, kStop = -1;
+    constexpr std::int64_t kTotal = kWarmUp + kBatch * kBatches;
     // Where the two threads do not both hold a CPU (a busy host, a CPU quota) each hand-over can
     // wait for a time slice: past this the probe stops, with the batches it has.
     constexpr double kMaxNs = 2e6;
+    HandOverLine line;
     double batches[kBatches];
     int measured = 0;
-    // Spin until the count reaches `want` (false: told to stop); after a while yield (the other
-    // thread may have lost its CPU).
-    auto await = [&](std::int64_t want) {
-        for (int spins = 0;; ++spins) {
-            const std::int64_t now = line.count.load(std::memory_order_acquire);
-            if (now == want) return true;
-            if (now == kStop) return false;
-            if (spins >= 4096) std::this_thread::yield();
-        }
-    };
     run_team(2, [&](int t, int team) {
         if (team < 2 || t > 1) return;
-        if (t == 1) {   // the answering thread
-            for (std::int64_t i = 0; i < kTotal && await(2 * i + 1); ++i)
-                line.count.store(2 * i + 2, std::memory_order_release);
+        if (t == 1) {
+            line.answer_until_stopped();
             return;
         }
         const auto start = std::chrono::steady_clock::now();
@@ -249,8 +245,7 @@ double team_round_trip_ns() {
         for (std::int64_t i = 0; i < kTotal; ++i) {
             const std::int64_t in_batch = i - kWarmUp;
             if (in_batch >= 0 && in_batch % kBatch == 0) t0 = std::chrono::steady_clock::now();
-            line.count.store(2 * i + 1, std::memory_order_release);
-            await(2 * i + 2);
+            line.ask(i);
             const auto now = std::chrono::steady_clock::now();
             if (in_batch >= 0 && in_batch % kBatch == kBatch - 1)
                 batches[measured++] = std::chrono::duration<double, std::nano>(now - t0).count() / kBatch;
@@ -258,10 +253,10 @@ double team_round_trip_ns() {
                 if (measured == 0)   // (not one batch: the time so far, per hand-over)
                     batches[measured++] = std::chrono::duration<double, std::nano>(now - start).count() /
                                           static_cast<double>(i + 1);
-                line.count.store(kStop, std::memory_order_release);
                 break;
             }
         }
+        line.stop();
     });
     if (measured == 0) return 0;
     std::nth_element(batches, batches + measured / 2, batches + measured);

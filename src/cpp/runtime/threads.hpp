@@ -13,6 +13,7 @@
 //      and 1 for a while when the host is busy (BusyHostWatch below).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 
 #if defined(_OPENMP)
@@ -96,6 +97,25 @@ public:
 private:
     struct Saved;
     Saved* saved_ = nullptr;
+};
+
+// One cache line that two threads hand each other, for the core-to-core probes
+// (probe_core_to_core_ns, team_round_trip_ns): for hand-over i the asking thread stores 2i + 1 and
+// the answering thread, spinning on it, stores 2i + 2; kStop tells the answering thread to return.
+struct alignas(64) HandOverLine {
+    static constexpr std::int64_t kStop = -1;
+    std::atomic<std::int64_t> count{0};
+    // Spins until the count is `want` (false: kStop came instead); after a while it yields, so that
+    // on one CPU (or a busy one) the other thread gets to run at all.
+    bool await(std::int64_t want) const;
+    void ask(std::int64_t i) {   // (the asking thread)
+        count.store(2 * i + 1, std::memory_order_release);
+        await(2 * i + 2);
+    }
+    void answer_until_stopped() {   // (the answering thread)
+        for (std::int64_t i = 0; await(2 * i + 1); ++i) count.store(2 * i + 2, std::memory_order_release);
+    }
+    void stop() { count.store(kStop, std::memory_order_release); }   // (the asking thread, between hand-overs)
 };
 
 // The round trip of one cache line between the first two threads of a team of two (run_team), in
