@@ -47,7 +47,7 @@ public:
     // start (an allocation that fails raises, in no parallel region).
     void fetch(std::int64_t start, std::int64_t B) {
         const int threads = B * X_.cols >= kCompactSplitMin ? get_num_threads() : 1;
-        const int copies = threads > 1 && threads <= kOwnCopyMaxThreads ? threads : 1;
+        const int copies = copies_for(threads);
         auto row = [&](std::int64_t r) { return X_.data + (order_ ? order_[start + r] : start + r) * X_.ld; };
         if (copies_.size() < at(copies)) copies_.resize(at(copies));
         views_.resize(at(copies));
@@ -112,6 +112,9 @@ public:
         next_start_ = start + B;
     }
     int copies() const { return static_cast<int>(views_.size()); }
+    // The copies a batch large enough to share gets on `threads` threads: one each, up to
+    // kOwnCopyMaxThreads threads; else one.
+    static int copies_for(int threads) { return threads > 1 && threads <= kOwnCopyMaxThreads ? threads : 1; }
     const SparseRowsView<T>* views() const { return views_.data(); }
 
     // The rows of the batch after the last one fetched, to prefetch into L2 while it is processed.
