@@ -2,7 +2,7 @@
 """Time two builds of the C++ core against each other in one process, epochs alternating.
 
     python tools/ab_epochs.py OLD_SITE NEW_SITE [--rows 20000] [--rounds 12] [--threads 2,1]
-                              [--inputs raw,centred] [--nets h100,h400,784-256-128-10]
+                              [--inputs raw,centred] [--nets h100,h400,784-256-128-10 (any 784-…-10)]
                               [--new-gemm-tuning force_pack=-1,...]
 
 OLD_SITE and NEW_SITE are directories holding a `fastnn` package with its built `_core*.so`
@@ -14,7 +14,13 @@ means, as the benchmark's dense workload -- the dense GEMMs; as `pixels`, MNIST'
 that a shared machine's load falls on both alike. The Python layer is the one importable here;
 only `_core` is swapped. Prints the median wall-clock times and the medians of the per-round
 new/old ratios of wall-clock and of CPU time (the first round is a warm-up). Needs MNIST in
-$FASTNN_DATA. Nothing here asserts a speed.
+$FASTNN_DATA. Nothing here asserts a speed. A net is a name above or any sizes, e.g. 784-200-10.
+
+On several threads each round also probes the team's core-to-core round trip before and after
+(`_core._team_round_trip_ns`), and where some rounds stayed at or below --near-ns and others did
+not, both groups are reported apart too. On a VM whose vCPUs the host moves between cores that
+share a cache and cores that do not (the 2-vCPU Zen 4: about 120 ns and 320+ ns every few
+seconds), the 2-thread epoch's time follows the placement more than most code changes.
 
 With --new-gemm-tuning, NEW_SITE may be a copy of OLD_SITE (another path, so that the two
 extensions keep separate settings) and only the new one's `_gemm_tuning` is changed: a tuning
@@ -43,12 +49,16 @@ def load_core(site, name):
     return module
 
 
-def alternate(cores, X, y, W0, rounds):
-    """{tag: [(wall, cpu), ...]} for each build over `rounds` measured rounds (after a warm-up)."""
+def alternate(cores, X, y, W0, rounds, probe=None):
+    """{tag: [(wall, cpu), ...]} for each build over `rounds` measured rounds (after a warm-up),
+    and per round the larger of the team round trips `probe()` gave before and after it (None
+    without a probe)."""
     import fastnn
     from fastnn import cpp_backend
     times = {tag: [] for tag in cores}
+    trips = []
     for r in range(rounds + 1):
+        before = probe() if probe else None
         for tag in (list(cores) if r % 2 == 0 else list(cores)[::-1]):
             cpp_backend._core = cores[tag]
             W = [w.copy() for w in W0]
@@ -59,7 +69,21 @@ def alternate(cores, X, y, W0, rounds):
                 fastnn.mlp_epoch(X, y, W, lr=0.1, batch=100)
             if r:
                 times[tag].append((time.perf_counter() - t0, time.process_time() - c0))
-    return times
+        if r:
+            trips.append(max(before, probe()) if probe else None)
+    return times, trips
+
+
+def report(label, t, rounds=None):
+    """One line: the builds' median times and the medians of the per-round new/old ratios, over
+    `rounds` (indices; all when None)."""
+    pick = range(len(t["old"])) if rounds is None else rounds
+    old, new = [t["old"][i] for i in pick], [t["new"][i] for i in pick]
+    wall = statistics.median(n[0] / o[0] for n, o in zip(new, old))
+    cpu = statistics.median(n[1] / o[1] for n, o in zip(new, old))
+    print(f"{label}: old {statistics.median(x[0] for x in old) * 1e3:.1f} ms, new "
+          f"{statistics.median(x[0] for x in new) * 1e3:.1f} ms; median new/old wall {wall:.3f}, CPU {cpu:.3f}"
+          + ("" if rounds is None else f" ({len(old)} rounds)"), flush=True)
 
 
 def main():
@@ -72,6 +96,9 @@ def main():
     p.add_argument("--inputs", default="raw,centred")
     p.add_argument("--nets", default=",".join(NETS))
     p.add_argument("--new-gemm-tuning", default="", help="key=value,... passed to the new build's _gemm_tuning")
+    p.add_argument("--near-ns", type=float, default=200.0,
+                   help="multi-thread rounds whose team round trip (probed before and after) stays at or below "
+                        "this are also reported apart from the others (default 200)")
     args = p.parse_args()
     cores = {"old": load_core(args.old, "ab_old._core"), "new": load_core(args.new, "ab_new._core")}
     if args.new_gemm_tuning:
@@ -100,16 +127,21 @@ def main():
                 core.set_num_threads(threads)
             for input_name in args.inputs.split(","):
                 for name in args.nets.split(","):
-                    sizes = NETS[name]
+                    sizes = NETS[name] if name in NETS else [int(v) for v in name.split("-")]
                     if input_name == "pixels" and len(sizes) != 2:
                         continue   # Pixels: the softmax epoch only
                     W0 = [(rng.standard_normal((a, b)) / np.sqrt(b)).astype(np.float32) for a, b in zip(sizes, sizes[1:])]
-                    t = alternate(cores, inputs[input_name], y, W0, args.rounds)
-                    wall = statistics.median(n[0] / o[0] for n, o in zip(t["new"], t["old"]))
-                    cpu = statistics.median(n[1] / o[1] for n, o in zip(t["new"], t["old"]))
-                    print(f"{name:>15} {input_name:>7} {threads} thread(s): old {statistics.median(x[0] for x in t['old']) * 1e3:.1f}"
-                          f" ms, new {statistics.median(x[0] for x in t['new']) * 1e3:.1f} ms; median new/old wall {wall:.3f},"
-                          f" CPU {cpu:.3f}", flush=True)
+                    probe = next((getattr(c, "_team_round_trip_ns") for c in cores.values()
+                                  if hasattr(c, "_team_round_trip_ns")), None) if threads > 1 else None
+                    t, trips = alternate(cores, inputs[input_name], y, W0, args.rounds, probe)
+                    label = f"{name:>15} {input_name:>7} {threads} thread(s)"
+                    report(label, t)
+                    if probe:   # the rounds by where the threads sat (see --near-ns)
+                        near = [i for i, ns in enumerate(trips) if ns <= args.near_ns]
+                        far = [i for i, ns in enumerate(trips) if ns > args.near_ns]
+                        for which, rounds in (("near", near), ("far", far)):
+                            if rounds and len(rounds) < len(trips):
+                                report(f"{'':>15} {which + ' only':>7} {'':>12}", t, rounds)
     finally:
         cpp_backend._core = saved_core
 
