@@ -141,7 +141,7 @@ def main():
                         far = [i for i, ns in enumerate(trips) if ns > args.near_ns]
                         for which, rounds in (("near", near), ("far", far)):
                             if rounds and len(rounds) < len(trips):
-                                report(f"{'':>15} {which + ' only':>7} {'':>12}", t, rounds)
+                                report(f"{'':>15} {which + ' rounds only':>28}", t, rounds)
     finally:
         cpp_backend._core = saved_core
 

@@ -150,8 +150,9 @@ void gather_chunk(const BlockLists<T>& lists, int64_t ncols, const T* D, int64_t
 #pragma GCC unroll 16
         for (int v = 0; v < NV; ++v) acc[v] = Vec<T>{};
         for (int64_t e = lists.start[c]; e < lists.start[c + 1]; ++e) {
-            const T a = lists.value[e];
-            const T* d = D + static_cast<int64_t>(lists.row[e]) * ldd + j0;
+            const ListEntry<T> x = lists.entry[e];
+            const T a = x.value;
+            const T* d = D + static_cast<int64_t>(x.row) * ldd + j0;
 #pragma GCC unroll 16
             for (int v = 0; v < NV; ++v) acc[v] += a * load(d + v * W);   // acc += a · D[r]
         }

@@ -190,19 +190,16 @@ int64_t transpose_block_rows(int64_t n) {
 // nonzeros sorted into lists by column (rows in increasing order within a column), in one
 // counting sort over [c0, c1): two passes over A's rows in all, not two per block. Block i
 // (from 0) gets lists_at(i): its block + 1 column starts in starts + i·(block + 1), its entries
-// from rows/values + i·A.rows·block. Scratch: cursor (A.rows entries), slot (c1 − c0).
+// from entries + i·A.rows·block. Scratch: cursor (A.rows entries), slot (c1 − c0).
 template <typename T>
 struct SortedBlocks {
     int64_t* starts;
-    std::int32_t* rows;
-    T* values;
+    ListEntry<T>* entries;
     int64_t block, capacity;   // capacity = A.rows · block entries per block
-    BlockLists<T> lists_at(int64_t i) const {
-        return {starts + i * (block + 1), rows + i * capacity, values + i * capacity};
-    }
+    BlockLists<T> lists_at(int64_t i) const { return {starts + i * (block + 1), entries + i * capacity}; }
     SortedBlocks from(int64_t i) const {   // the same layout with block i as block 0
         const BlockLists<T> l = lists_at(i);
-        return {l.start, l.row, l.value, block, capacity};
+        return {l.start, l.entry, block, capacity};
     }
 };
 
@@ -231,14 +228,10 @@ void sort_rows_into_blocks(const SparseRowsView<T>& A, int64_t c0, int64_t c1, c
             start[c - cb0 + 1] = start[c - cb0] + count;
         }
     }
-    std::int32_t* const rows = out.rows;
-    T* const sorted_values = out.values;
+    ListEntry<T>* const sorted = out.entries;
     for (int64_t r = 0; r < A.rows; ++r)   // fill, rows in order
-        for (int64_t q = cursor[r], e = end[r]; q < e && in_range(q); ++q) {
-            const int64_t at = slot[indices[q] - c0]++;
-            rows[at] = static_cast<std::int32_t>(r);
-            sorted_values[at] = values[q];
-        }
+        for (int64_t q = cursor[r], e = end[r]; q < e && in_range(q); ++q)
+            sorted[slot[indices[q] - c0]++] = ListEntry<T>{static_cast<std::int32_t>(r), values[q]};
 }
 
 template <typename T>
@@ -273,8 +266,8 @@ void sparse_transpose_times_dense(const SparseRowsView<T>& A, const T* D, int64_
         first_block[t + 1] = first_block[t] + (first[t + 1] - first[t] + block - 1) / block;
     const int64_t total_blocks = first_block.back(), capacity = A.rows * block;
     constexpr int64_t line = 64 / static_cast<int64_t>(sizeof(T));
-    grow(scratch.rows, total_blocks * capacity);
-    grow(scratch.values, total_blocks * capacity + nthreads * (block * n + line));
+    grow(scratch.entries, total_blocks * capacity);
+    grow(scratch.values, nthreads * (block * n + line));
     grow(scratch.counts, total_blocks * (block + 1) + nthreads * (A.rows + A.cols));
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1)
@@ -283,11 +276,11 @@ void sparse_transpose_times_dense(const SparseRowsView<T>& A, const T* D, int64_
         const int t = thread_index();
         const auto ut = static_cast<std::size_t>(t);
         const int64_t c0 = first[ut], c1 = first[ut + 1], b0 = first_block[ut];
-        const SortedBlocks<T> sorted = SortedBlocks<T>{scratch.counts.data(), scratch.rows.data(),
-                                                       scratch.values.data(), block, capacity}.from(b0);
+        const SortedBlocks<T> sorted =
+            SortedBlocks<T>{scratch.counts.data(), scratch.entries.data(), block, capacity}.from(b0);
         int64_t* cursor = scratch.counts.data() + total_blocks * (block + 1) + t * (A.rows + A.cols);
         sort_into_blocks(A, c0, c1, sorted, cursor, cursor + A.rows);
-        T* G = aligned_line(scratch.values.data() + total_blocks * capacity + t * (block * n + line));
+        T* G = aligned_line(scratch.values.data() + t * (block * n + line));
         // This thread's share of `ahead`, the rows it will take in sparse_times_dense
         // ([rows·t/T, rows·(t+1)/T)), prefetched a part after each of its blocks.
         const int64_t my_blocks = std::max<int64_t>(1, first_block[ut + 1] - b0);
@@ -313,8 +306,7 @@ struct PanelLists {
     // The lists panel q's gather reads (and, with a set per panel, panel q's thread writes).
     SortedBlocks<T> set(int q) const {
         const int64_t s = sets > 1 ? q : 0;
-        return {sorted.starts + s * starts, sorted.rows + s * entries, sorted.values + s * entries, block,
-                sorted.capacity};
+        return {sorted.starts + s * starts, sorted.entries + s * entries, block, sorted.capacity};
     }
 };
 
@@ -343,8 +335,8 @@ PanelLists<T> panel_lists(const SparseRowsView<T>& A, const Panel<T>* panels, in
     // times over, each thread's cursors and counts, and each panel's block of results (64-byte aligned).
     constexpr int64_t line = 64 / static_cast<int64_t>(sizeof(T));
     const int64_t capacity = A.rows * block, entries = blocks * capacity, starts = blocks * (block + 1);
-    grow(scratch.rows, sets * entries);
-    grow(scratch.values, sets * entries + parts * (block * widest + line));
+    grow(scratch.entries, sets * entries);
+    grow(scratch.values, parts * (block * widest + line));
     grow(scratch.counts, sets * starts + parts * (A.rows + A.cols));
     scratch.list_sets = sets;
     // Thread t sorts blocks [first[t], first[t+1]), chosen on the first call with this many
@@ -373,7 +365,7 @@ PanelLists<T> panel_lists(const SparseRowsView<T>& A, const Panel<T>* panels, in
         nonzero_balanced_split(A, block, blocks, parts, first, shares.data());
     }
     return {block, blocks, entries, starts, widest, sets,
-            SortedBlocks<T>{scratch.counts.data(), scratch.rows.data(), scratch.values.data(), block, capacity}};
+            SortedBlocks<T>{scratch.counts.data(), scratch.entries.data(), block, capacity}};
 }
 
 // Thread t of `team` sorts its lists: with a set per panel, all the blocks of each of its panels'
@@ -423,7 +415,7 @@ void sparse_transpose_times_panels(const SparseRowsView<T>& A, const T* D, int64
                                    const RowPrefetch& ahead, const PanelWork& also) {
     const Kernels<T> k = kernels_for<T>(active_isa());
     const PanelLists<T> lists = panel_lists(A, panels, parts, scratch.list_sets, scratch);   // (sparse_times_panels')
-    const int64_t block = lists.block, blocks = lists.blocks, entries = lists.entries, widest = lists.widest;
+    const int64_t block = lists.block, blocks = lists.blocks, widest = lists.widest;
     constexpr int64_t line = 64 / static_cast<int64_t>(sizeof(T));
 #ifdef _OPENMP
 #pragma omp parallel num_threads(parts) if (parts > 1)
@@ -434,7 +426,7 @@ void sparse_transpose_times_panels(const SparseRowsView<T>& A, const T* D, int64
             for (int q = t; q < parts; q += team) also.run(also.context, q);
         for (int q = t; q < parts; q += team) {   // (a smaller team than asked still covers every panel)
             const Panel<T>& p = panels[q];
-            T* G = aligned_line(scratch.values.data() + lists.sets * entries + q * (block * widest + line));
+            T* G = aligned_line(scratch.values.data() + q * (block * widest + line));
             const SortedBlocks<T> sorted = lists.set(q);
             const int64_t a0 = ahead.rows * q / parts, a1 = ahead.rows * (q + 1) / parts;
             int64_t next_row = a0;

@@ -82,11 +82,21 @@ void sparse_times_dense(const SparseRowsView<T>& A, const T* D, std::int64_t ldd
 // the nonzeros of the first call's A), in blocks of at most transpose_block_rows(n) rows, small
 // enough for L2; each row sums its terms in row order of A, so neither the blocks nor the
 // thread count change the result. `scratch` is grown as needed (so a caller that keeps it allocates nothing per call).
+// One nonzero of a list sorted by column: its row of A and its value, side by side, so that the
+// sort's scattered writes land on one line per entry rather than two (one in an array of rows,
+// one in an array of values). On the 2-vCPU Zen 4, a MNIST batch's sort alone (600 batches of 100
+// rows, in cache) took 13-14 ms this way against 17-20 ms from two arrays.
+template <typename T>
+struct ListEntry {
+    std::int32_t row;
+    T value;
+};
+
 template <typename T>
 struct TransposeScratch {
-    std::vector<T> values;
+    std::vector<ListEntry<T>> entries;        // the sorted lists
+    std::vector<T> values;                    // each thread's block of results
     std::vector<std::int64_t> counts;
-    std::vector<std::int32_t> rows;
     std::vector<std::int64_t> first_column;   // thread t's result rows start at first_column[t]
     std::vector<std::int64_t> first_block;    // (panels) thread t sorts the blocks from first_block[t] on
     std::vector<std::int64_t> block_offsets;  // thread t's blocks' lists are from block_offsets[t] on
@@ -179,9 +189,8 @@ namespace sparse_detail {
 // Scratch of one block of the transpose product: the block's nonzeros sorted by column.
 template <typename T>
 struct BlockLists {
-    std::int64_t* start;   // column c's entries are [start[c], start[c + 1])
-    std::int32_t* row;     // row of A
-    T* value;
+    std::int64_t* start;     // column c's entries are [start[c], start[c + 1])
+    ListEntry<T>* entry;     // (row of A, value)
 };
 
 // One ISA's kernels (sparse_kernels.hpp).
