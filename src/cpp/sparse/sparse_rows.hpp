@@ -75,13 +75,6 @@ template <typename T>
 void sparse_times_dense(const SparseRowsView<T>& A, const T* D, std::int64_t ldd, std::int64_t n,
                         const RowSink<T>& sink, T* scratch);
 
-// Aᵀ D for a CSR A whose column indices are sorted within each row (rows × cols; any begin/end
-// selection) and a dense D (A.rows × n, row stride ldd, where n is the row length padded to
-// whole 64-byte lines, padding zero): the result (A.cols rows of n values) goes to sink block by
-// block, as each is complete. Each thread takes a contiguous range of result rows (balanced by
-// the nonzeros of the first call's A), in blocks of at most transpose_block_rows(n) rows, small
-// enough for L2; each row sums its terms in row order of A, so neither the blocks nor the
-// thread count change the result. `scratch` is grown as needed (so a caller that keeps it allocates nothing per call).
 // One nonzero of a list sorted by column: its row of A and its value, side by side, so that the
 // sort's scattered writes land on one line per entry rather than two (one in an array of rows,
 // one in an array of values). On the 2-vCPU Zen 4, a MNIST batch's sort alone (600 batches of 100
@@ -92,6 +85,13 @@ struct ListEntry {
     T value;
 };
 
+// Aᵀ D for a CSR A whose column indices are sorted within each row (rows × cols; any begin/end
+// selection) and a dense D (A.rows × n, row stride ldd, where n is the row length padded to
+// whole 64-byte lines, padding zero): the result (A.cols rows of n values) goes to sink block by
+// block, as each is complete. Each thread takes a contiguous range of result rows (balanced by
+// the nonzeros of the first call's A), in blocks of at most transpose_block_rows(n) rows, small
+// enough for L2; each row sums its terms in row order of A, so neither the blocks nor the
+// thread count change the result. `scratch` is grown as needed (so a caller that keeps it allocates nothing per call).
 template <typename T>
 struct TransposeScratch {
     std::vector<ListEntry<T>> entries;        // the sorted lists
