@@ -125,14 +125,15 @@ def main():
         for threads in (int(t) for t in args.threads.split(",")):
             for core in cores.values():
                 core.set_num_threads(threads)
+            # (builds older than the probe: the other build's)
+            probe = next((getattr(c, "_team_round_trip_ns") for c in cores.values()
+                          if hasattr(c, "_team_round_trip_ns")), None) if threads > 1 else None
             for input_name in args.inputs.split(","):
                 for name in args.nets.split(","):
                     sizes = NETS[name] if name in NETS else [int(v) for v in name.split("-")]
                     if input_name == "pixels" and len(sizes) != 2:
                         continue   # Pixels: the softmax epoch only
                     W0 = [(rng.standard_normal((a, b)) / np.sqrt(b)).astype(np.float32) for a, b in zip(sizes, sizes[1:])]
-                    probe = next((getattr(c, "_team_round_trip_ns") for c in cores.values()
-                                  if hasattr(c, "_team_round_trip_ns")), None) if threads > 1 else None
                     t, trips = alternate(cores, inputs[input_name], y, W0, args.rounds, probe)
                     label = f"{name:>15} {input_name:>7} {threads} thread(s)"
                     report(label, t)

@@ -119,9 +119,10 @@ struct alignas(64) HandOverLine {
 };
 
 // The round trip of one cache line between the first two threads of a team of two (run_team), in
-// nanoseconds: the median of 5 batches of 16 hand-overs, after 8 to warm up (a few microseconds
-// where the two threads' cores share a cache, tens where they do not; never much past 2 ms: where
-// the two threads wait for time slices, it stops early with what it has). 0 where no team of two
+// nanoseconds: the median of 5 batches of 16 hand-overs, after 8 to warm up (on the 2-vCPU Zen 4
+// about 120 ns where the two threads' cores share a cache, 320 ns and more where they do not,
+// microseconds on one CPU; never much past 2 ms: where the two threads wait for time slices, it
+// stops early with what it has). 0 where no team of two
 // runs (no OpenMP, or the runtime gave one thread). Call it where the epoch's threads are placed
 // as they will run (inside EpochPinning).
 double team_round_trip_ns();
