@@ -358,6 +358,54 @@ def test_sparse_epoch_agrees_with_numpy_on_every_isa(isa, dtype, sizes):
     _assert_close(got, expected, dtype)
 
 
+# Nets whose first layer takes the blocked rows kernel by default (W_1 past 160 KB, more than 128
+# features) or not; widths with and without a tail vector on each ISA; a row group of 128 rows
+# and a short one after it (batch 150).
+BLOCKED_SIZES = [[784, 100, 10], [300, 150, 10], [300, 64, 20, 4], [200, 3, 5]]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("sizes", BLOCKED_SIZES, ids=["-".join(map(str, s)) for s in BLOCKED_SIZES])
+def test_blocked_rows_kernel_gives_the_same_bits_as_row_by_row(isa, dtype, sizes, threads):
+    """sparse_times_dense's blocked kernel (W_1 taken a block of rows at a time, partial sums kept
+    in the output) adds the same terms in the same order as the row-by-row one: the epochs, on
+    CSR input and on a dense X whose zeros are skipped, come out bit for bit the same either way."""
+    from fastnn import _core
+    from conftest import saved_num_threads
+    rng = np.random.default_rng(sum(sizes) + threads)
+    n = 320
+    X = _sparse_data(rng, n, sizes[0], dtype)
+    y = rng.integers(0, sizes[-1], n)
+    W, b = _net(rng, sizes, dtype)
+    order = rng.permutation(n)
+    saved, previous = saved_num_threads(), _core._sparse_tuning()
+    runs = {}
+    try:
+        fastnn.set_num_threads(threads)
+        with fastnn.use_backend("cpp"):
+            for setting in (1, -1, 0):
+                _core._sparse_tuning(setting)
+                for name, data in (("csr", SparseRows.from_dense(X)), ("dense", X)):
+                    runs[setting, name] = _epochs(data, y, W, b, SGD(momentum=0.9), order, lr=0.05, batch=150)
+    finally:
+        _core._sparse_tuning(previous)
+        fastnn.set_num_threads(saved)
+    losses, params = runs[1, "csr"]
+    assert not np.array_equal(params[0], W[0])
+    for key, (other_losses, other_params) in runs.items():
+        assert other_losses == losses, key
+        for P, Q in zip(other_params, params):
+            np.testing.assert_array_equal(P, Q, err_msg=str(key))
+
+
+def test_sparse_tuning_setting_is_checked():
+    from fastnn import _core
+    previous = _core._sparse_tuning()
+    with pytest.raises(ValueError, match="blocked must be -1, 0 or 1, got 2"):
+        _core._sparse_tuning(2)
+    assert _core._sparse_tuning() == previous == 0
+
+
 # ---- the estimators' sparse first layer ---------------------------------------------------------
 
 @pytest.fixture

@@ -21,6 +21,10 @@ def _softmax_tuning(forward_blocks: typing.Any = None) -> int:
     """
     Internal: the softmax epoch's forward blocks (0 auto, 1 wide, -1 the ISA's); returns the previous setting.
     """
+def _sparse_tuning(blocked: typing.Any = None) -> int:
+    """
+    Internal: the zero-skipping first layer's rows kernel (0 auto, 1 blocked, -1 row by row); returns the previous setting.
+    """
 def _team_round_trip_ns() -> float:
     """
     Internal: the core-to-core round trip between the first two threads of an OpenMP team of two, in ns (0: no team).

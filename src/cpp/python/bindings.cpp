@@ -480,6 +480,13 @@ PYBIND11_MODULE(_core, m) {
     }, py::arg("lists") = py::none(),
        "Internal: the 2-thread zero-skipping epoch's sorted lists (0 auto, 1 per panel, -1 shared); returns the previous setting.");
 
+    m.def("_sparse_tuning", [three_way](py::object blocked) {
+        // sparse_times_dense's rows kernels (sparse_rows.hpp): 0 chooses by the shape, 1 always the
+        // blocked one, -1 never.
+        return three_way(sparse_blocked_setting(), blocked, "_sparse_tuning", "blocked");
+    }, py::arg("blocked") = py::none(),
+       "Internal: the zero-skipping first layer's rows kernel (0 auto, 1 blocked, -1 row by row); returns the previous setting.");
+
     m.def("_team_round_trip_ns", []() {
         py::gil_scoped_release release;
         return team_round_trip_ns();

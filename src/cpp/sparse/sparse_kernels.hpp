@@ -1,4 +1,5 @@
-// The vector kernel of sparse_times_dense (see sparse_rows.hpp).
+// The vector kernels of sparse_times_dense (see sparse_rows.hpp), of the transpose product's
+// gather, and of the compaction of dense rows.
 //
 // Included by sparse_kernels_{generic,avx2,avx512}.cpp, each compiled with its own instruction-
 // set flags and FASTNN_VECTOR_BYTES (16, 32, 64); written with GCC/Clang vector extensions, like
@@ -10,6 +11,7 @@
 // vector). When n is not a multiple of the vector width, the last n mod W columns are covered by
 // one more vector that ends at column n (it overlaps the previous one: every load stays inside
 // D's row) and only its last lanes are stored. Below one vector of columns the kernel is scalar.
+// The blocked kernel (blocked_chunk) makes the same sums with D taken a block of rows at a time.
 #pragma once
 
 #include <algorithm>
@@ -100,39 +102,135 @@ inline void narrow_row(const std::int32_t* idx, const T* val, int64_t nnz, const
     for (int64_t j = 0; j < n; ++j) out[j] = relu && acc[j] < T(0) ? T(0) : acc[j];
 }
 
+// Rows r0 … r1 − 1 of sparse_times_dense, chunk (columns j0 … j0 + NV·W − 1, plus the Tail
+// vector as in row_block) of every row, with D read in blocks of kFeatureBlock of its rows (A's
+// columns; sparse_rows.hpp). A chunk's outputs hold partial sums: out = init, then for each block of features in
+// turn, each row with nonzeros there loads its partial sums, adds the block's terms and stores
+// them; ReLU last. Every output sums init then its terms in the order t = begin[r], begin[r] + 1, …
+// (the blocks are in column order, a row's columns increase), with the same multiply-adds as
+// row_block's, so the result is the same, bit for bit: a float stored and loaded again is the
+// same float. What changes is where D's rows come from: row_block walks all of D for each output
+// row (784 × 400 floats, 1.25 MB: more than the L2 of most cores), here each block's rows of the
+// chunk (128 × 9 vectors, 72 KB) serve every row of the group before the next block's.
+constexpr int64_t kRowGroup = 128;   // rows per pass over the blocks (their cursors on the stack)
+
+// The last lanes of v, from lane `first` on, stored at p + first (the tail vector: the lanes
+// before it belong to the vector before, which stores them itself).
+template <typename T>
+inline void store_lanes_from(T* p, const Vec<T>& v, int64_t first) {
+    for (int64_t l = first; l < kLanes<T>; ++l) p[l] = v[l];
+}
+
+template <typename T, int NV, bool Tail>
+void blocked_chunk(const SparseRowsView<T>& A, int64_t r0, int64_t r1, const T* D, int64_t ldd, int64_t j0,
+                   int64_t n, int64_t tail, const T* init, T* out, int64_t ldo, bool relu) {
+    constexpr int W = kLanes<T>;
+    constexpr int NA = NV + (Tail ? 1 : 0);
+    const int64_t tail_from = n - W - j0;   // as in row_block
+    auto at = [&](auto* from_j0, int v) { return v < NV ? from_j0 + v * W : from_j0 + tail_from; };
+    auto put = [&](T* from_j0, int v, const Vec<T>& x) {   // the tail vector: its last `tail` lanes
+        if (v < NV) store(from_j0 + v * W, x);
+        else store_lanes_from(from_j0 + tail_from, x, W - tail);
+    };
+    // (Local copies: the compiler cannot tell that the stores to `out` leave A alone.)
+    const std::int32_t* const indices = A.indices;
+    const T* const values = A.values;
+    const int64_t* const end = A.end;
+    const int64_t cols = A.cols;
+    int64_t cursor[kRowGroup];   // row r's first nonzero not yet added
+    for (int64_t g0 = r0; g0 < r1; g0 += kRowGroup) {
+        const int64_t g1 = std::min(r1, g0 + kRowGroup);
+        for (int64_t r = g0; r < g1; ++r) {
+            cursor[r - g0] = A.begin[r];
+            T* o = out + r * ldo + j0;
+#pragma GCC unroll 16
+            for (int v = 0; v < NA; ++v) put(o, v, init ? load(at(init + j0, v)) : Vec<T>{});
+        }
+        for (int64_t c0 = 0; c0 < cols; c0 += kFeatureBlock) {
+            const int64_t c1 = std::min(cols, c0 + kFeatureBlock);
+            for (int64_t r = g0; r < g1; ++r) {
+                int64_t q = cursor[r - g0];
+                const int64_t e = end[r];
+                if (q == e || indices[q] >= c1) continue;
+                T* o = out + r * ldo + j0;
+                Vec<T> acc[NA];
+#pragma GCC unroll 16
+                for (int v = 0; v < NA; ++v) acc[v] = load(at(o, v));
+                do {
+                    const T a = values[q];
+                    const T* d = D + static_cast<int64_t>(indices[q]) * ldd + j0;
+#pragma GCC unroll 16
+                    for (int v = 0; v < NA; ++v) acc[v] += a * load(at(d, v));   // acc += a · D[c, chunk]
+                } while (++q < e && indices[q] < c1);
+#pragma GCC unroll 16
+                for (int v = 0; v < NA; ++v) put(o, v, acc[v]);
+                cursor[r - g0] = q;
+            }
+        }
+        if (relu)
+            for (int64_t r = g0; r < g1; ++r) {
+                T* o = out + r * ldo + j0;
+#pragma GCC unroll 16
+                for (int v = 0; v < NA; ++v) {
+                    const Vec<T> x = load(at(o, v));
+                    put(o, v, x < T(0) ? Vec<T>{} : x);   // NaN stays NaN, as in row_block
+                }
+            }
+    }
+}
+
+// The columns of an output row in blocks of at most Max vectors, as even as can be (400 floats:
+// 9 + 8 + 8 vectors rather than 9 + 9 + 7), the last block ending with the overlapping tail vector
+// when n is not a multiple of W: f(NV, Tail, j0) for each, NV and Tail as compile-time constants.
+template <typename T, typename F>
+inline void for_each_column_block(int64_t n, F&& f) {
+    constexpr int W = kLanes<T>;
+    const int64_t full = n / W, tail = n % W, vectors = full + (tail ? 1 : 0);
+    const int64_t blocks = (vectors + kMaxVectors - 1) / kMaxVectors;
+    int64_t j0 = 0;
+    for (int64_t blk = 0; blk < blocks; ++blk) {
+        const int64_t nv = vectors / blocks + (blk < vectors % blocks ? 1 : 0);
+        const bool last = blk == blocks - 1;
+        const int64_t nfull = last && tail ? nv - 1 : nv;   // whole vectors in this block
+        with_vector_count(nfull, [&](auto c) {
+            if (last && tail) f(c, std::true_type{}, j0);
+            else f(c, std::false_type{}, j0);
+        });
+        j0 += nfull * W;
+    }
+}
+
 template <typename T>
 void rows_kernel(const SparseRowsView<T>& A, int64_t r0, int64_t r1, const T* D, int64_t ldd, int64_t n,
                  const T* init, T* out, int64_t ldo, bool relu) {
-    constexpr int W = kLanes<T>;
     for (int64_t r = r0; r < r1; ++r) {
         const int64_t b = A.begin[r], nnz = A.end[r] - b;
         const std::int32_t* idx = A.indices + b;
         const T* val = A.values + b;
         T* o = out + r * ldo;
-        if (n < W) {
+        if (n < kLanes<T>) {
             narrow_row<T>(idx, val, nnz, D, ldd, n, init, o, relu);
             continue;
         }
-        // The columns in blocks of at most kMaxVectors vectors, as even as can be (400 floats:
-        // 7 + 6 + 6 + 6 vectors rather than 8 + 8 + 8 + 1), the last block ending with the
-        // overlapping tail vector when n is not a multiple of W.
-        const int64_t full = n / W, tail = n % W, vectors = full + (tail ? 1 : 0);
-        const int64_t blocks = (vectors + kMaxVectors - 1) / kMaxVectors;
-        int64_t j0 = 0;
-        for (int64_t blk = 0; blk < blocks; ++blk) {
-            const int64_t nv = vectors / blocks + (blk < vectors % blocks ? 1 : 0);
-            const bool last = blk == blocks - 1;
-            const int64_t nfull = last && tail ? nv - 1 : nv;   // whole vectors in this block
-            with_vector_count(nfull, [&](auto c) {
-                constexpr int NV = decltype(c)::value;
-                if (last && tail)
-                    row_block<T, NV, true>(idx, val, nnz, D, ldd, j0, n, tail, init, o, relu);
-                else
-                    row_block<T, NV, false>(idx, val, nnz, D, ldd, j0, n, 0, init, o, relu);
-            });
-            j0 += nfull * W;
-        }
+        for_each_column_block<T>(n, [&](auto nv, auto tail_c, int64_t j0) {
+            row_block<T, decltype(nv)::value, decltype(tail_c)::value>(idx, val, nnz, D, ldd, j0, n, n % kLanes<T>,
+                                                                       init, o, relu);
+        });
     }
+}
+
+// The same rows, D read in blocks of its rows (blocked_chunk); below one vector of columns, rows_kernel.
+template <typename T>
+void rows_blocked_kernel(const SparseRowsView<T>& A, int64_t r0, int64_t r1, const T* D, int64_t ldd, int64_t n,
+                         const T* init, T* out, int64_t ldo, bool relu) {
+    if (n < kLanes<T>) {
+        rows_kernel<T>(A, r0, r1, D, ldd, n, init, out, ldo, relu);
+        return;
+    }
+    for_each_column_block<T>(n, [&](auto nv, auto tail_c, int64_t j0) {
+        blocked_chunk<T, decltype(nv)::value, decltype(tail_c)::value>(A, r0, r1, D, ldd, j0, n, n % kLanes<T>, init,
+                                                                       out, ldo, relu);
+    });
 }
 
 // ---- Aᵀ D by blocks of rows of the result (sparse_transpose_times_dense in sparse_rows.cpp).

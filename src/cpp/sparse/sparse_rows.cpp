@@ -28,6 +28,15 @@ Kernels<T> kernels_for(Isa isa) {
         return for_isa(isa, generic_kernels_f64, avx2_kernels_f64, avx512_kernels_f64);
 }
 
+// The rows kernel for `rows` rows of A times D (n columns): see sparse_rows.hpp.
+template <typename T>
+auto rows_kernel_for(const Kernels<T>& k, const SparseRowsView<T>& A, int64_t rows, int64_t n) {
+    const int setting = sparse_blocked_setting();
+    const bool blocked = setting > 0 || (setting == 0 && rows >= kBlockedMinRows && A.cols > kFeatureBlock &&
+                                         A.cols * n * static_cast<int64_t>(sizeof(T)) > kBlockedMinBytes);
+    return blocked ? k.rows_blocked : k.rows;
+}
+
 // Asks for row r of A (its column indices and values) to be brought into cache.
 template <typename T>
 void prefetch_row(const SparseRowsView<T>& A, int64_t r) {
@@ -130,11 +139,16 @@ void cursors_from(const SparseRowsView<T>& A, int64_t c0, int64_t* cursor) {
 
 }  // namespace
 
+int& sparse_blocked_setting() {
+    static int setting = 0;
+    return setting;
+}
+
 template <typename T>
 void sparse_times_dense(const SparseRowsView<T>& A, const T* D, int64_t ldd, int64_t n, const T* init,
                         T* out, int64_t ldo, bool relu) {
-    const auto kernel = kernels_for<T>(active_isa()).rows;
     const int nthreads = row_threads(A, n);
+    const auto kernel = rows_kernel_for(kernels_for<T>(active_isa()), A, A.rows / nthreads, n);
     if (nthreads == 1) {
         kernel(A, 0, A.rows, D, ldd, n, init, out, ldo, relu);
         return;
@@ -391,7 +405,7 @@ void sort_panel_share(const SparseRowsView<T>* copies_of_A, int copies, int part
 template <typename T>
 void sparse_times_panels(const SparseRowsView<T>* A, int copies, const Panel<T>* panels, int parts, const T* init,
                          T* out, int64_t ldo, bool relu, TransposeScratch<T>& lists_for_transpose) {
-    const auto kernel = kernels_for<T>(active_isa()).rows;
+    const Kernels<T> k = kernels_for<T>(active_isa());
     const PanelLists<T> lists = panel_lists(A[0], panels, parts,
                                             panel_list_sets(lists_for_transpose.lists_per_panel, copies, parts),
                                             lists_for_transpose);
@@ -403,7 +417,8 @@ void sparse_times_panels(const SparseRowsView<T>* A, int copies, const Panel<T>*
         for (int q = t; q < parts; q += team) {
             const Panel<T>& p = panels[q];
             const SparseRowsView<T>& rows = A[q % copies];
-            kernel(rows, 0, rows.rows, p.data, p.ld, p.n, init ? init + p.c0 : nullptr, out + p.c0, ldo, relu);
+            rows_kernel_for(k, rows, rows.rows, p.n)(rows, 0, rows.rows, p.data, p.ld, p.n, init ? init + p.c0 : nullptr,
+                                                     out + p.c0, ldo, relu);
         }
         sort_panel_share(A, copies, parts, lists, lists_for_transpose, t, team);
     }

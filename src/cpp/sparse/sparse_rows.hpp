@@ -154,6 +154,11 @@ void transpose_sparse_rows(const SparseRowsView<T>& A, std::vector<std::int64_t>
                            std::vector<std::int32_t>& rows, std::vector<T>& values,
                            std::vector<std::int64_t>& counts);
 
+// Which of sparse_times_dense's rows kernels runs (sparse_detail::Kernels): 0 (the default) by
+// the shape, as above; 1 always the blocked one; -1 never. Only the speed differs, never a result
+// (tests force both; benchmarks compare them).
+int& sparse_blocked_setting();
+
 // Whether every column index is in [0, cols) and non-decreasing within each row (indptr has
 // rows + 1 valid, non-decreasing offsets). One threaded pass; the caller looks for the culprit
 // only when this says no.
@@ -193,12 +198,29 @@ struct BlockLists {
     ListEntry<T>* entry;     // (row of A, value)
 };
 
+// sparse_times_dense's rows kernels: `rows` walks all of D's rows for each output row; `rows_blocked`
+// takes D's rows a block of kFeatureBlock at a time for a group of output rows, each row's partial
+// sums stored and loaded again between blocks (sparse_kernels.hpp, blocked_chunk). The same sums in
+// the same order: the same bits. The blocked one serves batches whose D outgrows the L2; the
+// driver takes it for at least kBlockedMinRows rows when D's rows for A's columns take more than
+// kBlockedMinBytes and A has more than kFeatureBlock columns (sparse_rows.cpp, rows_kernel_for).
+// Measured on the 2-vCPU Zen 4 (AMD EPYC, family 25 model 17, 1 MB L2), raw MNIST, batch 100,
+// epochs new/old in one process (tools/ab_epochs.py): 784-400-10 0.884 on 1 thread (W_1 is 1.25 MB)
+// and 0.927 on 2 (a 650 KB panel each); 784-200-10 0.922 / 0.985; 784-100-10 0.973 / 0.960;
+// 784-64-10 0.938 on 1 thread; 784-48-10 (150 KB) 1.016; 784-256-128-10 0.977 / 0.983. Blocks of
+// 64 and 192 features against 128: 0.990 / 1.035 on h = 400, 1.015 / 1.009 on h = 100 (1 thread).
+constexpr std::int64_t kFeatureBlock = 128;
+constexpr std::int64_t kBlockedMinRows = 16;
+constexpr std::int64_t kBlockedMinBytes = 160 * 1024;
+
 // One ISA's kernels (sparse_kernels.hpp).
 template <typename T>
 struct Kernels {
-    // rows r0 … r1 − 1 of sparse_times_dense
+    // rows r0 … r1 − 1 of sparse_times_dense (two ways, above)
     void (*rows)(const SparseRowsView<T>& A, std::int64_t r0, std::int64_t r1, const T* D, std::int64_t ldd,
                  std::int64_t n, const T* init, T* out, std::int64_t ldo, bool relu);
+    void (*rows_blocked)(const SparseRowsView<T>& A, std::int64_t r0, std::int64_t r1, const T* D, std::int64_t ldd,
+                         std::int64_t n, const T* init, T* out, std::int64_t ldo, bool relu);
     int lanes;   // values per vector
     // the nonzeros of one float row: columns and values (room for cols + 16); returns the count
     std::int64_t (*compact_row_f32)(const float* x, std::int64_t cols, std::int32_t* idx, float* val);
