@@ -417,8 +417,8 @@ void sparse_times_panels(const SparseRowsView<T>* A, int copies, const Panel<T>*
         for (int q = t; q < parts; q += team) {
             const Panel<T>& p = panels[q];
             const SparseRowsView<T>& rows = A[q % copies];
-            rows_kernel_for(k, rows, rows.rows, p.n)(rows, 0, rows.rows, p.data, p.ld, p.n, init ? init + p.c0 : nullptr,
-                                                     out + p.c0, ldo, relu);
+            const auto kernel = rows_kernel_for(k, rows, rows.rows, p.n);
+            kernel(rows, 0, rows.rows, p.data, p.ld, p.n, init ? init + p.c0 : nullptr, out + p.c0, ldo, relu);
         }
         sort_panel_share(A, copies, parts, lists, lists_for_transpose, t, team);
     }
