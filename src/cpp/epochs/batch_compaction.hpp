@@ -9,6 +9,8 @@
 // only). A row's whole-vector stores past its end (compact_row) land where the next row will go,
 // or on the kSpare entries after the last row of its chunk. The buffers grow to the largest batch
 // seen and are reused: nothing is allocated per batch once they have. Values are converted to T.
+// A copy compacted whole in one pass also counts each column's nonzeros (the view's
+// column_counts), for the sort by column that the first layer's gradient needs.
 //
 // Who compacts: one thread for a small batch. On 2 threads each compacts the whole batch into a
 // copy of its own (copies(): the first layer's products on column panels read thread t's copy on
@@ -59,13 +61,16 @@ public:
         if ((copies > 1 || threads == 1) && B * X_.cols <= kOnePassMaxEntries) {
             // Each copy by one thread, whole, in one pass: row r goes where row r − 1 ended.
             for (int c = 0; c < copies; ++c) reserve(copies_[at(c)], B * X_.cols + kSpare);
-            auto compact_all = [&](Copy& copy) {
+            auto compact_all = [&](Copy& copy) {   // (and each column's nonzeros counted)
+                std::fill(copy.counts.begin(), copy.counts.end(), std::int32_t(0));
                 std::int64_t next = 0;
                 for (std::int64_t r = 0; r < B; ++r) {
                     copy.begin[at(r)] = next;
-                    next += compact_row<TX, T>(row(r), X_.cols, copy.indices.get() + next, copy.values.get() + next);
+                    next += compact_row<TX, T>(row(r), X_.cols, copy.indices.get() + next, copy.values.get() + next,
+                                               copy.counts.data());
                     copy.end[at(r)] = next;
                 }
+                copy.counted = true;
             };
             if (copies > 1)
                 run_team(copies, [&](int tid, int team) {
@@ -78,6 +83,7 @@ public:
             // the share of the batch it prefetched as the previous batch's `ahead` (sparse_rows.cpp).
             Copy& first = copies_[0];
             reserve(first, 0);   // (the rows' offsets)
+            for (int c = 0; c < copies; ++c) copies_[at(c)].counted = false;   // (the sort counts)
             const std::int64_t share = (B + threads - 1) / threads;
             forward_pass::for_chunks(B, share, threads > 1, [&](std::int64_t, std::int64_t r0, std::int64_t r1) {
                 for (std::int64_t r = r0; r < r1; ++r) first.end[at(r)] = count_nonzeros(row(r), X_.cols);
@@ -133,6 +139,8 @@ private:
         std::unique_ptr<T[]> values;
         std::int64_t capacity = 0;
         std::vector<std::int64_t> begin, end;       // row r: entries [begin[r], end[r])
+        std::vector<std::int32_t> counts;           // each column's nonzeros, when `counted`
+        bool counted = false;
     };
 
     // Room for `entries` entries (it grows to the largest need seen, never shrinks) and max_rows_ rows.
@@ -149,6 +157,7 @@ private:
             copy.begin.resize(at(max_rows_));
             copy.end.resize(at(max_rows_));
         }
+        copy.counts.resize(at(X_.cols));
     }
 
     static std::size_t at(std::int64_t i) { return static_cast<std::size_t>(i); }
@@ -161,6 +170,7 @@ private:
         batch.end = copy.end.data();
         batch.indices = copy.indices.get();
         batch.values = copy.values.get();
+        batch.column_counts = copy.counted ? copy.counts.data() : nullptr;
         return batch;
     }
 

@@ -303,25 +303,36 @@ int64_t count_row_f32(const float* x, int64_t cols) {
 
 // The nonzeros of x[0 … cols) (NaN counts as nonzero, ±0 does not): their columns into idx and
 // values into val, in column order; returns how many. idx and val have room for cols + 16
-// entries (the vector path stores whole vectors and moves on by the count of nonzeros).
-int64_t compact_row_f32(const float* x, int64_t cols, std::int32_t* idx, float* val) {
+// entries (the vector path stores whole vectors and moves on by the count of nonzeros). With
+// counts (cols entries), counts[c] += 1 for each nonzero's column c: with AVX-512 one masked add
+// per 16 columns, which spares the sort by column (sparse_rows.cpp) its own counting pass over
+// the batch (on raw MNIST, about a third of that sort's time).
+int64_t compact_row_f32(const float* x, int64_t cols, std::int32_t* idx, float* val, std::int32_t* counts) {
     int64_t p = 0, c = 0;
 #if defined(__AVX512F__)
     const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512i one = _mm512_set1_epi32(1);
     for (; c + 16 <= cols; c += 16) {
         const __m512 v = _mm512_loadu_ps(x + c);
         const __mmask16 nonzero = _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_NEQ_UQ);
         _mm512_storeu_ps(val + p, _mm512_maskz_compress_ps(nonzero, v));
         const __m512i columns = _mm512_add_epi32(lanes, _mm512_set1_epi32(static_cast<int>(c)));
         _mm512_storeu_si512(idx + p, _mm512_maskz_compress_epi32(nonzero, columns));
+        if (counts) {
+            const __m512i n = _mm512_loadu_si512(counts + c);
+            _mm512_storeu_si512(counts + c, _mm512_mask_add_epi32(n, nonzero, n, one));
+        }
         p += __builtin_popcount(static_cast<unsigned>(nonzero));
     }
 #endif
+    const int64_t vector_part = p;
     for (; c < cols; ++c) {   // branch-free: write, then move on only past a nonzero
         idx[p] = static_cast<std::int32_t>(c);
         val[p] = x[c];
         p += x[c] != 0.0f;
     }
+    if (counts)
+        for (int64_t t = vector_part; t < p; ++t) ++counts[idx[t]];
     return p;
 }
 

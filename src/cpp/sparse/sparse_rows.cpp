@@ -230,9 +230,13 @@ void sort_rows_into_blocks(const SparseRowsView<T>& A, int64_t c0, int64_t c1, c
     const T* const values = A.values;
     const int64_t* const end = A.end;
     auto in_range = [&](int64_t q) { return Whole || indices[q] < c1; };
-    std::fill(slot, slot + (c1 - c0), int64_t(0));
-    for (int64_t r = 0; r < A.rows; ++r)   // each column's count
-        for (int64_t q = cursor[r], e = end[r]; q < e && in_range(q); ++q) ++slot[indices[q] - c0];
+    if (A.column_counts)   // each column's count: given, or counted
+        std::copy(A.column_counts + c0, A.column_counts + c1, slot);
+    else {
+        std::fill(slot, slot + (c1 - c0), int64_t(0));
+        for (int64_t r = 0; r < A.rows; ++r)
+            for (int64_t q = cursor[r], e = end[r]; q < e && in_range(q); ++q) ++slot[indices[q] - c0];
+    }
     for (int64_t i = 0, cb0 = c0; cb0 < c1; ++i, cb0 += out.block) {   // counts -> starts and write positions
         int64_t* start = out.lists_at(i).start;
         start[0] = 0;
@@ -553,9 +557,9 @@ int64_t csr_row_offsets(const TX* X, int64_t rows, int64_t cols, int64_t ld, int
 }
 
 template <typename TX, typename T>
-int64_t compact_row(const TX* x, int64_t cols, std::int32_t* idx, T* val) {
+int64_t compact_row(const TX* x, int64_t cols, std::int32_t* idx, T* val, std::int32_t* column_counts) {
     if constexpr (std::is_same_v<TX, float> && std::is_same_v<T, float>)
-        return kernels_for<float>(active_isa()).compact_row_f32(x, cols, idx, val);
+        return kernels_for<float>(active_isa()).compact_row_f32(x, cols, idx, val, column_counts);
     else {
         int64_t p = 0;
         for (int64_t c = 0; c < cols; ++c) {   // branch-free: write, then move on only past a nonzero
@@ -563,6 +567,8 @@ int64_t compact_row(const TX* x, int64_t cols, std::int32_t* idx, T* val) {
             val[p] = static_cast<T>(x[c]);
             p += x[c] != TX(0);
         }
+        if (column_counts)
+            for (int64_t t = 0; t < p; ++t) ++column_counts[idx[t]];
         return p;
     }
 }
@@ -626,10 +632,10 @@ template int64_t csr_row_offsets<float>(const float*, int64_t, int64_t, int64_t,
 template int64_t csr_row_offsets<double>(const double*, int64_t, int64_t, int64_t, int64_t*);
 template int64_t count_nonzeros<float>(const float*, int64_t);
 template int64_t count_nonzeros<double>(const double*, int64_t);
-template int64_t compact_row<float, float>(const float*, int64_t, std::int32_t*, float*);
-template int64_t compact_row<float, double>(const float*, int64_t, std::int32_t*, double*);
-template int64_t compact_row<double, double>(const double*, int64_t, std::int32_t*, double*);
-template int64_t compact_row<double, float>(const double*, int64_t, std::int32_t*, float*);
+template int64_t compact_row<float, float>(const float*, int64_t, std::int32_t*, float*, std::int32_t*);
+template int64_t compact_row<float, double>(const float*, int64_t, std::int32_t*, double*, std::int32_t*);
+template int64_t compact_row<double, double>(const double*, int64_t, std::int32_t*, double*, std::int32_t*);
+template int64_t compact_row<double, float>(const double*, int64_t, std::int32_t*, float*, std::int32_t*);
 template void dense_to_csr<float, float>(const float*, int64_t, int64_t, int64_t, const int64_t*, std::int32_t*, float*);
 template void dense_to_csr<float, double>(const float*, int64_t, int64_t, int64_t, const int64_t*, std::int32_t*, double*);
 template void dense_to_csr<double, double>(const double*, int64_t, int64_t, int64_t, const int64_t*, std::int32_t*, double*);

@@ -16,6 +16,9 @@ namespace fastnn {
 // A sparse matrix, row by row: the nonzeros of row r are values[t] in column indices[t] for
 // t in [begin[r], end[r]). With begin = indptr and end = indptr + 1 this is plain CSR; other
 // begin/end arrays select (and reorder) rows without copying them, e.g. a shuffled batch.
+// column_counts, when not null, holds each column's number of nonzeros over the view's rows (a
+// batch compacted from dense rows counts them as it goes), which the sort by column then need not
+// count again.
 template <typename T>
 struct SparseRowsView {
     std::int64_t rows = 0;
@@ -24,6 +27,7 @@ struct SparseRowsView {
     const std::int64_t* end = nullptr;
     const std::int32_t* indices = nullptr;
     const T* values = nullptr;
+    const std::int32_t* column_counts = nullptr;
 };
 
 // out[r, 0:n] = act(init[0:n] + Σ_{t ∈ [begin[r], end[r])} values[t] · D[indices[t], 0:n])
@@ -179,9 +183,11 @@ std::int64_t count_nonzeros(const TX* x, std::int64_t cols);
 // The nonzeros of one dense row x (cols values; NaN counts as nonzero), in column order:
 // their column indices into idx and their values, converted to T, into val. Returns their
 // count p; entries p … p + 15 of idx and val may be overwritten too (whole-vector stores), so
-// both need room for p + 16 entries.
+// both need room for p + 16 entries. With column_counts (cols entries), adds 1 to
+// column_counts[c] for each nonzero's column c.
 template <typename TX, typename T>
-std::int64_t compact_row(const TX* x, std::int64_t cols, std::int32_t* idx, T* val);
+std::int64_t compact_row(const TX* x, std::int64_t cols, std::int32_t* idx, T* val,
+                         std::int32_t* column_counts = nullptr);
 
 // The rest of the CSR form, given indptr from csr_row_offsets: indices and values (indptr[rows]
 // each), columns in increasing order within a row, values converted to T. Threaded.
@@ -222,8 +228,10 @@ struct Kernels {
     void (*rows_blocked)(const SparseRowsView<T>& A, std::int64_t r0, std::int64_t r1, const T* D, std::int64_t ldd,
                          std::int64_t n, const T* init, T* out, std::int64_t ldo, bool relu);
     int lanes;   // values per vector
-    // the nonzeros of one float row: columns and values (room for cols + 16); returns the count
-    std::int64_t (*compact_row_f32)(const float* x, std::int64_t cols, std::int32_t* idx, float* val);
+    // the nonzeros of one float row: columns and values (room for cols + 16); returns the count;
+    // counts (nullable) gains 1 at each nonzero's column
+    std::int64_t (*compact_row_f32)(const float* x, std::int64_t cols, std::int32_t* idx, float* val,
+                                    std::int32_t* counts);
     // the number of nonzeros of one float row
     std::int64_t (*count_row_f32)(const float* x, std::int64_t cols);
     // the gather of n columns of D from a block's lists: G (ncols rows) = Σ over each list of a · D[r, 0:n]
