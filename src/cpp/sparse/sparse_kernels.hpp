@@ -102,17 +102,7 @@ inline void narrow_row(const std::int32_t* idx, const T* val, int64_t nnz, const
     for (int64_t j = 0; j < n; ++j) out[j] = relu && acc[j] < T(0) ? T(0) : acc[j];
 }
 
-// Rows r0 … r1 − 1 of sparse_times_dense, chunk (columns j0 … j0 + NV·W − 1, plus the Tail
-// vector as in row_block) of every row, with D read in blocks of kFeatureBlock of its rows (A's
-// columns; sparse_rows.hpp). A chunk's outputs hold partial sums: out = init, then for each block of features in
-// turn, each row with nonzeros there loads its partial sums, adds the block's terms and stores
-// them; ReLU last. Every output sums init then its terms in the order t = begin[r], begin[r] + 1, …
-// (the blocks are in column order, a row's columns increase), with the same multiply-adds as
-// row_block's, so the result is the same, bit for bit: a float stored and loaded again is the
-// same float. What changes is where D's rows come from: row_block walks all of D for each output
-// row (784 × 400 floats, 1.25 MB: more than the L2 of most cores), here each block's rows of the
-// chunk (128 × 9 vectors, 72 KB) serve every row of the group before the next block's.
-constexpr int64_t kRowGroup = 128;   // rows per pass over the blocks (their cursors on the stack)
+constexpr int64_t kRowGroup = 128;   // blocked_chunk's rows per pass over the blocks (cursors on the stack)
 
 // The last lanes of v, from lane `first` on, stored at p + first (the tail vector: the lanes
 // before it belong to the vector before, which stores them itself).
@@ -121,6 +111,16 @@ inline void store_lanes_from(T* p, const Vec<T>& v, int64_t first) {
     for (int64_t l = first; l < kLanes<T>; ++l) p[l] = v[l];
 }
 
+// Rows r0 … r1 − 1 of sparse_times_dense, chunk (columns j0 … j0 + NV·W − 1, plus the Tail
+// vector as in row_block) of every row, with D read in blocks of kFeatureBlock of its rows (A's
+// columns; sparse_rows.hpp). A chunk's outputs hold partial sums: out = init, then for each block
+// of features in turn, each row with nonzeros there loads its partial sums, adds the block's terms
+// and stores them; ReLU last. Every output sums init then its terms in the order t = begin[r],
+// begin[r] + 1, … (the blocks are in column order, a row's columns increase), with the same
+// multiply-adds as row_block's, so the result is the same, bit for bit: a float stored and loaded
+// again is the same float. What changes is where D's rows come from: row_block walks all of D for
+// each output row (784 × 400 floats, 1.25 MB: more than the L2 of most cores), here each block's
+// rows of the chunk (128 × 9 vectors, 72 KB) serve every row of the group before the next block's.
 template <typename T, int NV, bool Tail>
 void blocked_chunk(const SparseRowsView<T>& A, int64_t r0, int64_t r1, const T* D, int64_t ldd, int64_t j0,
                    int64_t n, int64_t tail, const T* init, T* out, int64_t ldo, bool relu) {
