@@ -28,15 +28,6 @@ Kernels<T> kernels_for(Isa isa) {
         return for_isa(isa, generic_kernels_f64, avx2_kernels_f64, avx512_kernels_f64);
 }
 
-// The rows kernel for `rows` rows of A times D (n columns): see sparse_rows.hpp.
-template <typename T>
-auto rows_kernel_for(const Kernels<T>& k, const SparseRowsView<T>& A, int64_t rows, int64_t n) {
-    const int setting = sparse_blocked_setting();
-    const bool blocked = setting > 0 || (setting == 0 && rows >= kBlockedMinRows && A.cols > kFeatureBlock &&
-                                         A.cols * n * static_cast<int64_t>(sizeof(T)) > kBlockedMinBytes);
-    return blocked ? k.rows_blocked : k.rows;
-}
-
 // Asks for row r of A (its column indices and values) to be brought into cache.
 template <typename T>
 void prefetch_row(const SparseRowsView<T>& A, int64_t r) {
@@ -66,6 +57,21 @@ int64_t stored_values(const SparseRowsView<T>& A) {
     int64_t nnz = 0;
     for (int64_t r = 0; r < A.rows; ++r) nnz += A.end[r] - A.begin[r];
     return nnz;
+}
+
+// The rows kernel for `rows` rows of A (a share of its rows, per thread) times D (n columns):
+// see sparse_rows.hpp. The blocked one visits every row once per block of features, so it also
+// needs at least one nonzero per row and block on average: wide, very sparse rows (text-like
+// data, tens of nonzeros among 10^5 columns) stay row by row.
+template <typename T>
+auto rows_kernel_for(const Kernels<T>& k, const SparseRowsView<T>& A, int64_t rows, int64_t n) {
+    const int setting = sparse_blocked_setting();
+    if (setting != 0) return setting > 0 ? k.rows_blocked : k.rows;
+    const int64_t blocks = (A.cols + kFeatureBlock - 1) / kFeatureBlock;
+    const bool blocked = rows >= kBlockedMinRows && blocks > 1 &&
+                         A.cols * n * static_cast<int64_t>(sizeof(T)) > kBlockedMinBytes &&
+                         stored_values(A) >= A.rows * blocks;
+    return blocked ? k.rows_blocked : k.rows;
 }
 
 // Threads for sparse_times_dense: all of them once the product is worth it.

@@ -209,7 +209,8 @@ struct BlockLists {
 // sums stored and loaded again between blocks (sparse_kernels.hpp, blocked_chunk). The same sums in
 // the same order: the same bits. The blocked one serves batches whose D outgrows the L2; the
 // driver takes it for at least kBlockedMinRows rows when D's rows for A's columns take more than
-// kBlockedMinBytes and A has more than kFeatureBlock columns (sparse_rows.cpp, rows_kernel_for).
+// kBlockedMinBytes, A has more than kFeatureBlock columns and at least one nonzero per row and
+// block of columns on average (sparse_rows.cpp, rows_kernel_for).
 // Measured on the 2-vCPU Zen 4 (AMD EPYC, family 25 model 17, 1 MB L2), raw MNIST, batch 100,
 // epochs new/old in one process (tools/ab_epochs.py): 784-400-10 0.884 on 1 thread (W_1 is 1.25 MB)
 // and 0.927 on 2 (a 650 KB panel each); 784-200-10 0.922 / 0.985; 784-100-10 0.973 / 0.960;
