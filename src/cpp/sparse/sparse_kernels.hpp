@@ -59,6 +59,13 @@ inline void with_vector_count(int64_t c, F&& f) {
     }
 }
 
+// The last lanes of v, from lane `first` on, stored at p + first (the tail vector: the lanes
+// before it belong to the vector before, which stores them itself).
+template <typename T>
+inline void store_lanes_from(T* p, const Vec<T>& v, int64_t first) {
+    for (int64_t l = first; l < kLanes<T>; ++l) p[l] = v[l];
+}
+
 // Columns j0 … j0 + NV·W − 1 of one output row, plus (Tail) the vector of columns n − W … n − 1
 // of which only the last `tail` lanes are stored.
 template <typename T, int NV, bool Tail>
@@ -84,8 +91,7 @@ inline void row_block(const std::int32_t* idx, const T* val, int64_t nnz, const 
         for (int v = 0; v < NA; ++v) acc[v] = acc[v] < T(0) ? Vec<T>{} : acc[v];   // NaN stays NaN, as in the GEMM
 #pragma GCC unroll 16
     for (int v = 0; v < NV; ++v) store(out + j0 + v * W, acc[v]);
-    if (Tail)
-        for (int64_t l = W - tail; l < W; ++l) out[n - W + l] = acc[NA - 1][l];
+    if (Tail) store_lanes_from(out + n - W, acc[NA - 1], W - tail);
 }
 
 // Fewer columns than one vector: scalar, accumulators in a small array.
@@ -103,13 +109,6 @@ inline void narrow_row(const std::int32_t* idx, const T* val, int64_t nnz, const
 }
 
 constexpr int64_t kRowGroup = 128;   // blocked_chunk's rows per pass over the blocks (cursors on the stack)
-
-// The last lanes of v, from lane `first` on, stored at p + first (the tail vector: the lanes
-// before it belong to the vector before, which stores them itself).
-template <typename T>
-inline void store_lanes_from(T* p, const Vec<T>& v, int64_t first) {
-    for (int64_t l = first; l < kLanes<T>; ++l) p[l] = v[l];
-}
 
 // Rows r0 … r1 − 1 of sparse_times_dense, chunk (columns j0 … j0 + NV·W − 1, plus the Tail
 // vector as in row_block) of every row, with D read in blocks of kFeatureBlock of its rows (A's
@@ -179,14 +178,15 @@ void blocked_chunk(const SparseRowsView<T>& A, int64_t r0, int64_t r1, const T* 
     }
 }
 
-// The columns of an output row in blocks of at most Max vectors, as even as can be (400 floats:
-// 9 + 8 + 8 vectors rather than 9 + 9 + 7), the last block ending with the overlapping tail vector
-// when n is not a multiple of W: f(NV, Tail, j0) for each, NV and Tail as compile-time constants.
+// The columns of an output row in blocks of at most `most` (<= kMaxVectors) vectors, as even as
+// can be (400 floats: 9 + 8 + 8 vectors rather than 9 + 9 + 7), the last block ending with the
+// overlapping tail vector when n is not a multiple of W: f(NV, Tail, j0) for each, NV and Tail as
+// compile-time constants.
 template <typename T, typename F>
-inline void for_each_column_block(int64_t n, F&& f) {
+inline void for_each_column_block(int64_t n, F&& f, int64_t most = kMaxVectors) {
     constexpr int W = kLanes<T>;
     const int64_t full = n / W, tail = n % W, vectors = full + (tail ? 1 : 0);
-    const int64_t blocks = (vectors + kMaxVectors - 1) / kMaxVectors;
+    const int64_t blocks = (vectors + most - 1) / most;
     int64_t j0 = 0;
     for (int64_t blk = 0; blk < blocks; ++blk) {
         const int64_t nv = vectors / blocks + (blk < vectors % blocks ? 1 : 0);
@@ -272,18 +272,11 @@ constexpr int kGatherSplitVectors = FASTNN_VECTOR_BYTES == 64 ? 5 : kMaxVectors;
 // G (ncols rows, stride ldg) = Σ over each list of a · D[r, 0:n] (n a multiple of the vector width).
 template <typename T>
 void gather_block(const BlockLists<T>& lists, int64_t ncols, const T* D, int64_t ldd, int64_t n, T* G, int64_t ldg) {
-    constexpr int W = kLanes<T>;
-    const int64_t vectors = n / W, most = vectors > kMaxVectors ? kGatherSplitVectors : kMaxVectors;
-    const int64_t blocks = (vectors + most - 1) / most;   // as even as can be
-    int64_t j0 = 0;
-    for (int64_t blk = 0; blk < blocks; ++blk) {
-        const int64_t nv = vectors / blocks + (blk < vectors % blocks ? 1 : 0);
-        with_vector_count(nv, [&](auto c) {
-            constexpr int NV = decltype(c)::value;
-            if constexpr (NV > 0) gather_chunk<T, NV>(lists, ncols, D, ldd, j0, G, ldg);
-        });
-        j0 += nv * W;
-    }
+    const int64_t vectors = n / kLanes<T>;   // (no tail vector: n is a whole number of them)
+    for_each_column_block<T>(n, [&](auto nv, auto, int64_t j0) {
+        constexpr int NV = decltype(nv)::value;
+        if constexpr (NV > 0) gather_chunk<T, NV>(lists, ncols, D, ldd, j0, G, ldg);
+    }, vectors > kMaxVectors ? kGatherSplitVectors : kMaxVectors);
 }
 
 // ---- Dense rows to CSR (dense_to_csr in sparse_rows.cpp, and per batch in training).

@@ -63,21 +63,21 @@ int64_t stored_values(const SparseRowsView<T>& A) {
 // see sparse_rows.hpp. The blocked one visits every row once per block of features, so it also
 // needs at least one nonzero per row and block on average: wide, very sparse rows (text-like
 // data, tens of nonzeros among 10^5 columns) stay row by row.
+// (nnz: stored_values(A), which the callers have already counted.)
 template <typename T>
-auto rows_kernel_for(const Kernels<T>& k, const SparseRowsView<T>& A, int64_t rows, int64_t n) {
+auto rows_kernel_for(const Kernels<T>& k, const SparseRowsView<T>& A, int64_t nnz, int64_t rows, int64_t n) {
     const int setting = sparse_blocked_setting();
     if (setting != 0) return setting > 0 ? k.rows_blocked : k.rows;
     const int64_t blocks = (A.cols + kFeatureBlock - 1) / kFeatureBlock;
     const bool blocked = rows >= kBlockedMinRows && blocks > 1 &&
-                         A.cols * n * static_cast<int64_t>(sizeof(T)) > kBlockedMinBytes &&
-                         stored_values(A) >= A.rows * blocks;
+                         A.cols * n * static_cast<int64_t>(sizeof(T)) > kBlockedMinBytes && nnz >= A.rows * blocks;
     return blocked ? k.rows_blocked : k.rows;
 }
 
-// Threads for sparse_times_dense: all of them once the product is worth it.
+// Threads for sparse_times_dense (A holding nnz values): all of them once the product is worth it.
 template <typename T>
-int row_threads(const SparseRowsView<T>& A, int64_t n) {
-    return stored_values(A) * n >= kParallelMinWork && A.rows > kRowChunk ? get_num_threads() : 1;
+int row_threads(const SparseRowsView<T>& A, int64_t nnz, int64_t n) {
+    return nnz * n >= kParallelMinWork && A.rows > kRowChunk ? get_num_threads() : 1;
 }
 
 // This thread's number inside a parallel region (0 without OpenMP).
@@ -153,8 +153,9 @@ int& sparse_blocked_setting() {
 template <typename T>
 void sparse_times_dense(const SparseRowsView<T>& A, const T* D, int64_t ldd, int64_t n, const T* init,
                         T* out, int64_t ldo, bool relu) {
-    const int nthreads = row_threads(A, n);
-    const auto kernel = rows_kernel_for(kernels_for<T>(active_isa()), A, A.rows / nthreads, n);
+    const int64_t nnz = stored_values(A);
+    const int nthreads = row_threads(A, nnz, n);
+    const auto kernel = rows_kernel_for(kernels_for<T>(active_isa()), A, nnz, A.rows / nthreads, n);
     if (nthreads == 1) {
         kernel(A, 0, A.rows, D, ldd, n, init, out, ldo, relu);
         return;
@@ -176,7 +177,7 @@ template <typename T>
 void sparse_times_dense(const SparseRowsView<T>& A, const T* D, int64_t ldd, int64_t n, const RowSink<T>& sink,
                         T* scratch) {
     const auto kernel = kernels_for<T>(active_isa()).rows;
-    const int nthreads = row_threads(A, n);
+    const int nthreads = row_threads(A, stored_values(A), n);
     (void)nthreads;   // (unused without OpenMP)
     const int64_t chunks = (A.rows + kRowChunk - 1) / kRowChunk;
 #ifdef _OPENMP
@@ -416,6 +417,7 @@ template <typename T>
 void sparse_times_panels(const SparseRowsView<T>* A, int copies, const Panel<T>* panels, int parts, const T* init,
                          T* out, int64_t ldo, bool relu, TransposeScratch<T>& lists_for_transpose) {
     const Kernels<T> k = kernels_for<T>(active_isa());
+    const int64_t nnz = stored_values(A[0]);   // (every copy holds the same rows)
     const PanelLists<T> lists = panel_lists(A[0], panels, parts,
                                             panel_list_sets(lists_for_transpose.lists_per_panel, copies, parts),
                                             lists_for_transpose);
@@ -427,7 +429,7 @@ void sparse_times_panels(const SparseRowsView<T>* A, int copies, const Panel<T>*
         for (int q = t; q < parts; q += team) {
             const Panel<T>& p = panels[q];
             const SparseRowsView<T>& rows = A[q % copies];
-            const auto kernel = rows_kernel_for(k, rows, rows.rows, p.n);
+            const auto kernel = rows_kernel_for(k, rows, nnz, rows.rows, p.n);
             kernel(rows, 0, rows.rows, p.data, p.ld, p.n, init ? init + p.c0 : nullptr, out + p.c0, ldo, relu);
         }
         sort_panel_share(A, copies, parts, lists, lists_for_transpose, t, team);
