@@ -109,6 +109,10 @@ struct KernelSet {
                                        // row panels at a time (args.a_next; rows up to 2·MR)
     MicroKernelFn<T> micro_rows = nullptr;  // optional: micro's contract and bits with A row-major in
                                             // place (args.a_row_stride), so op(A) = A need not be packed
+    MicroKernelFn<T> narrow_rows = nullptr; // optional: narrow's contract and bits with A read as by
+                                            // micro_rows (null: micro_rows takes the narrow tiles too)
+    int narrow_rows_pair_cols = 0;          // narrow_rows tiles of at most this many columns may come
+                                            // two row panels at a time (rows up to 2·MR)
 };
 
 // Kernel sets, one getter per ISA file.  The avx2/avx512 getters return an empty set

@@ -93,10 +93,18 @@ struct Simd<double> {
 // Per k step: NV vector loads of the B row (the last one masked to `cols` when MASKED),
 // ROWS broadcasts of A(r, p), ROWS·NV FMAs.  6 × 2 = 12 ymm accumulators + 2 B + 1
 // broadcast = 15 of the 16 ymm registers (the classic Haswell 6×16 / 6×8 shape).
+//
+// ROW_A (micro_rows): A row-major in place, A(r, p) at a[r·a_row_stride + p] -- the epoch's X_b
+// in X_b·W_1 without packing it (a transpose of X_b per product, per thread: 11% of the
+// 100×784·784×100 product on AMD Zen 2). Each row is read as a sequential stream, the same
+// broadcasts in the same order: the same bits as the packed kernel. With ROW_A a tile may have
+// up to 2·MR = 12 rows of one vector (NV = 1): the narrow edge of two row panels at once
+// (narrow_rows_entry below), 12 FMA chains where one panel's 6 would wait on the FMA latency.
 constexpr int kPrefetchSteps = 8;
 
-template <typename T, int ROWS, int NV, bool MASKED>
+template <typename T, int ROWS, int NV, bool MASKED, bool ROW_A = false>
 void micro_kernel(const MicroKernelArgs<T>& args) {
+    static_assert(ROWS * NV <= 12, "12 accumulators of the 16 ymm registers");
     using S = Simd<T>;
     using Reg = typename S::Reg;
     constexpr int L = S::kLanes;
@@ -104,7 +112,7 @@ void micro_kernel(const MicroKernelArgs<T>& args) {
 
     const typename S::Mask last_mask = MASKED ? S::first(args.cols - (NV - 1) * L) : S::all();
     if (args.c != nullptr) {
-#pragma GCC unroll 8
+#pragma GCC unroll 12
         for (int r = 0; r < ROWS; ++r) {
             _mm_prefetch(reinterpret_cast<const char*>(args.c + r * args.ldc), _MM_HINT_T0);
             _mm_prefetch(reinterpret_cast<const char*>(args.c + r * args.ldc + args.cols - 1),
@@ -113,7 +121,7 @@ void micro_kernel(const MicroKernelArgs<T>& args) {
     }
 
     Reg acc[ROWS][NV];
-#pragma GCC unroll 8
+#pragma GCC unroll 12
     for (int r = 0; r < ROWS; ++r)
 #pragma GCC unroll 2
         for (int v = 0; v < NV; ++v) acc[r][v] = S::zero();
@@ -122,30 +130,41 @@ void micro_kernel(const MicroKernelArgs<T>& args) {
     const T* b = args.b;
     const std::int64_t a_step = args.a_k_stride;
     const std::int64_t b_step = args.b_k_stride;
+    // ROW_A: rows 3g, 3g + 1, 3g + 2 at base[g] + {0, 1, 2}·lda -- up to four pointers and two
+    // index registers (lda, 2·lda) address all 12 rows.
+    const std::int64_t lda = args.a_row_stride;
+    constexpr int G = ROW_A ? (ROWS + 2) / 3 : 1;
+    const T* base[G];
+#pragma GCC unroll 4
+    for (int g = 0; g < G; ++g) base[g] = a + 3 * g * lda;
 #pragma GCC unroll 4
     for (std::int64_t p = 0; p < args.k; ++p) {
-        // Software prefetch of the A sliver kPrefetchSteps k steps ahead: an unpacked Aᵀ
-        // sliver has a row stride (lda) beyond the reach of the hardware stride
-        // prefetcher (2 KiB), so without it every k step would wait on L2.
-        _mm_prefetch(reinterpret_cast<const char*>(a + kPrefetchSteps * a_step), _MM_HINT_T0);
-        _mm_prefetch(reinterpret_cast<const char*>(a + kPrefetchSteps * a_step + ROWS - 1), _MM_HINT_T0);
+        if constexpr (!ROW_A) {
+            // Software prefetch of the A sliver kPrefetchSteps k steps ahead: an unpacked Aᵀ
+            // sliver has a row stride (lda) beyond the reach of the hardware stride
+            // prefetcher (2 KiB), so without it every k step would wait on L2.
+            _mm_prefetch(reinterpret_cast<const char*>(a + kPrefetchSteps * a_step), _MM_HINT_T0);
+            _mm_prefetch(reinterpret_cast<const char*>(a + kPrefetchSteps * a_step + ROWS - 1), _MM_HINT_T0);
+        }
         Reg b_row[NV];
 #pragma GCC unroll 2
         for (int v = 0; v < NV; ++v)
             b_row[v] = (MASKED && v == NV - 1) ? S::load(b + v * L, last_mask) : S::load(b + v * L);
-#pragma GCC unroll 8
+#pragma GCC unroll 12
         for (int r = 0; r < ROWS; ++r) {
-            const Reg a_rp = S::set1(a[r]);
+            Reg a_rp;
+            if constexpr (ROW_A) a_rp = S::set1(base[r / 3][(r % 3) * lda + p]);
+            else a_rp = S::set1(a[r]);
 #pragma GCC unroll 2
             for (int v = 0; v < NV; ++v) acc[r][v] = S::fmadd(a_rp, b_row[v], acc[r][v]);
         }
-        a += a_step;
+        if constexpr (!ROW_A) a += a_step;
         b += b_step;
     }
 
     const Reg alpha = S::set1(args.alpha);
     if (args.c == nullptr) {  // the driver finishes this tile (transposed C)
-#pragma GCC unroll 8
+#pragma GCC unroll 12
         for (int r = 0; r < ROWS; ++r)
 #pragma GCC unroll 2
             for (int v = 0; v < NV; ++v) S::store(args.tile_out + r * NR + v * L, S::mul(alpha, acc[r][v]));
@@ -154,7 +173,7 @@ void micro_kernel(const MicroKernelArgs<T>& args) {
     const Reg beta = S::set1(args.beta);
     const bool read_c = args.beta != T(0);
     const Epilogue epi = args.epi;
-#pragma GCC unroll 8
+#pragma GCC unroll 12
     for (int r = 0; r < ROWS; ++r) {
 #pragma GCC unroll 2
         for (int v = 0; v < NV; ++v) {
@@ -176,27 +195,49 @@ void micro_kernel(const MicroKernelArgs<T>& args) {
     }
 }
 
-template <typename T, int ROWS>
+template <typename T, int ROWS, bool ROW_A = false>
 void micro_kernel_rows(const MicroKernelArgs<T>& args) {
     constexpr int L = Simd<T>::kLanes;
     if (args.cols == 2 * L)
-        micro_kernel<T, ROWS, 2, false>(args);
+        micro_kernel<T, ROWS, 2, false, ROW_A>(args);
     else if (args.cols > L)
-        micro_kernel<T, ROWS, 2, true>(args);
+        micro_kernel<T, ROWS, 2, true, ROW_A>(args);
     else if (args.cols == L)
-        micro_kernel<T, ROWS, 1, false>(args);
+        micro_kernel<T, ROWS, 1, false, ROW_A>(args);
     else
-        micro_kernel<T, ROWS, 1, true>(args);
+        micro_kernel<T, ROWS, 1, true, ROW_A>(args);
+}
+
+template <typename T, bool ROW_A, std::size_t... R>
+constexpr std::array<MicroKernelFn<T>, sizeof...(R)> make_row_table(std::index_sequence<R...>) {
+    return {{&micro_kernel_rows<T, static_cast<int>(R) + 1, ROW_A>...}};
+}
+
+template <typename T, int MR, bool ROW_A = false>
+void micro_kernel_entry(const MicroKernelArgs<T>& args) {
+    static constexpr auto table = make_row_table<T, ROW_A>(std::make_index_sequence<MR>{});
+    table[args.rows - 1](args);
+}
+
+// Narrow tile with A read in place (KernelSet::narrow_rows): at most kNarrowMaxCols (one vector)
+// columns of up to two row panels (args.rows <= 2·MR: the pair's rows are consecutive rows of A,
+// so a_next is not needed), as one ROW_A tile of rows × 1 vector.
+template <typename T, int ROWS>
+void narrow_rows_kernel(const MicroKernelArgs<T>& args) {
+    if (args.cols == Simd<T>::kLanes)
+        micro_kernel<T, ROWS, 1, false, true>(args);
+    else
+        micro_kernel<T, ROWS, 1, true, true>(args);
 }
 
 template <typename T, std::size_t... R>
-constexpr std::array<MicroKernelFn<T>, sizeof...(R)> make_row_table(std::index_sequence<R...>) {
-    return {{&micro_kernel_rows<T, static_cast<int>(R) + 1>...}};
+constexpr std::array<MicroKernelFn<T>, sizeof...(R)> make_narrow_rows_table(std::index_sequence<R...>) {
+    return {{&narrow_rows_kernel<T, static_cast<int>(R) + 1>...}};
 }
 
 template <typename T, int MR>
-void micro_kernel_entry(const MicroKernelArgs<T>& args) {
-    static constexpr auto table = make_row_table<T>(std::make_index_sequence<MR>{});
+void narrow_rows_entry(const MicroKernelArgs<T>& args) {
+    static constexpr auto table = make_narrow_rows_table<T>(std::make_index_sequence<2 * MR>{});
     table[args.rows - 1](args);
 }
 
@@ -483,7 +524,9 @@ double fma_chains(std::int64_t iterations, double* sink) {
 
 KernelSet<float> avx2_kernels_f32() {
     return {kAvx2TileF32, &micro_kernel_entry<float, kAvx2TileF32.MR>, &dot_kernel<float>,
-            &pack_a_rows_f32, &narrow_kernel_entry, kNarrowPairCols};
+            &pack_a_rows_f32, &narrow_kernel_entry, kNarrowPairCols,
+            &micro_kernel_entry<float, kAvx2TileF32.MR, true>,
+            &narrow_rows_entry<float, kAvx2TileF32.MR>, kNarrowMaxCols};
 }
 KernelSet<double> avx2_kernels_f64() {
     return {kAvx2TileF64, &micro_kernel_entry<double, kAvx2TileF64.MR>, &dot_kernel<double>, nullptr};
