@@ -125,6 +125,32 @@ def conversion(request, monkeypatch):
     return request.param
 
 
+@pytest.mark.parametrize("width", [1, 7, 8, 9, 16, 17, 31, 784])
+def test_from_dense_finds_the_same_nonzeros_on_every_isa(isa, width):
+    """The compaction of float32 rows (AVX-512: compress; AVX2: a looked-up permutation of 8 lanes;
+    generic: scalar) against NumPy's nonzero, for every lane pattern at once: every mask of 8
+    lanes appears, with -0.0 (a zero), NaN and ±inf (nonzeros), empty and full rows, and widths
+    around the vector widths."""
+    rng = np.random.default_rng(width)
+    n = 300
+    X = (rng.standard_normal((n, width)) * (rng.random((n, width)) < 0.4)).astype(np.float32)
+    masks = np.arange(256, dtype=np.uint8)                # every 8-lane pattern, row by row
+    bits = np.unpackbits(masks[:, None], axis=1, bitorder="little")[: n, : min(8, width)]
+    X[: len(bits), : bits.shape[1]] = np.where(bits == 1, 2.5, 0.0)
+    X[256 % n] = -0.0
+    X[257 % n] = np.float32(3.0)
+    X[258 % n, :: 3] = np.nan
+    X[259 % n, 1::4] = -np.inf
+    X[260 % n, :] = 0.0
+    X[261 % n, :: 2] = -0.0
+    S = SparseRows.from_dense(X)
+    rows, cols = np.nonzero(X)                           # NaN counts as nonzero, ±0 does not
+    assert S.nnz == len(cols)
+    np.testing.assert_array_equal(S.indptr, np.concatenate([[0], np.cumsum(np.count_nonzero(X, axis=1))]))
+    np.testing.assert_array_equal(S.indices, cols)
+    np.testing.assert_array_equal(S.data, X[rows, cols])   # (NaN positions equal too)
+
+
 @pytest.mark.parametrize("target", [None, np.float32, np.float64], ids=["same", "to-float32", "to-float64"])
 def test_from_dense_round_trip(conversion, dtype, target):
     rng = np.random.default_rng(4)

@@ -22,7 +22,7 @@
 #include "sparse/sparse_rows.hpp"
 #include "runtime/vector_lanes.hpp"
 
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) || defined(__AVX2__)
 #include <immintrin.h>
 #endif
 
@@ -281,6 +281,32 @@ void gather_block(const BlockLists<T>& lists, int64_t ncols, const T* D, int64_t
 
 // ---- Dense rows to CSR (dense_to_csr in sparse_rows.cpp, and per batch in training).
 //
+#if !defined(__AVX512F__) && defined(__AVX2__)
+// AVX2 has no compress: the nonzero lanes of 8 are moved to the front by a permutation looked up
+// by their mask. Entry m holds, in its 4-bit field i, the lane of the i-th set bit of m (the
+// fields past the set bits are 0: the lanes they fill are past the count, never read).
+struct LeftPackTable {
+    std::uint32_t lanes[256];
+};
+constexpr LeftPackTable make_left_pack_table() {
+    LeftPackTable t{};
+    for (int m = 0; m < 256; ++m) {
+        int i = 0;
+        for (int lane = 0; lane < 8; ++lane)
+            if (m >> lane & 1) t.lanes[m] |= static_cast<std::uint32_t>(lane) << (4 * i++);
+    }
+    return t;
+}
+inline constexpr LeftPackTable kLeftPack = make_left_pack_table();
+
+// The permutation that moves the lanes set in `mask` (8 bits) to the front, in lane order.
+inline __m256i left_pack_permutation(int mask) {
+    const __m256i fields = _mm256_srlv_epi32(_mm256_set1_epi32(static_cast<int>(kLeftPack.lanes[mask])),
+                                             _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28));
+    return _mm256_and_si256(fields, _mm256_set1_epi32(0xF));
+}
+#endif
+
 // The number of nonzeros of x[0 … cols) (NaN counts as nonzero, ±0 does not).
 int64_t count_row_f32(const float* x, int64_t cols) {
     int64_t count = 0, c = 0;
@@ -288,6 +314,10 @@ int64_t count_row_f32(const float* x, int64_t cols) {
     for (; c + 16 <= cols; c += 16)
         count += __builtin_popcount(static_cast<unsigned>(
             _mm512_cmp_ps_mask(_mm512_loadu_ps(x + c), _mm512_setzero_ps(), _CMP_NEQ_UQ)));
+#elif defined(__AVX2__)
+    for (; c + 8 <= cols; c += 8)
+        count += __builtin_popcount(static_cast<unsigned>(
+            _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(x + c), _mm256_setzero_ps(), _CMP_NEQ_UQ))));
 #endif
     for (; c < cols; ++c) count += x[c] != 0.0f;
     return count;
@@ -316,6 +346,24 @@ int64_t compact_row_f32(const float* x, int64_t cols, std::int32_t* idx, float* 
             _mm512_storeu_si512(counts + c, _mm512_mask_add_epi32(n, nonzero, n, one));
         }
         p += __builtin_popcount(static_cast<unsigned>(nonzero));
+    }
+#elif defined(__AVX2__)
+    // 8 columns at a time (no compress: a looked-up permutation, left_pack_permutation); the
+    // columns are c + the permutation's source lanes. counts[c …] −= the compare's all-ones lanes.
+    // The scalar loop below took a ninth of the raw h = 400 epoch on AMD Zen 2.
+    for (; c + 8 <= cols; c += 8) {
+        const __m256 v = _mm256_loadu_ps(x + c);
+        const __m256 nonzero = _mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_NEQ_UQ);
+        const int mask = _mm256_movemask_ps(nonzero);
+        const __m256i from = left_pack_permutation(mask);
+        _mm256_storeu_ps(val + p, _mm256_permutevar8x32_ps(v, from));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx + p),
+                            _mm256_add_epi32(from, _mm256_set1_epi32(static_cast<int>(c))));
+        if (counts) {
+            __m256i* n = reinterpret_cast<__m256i*>(counts + c);
+            _mm256_storeu_si256(n, _mm256_sub_epi32(_mm256_loadu_si256(n), _mm256_castps_si256(nonzero)));
+        }
+        p += __builtin_popcount(static_cast<unsigned>(mask));
     }
 #endif
     const int64_t vector_part = p;
