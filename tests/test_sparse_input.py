@@ -125,12 +125,13 @@ def conversion(request, monkeypatch):
     return request.param
 
 
+@pytest.mark.parametrize("target", [np.float32, np.float64], ids=["float32", "widened-to-float64"])
 @pytest.mark.parametrize("width", [1, 7, 8, 9, 16, 17, 31, 784])
-def test_from_dense_finds_the_same_nonzeros_on_every_isa(isa, width):
+def test_from_dense_finds_the_same_nonzeros_on_every_isa(isa, width, target):
     """The compaction of float32 rows (AVX-512: compress; AVX2: a looked-up permutation of 8 lanes;
-    generic: scalar) against NumPy's nonzero, for every lane pattern at once: every mask of 8
-    lanes appears, with -0.0 (a zero), NaN and ±inf (nonzeros), empty and full rows, and widths
-    around the vector widths."""
+    generic: scalar), values kept or widened to float64, against NumPy's nonzero, for every lane
+    pattern at once: every mask of 8 lanes appears, with -0.0 (a zero), NaN and ±inf (nonzeros),
+    empty and full rows, and widths around the vector widths."""
     rng = np.random.default_rng(width)
     n = 300
     X = (rng.standard_normal((n, width)) * (rng.random((n, width)) < 0.4)).astype(np.float32)
@@ -143,12 +144,12 @@ def test_from_dense_finds_the_same_nonzeros_on_every_isa(isa, width):
     X[259 % n, 1::4] = -np.inf
     X[260 % n, :] = 0.0
     X[261 % n, :: 2] = -0.0
-    S = SparseRows.from_dense(X)
+    S = SparseRows.from_dense(X, target)
     rows, cols = np.nonzero(X)                           # NaN counts as nonzero, ±0 does not
-    assert S.nnz == len(cols)
+    assert S.nnz == len(cols) and S.dtype == target
     np.testing.assert_array_equal(S.indptr, np.concatenate([[0], np.cumsum(np.count_nonzero(X, axis=1))]))
     np.testing.assert_array_equal(S.indices, cols)
-    np.testing.assert_array_equal(S.data, X[rows, cols])   # (NaN positions equal too)
+    np.testing.assert_array_equal(S.data, X[rows, cols].astype(target))   # (NaN positions equal too)
 
 
 @pytest.mark.parametrize("target", [None, np.float32, np.float64], ids=["same", "to-float32", "to-float64"])

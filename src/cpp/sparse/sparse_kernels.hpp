@@ -330,7 +330,25 @@ int64_t count_row_f32(const float* x, int64_t cols) {
 // counts (cols entries), counts[c] += 1 for each nonzero's column c: with AVX-512 one masked add
 // per 16 columns, which spares the sort by column (sparse_rows.cpp) its own counting pass over
 // the batch (on raw MNIST, about a third of that sort's time).
-int64_t compact_row_f32(const float* x, int64_t cols, std::int32_t* idx, float* val, std::int32_t* counts) {
+//
+// The values are stored as T: float, or widened to double (float32 X beside float64 weights, as
+// hw0's code under NumPy 2 gives them; exact).
+#if defined(__AVX512F__)
+inline void store_values(float* dst, __m512 v) { _mm512_storeu_ps(dst, v); }
+inline void store_values(double* dst, __m512 v) {   // (maskz forms: GCC 12 warns on the others' undefined)
+    _mm512_storeu_pd(dst, _mm512_maskz_cvtps_pd(0xFF, _mm512_maskz_extractf32x8_ps(0xFF, v, 0)));
+    _mm512_storeu_pd(dst + 8, _mm512_maskz_cvtps_pd(0xFF, _mm512_maskz_extractf32x8_ps(0xFF, v, 1)));
+}
+#elif defined(__AVX2__)
+inline void store_values(float* dst, __m256 v) { _mm256_storeu_ps(dst, v); }
+inline void store_values(double* dst, __m256 v) {
+    _mm256_storeu_pd(dst, _mm256_cvtps_pd(_mm256_castps256_ps128(v)));
+    _mm256_storeu_pd(dst + 4, _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
+}
+#endif
+
+template <typename T>
+int64_t compact_row_f32(const float* x, int64_t cols, std::int32_t* idx, T* val, std::int32_t* counts) {
     int64_t p = 0, c = 0;
 #if defined(__AVX512F__)
     const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
@@ -338,7 +356,7 @@ int64_t compact_row_f32(const float* x, int64_t cols, std::int32_t* idx, float* 
     for (; c + 16 <= cols; c += 16) {
         const __m512 v = _mm512_loadu_ps(x + c);
         const __mmask16 nonzero = _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_NEQ_UQ);
-        _mm512_storeu_ps(val + p, _mm512_maskz_compress_ps(nonzero, v));
+        store_values(val + p, _mm512_maskz_compress_ps(nonzero, v));
         const __m512i columns = _mm512_add_epi32(lanes, _mm512_set1_epi32(static_cast<int>(c)));
         _mm512_storeu_si512(idx + p, _mm512_maskz_compress_epi32(nonzero, columns));
         if (counts) {
@@ -356,7 +374,7 @@ int64_t compact_row_f32(const float* x, int64_t cols, std::int32_t* idx, float* 
         const __m256 nonzero = _mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_NEQ_UQ);
         const int mask = _mm256_movemask_ps(nonzero);
         const __m256i from = left_pack_permutation(mask);
-        _mm256_storeu_ps(val + p, _mm256_permutevar8x32_ps(v, from));
+        store_values(val + p, _mm256_permutevar8x32_ps(v, from));
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx + p),
                             _mm256_add_epi32(from, _mm256_set1_epi32(static_cast<int>(c))));
         if (counts) {
@@ -369,7 +387,7 @@ int64_t compact_row_f32(const float* x, int64_t cols, std::int32_t* idx, float* 
     const int64_t vector_part = p;
     for (; c < cols; ++c) {   // branch-free: write, then move on only past a nonzero
         idx[p] = static_cast<std::int32_t>(c);
-        val[p] = x[c];
+        val[p] = static_cast<T>(x[c]);
         p += x[c] != 0.0f;
     }
     if (counts)

@@ -566,8 +566,8 @@ int64_t csr_row_offsets(const TX* X, int64_t rows, int64_t cols, int64_t ld, int
 
 template <typename TX, typename T>
 int64_t compact_row(const TX* x, int64_t cols, std::int32_t* idx, T* val, std::int32_t* column_counts) {
-    if constexpr (std::is_same_v<TX, float> && std::is_same_v<T, float>)
-        return kernels_for<float>(active_isa()).compact_row_f32(x, cols, idx, val, column_counts);
+    if constexpr (std::is_same_v<TX, float>)
+        return kernels_for<T>(active_isa()).compact_row_f32(x, cols, idx, val, column_counts);
     else {
         int64_t p = 0;
         for (int64_t c = 0; c < cols; ++c) {   // branch-free: write, then move on only past a nonzero

@@ -229,9 +229,9 @@ struct Kernels {
     void (*rows_blocked)(const SparseRowsView<T>& A, std::int64_t r0, std::int64_t r1, const T* D, std::int64_t ldd,
                          std::int64_t n, const T* init, T* out, std::int64_t ldo, bool relu);
     int lanes;   // values per vector
-    // the nonzeros of one float row: columns and values (room for cols + 16); returns the count;
-    // counts (nullable) gains 1 at each nonzero's column
-    std::int64_t (*compact_row_f32)(const float* x, std::int64_t cols, std::int32_t* idx, float* val,
+    // the nonzeros of one float row: columns and values as T (room for cols + 16); returns the
+    // count; counts (nullable) gains 1 at each nonzero's column
+    std::int64_t (*compact_row_f32)(const float* x, std::int64_t cols, std::int32_t* idx, T* val,
                                     std::int32_t* counts);
     // the number of nonzeros of one float row
     std::int64_t (*count_row_f32)(const float* x, std::int64_t cols);
