@@ -402,7 +402,8 @@ struct BlockedPlan {
     T* a_buf;  // mc_max × kc_max (panels of MR)
     T* b_buf;  // kc_max × nc_max (panels of NR)
     gemm_detail::MicroKernelFn<T> narrow;  // tiles of <= kNarrowMaxCols columns (null: micro)
-    int narrow_pair_cols;     // narrow tiles of at most this many columns: two row panels per call
+    int narrow_pair_cols;     // narrow tiles of at most this many columns: several row panels per call ...
+    int narrow_panels;        // ... up to this many (2: a pair, through a_next; more: a strip of Aᵀ)
     bool column_split;        // threads split C by columns (see blocked_gemm), not by tiles' area
 };
 
@@ -496,9 +497,10 @@ void run_blocked(const BlockedPlan<T>& plan, int tid, int nthreads) noexcept {
                 // block whose columns start at j (jr: its packed B~ micro-panel).
                 // With `pair` (a narrow part), rows ir·MR … of two row panels, ir and ir + 1.
                 auto run_part = [&](std::int64_t ir, std::int64_t jr, std::int64_t j, int offset, int cols,
-                                    bool pair = false) {
+                                    int panels = 1) {
                     const std::int64_t i = ic + ir * MR;
-                    args.rows = static_cast<int>(std::min<std::int64_t>(pair ? 2 * MR : MR, P.m - i));
+                    const bool pair = panels > 1;
+                    args.rows = static_cast<int>(std::min<std::int64_t>(panels * MR, P.m - i));
                     args.cols = cols;
                     const auto kernel = cols <= gemm_detail::kNarrowMaxCols ? narrow : micro;
                     if (plan.pack_a) {
@@ -543,32 +545,33 @@ void run_blocked(const BlockedPlan<T>& plan, int tid, int nthreads) noexcept {
                 // A tile of cols <= NR columns. One of a vector and a few columns more is computed as
                 // a one-vector tile and a narrow one (e.g. 20 = 16 + 4 on AVX-512: 14 + 4 FMAs per k
                 // step, not a masked two-vector tile's 28): the same chains, the same bits. With
-                // `pair`, the tiles of row panels ir and ir + 1, their narrow parts in one call
-                // (narrow_width(cols) <= plan.narrow_pair_cols: see pairs_with_next).
+                // `panels` > 1, the tiles of row panels ir … ir + panels − 1, their narrow parts in one
+                // call (narrow_width(cols) <= plan.narrow_pair_cols: see group_size).
                 const int vector = NR / 2;
                 auto narrow_width = [&](int cols) {   // the columns of a tile that go to the narrow kernel
                     if (plan.narrow == nullptr) return 0;
                     if (cols <= gemm_detail::kNarrowMaxCols) return cols;
                     return cols < NR && cols > vector && cols - vector <= gemm_detail::kNarrowMaxCols ? cols - vector : 0;
                 };
-                auto run_tile = [&](std::int64_t ir, std::int64_t jr, std::int64_t j, int cols, bool pair = false) {
+                auto run_tile = [&](std::int64_t ir, std::int64_t jr, std::int64_t j, int cols, int panels = 1) {
                     const int narrow_cols = narrow_width(cols);
                     if (narrow_cols == 0) {
                         run_part(ir, jr, j, 0, cols);
                         return;
                     }
-                    if (narrow_cols < cols) {
-                        run_part(ir, jr, j, 0, vector);
-                        if (pair) run_part(ir + 1, jr, j, 0, vector);
-                    }
-                    run_part(ir, jr, j, cols - narrow_cols, narrow_cols, pair);
+                    if (narrow_cols < cols)
+                        for (int q = 0; q < panels; ++q) run_part(ir + q, jr, j, 0, vector);
+                    run_part(ir, jr, j, cols - narrow_cols, narrow_cols, panels);
                 };
-                // Whether row panel ir's tile of `cols` columns goes with panel ir + 1's (which this
-                // thread also runs next): narrow kernels that take two panels (AVX2) run twice
-                // the independent FMA chains, where one panel's are too few to hide the latency.
-                auto pairs_with_next = [&](std::int64_t ir, std::int64_t n_ir, int cols) {
+                // How many row panels from ir (all of which this thread runs next: at most `left`)
+                // take their tiles of `cols` columns in one call: narrow kernels that take several
+                // panels (AVX2) run that many times the independent FMA chains, where one panel's are
+                // too few to hide the latency.
+                auto group_size = [&](std::int64_t ir, std::int64_t n_ir, int cols, std::int64_t left) {
                     const int w = narrow_width(cols);
-                    return w > 0 && w <= plan.narrow_pair_cols && ir + 1 < n_ir;
+                    if (w == 0 || w > plan.narrow_pair_cols) return 1;
+                    return static_cast<int>(std::max<std::int64_t>(
+                        1, std::min<std::int64_t>({plan.narrow_panels, n_ir - ir, left})));
                 };
                 if (plan.column_split) {   // B in place: a tile may start at any column
                     const std::int64_t unit = kColumnSplitUnit / static_cast<std::int64_t>(sizeof(T));
@@ -577,9 +580,9 @@ void run_blocked(const BlockedPlan<T>& plan, int tid, int nthreads) noexcept {
                     for (std::int64_t j = jc + share.begin * unit; j < j_end; j += NR) {
                         const int cols = static_cast<int>(std::min<std::int64_t>(NR, j_end - j));
                         for (std::int64_t ir = 0; ir < n_ir; ++ir) {
-                            const bool pair = pairs_with_next(ir, n_ir, cols);
-                            run_tile(ir, 0, j, cols, pair);
-                            ir += pair;
+                            const int panels = group_size(ir, n_ir, cols, n_ir - ir);
+                            run_tile(ir, 0, j, cols, panels);
+                            ir += panels - 1;
                         }
                     }
                 } else {
@@ -594,9 +597,9 @@ void run_blocked(const BlockedPlan<T>& plan, int tid, int nthreads) noexcept {
                         const std::int64_t j = jc + jr * NR;
                         const int cols = static_cast<int>(std::min<std::int64_t>(NR, P.n - j));
                         // (jr-major order: the next tile is panel ir + 1's, if this thread's)
-                        const bool pair = !a_outer && t + 1 < mine.end && pairs_with_next(ir, n_ir, cols);
-                        run_tile(ir, jr, j, cols, pair);
-                        t += pair;
+                        const int panels = a_outer ? 1 : group_size(ir, n_ir, cols, mine.end - t);
+                        run_tile(ir, jr, j, cols, panels);
+                        t += panels - 1;
                     }
                 }
                 if ((plan.pack_a && !plan.a_private) || plan.pack_b)
@@ -675,11 +678,25 @@ void blocked_gemm(const Problem<T>& P, const Engine<T>& E) {
         plan.narrow_pair_cols = plan.narrow == nullptr ? 0
                                 : plan.a_rows          ? E.kernels.narrow_rows_pair_cols
                                                        : E.kernels.narrow_pair_cols;
+        plan.narrow_panels = plan.narrow_pair_cols > 0 ? 2 : 1;
     }
     plan.pack_a = !plan.a_rows && (P.opA == Op::N || force > 0 ||
                                    (force == 0 && (!a_small || conflict_stride(P.lda) || a_many_panels)));
     plan.pack_b = P.opB == Op::T || force > 0 ||
                   (force == 0 && (!b_small || conflict_stride(P.ldb)));
+    // op(A) = Aᵀ read in place (k-major: a tile's rows at one k step are consecutive values): narrow
+    // tiles go to the set's narrow_strip kernel where it has one, several row panels at a time
+    // (AVX2: up to 4 panels, 24 rows in 3 vectors, every lane busy). That is the epoch's
+    // W_1 −= lr·X_bᵀG_1 of an h = 100 net (its last 4 columns): on AMD Zen 2 the pairs of panels
+    // took 7% of that product, which strips of 24 rows make 1.03× faster (the dense h = 100 epoch
+    // new/old 0.991 on 1 thread, 0.960 on 2). Not with C transposed (the swap path's tile buffer
+    // holds 2·MR rows).
+    if (tuning().allow_narrow_kernel && P.opA == Op::T && !plan.pack_a && !P.c_transposed &&
+        E.kernels.narrow_strip != nullptr) {
+        plan.narrow = E.kernels.narrow_strip;
+        plan.narrow_pair_cols = E.kernels.narrow_strip_cols;
+        plan.narrow_panels = E.kernels.narrow_strip_panels;
+    }
 
     // Macro-kernel order.  BLIS's jr-outer order keeps one B~ micro-panel (KC·NR) in L1 while
     // the A~ micro-panels stream past it from the A~ block in L2.  When both operands are

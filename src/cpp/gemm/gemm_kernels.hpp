@@ -113,6 +113,11 @@ struct KernelSet {
                                             // micro_rows (null: micro_rows takes the narrow tiles too)
     int narrow_rows_pair_cols = 0;          // narrow_rows tiles of at most this many columns may come
                                             // two row panels at a time (rows up to 2·MR)
+    MicroKernelFn<T> narrow_strip = nullptr;  // optional: narrow's contract and bits with op(A) = Aᵀ
+                                              // in place (rows of a k step consecutive), several
+                                              // row panels at a time, C not transposed
+    int narrow_strip_cols = 0;              // narrow_strip tiles of at most this many columns ...
+    int narrow_strip_panels = 0;            // ... of up to this many row panels (rows up to that·MR)
 };
 
 // Kernel sets, one getter per ISA file.  The avx2/avx512 getters return an empty set

@@ -277,13 +277,24 @@ inline void store_columns(float* dst, __m256 x) {
     }
 }
 
-template <int COLS, int PANELS>
+// STRIP (narrow_strip_entry): A k-major in place (op(A) = Aᵀ, unpacked), where a tile's rows at
+// one k step are consecutive values: up to kStripPanels row panels (24 rows) at once, 8 rows per
+// vector (PANELS = vectors, up to 3): 3·COLS chains, every lane busy, and one k step of 24 rows
+// costs 3 loads and 3 prefetches where two pairs of panels cost 4 loads and 8 prefetches.
+constexpr int kStripPanels = 4;
+
+template <int COLS, int PANELS, bool STRIP = false>
 void narrow_kernel(const MicroKernelArgs<float>& args) {
     using S = Simd<float>;
     constexpr int MR = kAvx2TileF32.MR, NR = kAvx2TileF32.NR;
-    static_assert(COLS <= kNarrowPairCols && PANELS >= 1 && PANELS <= 2, "");
-    const int rows0 = args.rows < MR ? args.rows : MR;
-    const int panel_rows[2] = {rows0, args.rows - rows0};
+    constexpr int VR = STRIP ? S::kLanes : MR;   // rows per vector (panel)
+    static_assert(COLS <= kNarrowPairCols && PANELS >= 1 && PANELS <= (STRIP ? 3 : 2), "");
+    int panel_rows[PANELS];
+#pragma GCC unroll 3
+    for (int q = 0; q < PANELS; ++q) {
+        const int left = args.rows - q * VR;
+        panel_rows[q] = left < VR ? left : VR;
+    }
     __m256 acc[PANELS][COLS];
 #pragma GCC unroll 2
     for (int q = 0; q < PANELS; ++q)
@@ -292,27 +303,35 @@ void narrow_kernel(const MicroKernelArgs<float>& args) {
     {
         S::Mask live[PANELS];
         const float* a[PANELS];
-#pragma GCC unroll 2
+#pragma GCC unroll 3
         for (int q = 0; q < PANELS; ++q) {
             live[q] = S::first(panel_rows[q]);
-            a[q] = q == 0 ? args.a : args.a_next;
+            a[q] = STRIP ? args.a + q * VR : q == 0 ? args.a : args.a_next;
         }
         const float* b = args.b;
         const std::int64_t a_step = args.a_k_stride, b_step = args.b_k_stride;
         for (std::int64_t p = 0; p < args.k; ++p) {
             __m256 a_rows[PANELS];
-#pragma GCC unroll 2
+            if constexpr (STRIP) {   // the strip's first, middle and last rows kPrefetchSteps ahead
+                const float* ahead = a[0] + kPrefetchSteps * a_step;
+                _mm_prefetch(reinterpret_cast<const char*>(ahead), _MM_HINT_T0);
+                if constexpr (PANELS > 1) _mm_prefetch(reinterpret_cast<const char*>(ahead + VR), _MM_HINT_T0);
+                _mm_prefetch(reinterpret_cast<const char*>(ahead + args.rows - 1), _MM_HINT_T0);
+            }
+#pragma GCC unroll 3
             for (int q = 0; q < PANELS; ++q) {
-                _mm_prefetch(reinterpret_cast<const char*>(a[q] + kPrefetchSteps * a_step), _MM_HINT_T0);
-                _mm_prefetch(reinterpret_cast<const char*>(a[q] + kPrefetchSteps * a_step + panel_rows[q] - 1),
-                             _MM_HINT_T0);
+                if constexpr (!STRIP) {
+                    _mm_prefetch(reinterpret_cast<const char*>(a[q] + kPrefetchSteps * a_step), _MM_HINT_T0);
+                    _mm_prefetch(reinterpret_cast<const char*>(a[q] + kPrefetchSteps * a_step + panel_rows[q] - 1),
+                                 _MM_HINT_T0);
+                }
                 a_rows[q] = S::load(a[q], live[q]);
                 a[q] += a_step;
             }
 #pragma GCC unroll 8
             for (int c = 0; c < COLS; ++c) {
                 const __m256 b_pc = S::set1(b[c]);
-#pragma GCC unroll 2
+#pragma GCC unroll 3
                 for (int q = 0; q < PANELS; ++q) acc[q][c] = S::fmadd(b_pc, a_rows[q], acc[q][c]);
             }
             b += b_step;
@@ -323,7 +342,7 @@ void narrow_kernel(const MicroKernelArgs<float>& args) {
     const bool read_c = args.c != nullptr && args.beta != 0.0f;
     const S::Mask cols = S::first(COLS);
     constexpr int G = (COLS + 3) / 4;   // groups of 4 columns
-#pragma GCC unroll 2
+#pragma GCC unroll 3
     for (int q = 0; q < PANELS; ++q) {
         __m256 x[4 * G];
 #pragma GCC unroll 8
@@ -345,8 +364,8 @@ void narrow_kernel(const MicroKernelArgs<float>& args) {
             const int at = 4 * (r / 4);
             __m256 row = _mm256_castps128_ps256(_mm_load_ps(by_row[0][r % 4] + at));
             if constexpr (G > 1) row = _mm256_insertf128_ps(row, _mm_load_ps(by_row[G - 1][r % 4] + at), 1);
-            const int tile_row = q * MR + r;
-            if (args.c == nullptr) {   // the driver finishes this tile (transposed C)
+            const int tile_row = q * VR + r;
+            if (args.c == nullptr) {   // the driver finishes this tile (transposed C; not STRIP: 2·MR rows at most)
                 alignas(32) float out[8];
                 _mm256_store_ps(out, row);
                 for (int c = 0; c < COLS; ++c) args.tile_out[tile_row * NR + c] = out[c];
@@ -370,6 +389,30 @@ constexpr std::array<MicroKernelFn<float>, sizeof...(C)> make_narrow_table(std::
 template <std::size_t... C>
 constexpr std::array<MicroKernelFn<float>, sizeof...(C)> make_narrow_table(std::index_sequence<C...>, std::integral_constant<int, 2>) {
     return {{&narrow_kernel<static_cast<int>(C) + 1, 2>...}};
+}
+
+template <std::size_t... C>
+constexpr std::array<MicroKernelFn<float>, sizeof...(C)> make_strip_table(std::index_sequence<C...>, std::integral_constant<int, 1>) {
+    return {{&narrow_kernel<static_cast<int>(C) + 1, 1, true>...}};
+}
+template <std::size_t... C>
+constexpr std::array<MicroKernelFn<float>, sizeof...(C)> make_strip_table(std::index_sequence<C...>, std::integral_constant<int, 2>) {
+    return {{&narrow_kernel<static_cast<int>(C) + 1, 2, true>...}};
+}
+template <std::size_t... C>
+constexpr std::array<MicroKernelFn<float>, sizeof...(C)> make_strip_table(std::index_sequence<C...>, std::integral_constant<int, 3>) {
+    return {{&narrow_kernel<static_cast<int>(C) + 1, 3, true>...}};
+}
+
+// Narrow tiles of up to kStripPanels row panels of an in-place k-major A (see STRIP above).
+void narrow_strip_entry(const MicroKernelArgs<float>& args) {
+    constexpr int MR = kAvx2TileF32.MR;
+    static constexpr auto one = make_strip_table(std::make_index_sequence<kNarrowPairCols>{}, std::integral_constant<int, 1>{});
+    static constexpr auto two = make_strip_table(std::make_index_sequence<kNarrowPairCols>{}, std::integral_constant<int, 2>{});
+    static constexpr auto three = make_strip_table(std::make_index_sequence<kNarrowPairCols>{}, std::integral_constant<int, 3>{});
+    if (args.cols > kNarrowPairCols) return micro_kernel_entry<float, MR>(args);   // (never grouped)
+    const int vectors = (args.rows + Simd<float>::kLanes - 1) / Simd<float>::kLanes;
+    (vectors == 1 ? one : vectors == 2 ? two : three)[args.cols - 1](args);
 }
 
 void narrow_kernel_entry(const MicroKernelArgs<float>& args) {
@@ -526,7 +569,8 @@ KernelSet<float> avx2_kernels_f32() {
     return {kAvx2TileF32, &micro_kernel_entry<float, kAvx2TileF32.MR>, &dot_kernel<float>,
             &pack_a_rows_f32, &narrow_kernel_entry, kNarrowPairCols,
             &micro_kernel_entry<float, kAvx2TileF32.MR, true>,
-            &narrow_rows_entry<float, kAvx2TileF32.MR>, kNarrowMaxCols};
+            &narrow_rows_entry<float, kAvx2TileF32.MR>, kNarrowMaxCols,
+            &narrow_strip_entry, kNarrowPairCols, kStripPanels};
 }
 KernelSet<double> avx2_kernels_f64() {
     return {kAvx2TileF64, &micro_kernel_entry<double, kAvx2TileF64.MR>, &dot_kernel<double>, nullptr};
