@@ -401,9 +401,7 @@ struct BlockedPlan {
     std::int64_t a_slice;     // elements of one thread's slice of a_buf (a_private)
     T* a_buf;  // mc_max × kc_max (panels of MR)
     T* b_buf;  // kc_max × nc_max (panels of NR)
-    gemm_detail::MicroKernelFn<T> narrow;  // tiles of <= kNarrowMaxCols columns (null: micro)
-    int narrow_pair_cols;     // narrow tiles of at most this many columns: several row panels per call ...
-    int narrow_panels;        // ... up to this many (2: a pair, through a_next; more: a strip of Aᵀ)
+    gemm_detail::NarrowKernel<T> narrow;  // tiles of <= kNarrowMaxCols columns (no fn: micro)
     bool column_split;        // threads split C by columns (see blocked_gemm), not by tiles' area
 };
 
@@ -438,7 +436,7 @@ void run_blocked(const BlockedPlan<T>& plan, int tid, int nthreads) noexcept {
     const Problem<T>& P = *plan.P;
     const int MR = plan.bl.MR, NR = plan.bl.NR;
     const auto micro = plan.a_rows ? plan.K->micro_rows : plan.K->micro;
-    const auto narrow = plan.narrow != nullptr ? plan.narrow : micro;
+    const auto narrow = plan.narrow.fn != nullptr ? plan.narrow.fn : micro;
     // About this many micro-kernel calls fall to this thread.
     const std::int64_t blocks = ceil_div(P.n, plan.nc_max) * ceil_div(P.k, plan.kc_max) * ceil_div(P.m, plan.mc_max);
     const std::int64_t block_tiles = ceil_div(std::min(P.n, plan.nc_max), NR) * ceil_div(std::min(P.m, plan.mc_max), MR);
@@ -495,7 +493,8 @@ void run_blocked(const BlockedPlan<T>& plan, int tid, int nthreads) noexcept {
                 alignas(64) T tile[gemm_detail::kMaxMR * gemm_detail::kMaxNR];
                 // Columns j + offset … j + offset + cols − 1 of the tile of rows ir·MR … of this
                 // block whose columns start at j (jr: its packed B~ micro-panel).
-                // With `pair` (a narrow part), rows ir·MR … of two row panels, ir and ir + 1.
+                // With `panels` > 1 (a narrow part), rows ir·MR … of that many row panels (a_next: the
+                // second panel's A, for the kernels that take a pair).
                 auto run_part = [&](std::int64_t ir, std::int64_t jr, std::int64_t j, int offset, int cols,
                                     int panels = 1) {
                     const std::int64_t i = ic + ir * MR;
@@ -546,10 +545,10 @@ void run_blocked(const BlockedPlan<T>& plan, int tid, int nthreads) noexcept {
                 // a one-vector tile and a narrow one (e.g. 20 = 16 + 4 on AVX-512: 14 + 4 FMAs per k
                 // step, not a masked two-vector tile's 28): the same chains, the same bits. With
                 // `panels` > 1, the tiles of row panels ir … ir + panels − 1, their narrow parts in one
-                // call (narrow_width(cols) <= plan.narrow_pair_cols: see group_size).
+                // call (narrow_width(cols) <= plan.narrow.group_cols: see group_size).
                 const int vector = NR / 2;
                 auto narrow_width = [&](int cols) {   // the columns of a tile that go to the narrow kernel
-                    if (plan.narrow == nullptr) return 0;
+                    if (plan.narrow.fn == nullptr) return 0;
                     if (cols <= gemm_detail::kNarrowMaxCols) return cols;
                     return cols < NR && cols > vector && cols - vector <= gemm_detail::kNarrowMaxCols ? cols - vector : 0;
                 };
@@ -569,9 +568,9 @@ void run_blocked(const BlockedPlan<T>& plan, int tid, int nthreads) noexcept {
                 // too few to hide the latency.
                 auto group_size = [&](std::int64_t ir, std::int64_t n_ir, int cols, std::int64_t left) {
                     const int w = narrow_width(cols);
-                    if (w == 0 || w > plan.narrow_pair_cols) return 1;
+                    if (w == 0 || w > plan.narrow.group_cols) return 1;
                     return static_cast<int>(std::max<std::int64_t>(
-                        1, std::min<std::int64_t>({plan.narrow_panels, n_ir - ir, left})));
+                        1, std::min<std::int64_t>({plan.narrow.group_panels, n_ir - ir, left})));
                 };
                 if (plan.column_split) {   // B in place: a tile may start at any column
                     const std::int64_t unit = kColumnSplitUnit / static_cast<std::int64_t>(sizeof(T));
@@ -668,35 +667,25 @@ void blocked_gemm(const Problem<T>& P, const Engine<T>& E) {
     // over it per product -- per thread, when each packs its own A~ -- and the kernel reads its 14 rows
     // as fast as a packed panel (Intel Xeon family 6 model 167, X_b and W_1 in L2: 181-214
     // GFLOP/s either way). On AVX2 (AMD Zen 2) the packing was 11% of 100×784·784×100, which now
-    // runs 1.07× faster (h = 400: 1.01×). The narrow kernel reads a panel's rows of one k step as a
-    // vector, which needs A~: narrow tiles go to the set's narrow_rows kernel instead where it has
-    // one (AVX2: the edge of two row panels as one 12-row tile), else to micro_rows.
+    // runs 1.07× faster (h = 400: 1.01×).
     plan.a_rows = P.opA == Op::N && E.kernels.micro_rows != nullptr && tuning().allow_rows_kernel && force <= 0 &&
                   a_small && !conflict_stride(P.lda);
-    if (tuning().allow_narrow_kernel) {
-        plan.narrow = plan.a_rows ? E.kernels.narrow_rows : E.kernels.narrow;
-        plan.narrow_pair_cols = plan.narrow == nullptr ? 0
-                                : plan.a_rows          ? E.kernels.narrow_rows_pair_cols
-                                                       : E.kernels.narrow_pair_cols;
-        plan.narrow_panels = plan.narrow_pair_cols > 0 ? 2 : 1;
-    }
     plan.pack_a = !plan.a_rows && (P.opA == Op::N || force > 0 ||
                                    (force == 0 && (!a_small || conflict_stride(P.lda) || a_many_panels)));
     plan.pack_b = P.opB == Op::T || force > 0 ||
                   (force == 0 && (!b_small || conflict_stride(P.ldb)));
-    // op(A) = Aᵀ read in place (k-major: a tile's rows at one k step are consecutive values): narrow
-    // tiles go to the set's narrow_strip kernel where it has one, several row panels at a time
-    // (AVX2: up to 4 panels, 24 rows in 3 vectors, every lane busy). That is the epoch's
-    // W_1 −= lr·X_bᵀG_1 of an h = 100 net (its last 4 columns): on AMD Zen 2 the pairs of panels
-    // took 7% of that product, which strips of 24 rows make 1.03× faster (the dense h = 100 epoch
-    // new/old 0.991 on 1 thread, 0.960 on 2). Not with C transposed (the swap path's tile buffer
-    // holds 2·MR rows).
-    if (tuning().allow_narrow_kernel && P.opA == Op::T && !plan.pack_a && !P.c_transposed &&
-        E.kernels.narrow_strip != nullptr) {
-        plan.narrow = E.kernels.narrow_strip;
-        plan.narrow_pair_cols = E.kernels.narrow_strip_cols;
-        plan.narrow_panels = E.kernels.narrow_strip_panels;
-    }
+    // Narrow tiles, by how A is read. The set's narrow kernel reads a panel's rows of one k step as
+    // a vector, which needs A~ or an in-place Aᵀ. With A read by micro_rows they go to the set's
+    // narrow_rows kernel where it has one (AVX2: the edge of two row panels as one 12-row tile),
+    // else to micro_rows. With op(A) = Aᵀ in place (a tile's rows at one k step consecutive) they go
+    // to its narrow_strip kernel where it has one, several row panels at a time (AVX2: up to 4
+    // panels, 24 rows in 3 vectors, every lane busy): the epoch's W_1 −= lr·X_bᵀG_1 of an h = 100
+    // net (its last 4 columns), where on AMD Zen 2 the pairs of panels took 7% of that product,
+    // which strips of 24 rows make 1.03× faster (the dense h = 100 epoch new/old 0.991 on 1 thread,
+    // 0.960 on 2). Not with C transposed (the swap path's tile buffer holds 2·MR rows).
+    const bool strip = P.opA == Op::T && !plan.pack_a && !P.c_transposed && E.kernels.narrow_strip.fn != nullptr;
+    if (tuning().allow_narrow_kernel)
+        plan.narrow = plan.a_rows ? E.kernels.narrow_rows : strip ? E.kernels.narrow_strip : E.kernels.narrow;
 
     // Macro-kernel order.  BLIS's jr-outer order keeps one B~ micro-panel (KC·NR) in L1 while
     // the A~ micro-panels stream past it from the A~ block in L2.  When both operands are

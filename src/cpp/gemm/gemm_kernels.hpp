@@ -97,27 +97,29 @@ using PackAFn = void (*)(const T* A, std::int64_t lda, int rows, std::int64_t kc
 // `cols` FMAs per k step, not MR), with the same contract and the same bits as the micro-kernel.
 constexpr int kNarrowMaxCols = 8;
 
+// A kernel for tiles of <= kNarrowMaxCols columns (the driver chooses it per tile; the same
+// contract and bits as the micro-kernel), and how many row panels one call of it may take.
+template <typename T>
+struct NarrowKernel {
+    MicroKernelFn<T> fn = nullptr;   // nullptr: none (the micro-kernel takes the narrow tiles)
+    int group_cols = 0;              // tiles of at most this many columns may come several row
+    int group_panels = 1;            // panels at a time, up to this many (args.rows up to that·MR;
+                                     // 2: a pair, the second panel's A at args.a_next)
+};
+
 template <typename T>
 struct KernelSet {
     TileShape tile{0, 0};
     MicroKernelFn<T> micro = nullptr;  // nullptr: not compiled for this target (non-x86)
     DotKernelFn<T> dot = nullptr;      // optional
     PackAFn<T> pack_a_rows = nullptr;  // optional (the driver has a scalar fallback)
-    MicroKernelFn<T> narrow = nullptr; // optional: tiles of <= kNarrowMaxCols columns (the driver
-                                       // chooses it per tile; same contract and bits as micro)
-    int narrow_pair_cols = 0;          // narrow tiles of at most this many columns may come two
-                                       // row panels at a time (args.a_next; rows up to 2·MR)
+    NarrowKernel<T> narrow{};          // optional: with A packed, or op(A) = Aᵀ in place
     MicroKernelFn<T> micro_rows = nullptr;  // optional: micro's contract and bits with A row-major in
                                             // place (args.a_row_stride), so op(A) = A need not be packed
-    MicroKernelFn<T> narrow_rows = nullptr; // optional: narrow's contract and bits with A read as by
-                                            // micro_rows (null: micro_rows takes the narrow tiles too)
-    int narrow_rows_pair_cols = 0;          // narrow_rows tiles of at most this many columns may come
-                                            // two row panels at a time (rows up to 2·MR)
-    MicroKernelFn<T> narrow_strip = nullptr;  // optional: narrow's contract and bits with op(A) = Aᵀ
-                                              // in place (rows of a k step consecutive), several
-                                              // row panels at a time, C not transposed
-    int narrow_strip_cols = 0;              // narrow_strip tiles of at most this many columns ...
-    int narrow_strip_panels = 0;            // ... of up to this many row panels (rows up to that·MR)
+    NarrowKernel<T> narrow_rows{};     // optional: with A read as by micro_rows (none: micro_rows
+                                       // takes the narrow tiles too)
+    NarrowKernel<T> narrow_strip{};    // optional: with op(A) = Aᵀ in place (a tile's rows of one k
+                                       // step consecutive) and C not transposed; preferred to narrow
 };
 
 // Kernel sets, one getter per ISA file.  The avx2/avx512 getters return an empty set

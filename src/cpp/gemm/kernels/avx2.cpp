@@ -382,34 +382,18 @@ void narrow_kernel(const MicroKernelArgs<float>& args) {
     }
 }
 
-template <std::size_t... C>
-constexpr std::array<MicroKernelFn<float>, sizeof...(C)> make_narrow_table(std::index_sequence<C...>, std::integral_constant<int, 1>) {
-    return {{&narrow_kernel<static_cast<int>(C) + 1, 1>...}};
-}
-template <std::size_t... C>
-constexpr std::array<MicroKernelFn<float>, sizeof...(C)> make_narrow_table(std::index_sequence<C...>, std::integral_constant<int, 2>) {
-    return {{&narrow_kernel<static_cast<int>(C) + 1, 2>...}};
-}
-
-template <std::size_t... C>
-constexpr std::array<MicroKernelFn<float>, sizeof...(C)> make_strip_table(std::index_sequence<C...>, std::integral_constant<int, 1>) {
-    return {{&narrow_kernel<static_cast<int>(C) + 1, 1, true>...}};
-}
-template <std::size_t... C>
-constexpr std::array<MicroKernelFn<float>, sizeof...(C)> make_strip_table(std::index_sequence<C...>, std::integral_constant<int, 2>) {
-    return {{&narrow_kernel<static_cast<int>(C) + 1, 2, true>...}};
-}
-template <std::size_t... C>
-constexpr std::array<MicroKernelFn<float>, sizeof...(C)> make_strip_table(std::index_sequence<C...>, std::integral_constant<int, 3>) {
-    return {{&narrow_kernel<static_cast<int>(C) + 1, 3, true>...}};
+// narrow_kernel<cols, PANELS, STRIP> for cols = 1 … sizeof...(C).
+template <int PANELS, bool STRIP, std::size_t... C>
+constexpr std::array<MicroKernelFn<float>, sizeof...(C)> make_narrow_table(std::index_sequence<C...>) {
+    return {{&narrow_kernel<static_cast<int>(C) + 1, PANELS, STRIP>...}};
 }
 
 // Narrow tiles of up to kStripPanels row panels of an in-place k-major A (see STRIP above).
 void narrow_strip_entry(const MicroKernelArgs<float>& args) {
     constexpr int MR = kAvx2TileF32.MR;
-    static constexpr auto one = make_strip_table(std::make_index_sequence<kNarrowPairCols>{}, std::integral_constant<int, 1>{});
-    static constexpr auto two = make_strip_table(std::make_index_sequence<kNarrowPairCols>{}, std::integral_constant<int, 2>{});
-    static constexpr auto three = make_strip_table(std::make_index_sequence<kNarrowPairCols>{}, std::integral_constant<int, 3>{});
+    static constexpr auto one = make_narrow_table<1, true>(std::make_index_sequence<kNarrowPairCols>{});
+    static constexpr auto two = make_narrow_table<2, true>(std::make_index_sequence<kNarrowPairCols>{});
+    static constexpr auto three = make_narrow_table<3, true>(std::make_index_sequence<kNarrowPairCols>{});
     if (args.cols > kNarrowPairCols) return micro_kernel_entry<float, MR>(args);   // (never grouped)
     const int vectors = (args.rows + Simd<float>::kLanes - 1) / Simd<float>::kLanes;
     (vectors == 1 ? one : vectors == 2 ? two : three)[args.cols - 1](args);
@@ -417,8 +401,8 @@ void narrow_strip_entry(const MicroKernelArgs<float>& args) {
 
 void narrow_kernel_entry(const MicroKernelArgs<float>& args) {
     constexpr int MR = kAvx2TileF32.MR;
-    static constexpr auto single = make_narrow_table(std::make_index_sequence<kNarrowPairCols>{}, std::integral_constant<int, 1>{});
-    static constexpr auto paired = make_narrow_table(std::make_index_sequence<kNarrowPairCols>{}, std::integral_constant<int, 2>{});
+    static constexpr auto single = make_narrow_table<1, false>(std::make_index_sequence<kNarrowPairCols>{});
+    static constexpr auto paired = make_narrow_table<2, false>(std::make_index_sequence<kNarrowPairCols>{});
     if (args.cols > kNarrowPairCols) return micro_kernel_entry<float, MR>(args);   // (never paired)
     (args.rows > MR ? paired : single)[args.cols - 1](args);
 }
@@ -567,10 +551,10 @@ double fma_chains(std::int64_t iterations, double* sink) {
 
 KernelSet<float> avx2_kernels_f32() {
     return {kAvx2TileF32, &micro_kernel_entry<float, kAvx2TileF32.MR>, &dot_kernel<float>,
-            &pack_a_rows_f32, &narrow_kernel_entry, kNarrowPairCols,
+            &pack_a_rows_f32, {&narrow_kernel_entry, kNarrowPairCols, 2},
             &micro_kernel_entry<float, kAvx2TileF32.MR, true>,
-            &narrow_rows_entry<float, kAvx2TileF32.MR>, kNarrowMaxCols,
-            &narrow_strip_entry, kNarrowPairCols, kStripPanels};
+            {&narrow_rows_entry<float, kAvx2TileF32.MR>, kNarrowMaxCols, 2},
+            {&narrow_strip_entry, kNarrowPairCols, kStripPanels}};
 }
 KernelSet<double> avx2_kernels_f64() {
     return {kAvx2TileF64, &micro_kernel_entry<double, kAvx2TileF64.MR>, &dot_kernel<double>, nullptr};

@@ -482,7 +482,7 @@ double fma_chains(std::int64_t iterations, double* sink) {
 
 KernelSet<float> avx512_kernels_f32() {
     return {kAvx512TileF32, &micro_kernel_entry<float, kAvx512TileF32.MR>, &dot_kernel<float>,
-            &pack_a_rows_f32, &narrow_kernel_entry, 0, &micro_kernel_entry<float, kAvx512TileF32.MR, true>};
+            &pack_a_rows_f32, {&narrow_kernel_entry}, &micro_kernel_entry<float, kAvx512TileF32.MR, true>};
 }
 KernelSet<double> avx512_kernels_f64() {
     return {kAvx512TileF64, &micro_kernel_entry<double, kAvx512TileF64.MR>, &dot_kernel<double>,
