@@ -425,6 +425,51 @@ def test_blocked_rows_kernel_gives_the_same_bits_as_row_by_row(isa, dtype, sizes
             np.testing.assert_array_equal(P, Q, err_msg=str(key))
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("sizes", [[300, 400, 10], [120, 272, 9, 3]], ids=["300-400-10", "120-272-9-3"])
+def test_gather_passes_give_the_same_bits(isa, dtype, sizes, threads):
+    """The first layer's gradient gathers each row of ∇W_1 from the batch's rows of G_1 in passes of
+    a few vectors of columns (as many as the L1 data cache holds for the batch, by default): rows of
+    400 or 272 values take several passes on every ISA. Each column's sum is the same chain of terms
+    whatever the passes, so forced passes of 1 … 9 vectors and the default give the same bits -- on
+    2 threads on column panels too."""
+    from fastnn import _core
+    from conftest import saved_num_threads
+    rng = np.random.default_rng(sum(sizes) + threads)
+    n = 320
+    X = _sparse_data(rng, n, sizes[0], dtype)
+    y = rng.integers(0, sizes[-1], n)
+    W, b = _net(rng, sizes, dtype, with_biases=False)
+    order = rng.permutation(n)
+    saved, previous = saved_num_threads(), _core._gather_pass_tuning()
+    runs = {}
+    try:
+        fastnn.set_num_threads(threads)
+        with fastnn.use_backend("cpp"):
+            for vectors in (0, 1, 2, 3, 5, 7, 9):
+                _core._gather_pass_tuning(vectors)
+                for name, data in (("csr", SparseRows.from_dense(X)), ("dense", X)):
+                    runs[vectors, name] = _epochs(data, y, W, b, SGD(), order, lr=0.05, batch=100)
+    finally:
+        _core._gather_pass_tuning(previous)
+        fastnn.set_num_threads(saved)
+    losses, params = runs[0, "csr"]
+    assert not np.array_equal(params[0], W[0])
+    for key, (other_losses, other_params) in runs.items():
+        assert other_losses == losses, key
+        for P, Q in zip(other_params, params):
+            np.testing.assert_array_equal(P, Q, err_msg=str(key))
+
+
+def test_gather_pass_setting_is_checked():
+    from fastnn import _core
+    previous = _core._gather_pass_tuning()
+    for bad in (-1, 65):
+        with pytest.raises(ValueError, match=f"vectors must be 0 \\(automatic\\) or 1 ... 64, got {bad}"):
+            _core._gather_pass_tuning(bad)
+    assert _core._gather_pass_tuning() == previous == 0
+
+
 def test_sparse_tuning_setting_is_checked():
     from fastnn import _core
     previous = _core._sparse_tuning()

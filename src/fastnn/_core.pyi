@@ -11,6 +11,10 @@ def _epoch_threads(batch: typing.SupportsInt | typing.SupportsIndex, d1: typing.
     """
     Threads an epoch of batches of `batch` rows and a first hidden layer of d1 units would use now (get_num_threads(), capped where the batch's shares get too small).
     """
+def _gather_pass_tuning(vectors: typing.Any = None) -> int:
+    """
+    Internal: the zero-skipping ∇W_1 gather's vectors per pass (0 by the L1 data cache, n > 0 at most n); returns the previous setting.
+    """
 def _gemm_tuning(**kwargs) -> dict:
     ...
 def _panel_lists_tuning(lists: typing.Any = None) -> int:

@@ -487,6 +487,21 @@ PYBIND11_MODULE(_core, m) {
     }, py::arg("blocked") = py::none(),
        "Internal: the zero-skipping first layer's rows kernel (0 auto, 1 blocked, -1 row by row); returns the previous setting.");
 
+    m.def("_gather_pass_tuning", [](py::object vectors) {
+        // The ∇W_1 gather's passes (sparse_rows.hpp, gather_pass_setting): 0 by the L1 data cache,
+        // n > 0 at most n vectors of columns per pass.
+        const int previous = gather_pass_setting();
+        if (!vectors.is_none()) {
+            const int v = vectors.cast<int>();
+            if (v < 0 || v > 64)
+                throw py::value_error("_gather_pass_tuning: vectors must be 0 (automatic) or 1 ... 64, got " +
+                                      std::to_string(v));
+            gather_pass_setting() = v;
+        }
+        return previous;
+    }, py::arg("vectors") = py::none(),
+       "Internal: the zero-skipping ∇W_1 gather's vectors per pass (0 by the L1 data cache, n > 0 at most n); returns the previous setting.");
+
     m.def("_team_round_trip_ns", []() {
         py::gil_scoped_release release;
         return team_round_trip_ns();

@@ -260,23 +260,28 @@ void gather_chunk(const BlockLists<T>& lists, int64_t ncols, const T* D, int64_t
 }
 
 // Where a row of D takes more than one pass (more than kMaxVectors vectors), passes of at most
-// this many: each pass reads its columns of every row of D (the batch's G_1), and with AVX-512's
-// 64-byte vectors a pass of 9 over 100 rows reads 57.6 KB, more than an L1 holds; 5 read 32 KB.
-// Measured on the 2-vCPU Zen 4 (32 KB L1d), raw MNIST, epochs new/old (tools/ab_epochs.py, 15-21
-// rounds): 784-400-10 0.961-0.968 on 1 thread (25 vectors: 5 × 5 instead of 9 + 8 + 8; 7 + 6 + 6
-// + 6: 0.976) and 0.981-0.989 on 2 (panels of 12 and 13 vectors: 4 + 4 + 4 and 5 + 4 + 4 instead
-// of 6 + 6 and 7 + 6); 784-256-128-10 1.004 (4 × 4 instead of 8 + 8). A row that fits one pass
-// keeps it: 784-100-10's 7 vectors in passes of 4 + 3 took 1.032. (AVX2's passes of 8: 25.6 KB.)
-constexpr int kGatherSplitVectors = FASTNN_VECTOR_BYTES == 64 ? 5 : kMaxVectors;
+// `pass_vectors` vectors (clamped to [1, kMaxVectors]; the caller's choice, gather_pass_vectors in
+// sparse_rows.cpp): each pass reads its columns of every row of D (the batch's G_1), and the passes
+// ran fastest where those reads fit the L1 data cache. With AVX-512's 64-byte vectors and 100 rows
+// a pass of 9 reads 57.6 KB, 5 read 32 KB, 7 read 44.8 KB. Measured on the 2-vCPU Zen 4 (32 KB
+// L1d), raw MNIST, epochs new/old (tools/ab_epochs.py, 15-21 rounds): 784-400-10 0.961-0.968 on 1
+// thread (25 vectors: 5 × 5 instead of 9 + 8 + 8; 7 + 6 + 6 + 6: 0.976) and 0.981-0.989 on 2
+// (panels of 12 and 13 vectors: 4 + 4 + 4 and 5 + 4 + 4 instead of 6 + 6 and 7 + 6);
+// 784-256-128-10 1.004 (4 × 4 instead of 8 + 8). A row that fits one pass keeps it: 784-100-10's 7
+// vectors in passes of 4 + 3 took 1.032. kGatherMinPassVectors is the ISA's smallest pass (AVX2's
+// passes of 8: 25.6 KB), which a larger L1 may raise.
+constexpr int kGatherMinPassVectors = FASTNN_VECTOR_BYTES == 64 ? 5 : kMaxVectors;
 
 // G (ncols rows, stride ldg) = Σ over each list of a · D[r, 0:n] (n a multiple of the vector width).
 template <typename T>
-void gather_block(const BlockLists<T>& lists, int64_t ncols, const T* D, int64_t ldd, int64_t n, T* G, int64_t ldg) {
+void gather_block(const BlockLists<T>& lists, int64_t ncols, const T* D, int64_t ldd, int64_t n, T* G, int64_t ldg,
+                  int pass_vectors) {
     const int64_t vectors = n / kLanes<T>;   // (no tail vector: n is a whole number of them)
+    const int64_t most = vectors > kMaxVectors ? std::min<int64_t>(kMaxVectors, std::max(1, pass_vectors)) : kMaxVectors;
     for_each_column_block<T>(n, [&](auto nv, auto, int64_t j0) {
         constexpr int NV = decltype(nv)::value;
         if constexpr (NV > 0) gather_chunk<T, NV>(lists, ncols, D, ldd, j0, G, ldg);
-    }, vectors > kMaxVectors ? kGatherSplitVectors : kMaxVectors);
+    }, most);
 }
 
 // ---- Dense rows to CSR (dense_to_csr in sparse_rows.cpp, and per batch in training).

@@ -28,6 +28,21 @@ Kernels<T> kernels_for(Isa isa) {
         return for_isa(isa, generic_kernels_f64, avx2_kernels_f64, avx512_kernels_f64);
 }
 
+// The most vectors of D's columns per pass of gather_block, for D of `rows` rows (the batch): as many
+// as keep a pass's reads (rows × vectors × the vector's bytes) within the L1 data cache, between
+// the ISA's smallest pass and its accumulators (see gather_block). On a 32 KB L1 with AVX-512 and
+// 100 rows that is the smallest, 5 (Zen 4's measured best); on a 48 KB L1, 7. Intel Xeon family 6
+// model 207 (48 KB L1d), raw MNIST, batch 100, epochs with passes of 7 / of 5 (tools/ab_epochs.py,
+// 11 alternating rounds): 784-400-10 0.991 on 1 thread (25 vectors in 4 passes, not 5) and 0.970
+// on 2 (panels of 12 and 13 vectors in 2 passes each, not 3); 784-256-128-10 0.975 on 1 thread.
+template <typename T>
+int gather_pass_vectors(const Kernels<T>& k, int64_t rows) {
+    if (gather_pass_setting() > 0) return gather_pass_setting();
+    const int64_t pass_bytes_per_vector = std::max<int64_t>(1, rows) * k.lanes * static_cast<int64_t>(sizeof(T));
+    const int64_t fit = l1d_cache_bytes() / pass_bytes_per_vector;
+    return static_cast<int>(std::clamp<int64_t>(fit, k.gather_min_pass_vectors, k.max_vectors));
+}
+
 // Asks for row r of A (its column indices and values) to be brought into cache.
 template <typename T>
 void prefetch_row(const SparseRowsView<T>& A, int64_t r) {
@@ -146,6 +161,11 @@ void cursors_from(const SparseRowsView<T>& A, int64_t c0, int64_t* cursor) {
 }  // namespace
 
 int& sparse_blocked_setting() {
+    static int setting = 0;
+    return setting;
+}
+
+int& gather_pass_setting() {
     static int setting = 0;
     return setting;
 }
@@ -270,6 +290,7 @@ template <typename T>
 void sparse_transpose_times_dense(const SparseRowsView<T>& A, const T* D, int64_t ldd, int64_t n,
                                   const RowSink<T>& sink, TransposeScratch<T>& scratch, const RowPrefetch& ahead) {
     const Kernels<T> k = kernels_for<T>(active_isa());
+    const int pass_vectors = gather_pass_vectors(k, A.rows);   // (D has A's rows)
     if (n % k.lanes != 0) throw std::invalid_argument("sparse_transpose_times_dense: n must be a multiple of the vector width");
     const int64_t block = transpose_block_rows<T>(n);
     const int64_t blocks = (A.cols + block - 1) / block;   // no more threads than blocks
@@ -313,7 +334,7 @@ void sparse_transpose_times_dense(const SparseRowsView<T>& A, const T* D, int64_
         int64_t next_row = a0;
         for (int64_t kb0 = c0, i = 0; kb0 < c1; kb0 += block, ++i) {
             const int64_t kb1 = std::min(c1, kb0 + block);
-            k.gather_block(sorted.lists_at(i), kb1 - kb0, D, ldd, n, G, n);
+            k.gather_block(sorted.lists_at(i), kb1 - kb0, D, ldd, n, G, n, pass_vectors);
             sink.consume(sink.context, kb0, kb1 - kb0, G, n);
             for (const int64_t until = a0 + (a1 - a0) * (i + 1) / my_blocks; next_row < until; ++next_row)
                 ahead.fetch(ahead.context, next_row);
@@ -441,6 +462,7 @@ void sparse_transpose_times_panels(const SparseRowsView<T>& A, const T* D, int64
                                    int parts, const RowSink<T>* sinks, TransposeScratch<T>& scratch,
                                    const RowPrefetch& ahead, const PanelWork& also) {
     const Kernels<T> k = kernels_for<T>(active_isa());
+    const int pass_vectors = gather_pass_vectors(k, A.rows);   // (D has A's rows)
     const PanelLists<T> lists = panel_lists(A, panels, parts, scratch.list_sets, scratch);   // (sparse_times_panels')
     const int64_t block = lists.block, blocks = lists.blocks, widest = lists.widest;
     constexpr int64_t line = 64 / static_cast<int64_t>(sizeof(T));
@@ -459,7 +481,7 @@ void sparse_transpose_times_panels(const SparseRowsView<T>& A, const T* D, int64
             int64_t next_row = a0;
             for (int64_t b = 0; b < blocks; ++b) {
                 const int64_t kb0 = b * block, rows = std::min(A.cols, kb0 + block) - kb0;
-                k.gather_block(sorted.lists_at(b), rows, D + p.c0, ldd, p.ld, G, p.ld);
+                k.gather_block(sorted.lists_at(b), rows, D + p.c0, ldd, p.ld, G, p.ld, pass_vectors);
                 sinks[q].consume(sinks[q].context, kb0, rows, G, p.ld);
                 for (const int64_t until = a0 + (a1 - a0) * (b + 1) / blocks; next_row < until; ++next_row)
                     ahead.fetch(ahead.context, next_row);

@@ -163,6 +163,12 @@ void transpose_sparse_rows(const SparseRowsView<T>& A, std::vector<std::int64_t>
 // (tests force both; benchmarks compare them).
 int& sparse_blocked_setting();
 
+// The most vectors of columns per pass of the ∇W_1 gather (sparse_detail::Kernels::gather_block):
+// 0 (the default) as many as keep a pass's reads of the batch's rows within the L1 data cache
+// (l1d_cache_bytes()), at least the ISA's kGatherMinPassVectors and at most its kMaxVectors; n > 0
+// passes of at most n. Only the speed differs, never a result (tests force several).
+int& gather_pass_setting();
+
 // Whether every column index is in [0, cols) and non-decreasing within each row (indptr has
 // rows + 1 valid, non-decreasing offsets). One threaded pass; the caller looks for the culprit
 // only when this says no.
@@ -235,9 +241,12 @@ struct Kernels {
                                     std::int32_t* counts);
     // the number of nonzeros of one float row
     std::int64_t (*count_row_f32)(const float* x, std::int64_t cols);
-    // the gather of n columns of D from a block's lists: G (ncols rows) = Σ over each list of a · D[r, 0:n]
+    // the gather of n columns of D from a block's lists: G (ncols rows) = Σ over each list of a · D[r, 0:n],
+    // in passes of at most pass_vectors vectors where a row takes more than max_vectors
     void (*gather_block)(const BlockLists<T>& lists, std::int64_t ncols, const T* D, std::int64_t ldd, std::int64_t n,
-                         T* G, std::int64_t ldg);
+                         T* G, std::int64_t ldg, int pass_vectors);
+    int max_vectors;             // accumulators per pass (kMaxVectors)
+    int gather_min_pass_vectors; // the smallest pass the gather is given (kGatherMinPassVectors)
 };
 
 FASTNN_ISA_GETTERS(Kernels, kernels);   // one set per file of sparse/kernels/
