@@ -32,6 +32,38 @@ def test_mixed_precision_follows_numpy_promotion(backend):
     np.testing.assert_allclose(W2, ref2, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("sizes", [[784, 10], [37, 3], [50, 9, 4]], ids=["784-10", "37-3", "50-9-4"])
+def test_float32_rows_under_float64_weights_give_the_promoted_bits(isa, sizes, threads):
+    """float32 X beside float64 weights computes exactly as X.astype(float64) does -- NumPy's
+    promotion, bit for bit -- on every ISA and thread count: softmax regression (its fused epoch
+    widens each batch's rows, on 3 threads also the other threads' rows of its features) and a net
+    (batch 64 leaves a short last batch)."""
+    from fastnn import _core
+    rng = np.random.default_rng(sum(sizes) + threads)
+    n = 300
+    X = (rng.random((n, sizes[0])) * (rng.random((n, sizes[0])) < 0.7)).astype(np.float32)
+    y = rng.integers(0, sizes[-1], n)
+    W = [rng.standard_normal((a, b)) / np.sqrt(a) for a, b in zip(sizes, sizes[1:])]
+    saved = saved_num_threads()
+    try:
+        fastnn.set_num_threads(threads)
+        with fastnn.use_backend("cpp"):
+            mixed, promoted = [w.copy() for w in W], [w.copy() for w in W]
+            fastnn.mlp_epoch(X, y, mixed, lr=0.1, batch=64)
+            fastnn.mlp_epoch(X.astype(np.float64), y, promoted, lr=0.1, batch=64)
+            if len(sizes) == 2:
+                theta = W[0].copy()
+                fastnn.softmax_regression_epoch(X, y, theta, lr=0.1, batch=64)
+                np.testing.assert_array_equal(theta, promoted[0])
+    finally:
+        fastnn.set_num_threads(saved)
+    assert not np.array_equal(mixed[0], W[0])
+    for a, b in zip(mixed, promoted):
+        assert a.dtype == np.float64
+        np.testing.assert_array_equal(a, b)
+
+
 def test_float32_weights_with_float64_data_stay_float32(backend):
     X, y, (W1, W2) = _problem(np.float64)
     W1, W2 = W1.astype(np.float32), W2.astype(np.float32)

@@ -57,7 +57,17 @@ template class TransposedWeights<double>;
 
 namespace {
 
-// The epoch over X as T (TX = T), or as uint8 pixels times `scale` (TX = std::uint8_t). With
+// out[r][p] = T(rows[r][p]) for rows [0, B), features [p0, p1): float rows widened to double, exactly.
+template <typename T, typename TX>
+void widen_rows(const TX* rows, std::int64_t ldx, std::int64_t B, std::int64_t p0, std::int64_t p1, T* out,
+                std::int64_t ldo) {
+    for (std::int64_t r = 0; r < B; ++r)
+        for (std::int64_t p = p0; p < p1; ++p) out[r * ldo + p] = static_cast<T>(rows[r * ldx + p]);
+}
+
+// The epoch over X as T (TX = T), as float rows widened to T = double (TX = float), or as uint8
+// pixels times `scale` (TX = std::uint8_t). Float rows under double: each thread widens the rows its
+// forward reads into its own buffer, and the epoch runs on those as on double rows. With
 // pixels each thread widens the batch into its own buffer (a batch of rows as T): its rows of the
 // forward on the way through it, then its features of the other threads' rows, for its update.
 // The update then reads only lines its own core wrote (none that the other core holds modified).
@@ -69,6 +79,8 @@ template <typename T, typename TX>
 std::int64_t fused_epoch(const DataMatrix<TX>& X, float scale, const std::int64_t* y, T* theta, std::int64_t k,
                          T lr, std::int64_t batch, const StopRequested& stop_requested) {
     constexpr bool kPixels = std::is_same_v<TX, std::uint8_t>;
+    constexpr bool kWidenedFloats = !kPixels && !std::is_same_v<T, TX>;   // float rows, double Θ
+    static_assert(!kWidenedFloats || (std::is_same_v<T, double> && std::is_same_v<TX, float>), "");
     const Kernels<T> kern = kernels_for<T>(active_isa());
     const std::int64_t n = X.rows, d = X.cols;
     TransposedWeights<T> theta_t(theta, d, k);   // Θᵀ for the epoch; written back at the end
@@ -98,13 +110,14 @@ std::int64_t fused_epoch(const DataMatrix<TX>& X, float scale, const std::int64_
     const bool chained = !kPixels && team == 2;
     std::vector<ChainSlot> slots(chained ? static_cast<std::size_t>(kern.chain_units(d, k)) : 0);
     const std::int64_t widened_size = std::min(batch, n) * d;
-    std::vector<T> widened(kPixels && !widen_in_registers ? static_cast<std::size_t>(team * widened_size) : 0);
+    std::vector<T> widened((kPixels && !widen_in_registers) || kWidenedFloats ? static_cast<std::size_t>(team * widened_size)
+                                                                                : 0);
     std::int64_t start = 0;
     for (; start < n; start += batch) {
         if (stop_requested && stop_requested()) break;
         const std::int64_t B = std::min(batch, n - start);
         const TX* batch_rows = X.data + start * X.ld;
-        const std::int64_t ldx = kPixels ? d : X.ld;
+        const std::int64_t ldx = kPixels || kWidenedFloats ? d : X.ld;
         const std::int64_t next_rows = std::min(batch, n - start - B);
         const TX* next = next_rows > 0 ? batch_rows + B * X.ld : nullptr;
         // Thread t of `size` (the barrier below binds to the team, if any).
@@ -121,12 +134,14 @@ std::int64_t fused_epoch(const DataMatrix<TX>& X, float scale, const std::int64_
             const std::int64_t p1 = std::min(d, units * (t + 1) / size * kFeatureUnit);
             const std::int64_t n0 = next_rows * t / size, n1 = next_rows * (t + 1) / size;
             T* mine = widened.empty() ? nullptr : widened.data() + t * widened_size;   // this thread's rows as T
-            const T* Xb = kPixels ? mine : reinterpret_cast<const T*>(batch_rows);  // (TX = T then)
+            const T* Xb = kPixels || kWidenedFloats ? mine : reinterpret_cast<const T*>(batch_rows);  // (TX = T then)
             RangePrefetch ahead;
             if (n1 > n0)
                 ahead = RangePrefetch(next + n0 * X.ld, ((n1 - n0 - 1) * X.ld + d) * static_cast<std::int64_t>(sizeof(TX)),
                                       /*to_l1=*/!kPixels && wide && size == 1);
             if (r1 > r0) {   // Z = Xb Θ (with pixels: this thread's rows of Xb made on the way)
+                if constexpr (kWidenedFloats)   // this thread's rows as double, then as double rows
+                    widen_rows(batch_rows + r0 * X.ld, X.ld, r1 - r0, 0, d, mine + r0 * d, d);
                 if constexpr (kPixels)
                     kern.logits_pixels(batch_rows + r0 * X.ld, X.ld, scale, mine ? mine + r0 * d : nullptr, d, r1 - r0, d,
                                        theta_t.data(), dp, k, Z.data() + r0 * k, ahead, ahead.lines_left() / 2, wide);
@@ -147,6 +162,9 @@ std::int64_t fused_epoch(const DataMatrix<TX>& X, float scale, const std::int64_
                     kern.widen(batch_rows, X.ld, r0, p0, p1, scale, mine, d);
                     kern.widen(batch_rows + r1 * X.ld, X.ld, B - r1, p0, p1, scale, mine + r1 * d, d);
                 }
+            } else if constexpr (kWidenedFloats) {
+                widen_rows(batch_rows, X.ld, r0, p0, p1, mine, d);
+                widen_rows(batch_rows + r1 * X.ld, X.ld, B - r1, p0, p1, mine + r1 * d, d);
             }
 #if defined(_OPENMP)
 #pragma omp barrier
@@ -188,6 +206,12 @@ std::int64_t softmax_regression_epoch_fused(const DataMatrix<T>& X, const std::i
                                             std::int64_t k, T lr, std::int64_t batch,
                                             const StopRequested& stop_requested) {
     return fused_epoch<T, T>(X, 1.0f, y, theta, k, lr, batch, stop_requested);
+}
+
+std::int64_t softmax_regression_epoch_float_rows(const DataMatrix<float>& X, const std::int64_t* y, double* theta,
+                                                 std::int64_t k, double lr, std::int64_t batch,
+                                                 const StopRequested& stop_requested) {
+    return fused_epoch<double, float>(X, 1.0f, y, theta, k, lr, batch, stop_requested);
 }
 
 template <typename T>

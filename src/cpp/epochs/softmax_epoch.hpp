@@ -63,6 +63,13 @@ std::int64_t softmax_regression_epoch_pixels(const DataMatrix<std::uint8_t>& pix
                                              T* theta, std::int64_t k, T lr, std::int64_t batch,
                                              const StopRequested& stop_requested);
 
+// The same epoch with float32 X and a float64 Θ (hw0's float32 data beside float64 weights): each
+// batch's rows are widened to double into a scratch buffer that stays in cache, and the epoch runs
+// as on float64 X -- bitwise the epoch on X.astype(float64), as NumPy's promotion computes it.
+std::int64_t softmax_regression_epoch_float_rows(const DataMatrix<float>& X, const std::int64_t* y, double* theta,
+                                                 std::int64_t k, double lr, std::int64_t batch,
+                                                 const StopRequested& stop_requested);
+
 // The forward's register blocks for a Θᵀ of k rows with stride dp over d features: wide (up to
 // 10 classes at once: 2 rows with AVX-512, 1 row with 16 vector registers) where AVX-512 is
 // active and that many rows of Θᵀ and two rows of the batch take at most 7/8 of the L1 data

@@ -769,9 +769,11 @@ template <typename T, typename TX>
 std::int64_t mlp_epoch(const DataMatrix<TX>& X, const std::int64_t* y, const Network<T>& net, T lr,
                        std::int64_t batch, const StopRequested& stop_requested) {
     if (batch < 1) throw std::invalid_argument("batch: expected an integer >= 1");
-    if constexpr (std::is_same_v<T, TX>) {
-        if (net.layers() == 1)   // softmax regression: the fused, transposed path
+    if (net.layers() == 1) {   // softmax regression: the fused, transposed path
+        if constexpr (std::is_same_v<T, TX>)
             return softmax_regression_epoch_fused<T>(X, y, net.W[0], net.dims[1], lr, batch, stop_requested);
+        else if constexpr (std::is_same_v<T, double> && std::is_same_v<TX, float>)   // (X widened batch by batch)
+            return softmax_regression_epoch_float_rows(X, y, net.W[0], net.dims[1], lr, batch, stop_requested);
     }
     const BiasedNetwork<T> no_biases{net.W, std::vector<T*>(net.W.size(), nullptr), net.dims};
     const std::vector<T*> no_buffers(2 * net.W.size(), nullptr);
