@@ -234,8 +234,9 @@ def test_dense_first_layer_in_column_panels_does_not_change_results(cpp, threads
     """Dense X on several threads: W_1 (and its optimizer's buffers) is split into one column
     panel per thread, each thread running the first layer's products and W_1's update on its own
     panel (d_1 = 100 and 400 on 2 and 3 threads; 47 is too narrow for panels). Biases, every
-    optimizer, a last batch shorter than the rest, and an L2 term (which keeps W_1 whole): the
-    parameters, the optimizer's buffers and the loss must not move a bit with the thread count."""
+    optimizer, a last batch shorter than the rest, and an L2 term (whose ‖W_1‖² in the loss is then
+    summed over the panels, in the order of the whole matrix): the parameters, the optimizer's
+    buffers and the loss must not move a bit with the thread count."""
     rng = np.random.default_rng(d1)
     X = rng.standard_normal((437, 150)).astype(dtype)
     y = rng.integers(0, 10, 437)
@@ -255,6 +256,26 @@ def test_dense_first_layer_in_column_panels_does_not_change_results(cpp, threads
             assert losses == results[0][0]
             for a, c in zip(results[0][1] + results[0][2] + results[0][3], Wc + bc + buffers):
                 np.testing.assert_array_equal(a, c)
+
+
+@pytest.mark.parametrize("d1", [100, 400])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_l2_term_over_column_panels_gives_the_whole_matrix_bits(cpp, threads, d1, dtype):
+    """With an L2 term the loss holds (α/2)·‖W‖², W_1's part summed over the threads' column panels
+    in the order of the whole (padded) matrix. A large α makes that term most of the loss, so a sum
+    taken in any other order shows in the loss's bits."""
+    rng = np.random.default_rng(d1 + 1)
+    X = rng.standard_normal((300, 150)).astype(dtype)
+    y = rng.integers(0, 10, 300)
+    W = [(rng.standard_normal((150, d1)) / 3).astype(dtype), (rng.standard_normal((d1, 10)) / 10).astype(dtype)]
+    results = []
+    for n in (1, 2, 3):
+        threads(n)
+        Wc = [w.copy() for w in W]
+        results.append([fastnn.train_epoch(X, y, Wc, None, fastnn.Adam(), lr=1e-3, batch=100, alpha=50.0)
+                        for _ in range(2)])
+    assert results[0][0] > 10   # (the L2 term dominates)
+    assert results[1] == results[0] and results[2] == results[0]
 
 
 def test_panel_lists_setting_is_checked_and_the_team_probe_answers(cpp, threads):
