@@ -258,6 +258,32 @@ def test_dense_first_layer_in_column_panels_does_not_change_results(cpp, threads
                 np.testing.assert_array_equal(a, c)
 
 
+@pytest.mark.parametrize("weights", [np.float32, np.float64], ids=["float32", "float32-rows-float64-weights"])
+def test_shuffled_batches_gathered_on_several_threads_give_the_same_bits(cpp, threads, weights):
+    """A shuffled batch of dense rows (and float32 rows under float64 weights) is gathered into
+    scratch by the threads, a share of the rows each, when it holds at least 2^15 values (here
+    100 rows × 400): every row lands where one thread would put it, so 1, 2 and 3 threads agree."""
+    rng = np.random.default_rng(7)
+    n, d = 450, 400
+    X = rng.standard_normal((n, d)).astype(np.float32)
+    y = rng.integers(0, 10, n)
+    W = [(rng.standard_normal((d, 64)) / 20).astype(weights), (rng.standard_normal((64, 10)) / 8).astype(weights)]
+    b = [np.zeros(64, weights), np.zeros(10, weights)]
+    order = rng.permutation(n)
+    results = []
+    for t in (1, 2, 3):
+        threads(t)
+        Wc, bc = [w.copy() for w in W], [v.copy() for v in b]
+        losses = [fastnn.train_epoch(X, y, Wc, bc, fastnn.Adam(), lr=1e-3, batch=100, order=order, alpha=1e-4)
+                  for _ in range(2)]
+        results.append((losses, Wc + bc))
+    assert not np.array_equal(results[0][1][0], W[0])
+    for losses, params in results[1:]:
+        assert losses == results[0][0]
+        for a, c in zip(results[0][1], params):
+            np.testing.assert_array_equal(a, c)
+
+
 @pytest.mark.parametrize("d1", [100, 400])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_l2_term_over_column_panels_gives_the_whole_matrix_bits(cpp, threads, d1, dtype):

@@ -35,6 +35,9 @@ void for_chunks(std::int64_t n, std::int64_t chunk, bool parallel, F&& f) {
     (void)nthreads;
 }
 
+// Values of a batch below which one thread gathers or widens it (batch_rows).
+constexpr std::int64_t kGatherSplitMin = 1 << 15;
+
 // Rows of one batch as T: entries start … start + B − 1 of `order` (null: rows start … start+B−1).
 // When the rows can be read in place (no order, X already of type T) this returns a pointer
 // into X (ld = X's row stride); otherwise they are gathered and/or widened into `x`
@@ -48,12 +51,19 @@ const T* batch_rows(const DataMatrix<TX>& X, const std::int64_t* order, std::int
             return X.data + start * X.ld;
         }
     }
-    for (std::int64_t r = 0; r < B; ++r) {
-        const std::int64_t row = order ? order[start + r] : start + r;
-        const TX* src = X.data + row * X.ld;
-        T* dst = x.data() + r * X.cols;
-        for (std::int64_t c = 0; c < X.cols; ++c) dst[c] = static_cast<T>(src[c]);
-    }
+    // A share of the rows per thread where the batch is large enough: the copy is bound by memory
+    // (a shuffled batch's rows come from all over X), and the threads read the rows anyway.
+    // scikit-learn-style estimators (Adam, batch 200, shuffled), standardized MNIST, 2 threads, Intel
+    // Xeon family 6 model 207: epochs new/old 784-100-10 0.920, 784-400-10 0.959 (1 thread: 1.000).
+    const int threads = B * X.cols >= kGatherSplitMin ? get_num_threads() : 1;
+    for_chunks(B, (B + threads - 1) / threads, threads > 1, [&](std::int64_t, std::int64_t r0, std::int64_t r1) {
+        for (std::int64_t r = r0; r < r1; ++r) {
+            const std::int64_t row = order ? order[start + r] : start + r;
+            const TX* src = X.data + row * X.ld;
+            T* dst = x.data() + r * X.cols;
+            for (std::int64_t c = 0; c < X.cols; ++c) dst[c] = static_cast<T>(src[c]);
+        }
+    });
     ld = X.cols;
     return x.data();
 }
