@@ -57,14 +57,6 @@ template class TransposedWeights<double>;
 
 namespace {
 
-// out[r][p] = T(rows[r][p]) for rows [0, B), features [p0, p1): float rows widened to double, exactly.
-template <typename T, typename TX>
-void widen_rows(const TX* rows, std::int64_t ldx, std::int64_t B, std::int64_t p0, std::int64_t p1, T* out,
-                std::int64_t ldo) {
-    for (std::int64_t r = 0; r < B; ++r)
-        for (std::int64_t p = p0; p < p1; ++p) out[r * ldo + p] = static_cast<T>(rows[r * ldx + p]);
-}
-
 // The epoch over X as T (TX = T), as float rows widened to T = double (TX = float), or as uint8
 // pixels times `scale` (TX = std::uint8_t). Float rows under double: each thread widens the rows its
 // forward reads into its own buffer, and the epoch runs on those as on double rows. With
@@ -141,7 +133,7 @@ std::int64_t fused_epoch(const DataMatrix<TX>& X, float scale, const std::int64_
                                       /*to_l1=*/!kPixels && wide && size == 1);
             if (r1 > r0) {   // Z = Xb Θ (with pixels: this thread's rows of Xb made on the way)
                 if constexpr (kWidenedFloats)   // this thread's rows as double, then as double rows
-                    widen_rows(batch_rows + r0 * X.ld, X.ld, r1 - r0, 0, d, mine + r0 * d, d);
+                    kern.widen_floats(batch_rows + r0 * X.ld, X.ld, r1 - r0, 0, d, mine + r0 * d, d);
                 if constexpr (kPixels)
                     kern.logits_pixels(batch_rows + r0 * X.ld, X.ld, scale, mine ? mine + r0 * d : nullptr, d, r1 - r0, d,
                                        theta_t.data(), dp, k, Z.data() + r0 * k, ahead, ahead.lines_left() / 2, wide);
@@ -163,8 +155,8 @@ std::int64_t fused_epoch(const DataMatrix<TX>& X, float scale, const std::int64_
                     kern.widen(batch_rows + r1 * X.ld, X.ld, B - r1, p0, p1, scale, mine + r1 * d, d);
                 }
             } else if constexpr (kWidenedFloats) {
-                widen_rows(batch_rows, X.ld, r0, p0, p1, mine, d);
-                widen_rows(batch_rows + r1 * X.ld, X.ld, B - r1, p0, p1, mine + r1 * d, d);
+                kern.widen_floats(batch_rows, X.ld, r0, p0, p1, mine, d);
+                kern.widen_floats(batch_rows + r1 * X.ld, X.ld, B - r1, p0, p1, mine + r1 * d, d);
             }
 #if defined(_OPENMP)
 #pragma omp barrier

@@ -171,6 +171,9 @@ struct Kernels {
     // update from B rows of d uint8 pixels (row stride ldp), widened on the way as above
     void (*update_pixels)(const std::uint8_t* pixels, std::int64_t ldp, float scale, std::int64_t B, std::int64_t d,
                           const T* C, std::int64_t k, T* theta_t, std::int64_t dp, RangePrefetch& ahead);
+    // out[r][p] = T(x[r][p]), rows [0, B), features [p0, p1): float rows as T (float X, double Θ)
+    void (*widen_floats)(const float* x, std::int64_t ldx, std::int64_t B, std::int64_t p0, std::int64_t p1, T* out,
+                         std::int64_t ldo);
 };
 
 // Θᵀ (k × d) kept in scratch for an epoch: rows 64-byte aligned with stride dp; the caller's Θ

@@ -633,10 +633,21 @@ void widen_pixels(const std::uint8_t* pixels, int64_t ldp, int64_t B, int64_t p0
     }
 }
 
+// out[r][p] = T(x[r][p]) for rows [0, B) and features [p0, p1): float rows as T, exactly (float
+// X beside double weights), in this ISA's vectors.
+template <typename T>
+void widen_floats(const float* x, int64_t ldx, int64_t B, int64_t p0, int64_t p1, T* out, int64_t ldo) {
+    for (int64_t r = 0; r < B; ++r) {
+        const float* src = x + r * ldx;
+        T* dst = out + r * ldo;
+        for (int64_t p = p0; p < p1; ++p) dst[p] = static_cast<T>(src[p]);
+    }
+}
+
 template <typename T>
 Kernels<T> kernels() {
     return {&logits<T>,        &softmax_gradient<T>, &update<T>,       &chain_units<T>,
-            &logits_pixels<T>, &widen_pixels<T>,     &update_pixels<T>};
+            &logits_pixels<T>, &widen_pixels<T>,     &update_pixels<T>, &widen_floats<T>};
 }
 
 }  // namespace
