@@ -124,6 +124,43 @@ def test_skipping_agrees_with_dense_and_numpy_on_every_isa(isa, dtype, sizes, n,
         np.testing.assert_allclose(a, c, **TOL[dtype])
 
 
+@pytest.mark.parametrize("sizes,n", [([37, 20, 10], 230), ([784, 100, 10], 1100), ([17, 33, 7, 5], 2100)],
+                         ids=["37-20-10", "784-100-10-two-chunks", "17-33-7-5-three-chunks"])
+@pytest.mark.parametrize("weights", [np.float32, np.float64], ids=["float32", "float64-weights"])
+def test_evaluation_skips_zeros_and_agrees_with_dense_and_numpy(isa, sizes, n, weights):
+    """evaluate and mlp_logits (hw0's train_nn evaluates after every epoch) run a mostly-zero X's
+    first layer over its nonzeros when the policy says so, chunk by chunk of 1024 rows: the logits
+    and the loss equal the dense kernels' and NumPy's up to rounding, the errors exactly, and no
+    bit depends on the thread count. Also float32 rows under float64 weights."""
+    rng = np.random.default_rng(sum(sizes) + n)
+    X = _sparse_data(rng, n, sizes[0], np.float32)
+    y = rng.integers(0, sizes[-1], n)
+    W = _net(rng, sizes, weights)
+    tol = TOL[np.dtype(weights)] if weights == np.float64 else dict(rtol=1e-4, atol=1e-5)
+    assert cpp_backend._skips_zeros(X, len(W))
+    results = {}
+    saved = saved_num_threads()
+    try:
+        for name, backend, skip, threads in (("skip", "cpp", True, 1), ("skip2", "cpp", True, 2),
+                                             ("skip3", "cpp", True, 3), ("dense", "cpp", False, 1),
+                                             ("numpy", "numpy", False, 1)):
+            fastnn.set_skip_zeros(skip)
+            fastnn.set_num_threads(threads)
+            with fastnn.use_backend(backend):
+                results[name] = (fastnn.evaluate(X, y, W), fastnn.mlp_logits(X, W))
+    finally:
+        fastnn.set_num_threads(saved)
+    (loss, err), Z = results["skip"]
+    for name in ("skip2", "skip3"):
+        assert results[name][0] == (loss, err), name
+        np.testing.assert_array_equal(results[name][1], Z)
+    for name in ("dense", "numpy"):
+        (other_loss, other_err), other_Z = results[name]
+        assert other_err == err, name
+        np.testing.assert_allclose(loss, other_loss, **tol)
+        np.testing.assert_allclose(Z, other_Z, **tol)
+
+
 def test_float32_data_under_float64_parameters():
     """hw0 under NumPy 2: float32 X, float64 weights; the compaction widens the values."""
     rng = np.random.default_rng(2)

@@ -162,13 +162,15 @@ def mlp_logits(X, weights):
     dtype = np.result_type(X, *weights)
     weights = _read_only_weights(weights, dtype)
     Z = np.empty((X.shape[0], weights[-1].shape[1]), dtype=dtype)
-    _core.mlp_logits(_data(X, dtype), weights, Z)
+    _core.mlp_logits(_data(X, dtype), weights, Z, _skips_zeros(X, len(weights)))
     return Z
 
 
 def evaluate(X, y, weights):
+    """(mean loss, error rate); a mostly-zero X's first layer runs over its nonzeros, as its epochs do."""
     dtype = np.result_type(X, *weights)
-    loss_sum, errors = _core.evaluate(_data(X, dtype), _labels(y), _read_only_weights(weights, dtype))
+    loss_sum, errors = _core.evaluate(_data(X, dtype), _labels(y), _read_only_weights(weights, dtype),
+                                      _skips_zeros(X, len(weights)))
     return loss_sum / X.shape[0], errors / X.shape[0]
 
 

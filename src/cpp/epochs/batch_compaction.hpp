@@ -41,15 +41,18 @@ namespace fastnn {
 template <typename T, typename TX>
 class CompactedBatches {
 public:
-    CompactedBatches(const DataMatrix<TX>& X, const std::int64_t* order, std::int64_t n_order, std::int64_t max_rows)
-        : X_(X), order_(order), n_order_(n_order), max_rows_(max_rows) {}
+    // one_copy: a single copy however many threads compact it (a chunk of rows each), for a reader
+    // that does not split the batch's columns between the threads (evaluation: mlp.cpp).
+    CompactedBatches(const DataMatrix<TX>& X, const std::int64_t* order, std::int64_t n_order, std::int64_t max_rows,
+                     bool one_copy = false)
+        : X_(X), order_(order), n_order_(n_order), max_rows_(max_rows), one_copy_(one_copy) {}
 
     // Compacts the batch: copies() identical copies (valid until the next fetch), views()[c] the
     // one thread c compacted (and reads fastest). Everything is allocated before the threads
     // start (an allocation that fails raises, in no parallel region).
     void fetch(std::int64_t start, std::int64_t B) {
         const int threads = B * X_.cols >= kCompactSplitMin ? get_num_threads() : 1;
-        const int copies = copies_for(threads);
+        const int copies = one_copy_ ? 1 : copies_for(threads);
         auto row = [&](std::int64_t r) { return X_.data + (order_ ? order_[start + r] : start + r) * X_.ld; };
         if (copies_.size() < at(copies)) copies_.resize(at(copies));
         views_.resize(at(copies));
@@ -185,6 +188,7 @@ private:
     const DataMatrix<TX>& X_;
     const std::int64_t* order_;
     std::int64_t n_order_, max_rows_, next_start_ = 0;
+    bool one_copy_;
     std::vector<Copy> copies_;
     std::vector<SparseRowsView<T>> views_;
 };

@@ -42,14 +42,17 @@ template <typename T, typename TX>
 double mlp_loss_grad(const DataMatrix<TX>& X, const std::int64_t* y, const Network<T>& net,
                      const std::vector<T*>& grads);
 
-// Logits (X.rows × d_L, contiguous) for every row of X.
+// Logits (X.rows × d_L, contiguous) for every row of X. With skip_zeros (a net with a hidden layer),
+// the first layer runs over X's nonzeros only, each chunk of rows compacted to CSR as the
+// zero-skipping epoch's batches are: the same sums as that epoch's forward, equal to the dense
+// GEMMs' up to rounding.
 template <typename T, typename TX>
-void mlp_logits(const DataMatrix<TX>& X, const Network<T>& net, T* logits);
+void mlp_logits(const DataMatrix<TX>& X, const Network<T>& net, T* logits, bool skip_zeros = false);
 
 // Σ loss and the number of misclassified rows over the whole dataset, in row chunks
-// (the GEMMs of each chunk are threaded; sums are taken in chunk order).
+// (the GEMMs of each chunk are threaded; sums are taken in chunk order). skip_zeros as above.
 template <typename T, typename TX>
 std::pair<double, std::int64_t> evaluate(const DataMatrix<TX>& X, const std::int64_t* y,
-                                         const Network<T>& net);
+                                         const Network<T>& net, bool skip_zeros = false);
 
 }  // namespace fastnn

@@ -282,7 +282,7 @@ PYBIND11_MODULE(_core, m) {
     }, py::arg("X").noconvert(), py::arg("y").noconvert(), py::arg("weights"), py::arg("grads"),
        "Mean loss; writes ∂loss/∂W_i into grads[i].");
 
-    m.def("mlp_logits", [](const py::array& X, const py::list& weights, const py::array& out) {
+    m.def("mlp_logits", [](const py::array& X, const py::list& weights, const py::array& out, bool skip_zeros) {
         dispatch(first_dtype(weights), X.dtype(), [&](auto t, auto tx) {
             using T = typename decltype(t)::type;
             using TX = typename decltype(tx)::type;
@@ -290,11 +290,12 @@ PYBIND11_MODULE(_core, m) {
             const Network<T> net = network<T>(weights, x.cols, /*writeable=*/false);
             T* z = logits_out<T>(out, x.rows, net.dims.back());
             py::gil_scoped_release nogil;
-            mlp_logits<T, TX>(x, net, z);
+            mlp_logits<T, TX>(x, net, z, skip_zeros);
         });
-    }, py::arg("X").noconvert(), py::arg("weights"), py::arg("out").noconvert(), "out = the net's logits.");
+    }, py::arg("X").noconvert(), py::arg("weights"), py::arg("out").noconvert(), py::arg("skip_zeros") = false,
+       "out = the net's logits (skip_zeros: the first layer over X's nonzeros).");
 
-    m.def("evaluate", [](const py::array& X, const py::array& y, const py::list& weights) {
+    m.def("evaluate", [](const py::array& X, const py::array& y, const py::list& weights, bool skip_zeros) {
         return dispatch(first_dtype(weights), X.dtype(), [&](auto t, auto tx) {
             using T = typename decltype(t)::type;
             using TX = typename decltype(tx)::type;
@@ -302,10 +303,10 @@ PYBIND11_MODULE(_core, m) {
             const Network<T> net = network<T>(weights, x.cols, /*writeable=*/false);
             const int64_t* labels_ = labels(y, x.rows, net.dims.back(), "y");
             py::gil_scoped_release nogil;
-            return evaluate<T, TX>(x, labels_, net);
+            return evaluate<T, TX>(x, labels_, net, skip_zeros);
         });
-    }, py::arg("X").noconvert(), py::arg("y").noconvert(), py::arg("weights"),
-       "(Σ loss, number of errors) over the dataset.");
+    }, py::arg("X").noconvert(), py::arg("y").noconvert(), py::arg("weights"), py::arg("skip_zeros") = false,
+       "(Σ loss, number of errors) over the dataset (skip_zeros: the first layer over X's nonzeros).");
 
     // ---- Biased networks and optimizers (train_epoch.hpp, optimizers.hpp): the estimators' core.
     // X is dense (train_epoch) or CSR (train_epoch_csr); every other argument is the same.
