@@ -51,9 +51,9 @@ def dense_to_csr(X: numpy.ndarray, dtype: numpy.dtype[typing.Any], max_density: 
     """
 def detected_isa() -> str:
     ...
-def evaluate(X: numpy.ndarray, y: numpy.ndarray, weights: list) -> tuple[float, int]:
+def evaluate(X: numpy.ndarray, y: numpy.ndarray, weights: list, skip_zeros: bool = False) -> tuple[float, int]:
     """
-    (Σ loss, number of errors) over the dataset.
+    (Σ loss, number of errors) over the dataset (skip_zeros: the first layer over X's nonzeros).
     """
 def forked_after_threads() -> bool:
     ...
@@ -71,9 +71,9 @@ def mlp_epoch(X: numpy.ndarray, y: numpy.ndarray, weights: list, lr: typing.Supp
     """
     One SGD epoch over (X, y), updating each array of `weights` in place.
     """
-def mlp_logits(X: numpy.ndarray, weights: list, out: numpy.ndarray) -> None:
+def mlp_logits(X: numpy.ndarray, weights: list, out: numpy.ndarray, skip_zeros: bool = False) -> None:
     """
-    out = the net's logits.
+    out = the net's logits (skip_zeros: the first layer over X's nonzeros).
     """
 def mlp_loss_grad(X: numpy.ndarray, y: numpy.ndarray, weights: list, grads: list) -> float:
     """
