@@ -249,6 +249,36 @@ def _assert_close(got, expected, dtype, scale=1.0):
         np.testing.assert_allclose(P, Q, rtol=tol["rtol"] * scale, atol=tol["atol"] * scale)
 
 
+def _epochs_per_setting(tuning, settings, threads, X, y, W, b, optimizer, order, **kw):
+    """{(setting, "csr" | "dense"): _epochs(...)} on the cpp backend and `threads` threads, with the
+    internal `tuning` (a _core setter that returns the previous setting) at each of `settings` in
+    turn; the thread count and the setting are restored afterwards."""
+    from conftest import saved_num_threads
+    saved, previous = saved_num_threads(), tuning()
+    runs = {}
+    try:
+        fastnn.set_num_threads(threads)
+        with fastnn.use_backend("cpp"):
+            for setting in settings:
+                tuning(setting)
+                for name, data in (("csr", SparseRows.from_dense(X)), ("dense", X)):
+                    runs[setting, name] = _epochs(data, y, W, b, optimizer(), order, **kw)
+    finally:
+        tuning(previous)
+        fastnn.set_num_threads(saved)
+    return runs
+
+
+def _assert_runs_bitwise_equal(runs, reference, W):
+    """Every run trained (W_1 moved) and gave the reference run's losses and parameters, bit for bit."""
+    losses, params = runs[reference]
+    assert not np.array_equal(params[0], W[0])
+    for key, (other_losses, other_params) in runs.items():
+        assert other_losses == losses, key
+        for P, Q in zip(other_params, params):
+            np.testing.assert_array_equal(P, Q, err_msg=str(key))
+
+
 @pytest.mark.parametrize("sizes", SIZES, ids=["-".join(map(str, s)) for s in SIZES])
 @pytest.mark.parametrize("opt", list(OPTIMIZERS))
 @pytest.mark.parametrize("biases", [True, False], ids=["biases", "no-biases"])
@@ -398,31 +428,15 @@ def test_blocked_rows_kernel_gives_the_same_bits_as_row_by_row(isa, dtype, sizes
     in the output) adds the same terms in the same order as the row-by-row one: the epochs, on
     CSR input and on a dense X whose zeros are skipped, come out bit for bit the same either way."""
     from fastnn import _core
-    from conftest import saved_num_threads
     rng = np.random.default_rng(sum(sizes) + threads)
     n = 320
     X = _sparse_data(rng, n, sizes[0], dtype)
     y = rng.integers(0, sizes[-1], n)
     W, b = _net(rng, sizes, dtype)
     order = rng.permutation(n)
-    saved, previous = saved_num_threads(), _core._sparse_tuning()
-    runs = {}
-    try:
-        fastnn.set_num_threads(threads)
-        with fastnn.use_backend("cpp"):
-            for setting in (1, -1, 0):
-                _core._sparse_tuning(setting)
-                for name, data in (("csr", SparseRows.from_dense(X)), ("dense", X)):
-                    runs[setting, name] = _epochs(data, y, W, b, SGD(momentum=0.9), order, lr=0.05, batch=150)
-    finally:
-        _core._sparse_tuning(previous)
-        fastnn.set_num_threads(saved)
-    losses, params = runs[1, "csr"]
-    assert not np.array_equal(params[0], W[0])
-    for key, (other_losses, other_params) in runs.items():
-        assert other_losses == losses, key
-        for P, Q in zip(other_params, params):
-            np.testing.assert_array_equal(P, Q, err_msg=str(key))
+    runs = _epochs_per_setting(_core._sparse_tuning, (1, -1, 0), threads, X, y, W, b,
+                               lambda: SGD(momentum=0.9), order, lr=0.05, batch=150)
+    _assert_runs_bitwise_equal(runs, (1, "csr"), W)
 
 
 @pytest.mark.parametrize("threads", [1, 2])
@@ -434,31 +448,15 @@ def test_gather_passes_give_the_same_bits(isa, dtype, sizes, threads):
     whatever the passes, so forced passes of 1 … 9 vectors and the default give the same bits -- on
     2 threads on column panels too."""
     from fastnn import _core
-    from conftest import saved_num_threads
     rng = np.random.default_rng(sum(sizes) + threads)
     n = 320
     X = _sparse_data(rng, n, sizes[0], dtype)
     y = rng.integers(0, sizes[-1], n)
     W, b = _net(rng, sizes, dtype, with_biases=False)
     order = rng.permutation(n)
-    saved, previous = saved_num_threads(), _core._gather_pass_tuning()
-    runs = {}
-    try:
-        fastnn.set_num_threads(threads)
-        with fastnn.use_backend("cpp"):
-            for vectors in (0, 1, 2, 3, 5, 7, 9):
-                _core._gather_pass_tuning(vectors)
-                for name, data in (("csr", SparseRows.from_dense(X)), ("dense", X)):
-                    runs[vectors, name] = _epochs(data, y, W, b, SGD(), order, lr=0.05, batch=100)
-    finally:
-        _core._gather_pass_tuning(previous)
-        fastnn.set_num_threads(saved)
-    losses, params = runs[0, "csr"]
-    assert not np.array_equal(params[0], W[0])
-    for key, (other_losses, other_params) in runs.items():
-        assert other_losses == losses, key
-        for P, Q in zip(other_params, params):
-            np.testing.assert_array_equal(P, Q, err_msg=str(key))
+    runs = _epochs_per_setting(_core._gather_pass_tuning, (0, 1, 2, 3, 5, 7, 9), threads, X, y, W, b, SGD, order,
+                               lr=0.05, batch=100)
+    _assert_runs_bitwise_equal(runs, (0, "csr"), W)
 
 
 def test_gather_pass_setting_is_checked():
