@@ -161,6 +161,36 @@ def test_evaluation_skips_zeros_and_agrees_with_dense_and_numpy(isa, sizes, n, w
         np.testing.assert_allclose(Z, other_Z, **tol)
 
 
+@pytest.mark.parametrize("weights", [np.float32, np.float64], ids=["float32", "float64-weights"])
+def test_biased_logits_skip_zeros_and_agree_with_dense_and_numpy(isa, weights):
+    """The estimators' predictions (biased_logits) take a mostly-zero X's first layer over its
+    nonzeros too, the bias as each row's starting value: equal to the dense kernels' and NumPy's
+    up to rounding, and the same bits on 1, 2 and 3 threads (three chunks of 1024 rows)."""
+    rng = np.random.default_rng(11)
+    sizes, n = [120, 48, 7, 3], 2100
+    X = _sparse_data(rng, n, sizes[0], np.float32)
+    W = _net(rng, sizes, weights)
+    b = [(0.1 * rng.standard_normal(d)).astype(weights) for d in sizes[1:]]
+    b[1] = None
+    tol = TOL[np.dtype(weights)] if weights == np.float64 else dict(rtol=1e-4, atol=1e-5)
+    results = {}
+    saved = saved_num_threads()
+    try:
+        for name, backend, skip, threads in (("skip", "cpp", True, 1), ("skip2", "cpp", True, 2),
+                                             ("skip3", "cpp", True, 3), ("dense", "cpp", False, 1),
+                                             ("numpy", "numpy", False, 1)):
+            fastnn.set_skip_zeros(skip)
+            fastnn.set_num_threads(threads)
+            with fastnn.use_backend(backend):
+                results[name] = fastnn.biased_logits(X, W, b)
+    finally:
+        fastnn.set_num_threads(saved)
+    np.testing.assert_array_equal(results["skip2"], results["skip"])
+    np.testing.assert_array_equal(results["skip3"], results["skip"])
+    np.testing.assert_allclose(results["skip"], results["dense"], **tol)
+    np.testing.assert_allclose(results["skip"], results["numpy"], **tol)
+
+
 def test_float32_data_under_float64_parameters():
     """hw0 under NumPy 2: float32 X, float64 weights; the compaction widens the values."""
     rng = np.random.default_rng(2)

@@ -35,9 +35,9 @@ def _team_round_trip_ns() -> float:
     """
 def active_isa() -> str:
     ...
-def biased_logits(X: numpy.ndarray, weights: list, biases: typing.Any, out: numpy.ndarray) -> None:
+def biased_logits(X: numpy.ndarray, weights: list, biases: typing.Any, out: numpy.ndarray, skip_zeros: bool = False) -> None:
     """
-    out = the logits of the net with biases.
+    out = the logits of the net with biases (skip_zeros: the first layer over X's nonzeros).
     """
 def build_info() -> dict:
     """

@@ -181,7 +181,7 @@ def biased_logits(X, weights, biases):
     weights = _read_only_weights(weights, dtype)
     biases = [None if b is None else np.ascontiguousarray(b, dtype=dtype) for b in biases]
     Z = np.empty((X.shape[0], weights[-1].shape[1]), dtype=dtype)
-    _core.biased_logits(_data(X, dtype), weights, biases, Z)
+    _core.biased_logits(_data(X, dtype), weights, biases, Z, _skips_zeros(X, len(weights)))
     return Z
 
 

@@ -824,13 +824,23 @@ std::int64_t train_epoch_sparse(const SparseRowsView<T>& X, const Targets<T>& y,
 }
 
 template <typename T, typename TX>
-void biased_logits(const DataMatrix<TX>& X, const BiasedNetwork<T>& net, T* logits) {
+void biased_logits(const DataMatrix<TX>& X, const BiasedNetwork<T>& net, T* logits, bool skip_zeros) {
     constexpr int64_t kChunk = 1024;
-    const int64_t k = net.dims[net.layers()];
-    BiasedScratch<T> s(net, std::min(kChunk, X.rows), net.dims, /*train=*/false);
-    std::vector<T> x(std::is_same_v<T, TX> ? 0 : sz(std::min(kChunk, X.rows) * X.cols));
+    const int64_t k = net.dims[net.layers()], d1 = net.dims[1];
+    const int64_t max_rows = std::max<int64_t>(1, std::min(kChunk, X.rows));
+    const bool sparse = skip_zeros && net.layers() > 1;   // the first layer over X's nonzeros (as mlp.cpp's)
+    BiasedScratch<T> s(net, max_rows, net.dims, /*train=*/false);
+    std::vector<T> x(std::is_same_v<T, TX> || sparse ? 0 : sz(max_rows * X.cols));
+    std::unique_ptr<CompactedBatches<T, TX>> batches;
+    if (sparse) batches = std::make_unique<CompactedBatches<T, TX>>(X, nullptr, X.rows, max_rows, /*one_copy=*/true);
     for (int64_t start = 0; start < X.rows; start += kChunk) {
         const int64_t rows = std::min(kChunk, X.rows - start);
+        if (sparse) {   // H_1 = ReLU(X_c W_1 + b_1) from the nonzeros, then layers 2 … L
+            batches->fetch(start, rows);
+            sparse_times_dense<T>(batches->views()[0], net.W[0], d1, d1, net.b[0], s.H[1].data(), d1, /*relu=*/true);
+            forward_pass::forward(s.H[1].data(), d1, rows, net.W, &net.b, net.dims, s.H, logits + start * k, /*first=*/2);
+            continue;
+        }
         int64_t ldx;
         const T* Xb = forward_pass::batch_rows(X, nullptr, start, rows, x, ldx);
         forward_pass::forward(Xb, ldx, rows, net.W, &net.b, net.dims, s.H, logits + start * k);
@@ -845,7 +855,7 @@ void biased_logits(const DataMatrix<TX>& X, const BiasedNetwork<T>& net, T* logi
                                              double, double*, const StopRequested&, bool);         \
     template std::int64_t mlp_epoch<T, TX>(const DataMatrix<TX>&, const std::int64_t*,           \
                                            const Network<T>&, T, std::int64_t, const StopRequested&); \
-    template void biased_logits<T, TX>(const DataMatrix<TX>&, const BiasedNetwork<T>&, T*);
+    template void biased_logits<T, TX>(const DataMatrix<TX>&, const BiasedNetwork<T>&, T*, bool);
 
 FASTNN_INSTANTIATE(float, float)
 FASTNN_INSTANTIATE(double, double)

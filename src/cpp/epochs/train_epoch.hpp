@@ -92,8 +92,9 @@ int epoch_threads(std::int64_t B, std::int64_t d1);
 int& panel_lists_setting();
 constexpr double kListsPerPanelRoundTripNs = 200;
 
-// Logits (X.rows × d_L, contiguous) of the biased net for every row of X.
+// Logits (X.rows × d_L, contiguous) of the biased net for every row of X; with skip_zeros (a net
+// with a hidden layer) the first layer over X's nonzeros, chunk by chunk, as mlp_logits does.
 template <typename T, typename TX>
-void biased_logits(const DataMatrix<TX>& X, const BiasedNetwork<T>& net, T* logits);
+void biased_logits(const DataMatrix<TX>& X, const BiasedNetwork<T>& net, T* logits, bool skip_zeros = false);
 
 }  // namespace fastnn

@@ -391,7 +391,7 @@ PYBIND11_MODULE(_core, m) {
        "(data, indices, indptr) of X's nonzeros as dtype, or None when more than max_density of X is nonzero.");
 
     m.def("biased_logits", [](const py::array& X, const py::list& weights, const py::object& biases,
-                              const py::array& out) {
+                              const py::array& out, bool skip_zeros) {
         dispatch(first_dtype(weights), X.dtype(), [&](auto t, auto tx) {
             using T = typename decltype(t)::type;
             using TX = typename decltype(tx)::type;
@@ -399,10 +399,11 @@ PYBIND11_MODULE(_core, m) {
             const BiasedNetwork<T> net = biased_network<T>(weights, biases, x.cols, /*writeable=*/false);
             T* z = logits_out<T>(out, x.rows, net.dims.back());
             py::gil_scoped_release nogil;
-            biased_logits<T, TX>(x, net, z);
+            biased_logits<T, TX>(x, net, z, skip_zeros);
         });
     }, py::arg("X").noconvert(), py::arg("weights"), py::arg("biases"), py::arg("out").noconvert(),
-       "out = the logits of the net with biases.");
+       py::arg("skip_zeros") = false,
+       "out = the logits of the net with biases (skip_zeros: the first layer over X's nonzeros).");
     // ---- end of biased networks and optimizers.
 
     // Strategy switches of the GEMM driver (gemm_kernels.hpp: Tuning), for tests that force
