@@ -124,6 +124,24 @@ def test_skipping_agrees_with_dense_and_numpy_on_every_isa(isa, dtype, sizes, n,
         np.testing.assert_allclose(a, c, **TOL[dtype])
 
 
+def _per_path_and_threads(run):
+    """{name: run()} with zero skipping on 1, 2 and 3 threads ("skip", "skip2", "skip3"), the cpp
+    dense kernels ("dense") and the NumPy backend ("numpy"); the thread count is restored after."""
+    results = {}
+    saved = saved_num_threads()
+    try:
+        for name, backend, skip, threads in (("skip", "cpp", True, 1), ("skip2", "cpp", True, 2),
+                                             ("skip3", "cpp", True, 3), ("dense", "cpp", False, 1),
+                                             ("numpy", "numpy", False, 1)):
+            fastnn.set_skip_zeros(skip)
+            fastnn.set_num_threads(threads)
+            with fastnn.use_backend(backend):
+                results[name] = run()
+    finally:
+        fastnn.set_num_threads(saved)
+    return results
+
+
 @pytest.mark.parametrize("sizes,n", [([37, 20, 10], 230), ([784, 100, 10], 1100), ([17, 33, 7, 5], 2100)],
                          ids=["37-20-10", "784-100-10-two-chunks", "17-33-7-5-three-chunks"])
 @pytest.mark.parametrize("weights", [np.float32, np.float64], ids=["float32", "float64-weights"])
@@ -138,18 +156,7 @@ def test_evaluation_skips_zeros_and_agrees_with_dense_and_numpy(isa, sizes, n, w
     W = _net(rng, sizes, weights)
     tol = TOL[np.dtype(weights)] if weights == np.float64 else dict(rtol=1e-4, atol=1e-5)
     assert cpp_backend._skips_zeros(X, len(W))
-    results = {}
-    saved = saved_num_threads()
-    try:
-        for name, backend, skip, threads in (("skip", "cpp", True, 1), ("skip2", "cpp", True, 2),
-                                             ("skip3", "cpp", True, 3), ("dense", "cpp", False, 1),
-                                             ("numpy", "numpy", False, 1)):
-            fastnn.set_skip_zeros(skip)
-            fastnn.set_num_threads(threads)
-            with fastnn.use_backend(backend):
-                results[name] = (fastnn.evaluate(X, y, W), fastnn.mlp_logits(X, W))
-    finally:
-        fastnn.set_num_threads(saved)
+    results = _per_path_and_threads(lambda: (fastnn.evaluate(X, y, W), fastnn.mlp_logits(X, W)))
     (loss, err), Z = results["skip"]
     for name in ("skip2", "skip3"):
         assert results[name][0] == (loss, err), name
@@ -173,18 +180,7 @@ def test_biased_logits_skip_zeros_and_agree_with_dense_and_numpy(isa, weights):
     b = [(0.1 * rng.standard_normal(d)).astype(weights) for d in sizes[1:]]
     b[1] = None
     tol = TOL[np.dtype(weights)] if weights == np.float64 else dict(rtol=1e-4, atol=1e-5)
-    results = {}
-    saved = saved_num_threads()
-    try:
-        for name, backend, skip, threads in (("skip", "cpp", True, 1), ("skip2", "cpp", True, 2),
-                                             ("skip3", "cpp", True, 3), ("dense", "cpp", False, 1),
-                                             ("numpy", "numpy", False, 1)):
-            fastnn.set_skip_zeros(skip)
-            fastnn.set_num_threads(threads)
-            with fastnn.use_backend(backend):
-                results[name] = fastnn.biased_logits(X, W, b)
-    finally:
-        fastnn.set_num_threads(saved)
+    results = _per_path_and_threads(lambda: fastnn.biased_logits(X, W, b))
     np.testing.assert_array_equal(results["skip2"], results["skip"])
     np.testing.assert_array_equal(results["skip3"], results["skip"])
     np.testing.assert_allclose(results["skip"], results["dense"], **tol)
