@@ -193,4 +193,18 @@ private:
     std::vector<SparseRowsView<T>> views_;
 };
 
+// The forward pass of rows start … start + rows − 1 of the batches' X with the first layer over
+// their nonzeros: the rows compacted (fetch), H_1 = ReLU(X_c W_1 + b_1) by sparse_times_dense (the
+// bias, if any, as each row's starting value), then layers 2 … L into `logits` (b: null, or null
+// entries, for none). The evaluations' zero-skipping chunks (mlp.cpp; biased_logits).
+template <typename T, typename TX, typename Buffers>
+void forward_over_nonzeros(CompactedBatches<T, TX>& batches, std::int64_t start, std::int64_t rows,
+                           const std::vector<T*>& W, const std::vector<T*>* b, const std::vector<std::int64_t>& d,
+                           Buffers& H, T* logits) {
+    batches.fetch(start, rows);
+    sparse_times_dense<T>(batches.views()[0], W[0], d[1], d[1], b ? (*b)[0] : nullptr, H[1].data(), d[1],
+                          /*relu=*/true);
+    forward_pass::forward<T>(H[1].data(), d[1], rows, W, b, d, H, logits, /*first=*/2);
+}
+
 }  // namespace fastnn

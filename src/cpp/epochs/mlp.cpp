@@ -10,7 +10,6 @@
 #include "epochs/forward_pass.hpp"
 #include "gemm/gemm.hpp"
 #include "epochs/softmax_cross_entropy.hpp"
-#include "sparse/sparse_rows.hpp"
 
 namespace fastnn {
 namespace {
@@ -76,29 +75,28 @@ double forward_loss_grad(const T* Xb, std::int64_t ldx, std::int64_t B, const st
     return softmax_cross_entropy_rows(Z, k, yb, B, k, T(1) / static_cast<T>(B), Z, k);
 }
 
-// Runs body(chunk_index, start, rows, logits) over row chunks of X in order, after the chunk's
-// forward pass has written its logits (rows × d_L) to `logits(start)`. Each chunk's products are
-// large enough to be threaded inside. With skip_zeros (and a hidden layer) the chunk's rows are
-// compacted to CSR and the first layer runs over their nonzeros (sparse_times_dense); hw0's
-// train_nn evaluates the whole training set after every epoch, and on MNIST (81% zeros) the dense
-// first layer made that evaluation cost more than the epoch itself.
+// Runs the forward pass over row chunks of X in order, each chunk's logits (rows × d_L) into
+// out + start·d_L (out null: a scratch chunk), then body(chunk_index, start, rows, logits). Each
+// chunk's products are large enough to be threaded inside. With skip_zeros (and a hidden layer) the
+// chunk's rows are compacted to CSR and the first layer runs over their nonzeros
+// (forward_over_nonzeros); hw0's train_nn evaluates the whole training set after every epoch, and
+// on MNIST (81% zeros) the dense first layer made that evaluation cost more than the epoch itself.
 constexpr std::int64_t kEvalChunk = 1024;
 
-template <typename T, typename TX, typename Logits, typename Body>
-void for_each_chunk(const DataMatrix<TX>& X, const Network<T>& net, bool skip_zeros, Logits&& logits, Body&& body) {
+template <typename T, typename TX, typename Body>
+void for_each_chunk(const DataMatrix<TX>& X, const Network<T>& net, bool skip_zeros, T* out, Body&& body) {
+    const std::int64_t L = net.layers(), k = net.dims[L];
     const std::int64_t max_rows = std::max<std::int64_t>(1, std::min(kEvalChunk, X.rows));
-    const bool sparse = skip_zeros && net.layers() > 1;
+    const bool sparse = skip_zeros && L > 1;
     Scratch<T> s(net, max_rows, !sparse && !std::is_same_v<T, TX>);
     std::unique_ptr<CompactedBatches<T, TX>> batches;
     if (sparse) batches = std::make_unique<CompactedBatches<T, TX>>(X, nullptr, X.rows, max_rows, /*one_copy=*/true);
-    const std::int64_t d1 = net.dims[1];
     for (std::int64_t c = 0, start = 0; start < X.rows; ++c, start += kEvalChunk) {
         const std::int64_t rows = std::min(kEvalChunk, X.rows - start);
-        T* Z = logits(start);
-        if (sparse) {   // H_1 = ReLU(X_c W_1) from the nonzeros, then layers 2 … L
-            batches->fetch(start, rows);
-            sparse_times_dense<T>(batches->views()[0], net.W[0], d1, d1, nullptr, s.H[1].data(), d1, /*relu=*/true);
-            forward_pass::forward<T>(s.H[1].data(), d1, rows, net.W, nullptr, net.dims, s.H, Z, /*first=*/2);
+        T* Z = out ? out + start * k : s.G[L].data();
+        if (sparse) {
+            forward_over_nonzeros(*batches, start, rows, net.W, static_cast<const std::vector<T*>*>(nullptr), net.dims,
+                                  s.H, Z);   // (no biases)
         } else {
             std::int64_t ldx;
             const T* Xb = batch_rows(X, start, rows, s, ldx);
@@ -123,9 +121,7 @@ double mlp_loss_grad(const DataMatrix<TX>& X, const std::int64_t* y, const Netwo
 
 template <typename T, typename TX>
 void mlp_logits(const DataMatrix<TX>& X, const Network<T>& net, T* logits, bool skip_zeros) {
-    const std::int64_t k = net.dims[net.layers()];
-    for_each_chunk(X, net, skip_zeros, [&](std::int64_t start) { return logits + start * k; },
-                   [](std::int64_t, std::int64_t, std::int64_t, T*) {});
+    for_each_chunk(X, net, skip_zeros, logits, [](std::int64_t, std::int64_t, std::int64_t, T*) {});
 }
 
 template <typename T, typename TX>
@@ -135,8 +131,7 @@ std::pair<double, std::int64_t> evaluate(const DataMatrix<TX>& X, const std::int
     const std::int64_t n_chunks = (X.rows + kEvalChunk - 1) / kEvalChunk;
     std::vector<double> loss(static_cast<std::size_t>(n_chunks));
     std::vector<std::int64_t> errors(static_cast<std::size_t>(n_chunks));
-    std::vector<T> chunk_logits(static_cast<std::size_t>(std::min(kEvalChunk, X.rows) * k));
-    for_each_chunk(X, net, skip_zeros, [&](std::int64_t) { return chunk_logits.data(); },
+    for_each_chunk(X, net, skip_zeros, static_cast<T*>(nullptr),
                    [&](std::int64_t c, std::int64_t start, std::int64_t rows, T* Z) {
         std::tie(loss[c], errors[c]) = softmax_loss_errors(Z, k, y + start, rows, k);
     });

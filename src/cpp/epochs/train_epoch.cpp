@@ -826,7 +826,7 @@ std::int64_t train_epoch_sparse(const SparseRowsView<T>& X, const Targets<T>& y,
 template <typename T, typename TX>
 void biased_logits(const DataMatrix<TX>& X, const BiasedNetwork<T>& net, T* logits, bool skip_zeros) {
     constexpr int64_t kChunk = 1024;
-    const int64_t k = net.dims[net.layers()], d1 = net.dims[1];
+    const int64_t k = net.dims[net.layers()];
     const int64_t max_rows = std::max<int64_t>(1, std::min(kChunk, X.rows));
     const bool sparse = skip_zeros && net.layers() > 1;   // the first layer over X's nonzeros (as mlp.cpp's)
     BiasedScratch<T> s(net, max_rows, net.dims, /*train=*/false);
@@ -835,10 +835,8 @@ void biased_logits(const DataMatrix<TX>& X, const BiasedNetwork<T>& net, T* logi
     if (sparse) batches = std::make_unique<CompactedBatches<T, TX>>(X, nullptr, X.rows, max_rows, /*one_copy=*/true);
     for (int64_t start = 0; start < X.rows; start += kChunk) {
         const int64_t rows = std::min(kChunk, X.rows - start);
-        if (sparse) {   // H_1 = ReLU(X_c W_1 + b_1) from the nonzeros, then layers 2 … L
-            batches->fetch(start, rows);
-            sparse_times_dense<T>(batches->views()[0], net.W[0], d1, d1, net.b[0], s.H[1].data(), d1, /*relu=*/true);
-            forward_pass::forward(s.H[1].data(), d1, rows, net.W, &net.b, net.dims, s.H, logits + start * k, /*first=*/2);
+        if (sparse) {
+            forward_over_nonzeros(*batches, start, rows, net.W, &net.b, net.dims, s.H, logits + start * k);
             continue;
         }
         int64_t ldx;
