@@ -19,7 +19,8 @@ from .gradcheck import GradcheckError, gradcheck
 from .mnist import parse_mnist
 from .model_io import load_model, save_model
 from .optimizers import SGD, Adam
-from .runtime import build_info, get_num_threads, get_skip_zeros, set_num_threads, set_skip_zeros
+from .runtime import (build_info, get_flush_subnormals, get_num_threads, get_skip_zeros, set_flush_subnormals,
+                      set_num_threads, set_skip_zeros)
 from .pixels import Pixels
 from .sparse import SparseRows
 from .training import train_mlp, train_nn, train_softmax
@@ -40,6 +41,7 @@ __all__ = [
     "predict", "evaluate", "train_mlp", "gradcheck", "GradcheckError",
     "set_backend", "get_backend", "available_backends", "use_backend",
     "build_info", "set_num_threads", "get_num_threads", "set_skip_zeros", "get_skip_zeros",
+    "set_flush_subnormals", "get_flush_subnormals",
     "load_mnist", "load_fashion_mnist", "save_model", "load_model", "fit", "History",
     "train_epoch", "biased_logits", "SGD", "Adam", "SparseRows", "Pixels",   # MLPClassifier, MLPRegressor, SoftmaxRegression: lazy, below
 ]

@@ -90,3 +90,24 @@ def set_skip_zeros(enabled: bool) -> None:
 def get_skip_zeros() -> bool:
     """The setting of set_skip_zeros."""
     return _skip_zeros
+
+
+def set_flush_subnormals(enabled: bool) -> None:
+    """Whether the C++ core computes with subnormal numbers as zero (default True).
+
+    A subnormal is a number below 1.2e-38 in magnitude in float32 (2.2e-308 in float64). A
+    saturated softmax makes them in its gradient (an X not scaled to [0, 1], large weights, a
+    high learning rate), and on Intel CPUs each operation on one costs a slow microcode assist:
+    an epoch then takes up to 30 times as long. With True, each call into the core sets the CPU's
+    flush-to-zero and denormals-are-zero modes (MXCSR's FTZ and DAZ) on its threads, and gives
+    them their own modes back when it returns, as TensorFlow does on CPUs. Only values below
+    those bounds change, to zero. False computes as IEEE 754 says, in the caller's own mode, as the
+    NumPy backend does. See docs/reliability.md, "Subnormal numbers"."""
+    if not isinstance(enabled, bool):
+        raise TypeError(f"enabled: expected True or False, got {type(enabled).__name__}")
+    _require_core("set_flush_subnormals").set_flush_subnormals(enabled)
+
+
+def get_flush_subnormals() -> bool:
+    """The setting of set_flush_subnormals (False where the CPU has no such mode: not x86)."""
+    return _require_core("get_flush_subnormals").get_flush_subnormals()

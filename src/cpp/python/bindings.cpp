@@ -15,6 +15,7 @@
 #include "python/target_checks.hpp"
 #include "runtime/build_info.hpp"
 #include "runtime/cpu_features.hpp"
+#include "runtime/float_mode.hpp"
 #include "gemm/gemm.hpp"
 #include "gemm/gemm_kernels.hpp"
 #include "epochs/mlp.hpp"
@@ -67,6 +68,7 @@ int epoch_cap(const std::vector<int64_t>& dims, int64_t batch, int64_t rows) {
     return dims.size() > 2 ? epoch_threads(std::max<int64_t>(1, std::min(batch, rows)), dims[1]) : 1 << 20;
 }
 
+// Python's handlers run in the caller's own floating-point mode, not the epoch's (float_mode.hpp).
 StopRequested python_signal_check() {
     auto last = std::chrono::steady_clock::now();
     return [last]() mutable {
@@ -74,6 +76,7 @@ StopRequested python_signal_check() {
         if (now - last < std::chrono::milliseconds(100)) return false;
         last = now;
         py::gil_scoped_acquire gil;
+        const CallersOwnFloatMode python_mode;
         return PyErr_CheckSignals() != 0;
     };
 }
@@ -120,6 +123,7 @@ double run_train_epoch(int64_t rows, int64_t cols, const py::array& y, const py:
     int64_t done;
     {
         py::gil_scoped_release nogil;
+        const CoreCallFloatMode computing;   // subnormals as zero (runtime/float_mode.hpp)
         const EpochThreadCap cap(epoch_cap(net.dims, batch, count));
         const BusyHostWatch watch;
         const EpochPinning pinning;
@@ -141,6 +145,13 @@ PYBIND11_MODULE(_core, m) {
     m.def("num_threads_is_set", &num_threads_is_set);
     m.def("default_num_threads", &default_num_threads);
     m.def("forked_after_threads", &forked_after_threads);
+    m.def("get_flush_subnormals", [] { return flush_subnormals() && float_mode_supported(); },
+          "Whether the core's calls compute with subnormal numbers as zero (FTZ and DAZ).");
+    m.def("set_flush_subnormals", [](bool enabled) {
+        const bool previous = flush_subnormals() && float_mode_supported();
+        set_flush_subnormals(enabled);
+        return previous;
+    }, py::arg("enabled"), "Compute with subnormals as zero (True) or as IEEE says (False); returns the previous setting.");
     m.def("detected_isa", [] { return std::string(isa_name(detected_isa())); });
     m.def("active_isa", [] { return std::string(isa_name(active_isa())); });
     m.def("set_isa", [](const std::string& name) { set_isa(isa_from_name(name)); }, py::arg("name"));
@@ -159,6 +170,7 @@ PYBIND11_MODULE(_core, m) {
                 throw py::value_error("C: expected shape (" + std::to_string(m) + ", " + std::to_string(n) +
                                       "), got " + shape_of(C));
             py::gil_scoped_release nogil;
+            const CoreCallFloatMode computing;   // subnormals as zero (runtime/float_mode.hpp)
             gemm<T>(oa, ob, m, n, k, static_cast<T>(alpha), a.data, a.ld, b.data, b.ld, static_cast<T>(beta), c, n);
         });
     }, py::arg("op_a"), py::arg("op_b"), py::arg("A").noconvert(), py::arg("B").noconvert(),
@@ -173,6 +185,7 @@ PYBIND11_MODULE(_core, m) {
             if (H.shape(0) != z.rows || H.shape(1) != z.cols)
                 throw py::value_error("out: expected the shape of Z " + shape_of(Z) + ", got " + shape_of(H));
             py::gil_scoped_release nogil;
+            const CoreCallFloatMode computing;   // subnormals as zero (runtime/float_mode.hpp)
             relu_forward(z.data, z.ld, z.rows, z.cols, h, z.cols);
         });
     }, py::arg("Z").noconvert(), py::arg("out").noconvert(), "out = max(Z, 0).");
@@ -184,6 +197,7 @@ PYBIND11_MODULE(_core, m) {
             const int64_t* labels_ = labels(y, z.rows, z.cols, "y");
             if (G.is_none()) {
                 py::gil_scoped_release nogil;
+                const CoreCallFloatMode computing;   // subnormals as zero (runtime/float_mode.hpp)
                 return softmax_loss_sum(z.data, z.ld, labels_, z.rows, z.cols);
             }
             const py::array g_arr = G.cast<py::array>();
@@ -191,6 +205,7 @@ PYBIND11_MODULE(_core, m) {
             if (g_arr.shape(0) != z.rows || g_arr.shape(1) != z.cols)
                 throw py::value_error("out: expected the shape of Z " + shape_of(Z) + ", got " + shape_of(g_arr));
             py::gil_scoped_release nogil;
+            const CoreCallFloatMode computing;   // subnormals as zero (runtime/float_mode.hpp)
             return softmax_cross_entropy_rows(z.data, z.ld, labels_, z.rows, z.cols,
                                               T(1) / static_cast<T>(z.rows), g, z.cols);
         });
@@ -203,6 +218,7 @@ PYBIND11_MODULE(_core, m) {
             const auto z = data_matrix<T>(Z, "Z");
             const int64_t* labels_ = labels(y, z.rows, z.cols, "y");
             py::gil_scoped_release nogil;
+            const CoreCallFloatMode computing;   // subnormals as zero (runtime/float_mode.hpp)
             return softmax_loss_errors(z.data, z.ld, labels_, z.rows, z.cols);
         });
     }, py::arg("Z").noconvert(), py::arg("y").noconvert(),
@@ -223,6 +239,7 @@ PYBIND11_MODULE(_core, m) {
             rows = x.rows;
             const StopRequested stop = python_signal_check();
             py::gil_scoped_release nogil;
+            const CoreCallFloatMode computing;   // subnormals as zero (runtime/float_mode.hpp)
             const EpochThreadCap cap(epoch_cap(net.dims, batch, x.rows));
             const BusyHostWatch watch;
             const EpochPinning pinning;
@@ -252,6 +269,7 @@ PYBIND11_MODULE(_core, m) {
             if (batch < 1) throw py::value_error("batch: expected an integer >= 1, got " + std::to_string(batch));
             const StopRequested stop = python_signal_check();
             py::gil_scoped_release nogil;
+            const CoreCallFloatMode computing;   // subnormals as zero (runtime/float_mode.hpp)
             const BusyHostWatch watch;
             const EpochPinning pinning;
             done = softmax_regression_epoch_pixels<T>(x, static_cast<float>(scale), labels_, th, k, static_cast<T>(lr),
@@ -277,6 +295,7 @@ PYBIND11_MODULE(_core, m) {
             if (out.dims != net.dims) throw py::value_error("grads: expected the shapes of weights");
             const int64_t* labels_ = labels(y, x.rows, net.dims.back(), "y");
             py::gil_scoped_release nogil;
+            const CoreCallFloatMode computing;   // subnormals as zero (runtime/float_mode.hpp)
             return mlp_loss_grad<T, TX>(x, labels_, net, out.W);
         });
     }, py::arg("X").noconvert(), py::arg("y").noconvert(), py::arg("weights"), py::arg("grads"),
@@ -290,6 +309,7 @@ PYBIND11_MODULE(_core, m) {
             const Network<T> net = network<T>(weights, x.cols, /*writeable=*/false);
             T* z = logits_out<T>(out, x.rows, net.dims.back());
             py::gil_scoped_release nogil;
+            const CoreCallFloatMode computing;   // subnormals as zero (runtime/float_mode.hpp)
             mlp_logits<T, TX>(x, net, z, skip_zeros);
         });
     }, py::arg("X").noconvert(), py::arg("weights"), py::arg("out").noconvert(), py::arg("skip_zeros") = false,
@@ -303,6 +323,7 @@ PYBIND11_MODULE(_core, m) {
             const Network<T> net = network<T>(weights, x.cols, /*writeable=*/false);
             const int64_t* labels_ = labels(y, x.rows, net.dims.back(), "y");
             py::gil_scoped_release nogil;
+            const CoreCallFloatMode computing;   // subnormals as zero (runtime/float_mode.hpp)
             return evaluate<T, TX>(x, labels_, net, skip_zeros);
         });
     }, py::arg("X").noconvert(), py::arg("y").noconvert(), py::arg("weights"), py::arg("skip_zeros") = false,
@@ -375,6 +396,7 @@ PYBIND11_MODULE(_core, m) {
             int64_t nnz;
             {
                 py::gil_scoped_release nogil;
+                const CoreCallFloatMode computing;   // subnormals as zero (runtime/float_mode.hpp)
                 nnz = csr_row_offsets<TX>(x.data, x.rows, x.cols, x.ld, ptr.mutable_data());
             }
             if (static_cast<double>(nnz) > max_density * static_cast<double>(x.rows) * static_cast<double>(x.cols))
@@ -383,6 +405,7 @@ PYBIND11_MODULE(_core, m) {
             py::array_t<std::int32_t> idx(nnz);
             {
                 py::gil_scoped_release nogil;
+                const CoreCallFloatMode computing;   // subnormals as zero (runtime/float_mode.hpp)
                 dense_to_csr<TX, T>(x.data, x.rows, x.cols, x.ld, ptr.data(), idx.mutable_data(), values.mutable_data());
             }
             return py::make_tuple(values, idx, ptr);
@@ -399,6 +422,7 @@ PYBIND11_MODULE(_core, m) {
             const BiasedNetwork<T> net = biased_network<T>(weights, biases, x.cols, /*writeable=*/false);
             T* z = logits_out<T>(out, x.rows, net.dims.back());
             py::gil_scoped_release nogil;
+            const CoreCallFloatMode computing;   // subnormals as zero (runtime/float_mode.hpp)
             biased_logits<T, TX>(x, net, z, skip_zeros);
         });
     }, py::arg("X").noconvert(), py::arg("weights"), py::arg("biases"), py::arg("out").noconvert(),
@@ -504,6 +528,11 @@ PYBIND11_MODULE(_core, m) {
     }, py::arg("vectors") = py::none(),
        "Internal: the zero-skipping ∇W_1 gather's vectors per pass (0 by the L1 data cache, n > 0 at most n); returns the previous setting.");
 
+    m.def("_team_float_modes", [](int n) {
+        if (n < 1 || n > 1024) throw py::value_error("_team_float_modes: n must be in [1, 1024], got " + std::to_string(n));
+        py::gil_scoped_release nogil;
+        return team_float_modes(n);
+    }, py::arg("n"), "Internal: MXCSR's FTZ | DAZ bits of each thread of a team of n, outside any core call.");
     m.def("_team_round_trip_ns", []() {
         py::gil_scoped_release release;
         return team_round_trip_ns();

@@ -3,6 +3,7 @@
 #include <string>
 
 #include "runtime/cpu_features.hpp"
+#include "runtime/float_mode.hpp"
 #include "runtime/threads.hpp"
 
 #ifndef FASTNN_VERSION
@@ -48,6 +49,8 @@ pybind11::dict build_info() {
                                  : num_threads_is_set()  ? "set_num_threads"
                                  : host_busy()           ? "host (busy: 1 thread for now)"
                                                          : "host";
+    // Subnormals computed as zero (FTZ and DAZ) during the core's calls: set_flush_subnormals.
+    info["flush_subnormals"] = flush_subnormals() && float_mode_supported();
     return info;
 }
 

@@ -271,6 +271,20 @@ bool openmp_enabled() {
 #endif
 }
 
+std::vector<unsigned> team_float_modes(int n) {
+    std::vector<unsigned> modes(static_cast<std::size_t>(std::max(1, n)), 0);
+#if defined(_OPENMP)
+#pragma omp parallel num_threads(n)
+    {
+        const int t = omp_get_thread_num();
+        if (t < n) modes[static_cast<std::size_t>(t)] = float_mode();
+    }
+#else
+    modes[0] = float_mode();
+#endif
+    return modes;
+}
+
 }  // namespace fastnn
 
 // threadpoolctl's view of the core (fastnn/threadpool.py registers a controller that finds this

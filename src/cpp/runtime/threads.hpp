@@ -15,6 +15,9 @@
 
 #include <atomic>
 #include <cstdint>
+#include <vector>
+
+#include "runtime/float_mode.hpp"
 
 #if defined(_OPENMP)
 #include <omp.h>
@@ -127,14 +130,23 @@ struct alignas(64) HandOverLine {
 // as they will run (inside EpochPinning).
 double team_round_trip_ns();
 
+// The flush bits (float_mode.hpp) each thread of a team of n has outside the core's calls, from a
+// region that sets none: for the tests that check a call gives the team threads' modes back.
+std::vector<unsigned> team_float_modes(int n);
+
 // Runs body(tid, nthreads) on a team of `nthreads` threads, or inline (no parallel region at all)
-// when 1; orphaned barriers and `single`s inside body bind to the team.
+// when 1; orphaned barriers and `single`s inside body bind to the team. Every thread computes in
+// the calling thread's floating-point mode (float_mode.hpp).
 template <typename Body>
 void run_team(int nthreads, const Body& body) {
 #if defined(_OPENMP)
     if (nthreads > 1) {
+        const TeamFloatMode mode = team_float_mode();
 #pragma omp parallel num_threads(nthreads)
-        body(omp_get_thread_num(), omp_get_num_threads());
+        {
+            const TeamFloatModeScope team_mode(mode);
+            body(omp_get_thread_num(), omp_get_num_threads());
+        }
         return;
     }
 #else

@@ -183,8 +183,10 @@ void sparse_times_dense(const SparseRowsView<T>& A, const T* D, int64_t ldd, int
     // Thread t takes rows [rows·t/T, rows·(t+1)/T): the share that sparse_transpose_times_dense
     // prefetched into this thread's cache when A was its `ahead`.
 #ifdef _OPENMP
+    const TeamFloatMode mode = team_float_mode();   // the team computes in the caller's (runtime/float_mode.hpp)
 #pragma omp parallel num_threads(nthreads)
     {
+        const TeamFloatModeScope team_mode(mode);
         const int t = thread_index();
         kernel(A, A.rows * t / nthreads, A.rows * (t + 1) / nthreads, D, ldd, n, init, out, ldo, relu);
     }
@@ -200,10 +202,12 @@ void sparse_times_dense(const SparseRowsView<T>& A, const T* D, int64_t ldd, int
     const int nthreads = row_threads(A, stored_values(A), n);
     (void)nthreads;   // (unused without OpenMP)
     const int64_t chunks = (A.rows + kRowChunk - 1) / kRowChunk;
+    const TeamFloatMode mode = team_float_mode();   // the team computes in the caller's (runtime/float_mode.hpp)
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1)
 #endif
     {
+        const TeamFloatModeScope team_mode(mode);
         T* row = scratch + static_cast<int64_t>(thread_index()) * n;
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 1)
@@ -315,10 +319,12 @@ void sparse_transpose_times_dense(const SparseRowsView<T>& A, const T* D, int64_
     grow(scratch.entries, total_blocks * capacity);
     grow(scratch.values, nthreads * (block * n + line));
     grow(scratch.counts, total_blocks * (block + 1) + nthreads * (A.rows + A.cols));
+    const TeamFloatMode mode = team_float_mode();   // the team computes in the caller's (runtime/float_mode.hpp)
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1)
 #endif
     {
+        const TeamFloatModeScope team_mode(mode);
         const int t = thread_index();
         const auto ut = static_cast<std::size_t>(t);
         const int64_t c0 = first[ut], c1 = first[ut + 1], b0 = first_block[ut];
@@ -442,10 +448,12 @@ void sparse_times_panels(const SparseRowsView<T>* A, int copies, const Panel<T>*
     const PanelLists<T> lists = panel_lists(A[0], panels, parts,
                                             panel_list_sets(lists_for_transpose.lists_per_panel, copies, parts),
                                             lists_for_transpose);
+    const TeamFloatMode mode = team_float_mode();   // the team computes in the caller's (runtime/float_mode.hpp)
 #ifdef _OPENMP
 #pragma omp parallel num_threads(parts) if (parts > 1)
 #endif
     {
+        const TeamFloatModeScope team_mode(mode);
         const int t = thread_index(), team = team_size();
         for (int q = t; q < parts; q += team) {
             const Panel<T>& p = panels[q];
@@ -466,10 +474,12 @@ void sparse_transpose_times_panels(const SparseRowsView<T>& A, const T* D, int64
     const PanelLists<T> lists = panel_lists(A, panels, parts, scratch.list_sets, scratch);   // (sparse_times_panels')
     const int64_t block = lists.block, blocks = lists.blocks, widest = lists.widest;
     constexpr int64_t line = 64 / static_cast<int64_t>(sizeof(T));
+    const TeamFloatMode mode = team_float_mode();   // the team computes in the caller's (runtime/float_mode.hpp)
 #ifdef _OPENMP
 #pragma omp parallel num_threads(parts) if (parts > 1)
 #endif
     {
+        const TeamFloatModeScope team_mode(mode);
         const int t = thread_index(), team = team_size();
         if (also.run)
             for (int q = t; q < parts; q += team) also.run(also.context, q);
@@ -510,10 +520,12 @@ void transpose_sparse_rows(const SparseRowsView<T>& A, std::vector<int64_t>& ind
     counts.assign(static_cast<std::size_t>(nthreads * cols), 0);
     // Thread t takes rows [A.rows·t/T, A.rows·(t+1)/T): it counts them per column, then writes
     // them from its own offset within each column: thread 0's rows first, so rows stay in order.
+    const TeamFloatMode mode = team_float_mode();   // the team computes in the caller's (runtime/float_mode.hpp)
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1)
 #endif
     {
+        const TeamFloatModeScope team_mode(mode);
         const int t = thread_index();
         const int64_t r0 = A.rows * t / nthreads, r1 = A.rows * (t + 1) / nthreads;
         int64_t* my = counts.data() + static_cast<int64_t>(t) * cols;
@@ -578,10 +590,19 @@ int64_t count_nonzeros(const TX* x, int64_t cols) {
 template <typename TX>
 int64_t csr_row_offsets(const TX* X, int64_t rows, int64_t cols, int64_t ld, int64_t* indptr) {
     indptr[0] = 0;
+    // (The team counts in the caller's mode: with subnormals as zero, a subnormal is not counted,
+    // as dense_to_csr, in the same mode, does not copy it; runtime/float_mode.hpp.)
+    const TeamFloatMode mode = team_float_mode();
 #ifdef _OPENMP
-#pragma omp parallel for num_threads(get_num_threads()) schedule(static) if (rows * cols > (1 << 20))
+#pragma omp parallel num_threads(get_num_threads()) if (rows * cols > (1 << 20))
 #endif
-    for (int64_t r = 0; r < rows; ++r) indptr[r + 1] = count_nonzeros(X + r * ld, cols);
+    {
+        const TeamFloatModeScope team_mode(mode);
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+        for (int64_t r = 0; r < rows; ++r) indptr[r + 1] = count_nonzeros(X + r * ld, cols);
+    }
     for (int64_t r = 0; r < rows; ++r) indptr[r + 1] += indptr[r];
     return indptr[rows];
 }
@@ -606,10 +627,12 @@ int64_t compact_row(const TX* x, int64_t cols, std::int32_t* idx, T* val, std::i
 template <typename TX, typename T>
 void dense_to_csr(const TX* X, int64_t rows, int64_t cols, int64_t ld, const int64_t* indptr,
                   std::int32_t* indices, T* values) {
+    const TeamFloatMode mode = team_float_mode();   // the team computes in the caller's (runtime/float_mode.hpp)
 #ifdef _OPENMP
 #pragma omp parallel num_threads(get_num_threads()) if (rows * cols > (1 << 20))
 #endif
     {
+        const TeamFloatModeScope team_mode(mode);
         // Compaction into a per-thread row buffer (room for whole vectors), then a copy.
         std::vector<std::int32_t> idx(static_cast<std::size_t>(cols + 16));
         std::vector<T> val(static_cast<std::size_t>(cols + 16));
