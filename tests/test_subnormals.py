@@ -1,7 +1,7 @@
 """Subnormal numbers: the C++ core computes with them as zero by default (fastnn.set_flush_subnormals).
 
 A saturated softmax makes subnormal gradients, and on Intel CPUs every operation on one is a
-microcode assist (an epoch 10-30x slower; docs/reliability.md, "Subnormal numbers"). So each core
+microcode assist (an epoch up to 9x slower; docs/reliability.md, "Subnormal numbers"). So each core
 call sets FTZ and DAZ on its threads and restores their own modes afterwards. These tests check
 that the mode is applied on every thread of a team (results do not depend on the thread count),
 that it is given back (NumPy on the calling thread, later IEEE calls), that IEEE mode still
@@ -114,21 +114,25 @@ def test_saturated_softmax_gradient(cpp, flush, dtype):
             assert G[1, 2] == 0 and (G[np.abs(G) < np.finfo(dtype).tiny] == 0).all()
 
 
-def _saturated_problem(dtype, n=400, d=784, h=128):
-    # Every row labelled 0 and class 0's logit `margin` above the others' (0): the other classes'
+def _saturated_problem(dtype, n=400, d=784, h=128, softmax_margin=None, net_margin=None):
+    # Every row labelled 0 and class 0's logit a margin above the others' (0): the other classes'
     # probabilities e^-margin are below the dtype's smallest normal, so their gradient columns,
     # and the updates of Θ's and W_2's columns 1-9 (which start at 0), are subnormal: exactly 0
     # with the flush, subnormal without it. (W_2's column 0 is the only one W_2ᵀ passes back, and
-    # its gradient (S_0 − 1)/B rounds to 0: W_1 keeps its values either way.)
+    # its gradient (S_0 − 1)/B rounds to 0: W_1 keeps its values either way.) The core's exp gives
+    # 0 below e^-87 (float64: e^-708), so the margins lie between that and the smallest normal
+    # times B = 100 (e^-82.7; e^-703.8): the probabilities are normal, and subnormal once scaled by 1/B.
+    float32 = dtype == np.float32
+    softmax_margin = softmax_margin or (84.9 if float32 else 705.9)
+    net_margin = net_margin or softmax_margin
     rng = np.random.default_rng(7)
-    X = (0.5 + rng.random((n, d))).astype(dtype)
+    X = (0.99 + 0.02 * rng.random((n, d))).astype(dtype)   # rows of nearly equal sums: nearly equal margins
     y = np.zeros(n, np.uint8)
-    margin = 100.0 if dtype == np.float32 else 730.0
     theta = np.zeros((d, 10), dtype)
-    theta[:, 0] = margin / X.sum(1).mean()
+    theta[:, 0] = softmax_margin / X.sum(1).mean()
     W1 = (rng.random((d, h)) / d).astype(dtype)
     W2 = np.zeros((h, 10), dtype)
-    W2[:, 0] = margin / np.maximum(X @ W1, 0).sum(1).mean()
+    W2[:, 0] = net_margin / np.maximum(X @ W1, 0).sum(1).mean()
     return X, y, theta, W1, W2
 
 
@@ -181,6 +185,22 @@ def test_saturated_training_agrees_with_numpy(flush, dtype):
             result = _train(*problem)
         for a, b in zip(result, reference):
             np.testing.assert_allclose(a, b, rtol=rtol, atol=100 * np.finfo(dtype).tiny)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+def test_fused_softmax_exp_underflows_to_zero_as_numpy(cpp, flush, dtype):
+    # Far past the smallest normal (float32: e^-110; float64: e^-760) the probabilities are 0 in
+    # NumPy's arithmetic, and in the fused softmax epoch's exp too: even in IEEE mode no subnormal
+    # gradient is made (it used to raise e^x to e^-87, then 1/B made a subnormal of it).
+    X, y, theta, _, _ = _saturated_problem(dtype, softmax_margin=110.0 if dtype == np.float32 else 760.0)
+    flush(False)
+    ours = theta.copy()
+    fastnn.softmax_regression_epoch(X, y, ours, lr=1.0, batch=100)
+    with fastnn.use_backend("numpy"):
+        reference = theta.copy()
+        fastnn.softmax_regression_epoch(X, y, reference, lr=1.0, batch=100)
+    assert not ours[:, 1:].any() and not reference[:, 1:].any()
+    np.testing.assert_array_equal(ours, reference)
 
 
 def test_team_threads_get_their_modes_back(cpp, threads, flush):

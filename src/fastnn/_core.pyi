@@ -6,7 +6,7 @@ fastnn's C++ core: GEMM, fused softmax cross-entropy, ReLU, SGD epochs, evaluati
 from __future__ import annotations
 import numpy
 import typing
-__all__: list[str] = ['active_isa', 'biased_logits', 'build_info', 'default_num_threads', 'dense_to_csr', 'detected_isa', 'evaluate', 'forked_after_threads', 'gemm', 'get_num_threads', 'loss_errors', 'mlp_epoch', 'mlp_logits', 'mlp_loss_grad', 'num_threads_is_set', 'probe_core_to_core_ns', 'probe_fma_peak_gflops', 'probe_micro_kernel_gflops', 'probe_read_bandwidth_gbs', 'relu', 'reset_num_threads', 'set_isa', 'set_num_threads', 'softmax_cross_entropy', 'softmax_regression_epoch_pixels', 'train_epoch', 'train_epoch_csr']
+__all__: list[str] = ['active_isa', 'biased_logits', 'build_info', 'default_num_threads', 'dense_to_csr', 'detected_isa', 'evaluate', 'forked_after_threads', 'gemm', 'get_flush_subnormals', 'get_num_threads', 'loss_errors', 'mlp_epoch', 'mlp_logits', 'mlp_loss_grad', 'num_threads_is_set', 'probe_core_to_core_ns', 'probe_fma_peak_gflops', 'probe_micro_kernel_gflops', 'probe_read_bandwidth_gbs', 'relu', 'reset_num_threads', 'set_flush_subnormals', 'set_isa', 'set_num_threads', 'softmax_cross_entropy', 'softmax_regression_epoch_pixels', 'train_epoch', 'train_epoch_csr']
 def _epoch_threads(batch: typing.SupportsInt | typing.SupportsIndex, d1: typing.SupportsInt | typing.SupportsIndex) -> int:
     """
     Threads an epoch of batches of `batch` rows and a first hidden layer of d1 units would use now (get_num_threads(), capped where the batch's shares get too small).
@@ -28,6 +28,10 @@ def _softmax_tuning(forward_blocks: typing.Any = None) -> int:
 def _sparse_tuning(blocked: typing.Any = None) -> int:
     """
     Internal: the zero-skipping first layer's rows kernel (0 auto, 1 blocked, -1 row by row); returns the previous setting.
+    """
+def _team_float_modes(n: typing.SupportsInt | typing.SupportsIndex) -> list[int]:
+    """
+    Internal: MXCSR's FTZ | DAZ bits of each thread of a team of n, outside any core call.
     """
 def _team_round_trip_ns() -> float:
     """
@@ -60,6 +64,10 @@ def forked_after_threads() -> bool:
 def gemm(op_a: str, op_b: str, A: numpy.ndarray, B: numpy.ndarray, C: numpy.ndarray, alpha: typing.SupportsFloat | typing.SupportsIndex = 1.0, beta: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
     """
     C = alpha · op(A) · op(B) + beta · C, in place in C.
+    """
+def get_flush_subnormals() -> bool:
+    """
+    Whether the core's calls compute with subnormal numbers as zero (FTZ and DAZ).
     """
 def get_num_threads() -> int:
     ...
@@ -103,6 +111,10 @@ def relu(Z: numpy.ndarray, out: numpy.ndarray) -> None:
     """
 def reset_num_threads() -> None:
     ...
+def set_flush_subnormals(enabled: bool) -> bool:
+    """
+    Compute with subnormals as zero (True) or as IEEE says (False); returns the previous setting.
+    """
 def set_isa(name: str) -> None:
     ...
 def set_num_threads(n: typing.SupportsInt | typing.SupportsIndex) -> None:

@@ -98,7 +98,7 @@ def set_flush_subnormals(enabled: bool) -> None:
     A subnormal is a number below 1.2e-38 in magnitude in float32 (2.2e-308 in float64). A
     saturated softmax makes them in its gradient (an X not scaled to [0, 1], large weights, a
     high learning rate), and on Intel CPUs each operation on one costs a slow microcode assist:
-    an epoch then takes up to 30 times as long. With True, each call into the core sets the CPU's
+    an epoch then takes up to 10 times as long (bench/subnormals.py). With True, each call into the core sets the CPU's
     flush-to-zero and denormals-are-zero modes (MXCSR's FTZ and DAZ) on its threads, and gives
     them their own modes back when it returns, as TensorFlow does on CPUs. Only values below
     those bounds change, to zero. False computes as IEEE 754 says, in the caller's own mode, as the

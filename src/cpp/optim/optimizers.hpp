@@ -25,9 +25,9 @@
 // Subnormal numbers: late in training, Adam's first moment m of a weight whose gradient has
 // gone quiet decays by β1 each step into the subnormal range (below 1.2e-38 in float32), where
 // x86 arithmetic takes a slow microcode path (the update then ran 2-3× slower by the third
-// epoch). The update loops therefore flush subnormal inputs and results to zero (MXCSR FTZ and
-// DAZ, set on entry and restored on exit): the parameters change by less than lr · 1e-30 from
-// it, far below float32 rounding; the NumPy backend does not flush.
+// epoch). The loops run inside the core's calls, which compute with subnormals as zero by
+// default (runtime/float_mode.hpp, set_flush_subnormals): the parameters change by less than
+// lr · 1e-30 from it, far below float32 rounding; the NumPy backend does not flush.
 //
 // The loops are compiled once per ISA (optimizer_kernels_{generic,avx2,avx512}.cpp, each with
 // its own flags and -fno-math-errno so that sqrt vectorises) and called through the active
@@ -37,11 +37,6 @@
 
 #include <cmath>
 #include <cstdint>
-
-#if defined(__SSE__) || defined(_M_X64)
-#include <xmmintrin.h>
-#define FASTNN_HAVE_MXCSR 1
-#endif
 
 #include "runtime/isa_getters.hpp"
 
@@ -59,24 +54,6 @@ struct OptimizerConfig {
 };
 
 namespace {   // one copy per including file (see above)
-
-// Flush-to-zero and denormals-are-zero for the lifetime of this object, on this thread.
-class SubnormalsFlushed {
-public:
-#ifdef FASTNN_HAVE_MXCSR
-    SubnormalsFlushed() : saved_(_mm_getcsr()) { _mm_setcsr(saved_ | 0x8040u); }   // FTZ | DAZ
-    ~SubnormalsFlushed() { _mm_setcsr(saved_); }
-#else
-    SubnormalsFlushed() {}   // no MXCSR (e.g. aarch64): subnormals are kept, as in NumPy
-#endif
-    SubnormalsFlushed(const SubnormalsFlushed&) = delete;
-    SubnormalsFlushed& operator=(const SubnormalsFlushed&) = delete;
-
-private:
-#ifdef FASTNN_HAVE_MXCSR
-    unsigned saved_;
-#endif
-};
 
 // SGD with (optionally Nesterov) momentum; `velocity` may be null (plain SGD, momentum unused).
 template <typename T>
@@ -116,19 +93,6 @@ void adam_update(T* p, const T* g, T* m, T* v, std::int64_t n, T lr_t, double be
         v[j] = vj;
         p[j] -= lr_t * mj / (std::sqrt(vj) + eps);                  // p ← p − η_t m / (√v + ε)
     }
-}
-
-// The loops as the UpdateKernels call them: subnormals flushed (see above).
-template <typename T>
-void sgd_update_flushed(T* p, const T* g, T* velocity, std::int64_t n, T lr, T momentum, bool nesterov, T l2) {
-    const SubnormalsFlushed flushed;
-    sgd_update<T>(p, g, velocity, n, lr, momentum, nesterov, l2);
-}
-template <typename T>
-void adam_update_flushed(T* p, const T* g, T* m, T* v, std::int64_t n, T lr_t, double beta1, double beta2, T eps,
-                         T l2) {
-    const SubnormalsFlushed flushed;
-    adam_update<T>(p, g, m, v, n, lr_t, beta1, beta2, eps, l2);
 }
 
 }  // namespace
