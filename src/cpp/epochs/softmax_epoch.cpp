@@ -41,13 +41,13 @@ TransposedWeights<T>::TransposedWeights(T* theta, std::int64_t d, std::int64_t k
     const auto misalign = (reinterpret_cast<std::uintptr_t>(storage_.data()) / sizeof(T)) % line;
     ptr_ = storage_.data() + (line - misalign) % line;
     for (std::int64_t p = 0; p < d_; ++p)
-        for (std::int64_t j = 0; j < k_; ++j) ptr_[j * dp_ + p] = theta_[p * k_ + j];
+        for (std::int64_t j = 0; j < k_; ++j) ptr_[theta_index<T>(panel(), j, p)] = theta_[p * k_ + j];
 }
 
 template <typename T>
 void TransposedWeights<T>::write_back() {
     for (std::int64_t p = 0; p < d_; ++p)
-        for (std::int64_t j = 0; j < k_; ++j) theta_[p * k_ + j] = ptr_[j * dp_ + p];
+        for (std::int64_t j = 0; j < k_; ++j) theta_[p * k_ + j] = ptr_[theta_index<T>(panel(), j, p)];
 }
 
 template class TransposedWeights<float>;
@@ -76,8 +76,8 @@ std::int64_t fused_epoch(const DataMatrix<TX>& X, float scale, const std::int64_
     const Kernels<T> kern = kernels_for<T>(active_isa());
     const std::int64_t n = X.rows, d = X.cols;
     TransposedWeights<T> theta_t(theta, d, k);   // Θᵀ for the epoch; written back at the end
-    const std::int64_t dp = theta_t.stride();
-    const bool wide = softmax_forward_wide(d, dp, k, sizeof(T));
+    const std::int64_t panel = theta_t.panel();
+    const bool wide = softmax_forward_wide(d, theta_t.padded_features(), k, sizeof(T));
     std::vector<T> Z(static_cast<std::size_t>(std::min(batch, n) * k));
 
     // Threads share each batch: the forward and the gradient by rows (each thread turns its own
@@ -86,7 +86,8 @@ std::int64_t fused_epoch(const DataMatrix<TX>& X, float scale, const std::int64_
     // `chained` below, as a chain over the same rows. No result depends on the shares: a row's
     // logits and gradient, and a feature's sum over the rows, are formed the same way whichever
     // thread and group they fall in (test_threads_determinism.py).
-    constexpr std::int64_t kFeatureUnit = 32;   // a whole register block of the update (any ISA)
+    constexpr std::int64_t kFeatureUnit = 32;   // a whole register block of the update (any ISA), whole panels
+    static_assert(kFeatureUnit % kPanelFeatures<T> == 0, "a thread's features start on a panel");
     const std::int64_t units = (d + kFeatureUnit - 1) / kFeatureUnit;
     constexpr std::int64_t kSplitMinWork = 1 << 17;   // multiply-adds per batch below which one thread runs it
     const int team = 2 * std::min<std::int64_t>(batch, n) * d * k >= kSplitMinWork
@@ -136,16 +137,16 @@ std::int64_t fused_epoch(const DataMatrix<TX>& X, float scale, const std::int64_
                     kern.widen_floats(batch_rows + r0 * X.ld, X.ld, r1 - r0, 0, d, mine + r0 * d, d);
                 if constexpr (kPixels)
                     kern.logits_pixels(batch_rows + r0 * X.ld, X.ld, scale, mine ? mine + r0 * d : nullptr, d, r1 - r0, d,
-                                       theta_t.data(), dp, k, Z.data() + r0 * k, ahead, ahead.lines_left() / 2, wide);
+                                       theta_t.data(), panel, k, Z.data() + r0 * k, ahead, ahead.lines_left() / 2, wide);
                 else
-                    kern.logits(Xb + r0 * ldx, ldx, r1 - r0, d, theta_t.data(), dp, k, Z.data() + r0 * k, ahead,
+                    kern.logits(Xb + r0 * ldx, ldx, r1 - r0, d, theta_t.data(), panel, k, Z.data() + r0 * k, ahead,
                                 ahead.lines_left() / 2, wide);
                 // −lr (S − I_y)/B for these rows
                 kern.gradient(Z.data() + r0 * k, r1 - r0, k, y + start + r0, -lr / static_cast<T>(B));
             }
             if (chained) {   // Θ += −lr Xbᵀ (S − I_y)/B: this thread's link of the chain (no barrier needed:
                              // a link adds to Θᵀ only after every link before it has finished its forward)
-                kern.update(Xb, ldx, r0, r1, d, Z.data(), k, theta_t.data(), dp, ahead,
+                kern.update(Xb, ldx, r0, r1, d, Z.data(), k, theta_t.data(), panel, ahead,
                             UpdateChain{slots.data(), start / batch, t, size});
                 return;
             }
@@ -166,11 +167,12 @@ std::int64_t fused_epoch(const DataMatrix<TX>& X, float scale, const std::int64_
                 if constexpr (kPixels) {
                     if (widen_in_registers) {
                         kern.update_pixels(batch_rows + p0, X.ld, scale, B, p1 - p0, Z.data(), k,
-                                           theta_t.data() + p0, dp, ahead);
+                                           theta_t.data() + p0 / kPanelFeatures<T> * panel, panel, ahead);
                         return;
                     }
                 }
-                kern.update(Xb + p0, ldx, 0, B, p1 - p0, Z.data(), k, theta_t.data() + p0, dp, ahead, UpdateChain{});
+                kern.update(Xb + p0, ldx, 0, B, p1 - p0, Z.data(), k, theta_t.data() + p0 / kPanelFeatures<T> * panel, panel,
+                            ahead, UpdateChain{});
             }
         });
     }

@@ -70,7 +70,7 @@ std::int64_t softmax_regression_epoch_float_rows(const DataMatrix<float>& X, con
                                                  std::int64_t k, double lr, std::int64_t batch,
                                                  const StopRequested& stop_requested);
 
-// The forward's register blocks for a Θᵀ of k rows with stride dp over d features: wide (up to
+// The forward's register blocks for a Θᵀ of k classes over d features padded to dp (whole lines): wide (up to
 // 10 classes at once: 2 rows with AVX-512, 1 row with 16 vector registers) where AVX-512 is
 // active and that many rows of Θᵀ and two rows of the batch take at most 7/8 of the L1 data
 // cache (l1d_cache_bytes), else the ISA's own (5 classes at once: AVX-512 5 rows, AVX2 and
@@ -84,6 +84,22 @@ int& softmax_forward_blocks();
 constexpr std::int64_t kWideClasses = 10;
 
 namespace softmax_epoch_detail {
+
+// Θᵀ's layout for an epoch (TransposedWeights), in panels of one cache line of features: panel q
+// holds features qL … qL + L − 1 (L = 64 / sizeof(T): 16 floats, 8 doubles) of classes 0 … k − 1,
+// one line per class, so Θᵀ[j][p] is at (p / L)·panel + j·L + p mod L, panel = L·k values. A
+// forward step then reads one vector of each of its classes at fixed offsets from one pointer.
+// (As k rows of stride dp, each class's row took a register: with ten classes and two rows of the
+// batch per wide AVX-512 block, GCC kept pointers in vector registers and on the stack, and an
+// accumulator went to the stack too. Intel Xeon family 6 model 207, MNIST, the softmax epoch
+// new/old: 1 thread 0.945 (raw X), 0.950 (centred), 0.944 (Pixels); 2 threads 0.95-0.99; the same
+// bits.) Features [p0, p1) with p0 a multiple of L start at panel p0 / L.
+template <typename T>
+inline constexpr std::int64_t kPanelFeatures = 64 / static_cast<std::int64_t>(sizeof(T));
+template <typename T>
+constexpr std::int64_t theta_index(std::int64_t panel, std::int64_t j, std::int64_t p) {
+    return p / kPanelFeatures<T> * panel + j * kPanelFeatures<T> + p % kPanelFeatures<T>;
+}
 
 // The next batch's bytes, prefetched into L2 (prefetcht2), or into L1 too where into_l1
 // (prefetcht0: fused_epoch says where that measured faster), a few lines per step, front to
@@ -139,14 +155,16 @@ struct UpdateChain {
 };
 
 // The vectorised kernels of one batch, compiled once per ISA (softmax_epoch_kernels_*.cpp).
-// Θᵀ is k × d with row stride dp; the batch is B rows of d features with row stride ldx.
+// Θᵀ (theta_t) is in panels of `panel` = L·k values (theta_index above; a class block's kernels get
+// theta_t + j0·L, a feature range's theta_t + p0 / L · panel); the batch is B rows of d features
+// with row stride ldx.
 template <typename T>
 struct Kernels {
     // Z (B × k, contiguous) = Xb · Θ, i.e. Z[r][j] = Σ_p Xb[r][p] · Θᵀ[j][p]
     // Along the way ahead_lines lines of `ahead` are prefetched. `wide`: register blocks of all
     // of k <= 10 classes (softmax_forward_wide), else the ISA's own; the same bits.
     void (*logits)(const T* Xb, std::int64_t ldx, std::int64_t B, std::int64_t d, const T* theta_t,
-                   std::int64_t dp, std::int64_t k, T* Z, RangePrefetch& ahead, std::int64_t ahead_lines,
+                   std::int64_t panel, std::int64_t k, T* Z, RangePrefetch& ahead, std::int64_t ahead_lines,
                    bool wide);
     // Z ← scale · (softmax(Z) − onehot(y)) in place, row by row (Z: B × k, contiguous; nothing
     // past its B·k values is touched).
@@ -156,34 +174,35 @@ struct Kernels {
     // default UpdateChain{}: all of rows [r0, r1) = [0, B) on one thread). Along the way what is
     // left of `ahead` is prefetched.
     void (*update)(const T* Xb, std::int64_t ldx, std::int64_t r0, std::int64_t r1, std::int64_t d, const T* C,
-                   std::int64_t k, T* theta_t, std::int64_t dp, RangePrefetch& ahead, const UpdateChain& chain);
+                   std::int64_t k, T* theta_t, std::int64_t panel, RangePrefetch& ahead, const UpdateChain& chain);
     // The slots a chained update over d features and k classes uses.
     std::int64_t (*chain_units)(std::int64_t d, std::int64_t k);
     // logits from B rows of d uint8 pixels (row stride ldp) as X = T(float(pixel) · scale), which
     // are written into Xb (row stride ldx) on the way, for the update -- or, Xb == nullptr, used
     // in registers only (update_pixels widens them again)
     void (*logits_pixels)(const std::uint8_t* pixels, std::int64_t ldp, float scale, T* Xb, std::int64_t ldx,
-                          std::int64_t B, std::int64_t d, const T* theta_t, std::int64_t dp, std::int64_t k, T* Z,
+                          std::int64_t B, std::int64_t d, const T* theta_t, std::int64_t panel, std::int64_t k, T* Z,
                           RangePrefetch& ahead, std::int64_t ahead_lines, bool wide);
     // out[r][p] = T(float(pixels[r][p]) · scale), rows [0, B), features [p0, p1)
     void (*widen)(const std::uint8_t* pixels, std::int64_t ldp, std::int64_t B, std::int64_t p0, std::int64_t p1,
                   float scale, T* out, std::int64_t ldo);
     // update from B rows of d uint8 pixels (row stride ldp), widened on the way as above
     void (*update_pixels)(const std::uint8_t* pixels, std::int64_t ldp, float scale, std::int64_t B, std::int64_t d,
-                          const T* C, std::int64_t k, T* theta_t, std::int64_t dp, RangePrefetch& ahead);
+                          const T* C, std::int64_t k, T* theta_t, std::int64_t panel, RangePrefetch& ahead);
     // out[r][p] = T(x[r][p]), rows [0, B), features [p0, p1): float rows as T (float X, double Θ)
     void (*widen_floats)(const float* x, std::int64_t ldx, std::int64_t B, std::int64_t p0, std::int64_t p1, T* out,
                          std::int64_t ldo);
 };
 
-// Θᵀ (k × d) kept in scratch for an epoch: rows 64-byte aligned with stride dp; the caller's Θ
+// Θᵀ (k × d) kept in scratch for an epoch, in 64-byte aligned panels (theta_index); the caller's Θ
 // (d × k, contiguous) is read at construction and written back by write_back().
 template <typename T>
 class TransposedWeights {
 public:
     TransposedWeights(T* theta, std::int64_t d, std::int64_t k);
     T* data() { return ptr_; }
-    std::int64_t stride() const { return dp_; }
+    std::int64_t panel() const { return kPanelFeatures<T> * k_; }   // values per panel
+    std::int64_t padded_features() const { return dp_; }             // d rounded up to whole panels
     void write_back();
 private:
     T* theta_;

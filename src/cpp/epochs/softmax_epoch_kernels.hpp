@@ -134,8 +134,8 @@ enum class Rows { stored, widen_and_store, widen };
 // to run and acc needs no home on the stack, and the prefetch is a pointer and a limit (a
 // credit-paced stepper it replaced held five more registers and cost the kernel about 8% on a Zen 4).
 template <typename T, int R, int KB, Rows Mode>
-void scalar_dot_block(const T* const* rows, const std::uint8_t* const* pix, float scale, const T* tt, int64_t dp,
-                      int64_t d, T* z, int64_t ldz) {
+void scalar_dot_block(const T* const* rows, const std::uint8_t* const* pix, float scale, const T* tt, int64_t d, T* z,
+                      int64_t ldz) {
     T row[kLanes<T>];   // (d < W) a row widened from pixels, for Rows::widen: summed from memory, as dot_block's tail
     for (int r = 0; r < R; ++r) {
         T* x = Mode == Rows::widen ? row : const_cast<T*>(rows[r]);
@@ -143,19 +143,21 @@ void scalar_dot_block(const T* const* rows, const std::uint8_t* const* pix, floa
             for (int64_t q = 0; q < d; ++q) x[q] = widen_one<T>(pix[r][q], scale);
         for (int j = 0; j < KB; ++j) {
             T s = T(0);   // (the lane sum of the vector loop's accumulators, none here)
-            for (int64_t q = 0; q < d; ++q) s += x[q] * tt[j * dp + q];
+            for (int64_t q = 0; q < d; ++q) s += x[q] * tt[j * kPanelFeatures<T> + q];   // (d < W: all in panel 0)
             z[r * ldz + j] = s;
         }
     }
 }
 
 template <typename T, int R, int KB, Rows Mode>
-void dot_block(const T* const* rows, const std::uint8_t* const* pix, float scale, const T* tt, int64_t dp, int64_t d,
+void dot_block(const T* const* rows, const std::uint8_t* const* pix, float scale, const T* tt, int64_t panel, int64_t d,
                T* z, int64_t ldz, RangePrefetch& ahead, int64_t ahead_lines) {
     constexpr int W = kLanes<T>;
+    constexpr int kStepsPerPanel = static_cast<int>(kPanelFeatures<T> / W);   // 1 with AVX-512
+    static_assert(kStepsPerPanel >= 1 && kPanelFeatures<T> % W == 0, "vectors tile a panel");
     const RangePrefetch::Span due = ahead.take(ahead_lines);
     if (d < W) {
-        scalar_dot_block<T, R, KB, Mode>(rows, pix, scale, tt, dp, d, z, ldz);
+        scalar_dot_block<T, R, KB, Mode>(rows, pix, scale, tt, d, z, ldz);
         for (const char* line = due.first; line < due.last; line += 64) due.line(line);
         return;
     }
@@ -171,6 +173,8 @@ void dot_block(const T* const* rows, const std::uint8_t* const* pix, float scale
     for (int r = 0; r < R; ++r)
         for (int j = 0; j < KB; ++j) acc[r][j] = Vec<T>{};
     int64_t p = 0;
+    const T* tp = tt;   // this step's panel: Θᵀ[j][p …] at tp + j·L (+ the step's place in the panel)
+    int step_in_panel = 0;
     do {
         if (pf < pf_end) {
             due.line(pf);
@@ -186,11 +190,18 @@ void dot_block(const T* const* rows, const std::uint8_t* const* pix, float scale
                 xv[r] = load(x[r] + p);
             }
         }
+        const T* tv = kStepsPerPanel == 1 ? tp : tp + step_in_panel * W;
         for (int j = 0; j < KB; ++j) {
-            const Vec<T> t = in_register(load(tt + j * dp + p));   // one load for R FMAs
+            const Vec<T> t = in_register(load(tv + j * kPanelFeatures<T>));   // one load for R FMAs
             for (int r = 0; r < R; ++r) acc[r][j] += xv[r] * t;
         }
         p += W;
+        if constexpr (kStepsPerPanel == 1) {
+            tp += panel;
+        } else if (++step_in_panel == kStepsPerPanel) {
+            step_in_panel = 0;
+            tp += panel;
+        }
     } while (p + W <= d);
     for (; pf < pf_end; pf += 64) due.line(pf);
     // The last d mod W features: widened into the rows (Rows::widen_and_store) or into `tail`
@@ -215,11 +226,12 @@ void dot_block(const T* const* rows, const std::uint8_t* const* pix, float scale
     }
     T s[R * KB];
     lane_sums<T, R * KB>(sums, s);
+    const T* tail_t = tt + theta_index<T>(panel, 0, p);   // the last features lie in one panel (p % W == 0, d − p < W)
     for (int r = 0; r < R; ++r)
         for (int j = 0; j < KB; ++j) {
             T zj = s[r * KB + j];
             for (int64_t q = p; q < d; ++q)
-                zj += (Mode == Rows::widen ? tail[r][q - p] : x[r][q]) * tt[j * dp + q];
+                zj += (Mode == Rows::widen ? tail[r][q - p] : x[r][q]) * tail_t[j * kPanelFeatures<T> + (q - p)];
             z[r * ldz + j] = zj;
         }
 }
@@ -228,7 +240,7 @@ void dot_block(const T* const* rows, const std::uint8_t* const* pix, float scale
 // `mode` says).
 template <typename T, int R, int KB>
 void logits_rows(const T* Xb, int64_t ldx, const PixelRows& source, Rows mode, int64_t r, int64_t d, const T* tt,
-                 int64_t dp, T* z, int64_t ldz, RangePrefetch& ahead, int64_t ahead_lines) {
+                 int64_t panel, T* z, int64_t ldz, RangePrefetch& ahead, int64_t ahead_lines) {
     const T* x[R];
     const std::uint8_t* pix[R];
     for (int i = 0; i < R; ++i) {
@@ -237,11 +249,11 @@ void logits_rows(const T* Xb, int64_t ldx, const PixelRows& source, Rows mode, i
     }
     const float scale = source.scale;
     switch (mode) {
-        case Rows::stored: dot_block<T, R, KB, Rows::stored>(x, pix, scale, tt, dp, d, z + r * ldz, ldz, ahead, ahead_lines); break;
+        case Rows::stored: dot_block<T, R, KB, Rows::stored>(x, pix, scale, tt, panel, d, z + r * ldz, ldz, ahead, ahead_lines); break;
         case Rows::widen_and_store:
-            dot_block<T, R, KB, Rows::widen_and_store>(x, pix, scale, tt, dp, d, z + r * ldz, ldz, ahead, ahead_lines);
+            dot_block<T, R, KB, Rows::widen_and_store>(x, pix, scale, tt, panel, d, z + r * ldz, ldz, ahead, ahead_lines);
             break;
-        case Rows::widen: dot_block<T, R, KB, Rows::widen>(x, pix, scale, tt, dp, d, z + r * ldz, ldz, ahead, ahead_lines); break;
+        case Rows::widen: dot_block<T, R, KB, Rows::widen>(x, pix, scale, tt, panel, d, z + r * ldz, ldz, ahead, ahead_lines); break;
     }
 }
 
@@ -254,14 +266,14 @@ void logits_rows(const T* Xb, int64_t ldx, const PixelRows& source, Rows mode, i
 // `source`, Xb (then scratch) is made from them on the way by the first class block:
 // T(float(pixel) · scale); or, without source.keep, every block widens them again, Xb unused.
 template <typename T, int RowsPerDot, int ClassBlock>
-void logits_blocks(const T* Xb, int64_t ldx, const PixelRows& source, int64_t B, int64_t d, const T* tt, int64_t dp,
+void logits_blocks(const T* Xb, int64_t ldx, const PixelRows& source, int64_t B, int64_t d, const T* tt, int64_t panel,
                    int64_t k, T* Z, RangePrefetch& ahead, int64_t ahead_lines) {
     const int64_t blocks = (k + ClassBlock - 1) / ClassBlock;
     const int64_t block = (k + blocks - 1) / blocks;
     const int64_t groups = B / RowsPerDot + (B % RowsPerDot) / 2 + (B % RowsPerDot) % 2;
     const int64_t calls = groups * blocks, per_call = (ahead_lines + calls - 1) / calls;   // lines per dot_block
     for (int64_t j0 = 0; j0 < k; j0 += block) {
-        const T* t = tt + j0 * dp;
+        const T* t = tt + j0 * kPanelFeatures<T>;
         T* zj = Z + j0;
         const Rows mode = source.pixels == nullptr ? Rows::stored
                           : !source.keep           ? Rows::widen
@@ -271,33 +283,33 @@ void logits_blocks(const T* Xb, int64_t ldx, const PixelRows& source, int64_t B,
             constexpr int KB = decltype(kb)::value;
             int64_t r = 0;
             for (; r + RowsPerDot <= B; r += RowsPerDot)
-                logits_rows<T, RowsPerDot, KB>(Xb, ldx, source, mode, r, d, t, dp, zj, k, ahead, per_call);
+                logits_rows<T, RowsPerDot, KB>(Xb, ldx, source, mode, r, d, t, panel, zj, k, ahead, per_call);
             for (; r + 2 <= B; r += 2)
-                logits_rows<T, 2, KB>(Xb, ldx, source, mode, r, d, t, dp, zj, k, ahead, per_call);
-            for (; r < B; ++r) logits_rows<T, 1, KB>(Xb, ldx, source, mode, r, d, t, dp, zj, k, ahead, per_call);
+                logits_rows<T, 2, KB>(Xb, ldx, source, mode, r, d, t, panel, zj, k, ahead, per_call);
+            for (; r < B; ++r) logits_rows<T, 1, KB>(Xb, ldx, source, mode, r, d, t, panel, zj, k, ahead, per_call);
         });
     }
 }
 
 template <typename T>
-void logits_from(const T* Xb, int64_t ldx, const PixelRows& source, int64_t B, int64_t d, const T* tt, int64_t dp,
+void logits_from(const T* Xb, int64_t ldx, const PixelRows& source, int64_t B, int64_t d, const T* tt, int64_t panel,
                  int64_t k, T* Z, RangePrefetch& ahead, int64_t ahead_lines, bool wide) {
     if (wide)
-        logits_blocks<T, kWideRowsPerDot, kWideClassBlock>(Xb, ldx, source, B, d, tt, dp, k, Z, ahead, ahead_lines);
+        logits_blocks<T, kWideRowsPerDot, kWideClassBlock>(Xb, ldx, source, B, d, tt, panel, k, Z, ahead, ahead_lines);
     else
-        logits_blocks<T, kRowsPerDot, kDotClassBlock>(Xb, ldx, source, B, d, tt, dp, k, Z, ahead, ahead_lines);
+        logits_blocks<T, kRowsPerDot, kDotClassBlock>(Xb, ldx, source, B, d, tt, panel, k, Z, ahead, ahead_lines);
 }
 
 template <typename T>
-void logits(const T* Xb, int64_t ldx, int64_t B, int64_t d, const T* tt, int64_t dp, int64_t k, T* Z,
+void logits(const T* Xb, int64_t ldx, int64_t B, int64_t d, const T* tt, int64_t panel, int64_t k, T* Z,
             RangePrefetch& ahead, int64_t ahead_lines, bool wide) {
-    logits_from<T>(Xb, ldx, PixelRows{}, B, d, tt, dp, k, Z, ahead, ahead_lines, wide);
+    logits_from<T>(Xb, ldx, PixelRows{}, B, d, tt, panel, k, Z, ahead, ahead_lines, wide);
 }
 
 template <typename T>
 void logits_pixels(const std::uint8_t* pixels, int64_t ldp, float scale, T* Xb, int64_t ldx, int64_t B, int64_t d,
-                   const T* tt, int64_t dp, int64_t k, T* Z, RangePrefetch& ahead, int64_t ahead_lines, bool wide) {
-    logits_from<T>(Xb, ldx, PixelRows{pixels, ldp, scale, Xb != nullptr}, B, d, tt, dp, k, Z, ahead, ahead_lines, wide);
+                   const T* tt, int64_t panel, int64_t k, T* Z, RangePrefetch& ahead, int64_t ahead_lines, bool wide) {
+    logits_from<T>(Xb, ldx, PixelRows{pixels, ldp, scale, Xb != nullptr}, B, d, tt, panel, k, Z, ahead, ahead_lines, wide);
 }
 
 // exp(x) on a whole vector, for x <= 0 (logits minus their row's maximum), the Cephes way:
@@ -513,7 +525,7 @@ T* slot_of(const UpdateChain& chain, int64_t unit) {
 // the update ran 4% slower on a Zen 4 (1 thread), 6% slower on 2 threads.
 template <typename T, int PV, int KB, typename Src>
 __attribute__((always_inline)) inline void update_block(const Src& rows, int64_t r0, int64_t r1, const T* C,
-                                                        const Vec<T>* c_table, int64_t ldc, T* theta, int64_t dp,
+                                                        const Vec<T>* c_table, int64_t ldc, T* theta, int64_t panel,
                                                         int64_t p, RangePrefetch::Span due, const UpdateChain& chain,
                                                         int64_t unit) {
     constexpr int W = kLanes<T>;
@@ -532,7 +544,7 @@ __attribute__((always_inline)) inline void update_block(const Src& rows, int64_t
     if (chain.link == chain.links - 1) {
         for (int j = 0; j < KB; ++j)
             for (int v = 0; v < PV; ++v) {
-                T* t = theta + j * dp + p + v * W;
+                T* t = theta + theta_index<T>(panel, j, p + v * W);   // (W features within one panel)
                 store(t, load(t) + acc[j][v]);
             }
     } else {
@@ -546,7 +558,7 @@ __attribute__((always_inline)) inline void update_block(const Src& rows, int64_t
 // The last d mod W features, one at a time, summed in the same row order (the partial sums of
 // its features × classes in the slot between links).
 template <typename T, typename Src>
-void update_tail(const Src& rows, int64_t r0, int64_t r1, const T* C, int64_t ldc, T* theta, int64_t dp, int64_t p0,
+void update_tail(const Src& rows, int64_t r0, int64_t r1, const T* C, int64_t ldc, T* theta, int64_t panel, int64_t p0,
                  int64_t d, int64_t classes, const UpdateChain& chain, int64_t unit) {
     const bool first = chain.link == 0, last = chain.link == chain.links - 1;
     T* slot = first && last ? nullptr : slot_of<T>(chain, unit);
@@ -555,7 +567,7 @@ void update_tail(const Src& rows, int64_t r0, int64_t r1, const T* C, int64_t ld
         for (int64_t j = 0; j < classes; ++j) {
             T sum = first ? T(0) : slot[(p - p0) * classes + j];
             for (int64_t r = r0; r < r1; ++r) sum += C[r * ldc + j] * rows.one(r, p);
-            if (last) theta[j * dp + p] += sum;
+            if (last) theta[theta_index<T>(panel, j, p)] += sum;
             else slot[(p - p0) * classes + j] = sum;
         }
     if (!last) hand_on(chain, unit);
@@ -577,7 +589,7 @@ int64_t chain_units(int64_t d, int64_t k) {
 // All k classes, kClassBlock at a time (each block streams the rows again, from cache); what is
 // left of `ahead` is prefetched during the first block, spread evenly over its row steps.
 template <typename T, typename Src>
-void update_rows(const Src& rows, int64_t r0, int64_t r1, int64_t d, const T* C, int64_t k, T* theta, int64_t dp,
+void update_rows(const Src& rows, int64_t r0, int64_t r1, int64_t d, const T* C, int64_t k, T* theta, int64_t panel,
                  RangePrefetch& ahead, const UpdateChain& chain) {
     constexpr int W = kLanes<T>, PV = kUpdateVectors;
     const int64_t blocks = vector_blocks<T>(d);
@@ -595,16 +607,16 @@ void update_rows(const Src& rows, int64_t r0, int64_t r1, int64_t d, const T* C,
     for (int64_t j0 = 0; j0 < k; j0 += kClassBlock) {
         const T* Cj = C + j0;
         const Vec<T>* tj = c_table ? c_table + j0 : nullptr;
-        T* t = theta + j0 * dp;
+        T* t = theta + j0 * kPanelFeatures<T>;
         RangePrefetch& ahead_now = j0 == 0 ? ahead : none;
         with_class_count<kClassBlock>(k - j0, [&](auto kb) {
             constexpr int KB = decltype(kb)::value;
             int64_t p = 0;
             for (; p + PV * W <= d; p += PV * W)
-                update_block<T, PV, KB>(rows, r0, r1, Cj, tj, k, t, dp, p, ahead_now.take(per_block), chain, unit++);
+                update_block<T, PV, KB>(rows, r0, r1, Cj, tj, k, t, panel, p, ahead_now.take(per_block), chain, unit++);
             for (; p + W <= d; p += W)
-                update_block<T, 1, KB>(rows, r0, r1, Cj, tj, k, t, dp, p, ahead_now.take(per_block), chain, unit++);
-            if (p < d) update_tail<T>(rows, r0, r1, Cj, k, t, dp, p, d, KB, chain, unit++);
+                update_block<T, 1, KB>(rows, r0, r1, Cj, tj, k, t, panel, p, ahead_now.take(per_block), chain, unit++);
+            if (p < d) update_tail<T>(rows, r0, r1, Cj, k, t, panel, p, d, KB, chain, unit++);
         });
     }
     const RangePrefetch::Span rest = ahead.take(ahead.lines_left());
@@ -613,15 +625,15 @@ void update_rows(const Src& rows, int64_t r0, int64_t r1, int64_t d, const T* C,
 
 template <typename T>
 void update(const T* Xb, int64_t ldx, int64_t r0, int64_t r1, int64_t d, const T* C, int64_t k, T* theta,
-            int64_t dp, RangePrefetch& ahead, const UpdateChain& chain) {
-    update_rows<T>(StoredRows<T>{Xb, ldx}, r0, r1, d, C, k, theta, dp, ahead, chain);
+            int64_t panel, RangePrefetch& ahead, const UpdateChain& chain) {
+    update_rows<T>(StoredRows<T>{Xb, ldx}, r0, r1, d, C, k, theta, panel, ahead, chain);
 }
 
 // The same update with the rows widened from pixels on the way (nothing read but the pixels).
 template <typename T>
 void update_pixels(const std::uint8_t* pixels, int64_t ldp, float scale, int64_t B, int64_t d, const T* C,
-                   int64_t k, T* theta, int64_t dp, RangePrefetch& ahead) {
-    update_rows<T>(WidenedRows<T>{pixels, ldp, scale}, 0, B, d, C, k, theta, dp, ahead, UpdateChain{});
+                   int64_t k, T* theta, int64_t panel, RangePrefetch& ahead) {
+    update_rows<T>(WidenedRows<T>{pixels, ldp, scale}, 0, B, d, C, k, theta, panel, ahead, UpdateChain{});
 }
 
 // out[r][p] = T(float(pixels[r][p]) · scale) for rows [0, B) and features [p0, p1) (the same
