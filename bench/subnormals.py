@@ -35,6 +35,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 
 import fastnn  # noqa: E402
+from fastnn.benchmark.jobs import torch_manual_epoch  # noqa: E402
 
 
 def _cpu_model():
@@ -92,29 +93,11 @@ def fastnn_epoch(backend, flush, X, y, weights, lr):
 
 
 def torch_epoch(torch, ftz, X, y, weights, lr, batch=100):
-    """numpy_backend's epoch in torch (no autograd, in-place updates), as bench/run.py's torch-manual."""
+    """bench/run.py's torch-manual epoch (numpy_backend's loop in torch), with or without torch's flush."""
     torch.set_flush_denormal(ftz)
-    Xt, yt = torch.from_numpy(X), torch.from_numpy(y.astype(np.int64))
-    Ws = [torch.from_numpy(W.copy()) for W in weights]
-    rows = torch.arange(batch)
     try:
-        with torch.no_grad():
-            t0 = time.perf_counter()
-            for s in range(0, Xt.shape[0], batch):
-                Xb, yb = Xt[s:s + batch], yt[s:s + batch]
-                B = Xb.shape[0]
-                H = [Xb]
-                for W in Ws[:-1]:
-                    H.append(torch.relu(H[-1] @ W))
-                G = torch.softmax(H[-1] @ Ws[-1], dim=1)
-                G[rows[:B], yb] -= 1
-                G /= B
-                for i in reversed(range(len(Ws))):
-                    dW = H[i].T @ G
-                    if i > 0:
-                        G = (G @ Ws[i].T) * (H[i] > 0)
-                    Ws[i].sub_(dW, alpha=lr)
-            return time.perf_counter() - t0
+        return torch_manual_epoch(torch, torch.from_numpy(X), torch.from_numpy(y.astype(np.int64)),
+                                  [W.copy() for W in weights], lr, batch)
     finally:
         torch.set_flush_denormal(False)
 

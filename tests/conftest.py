@@ -56,6 +56,21 @@ def saved_num_threads():
     return fastnn.get_num_threads() if _core.num_threads_is_set() else None
 
 
+@pytest.fixture
+def cpp():
+    """The test runs on the cpp backend."""
+    with fastnn.use_backend("cpp"):
+        yield
+
+
+@pytest.fixture
+def threads():
+    """fastnn.set_num_threads, for a test that sets its own count; the count before it is restored after."""
+    saved = saved_num_threads()
+    yield fastnn.set_num_threads
+    fastnn.set_num_threads(saved)
+
+
 @pytest.fixture(params=[np.float32, np.float64], ids=["float32", "float64"])
 def dtype(request):
     return np.dtype(request.param)

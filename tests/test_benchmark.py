@@ -337,3 +337,18 @@ def test_check_fails_on_issue5_targets_unless_told_otherwise():
     assert [t["id"] for t in benchmark.failed_targets(targets, (5, 20))] == ["b"]
     targets[0]["status"] = "not met"
     assert [t["id"] for t in benchmark.failed_targets(targets)] == ["a"]
+
+
+def test_bench_subnormals_script_runs(mnist_paths):
+    # bench/subnormals.py: every saturated workload, fastnn flushed and IEEE beside NumPy (and torch where
+    # installed), on a few MNIST rows.
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "subnormals.py"), "--rounds", "1", "--rows", "300",
+                           "--data", str(mnist_paths["train_images"].parent)],
+                          capture_output=True, text=True, timeout=300, env=_env(), cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert out.count("\n### ") == 3 and "X = pixels 0-255" in out and "N(0, 1)" in out
+    for contender in ("fastnn-cpp", "fastnn-cpp-ieee", "fastnn-numpy", "fastnn-cpp, ordinary twin"):
+        assert out.count(f"| {contender} |") == 3, contender
+    import importlib.util
+    assert ("| torch-manual-ftz |" in out) == (importlib.util.find_spec("torch") is not None)

@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 
 import fastnn
-from conftest import saved_num_threads
 
 pytestmark = pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64", "i686", "i386"),
                                 reason="the flush mode is x86's MXCSR; elsewhere the core computes as IEEE says")
@@ -24,19 +23,6 @@ TINY = {
     np.float32: dict(x=2.0 ** -100, w=2.0 ** -40, s=2.0 ** -130, v=2.0 ** 20),
     np.float64: dict(x=2.0 ** -540, w=2.0 ** -500, s=2.0 ** -1030, v=2.0 ** 20),
 }
-
-
-@pytest.fixture
-def cpp():
-    with fastnn.use_backend("cpp"):
-        yield
-
-
-@pytest.fixture
-def threads():
-    saved = saved_num_threads()
-    yield fastnn.set_num_threads
-    fastnn.set_num_threads(saved)
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 
 import fastnn
-from conftest import saved_num_threads
 
 pytestmark = pytest.mark.skipif("cpp" not in fastnn.available_backends(), reason="cpp backend not built")
 
@@ -45,19 +44,6 @@ def _skip_zeros(on):
         yield
     finally:
         fastnn.set_skip_zeros(saved)
-
-
-@pytest.fixture
-def cpp():
-    with fastnn.use_backend("cpp"):
-        yield
-
-
-@pytest.fixture
-def threads():
-    saved = saved_num_threads()
-    yield fastnn.set_num_threads
-    fastnn.set_num_threads(saved)
 
 
 def test_concurrent_training_of_separate_models_matches_sequential(cpp):

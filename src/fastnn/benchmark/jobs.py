@@ -13,6 +13,31 @@ from .processes import _THREAD_VARS, _UNSET_FOR_PEERS, _cpu_stall_us, _stall_fra
 from .workloads import DENSE_ONLY, INPUT_FILES, PIXELS_ONLY
 
 
+
+def torch_manual_epoch(torch, X, y, weights, lr, batch):
+    """numpy_backend's epoch written with torch tensors (X float32, y int64): no autograd, in-place
+    updates of `weights` (NumPy arrays, shared with the tensors). Returns the seconds it took."""
+    Ws = [torch.from_numpy(W) for W in weights]          # shares memory with `weights`
+    rows = torch.arange(batch)
+    L = len(Ws)
+    with torch.no_grad():
+        t0 = time.perf_counter()
+        for s in range(0, X.shape[0], batch):
+            Xb, yb = X[s:s + batch], y[s:s + batch]
+            B = Xb.shape[0]
+            H = [Xb]
+            for W in Ws[:-1]:
+                H.append(torch.relu(H[-1] @ W))
+            G = torch.softmax(H[-1] @ Ws[-1], dim=1)
+            G[rows[:B], yb] -= 1
+            G /= B
+            for i in reversed(range(L)):
+                dW = H[i].T @ G
+                if i > 0:
+                    G = (G @ Ws[i].T) * (H[i] > 0)
+                Ws[i].sub_(dW, alpha=lr)
+        return time.perf_counter() - t0
+
 class _Runner:
     def __init__(self, engine, threads, datadir):
         import fastnn
@@ -163,29 +188,7 @@ class _Runner:
         return answer
 
     def _torch_manual(self, data, weights, lr, batch):
-        """numpy_backend's epoch written with torch tensors: no autograd, in-place updates."""
-        torch = self.torch
-        X, y = data
-        Ws = [torch.from_numpy(W) for W in weights]          # shares memory with `weights`
-        rows = torch.arange(batch)
-        L = len(Ws)
-        with torch.no_grad():
-            t0 = time.perf_counter()
-            for s in range(0, X.shape[0], batch):
-                Xb, yb = X[s:s + batch], y[s:s + batch]
-                B = Xb.shape[0]
-                H = [Xb]
-                for W in Ws[:-1]:
-                    H.append(torch.relu(H[-1] @ W))
-                G = torch.softmax(H[-1] @ Ws[-1], dim=1)
-                G[rows[:B], yb] -= 1
-                G /= B
-                for i in reversed(range(L)):
-                    dW = H[i].T @ G
-                    if i > 0:
-                        G = (G @ Ws[i].T) * (H[i] > 0)
-                    Ws[i].sub_(dW, alpha=lr)
-            return time.perf_counter() - t0
+        return torch_manual_epoch(self.torch, *data, weights, lr, batch)
 
     def _torch_autograd(self, data, weights, lr, batch):
         """The idiomatic torch way: nn.Linear(bias=False) layers, cross_entropy, optim.SGD."""
