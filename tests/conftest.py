@@ -71,6 +71,16 @@ def threads():
     fastnn.set_num_threads(saved)
 
 
+@pytest.fixture
+def softmax_teams():
+    """The softmax epoch shares every batch among the threads, however small (by default batches of
+    fewer than 1.4 million multiply-adds run on one thread: a speed choice, never a result's)."""
+    from fastnn import _core
+    previous = _core._softmax_split_tuning(0)
+    yield
+    _core._softmax_split_tuning(previous)
+
+
 @pytest.fixture(params=[np.float32, np.float64], ids=["float32", "float64"])
 def dtype(request):
     return np.dtype(request.param)

@@ -78,7 +78,7 @@ SOFTMAX_BLOCK_SHAPES = [(203, 784, 10), (150, 40, 3), (97, 13, 12), (120, 100, 2
 
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("n,d,k", SOFTMAX_BLOCK_SHAPES, ids=["x".join(map(str, s)) for s in SOFTMAX_BLOCK_SHAPES])
-def test_softmax_forward_blocks_give_the_same_bits(isa, dtype, n, d, k, threads):
+def test_softmax_forward_blocks_give_the_same_bits(isa, dtype, n, d, k, threads, softmax_teams):
     """The fused softmax epoch's forward runs in wide register blocks of all k <= 10 classes (2 rows
     with AVX-512, 1 row with AVX2 and SSE2) where AVX-512 is active and Θᵀ's block and two rows fit
     the L1 data cache, else in the ISA's own (5 classes; AVX-512 5 rows, the others 2): every

@@ -79,7 +79,7 @@ def test_only_the_softmax_epoch_takes_pixels():
 # ---- the epoch -------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
-def test_cpp_epoch_on_pixels_is_bitwise_the_float32_epoch(isa, threads):
+def test_cpp_epoch_on_pixels_is_bitwise_the_float32_epoch(isa, threads, softmax_teams):
     """Widening each batch in the core gives exactly the epoch on X's float32 values, on every
     ISA and thread count (each thread widens into its own buffer)."""
     if "cpp" not in fastnn.available_backends():

@@ -81,6 +81,37 @@ def test_policy_samples_the_rows_the_epoch_visits_first():
     assert not cpp_backend._skips_zeros(X, 2)
 
 
+def test_policy_leaves_large_batches_to_the_dense_kernels(monkeypatch):
+    limit = runtime.SKIP_ZEROS_MAX_BATCH
+    X = np.zeros((limit + 10, 8), np.float32)
+    assert cpp_backend._skips_zeros(X, 2, batch=limit)
+    assert not cpp_backend._skips_zeros(X, 2, batch=limit + 1)
+    assert not cpp_backend._skips_zeros(X, 2, batch=10 ** 30)           # one batch of every row
+    assert cpp_backend._skips_zeros(X[:limit], 2, batch=10 ** 30)       # ... of no more than the limit
+    assert cpp_backend._skips_zeros(X, 2, order=np.arange(limit), batch=limit + 5)   # the rows visited
+    assert cpp_backend._skips_zeros(X, 2)                               # evaluations: chunks of their own
+    # Through nn_epoch and the estimators' train_epoch (the zero-skipping and the dense path give the
+    # same bits here, so the core's entry point is watched for the path asked).
+    monkeypatch.setattr(runtime, "SKIP_ZEROS_MAX_BATCH", 40)
+    asked = []
+    core_train_epoch = _core.train_epoch
+
+    def watched(*args, **kwargs):
+        asked.append(kwargs.get("skip_zeros", False))
+        return core_train_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(_core, "train_epoch", watched)
+    rng = np.random.default_rng(3)
+    X = _sparse_data(rng, 120, 37, np.float32)
+    y = rng.integers(0, 10, 120)
+    W = _net(rng, [37, 20, 10], np.float32)
+    with fastnn.use_backend("cpp"):
+        for batch in (40, 41):
+            fastnn.nn_epoch(X, y, *[w.copy() for w in W], lr=0.2, batch=batch)   # dense: _core.mlp_epoch
+            fastnn.train_epoch(X, y, [w.copy() for w in W], [None, None], fastnn.SGD(), 0.2, batch)
+    assert asked == [True, True, False]
+
+
 def test_nn_epoch_takes_the_zero_skipping_path_exactly_when_the_policy_says():
     """With the policy on, nn_epoch's result is bit for bit the core's zero-skipping epoch; with it
     off, bit for bit the dense hw0 epoch."""

@@ -192,7 +192,8 @@ def test_zero_skipping_compaction_does_not_depend_on_the_thread_count(cpp, threa
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("d,k,batch,last", [(784, 10, 100, 7), (784, 10, 100, 1), (300, 12, 64, 7), (37, 3, 9, 7)],
                          ids=["mnist-shape", "one-row-last-batch", "two-class-blocks", "narrow"])
-def test_softmax_epoch_thread_count_does_not_change_results(cpp, threads, isa, dtype, d, k, batch, last):
+def test_softmax_epoch_thread_count_does_not_change_results(cpp, threads, softmax_teams, isa, dtype, d, k, batch,
+                                                            last):
     """The fused softmax epoch splits each batch's forward and gradient by rows (each thread's
     rows' B·k logits end mid-vector for 3 threads of the MNIST shape: the gradient's last partial
     vector must not touch the next thread's rows). Its update runs, on 2 threads, as a chain over

@@ -21,6 +21,10 @@ def _panel_lists_tuning(lists: typing.Any = None) -> int:
     """
     Internal: the 2-thread zero-skipping epoch's sorted lists (0 auto, 1 per panel, -1 shared); returns the previous setting.
     """
+def _softmax_split_tuning(min_work: typing.Any = None) -> int:
+    """
+    Internal: multiply-adds per batch from which the softmax epoch shares it among threads (0: always); returns the previous setting.
+    """
 def _softmax_tuning(forward_blocks: typing.Any = None) -> int:
     """
     Internal: the softmax epoch's forward blocks (0 auto, 1 wide, -1 the ISA's); returns the previous setting.

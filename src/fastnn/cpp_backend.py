@@ -116,11 +116,14 @@ def loss_err(h, y):
     return loss_sum / h.shape[0], errors / h.shape[0]
 
 
-def _skips_zeros(X, n_layers, order=None):
+def _skips_zeros(X, n_layers, order=None, batch=None):
     """Whether a dense X's epoch runs its first layer over X's nonzeros only (runtime's
-    set_skip_zeros): on, a hidden layer, and at most SKIP_ZEROS_MAX_DENSITY of the first
-    SKIP_ZEROS_SAMPLE_ROWS rows the epoch visits nonzero (NaN counts as nonzero)."""
+    set_skip_zeros): on, a hidden layer, batches (`batch`: an epoch's; None: an evaluation's
+    chunks) of at most SKIP_ZEROS_MAX_BATCH rows, and at most SKIP_ZEROS_MAX_DENSITY of the
+    first SKIP_ZEROS_SAMPLE_ROWS rows the epoch visits nonzero (NaN counts as nonzero)."""
     if not runtime.get_skip_zeros() or n_layers < 2 or X.size == 0:
+        return False
+    if batch is not None and min(batch, X.shape[0] if order is None else len(order)) > runtime.SKIP_ZEROS_MAX_BATCH:
         return False
     rows = runtime.SKIP_ZEROS_SAMPLE_ROWS
     sample = X[:rows] if order is None else X[np.asarray(order[:rows])]
@@ -128,7 +131,7 @@ def _skips_zeros(X, n_layers, order=None):
 
 
 def mlp_epoch(X, y, weights, lr=0.1, batch=100):
-    if _skips_zeros(X, len(weights)):   # the same SGD epoch, through the zero-skipping core
+    if _skips_zeros(X, len(weights), batch=batch):   # the same SGD epoch, through the zero-skipping core
         train_epoch(X, y, weights, [None] * len(weights), SGD(), lr, batch, None, 0.0)
         return
     dtype = np.result_type(X, *weights)
@@ -193,7 +196,7 @@ def train_epoch(X, y, weights, biases, optimizer, lr, batch, order, alpha, sampl
         x_args = (X.data.astype(dtype, copy=False), X.indices, X.indptr, X.shape[1])
     else:
         dtype = np.result_type(X, *weights)
-        skip_zeros = _skips_zeros(X, L, order)
+        skip_zeros = _skips_zeros(X, L, order, batch)
         core_epoch = functools.partial(_core.train_epoch, skip_zeros=skip_zeros)
         x_args = (_data(X, dtype),)
     rows = max(1, X.shape[0] if order is None else order.shape[0])   # batch >= rows: one batch

@@ -89,7 +89,7 @@ std::int64_t fused_epoch(const DataMatrix<TX>& X, float scale, const std::int64_
     constexpr std::int64_t kFeatureUnit = 32;   // a whole register block of the update (any ISA), whole panels
     static_assert(kFeatureUnit % kPanelFeatures<T> == 0, "a thread's features start on a panel");
     const std::int64_t units = (d + kFeatureUnit - 1) / kFeatureUnit;
-    constexpr std::int64_t kSplitMinWork = 1 << 17;   // multiply-adds per batch below which one thread runs it
+    const std::int64_t kSplitMinWork = softmax_split_min_work();
     const int team = 2 * std::min<std::int64_t>(batch, n) * d * k >= kSplitMinWork
                          ? static_cast<int>(std::min<std::int64_t>(get_num_threads(), units)) : 1;
     const bool widen_in_registers = kPixels && wide && k <= kWideClasses;
@@ -181,6 +181,11 @@ std::int64_t fused_epoch(const DataMatrix<TX>& X, float scale, const std::int64_
 }
 
 }  // namespace
+
+std::int64_t& softmax_split_min_work() {
+    static std::int64_t setting = kSoftmaxSplitMinWork;
+    return setting;
+}
 
 int& softmax_forward_blocks() {
     static int setting = 0;

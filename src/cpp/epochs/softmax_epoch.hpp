@@ -80,6 +80,14 @@ std::int64_t softmax_regression_epoch_float_rows(const DataMatrix<float>& X, con
 // above, 1 always wide, -1 never.
 bool softmax_forward_wide(std::int64_t d, std::int64_t dp, std::int64_t k, std::size_t element_bytes);
 int& softmax_forward_blocks();
+// Multiply-adds per batch (2·B·d·k) below which one thread runs a batch whatever the thread count:
+// a team's fork, join and hand-overs cost about 10 µs per batch between two cores ~200 ns apart.
+// Intel Xeon family 6 model 207, MNIST (d = 784, k = 10), 1-thread / 2-thread epoch time by
+// batch: 0.24 (10 rows), 0.69 (50), 0.87 (70), 1.09 (100), 1.44 (200); the 2^17 used before
+// shared batches of 9 rows and more. softmax_split_min_work() overrides it (tests: 0 shares every
+// batch). Only the speed depends on it, never a result.
+constexpr std::int64_t kSoftmaxSplitMinWork = 1'400'000;
+std::int64_t& softmax_split_min_work();
 // Classes per wide register block.
 constexpr std::int64_t kWideClasses = 10;
 

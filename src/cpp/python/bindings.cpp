@@ -499,6 +499,19 @@ PYBIND11_MODULE(_core, m) {
     }, py::arg("forward_blocks") = py::none(),
        "Internal: the softmax epoch's forward blocks (0 auto, 1 wide, -1 the ISA's); returns the previous setting.");
 
+    m.def("_softmax_split_tuning", [](py::object min_work) {
+        // The softmax epoch shares a batch among threads from this many multiply-adds (softmax_epoch.hpp).
+        const std::int64_t previous = softmax_split_min_work();
+        if (!min_work.is_none()) {
+            const std::int64_t v = min_work.cast<std::int64_t>();
+            if (v < 0) throw py::value_error("_softmax_split_tuning: min_work must be >= 0, got " + std::to_string(v));
+            softmax_split_min_work() = v;
+        }
+        return previous;
+    }, py::arg("min_work") = py::none(),
+       "Internal: multiply-adds per batch from which the softmax epoch shares it among threads (0: always); "
+       "returns the previous setting.");
+
     m.def("_panel_lists_tuning", [three_way](py::object lists) {
         // The zero-skipping first layer's sorted lists on 2-thread column panels (train_epoch.hpp):
         // 0 chooses by the team's core-to-core round trip, 1 a set per panel, -1 one shared set.
