@@ -306,7 +306,8 @@ class _BaseMLP(BaseEstimator):
         if incremental and p["early_stopping"]:
             raise ValueError("partial_fit does not support early_stopping=True")
         first_pass = not hasattr(self, "coefs_") or (not p["warm_start"] and not incremental)
-        X, y = _validate_data(self, X, y, reset=first_pass, dtype=self._input_dtype(),
+        # order="C": a Fortran-ordered X (pandas' to_numpy()) copied once, not by every epoch
+        X, y = _validate_data(self, X, y, reset=first_pass, dtype=self._input_dtype(), order="C",
                               accept_sparse=_SPARSE_FORMATS, multi_output=self._multi_output)
         if _is_sparse(X):
             X = X.tocsr()

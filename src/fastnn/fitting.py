@@ -157,13 +157,13 @@ def _checked_fit_args(X_train, y_train, X_test, y_test, model, hidden, epochs, l
     both backends, before anything is allocated); returns them normalised."""
     if model not in ("softmax", "mlp"):
         raise ValueError(f"model: expected 'softmax' or 'mlp', got {model!r}")
-    X_train = v.as_float_matrix(X_train, "X_train")
+    X_train = v.with_contiguous_rows(v.as_float_matrix(X_train, "X_train"))   # once, not every epoch
     y_train = v.as_label_vector(y_train, X_train.shape[0], "y_train")
     if (X_test is None) != (y_test is None):
         given, missing = ("X_test", "y_test") if y_test is None else ("y_test", "X_test")
         raise ValueError(f"{given}, {missing}: expected both or neither, got {given} without {missing}")
     if X_test is not None:
-        X_test = v.as_float_matrix(X_test, "X_test")
+        X_test = v.with_contiguous_rows(v.as_float_matrix(X_test, "X_test"))
         if X_test.shape[1] != X_train.shape[1]:
             raise ValueError(f"X_test: expected {X_train.shape[1]} columns (like X_train), got shape "
                              f"{X_test.shape}")

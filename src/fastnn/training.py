@@ -8,6 +8,7 @@ import numpy as np
 
 from .api import evaluate, mlp_epoch, nn_epoch, softmax_regression_epoch
 from .backends import use_backend
+from .validation import with_contiguous_rows
 
 if TYPE_CHECKING:
     from numpy.typing import DTypeLike
@@ -33,6 +34,7 @@ def train_softmax(X_tr: FloatArray, y_tr: ArrayLike, X_te: FloatArray, y_te: Arr
     """Train softmax regression from Θ = 0 (float32), printing train/test loss and error per
     epoch. `cpp=True` runs on the C++ backend whatever the current one is. Returns Θ."""
     theta = np.zeros((X_tr.shape[1], int(np.max(y_tr)) + 1), dtype=np.float32)
+    X_tr, X_te = with_contiguous_rows(X_tr), with_contiguous_rows(X_te)   # once, not every epoch
     with _backend_for(cpp):
         print(TABLE_HEADER)
         for epoch in range(epochs):
@@ -49,6 +51,7 @@ def train_nn(X_tr: FloatArray, y_tr: ArrayLike, X_te: FloatArray, y_te: ArrayLik
     np.random.seed(0)
     W1 = np.random.randn(n, hidden_dim).astype(np.float32) / np.sqrt(hidden_dim)
     W2 = np.random.randn(hidden_dim, k).astype(np.float32) / np.sqrt(k)
+    X_tr, X_te = with_contiguous_rows(X_tr), with_contiguous_rows(X_te)   # once, not every epoch
     with _backend_for(cpp):
         print(TABLE_HEADER)
         for epoch in range(epochs):
@@ -65,6 +68,7 @@ def train_mlp(X_tr: FloatArray, y_tr: ArrayLike, X_te: FloatArray, y_te: ArrayLi
     sizes = [X_tr.shape[1], *hidden_dims, int(np.max(y_tr)) + 1]
     rng = np.random.default_rng(seed)
     weights = [(rng.standard_normal((a, b)) / np.sqrt(b)).astype(dtype) for a, b in zip(sizes, sizes[1:])]
+    X_tr, X_te = with_contiguous_rows(X_tr), with_contiguous_rows(X_te)   # once, not every epoch
     print(TABLE_HEADER)
     for epoch in range(epochs):
         mlp_epoch(X_tr, y_tr, weights, lr=lr, batch=batch)

@@ -54,6 +54,15 @@ def as_float_matrix(a, name):
     return _nonempty_2d(a, name)
 
 
+def with_contiguous_rows(X):
+    """A data matrix that many epochs or evaluations will read, with each row's values adjacent in
+    memory: copied once here where they are not (a Fortran-ordered X, as pandas' DataFrame.to_numpy()
+    gives), rather than by every call. Anything else (SparseRows, Pixels, lists) is returned as is."""
+    if isinstance(X, np.ndarray) and X.ndim == 2 and X.size and X.strides[1] != X.itemsize:
+        return np.ascontiguousarray(X)
+    return X
+
+
 def as_parameter(a, name):
     """A parameter updated in place: must already be a writeable 2-D float32/float64 ndarray."""
     if not isinstance(a, np.ndarray):
