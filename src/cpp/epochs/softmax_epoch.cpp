@@ -105,16 +105,14 @@ std::int64_t fused_epoch(const DataMatrix<TX>& X, float scale, const std::int64_
     const std::int64_t widened_size = std::min(batch, n) * d;
     std::vector<T> widened((kPixels && !widen_in_registers) || kWidenedFloats ? static_cast<std::size_t>(team * widened_size)
                                                                                 : 0);
-    std::int64_t start = 0;
-    for (; start < n; start += batch) {
-        if (stop_requested && stop_requested()) break;
+    // Batch `start` on thread t of `size` (the barrier below binds to the team, if any).
+    auto one_batch = [&](std::int64_t start, int t, int size) {
         const std::int64_t B = std::min(batch, n - start);
         const TX* batch_rows = X.data + start * X.ld;
         const std::int64_t ldx = kPixels || kWidenedFloats ? d : X.ld;
         const std::int64_t next_rows = std::min(batch, n - start - B);
         const TX* next = next_rows > 0 ? batch_rows + B * X.ld : nullptr;
-        // Thread t of `size` (the barrier below binds to the team, if any).
-        run_team(team, [&](int t, int size) {
+        {
             // Rows [r0, r1) for the forward, features [p0, p1) for the update. This thread
             // prefetches the same share of the next batch's rows, half during each product: into
             // L2, or into L1 (prefetcht0) when one thread streams float rows past wide forward
@@ -174,10 +172,33 @@ std::int64_t fused_epoch(const DataMatrix<TX>& X, float scale, const std::int64_
                 kern.update(Xb + p0, ldx, 0, B, p1 - p0, Z.data(), k, theta_t.data() + p0 / kPanelFeatures<T> * panel, panel,
                             ahead, UpdateChain{});
             }
+        }
+    };
+    // One team for the whole epoch, a barrier after each batch (Θᵀ whole again before the next
+    // forward reads it), rather than a parallel region per batch: its fork and join cost more than
+    // one barrier. Between batches the calling thread (thread 0) asks Python whether to stop; the
+    // answer reaches the others through the barrier. Intel Xeon family 6 model 207, MNIST, batch
+    // 100, 2 threads: the epoch new/old 0.953 (raw X), 0.956 (centred), 0.957 (Pixels); 1 thread 1.00.
+    // (The answer to batch i is stop[i % 2]: thread 0 may write batch i + 1's while another thread,
+    // just past batch i's barrier, still reads batch i's.)
+    std::int64_t done = 0;
+    bool stop[2] = {false, false};
+    if (!(stop_requested && stop_requested()))
+        run_team(team, [&](int t, int size) {
+            for (std::int64_t start = 0, i = 0; start < n; start += batch, ++i) {
+                one_batch(start, t, size);
+                if (t == 0) {
+                    done = std::min(start + batch, n);
+                    stop[i % 2] = done < n && stop_requested && stop_requested();
+                }
+#if defined(_OPENMP)
+#pragma omp barrier
+#endif
+                if (stop[i % 2]) break;
+            }
         });
-    }
     theta_t.write_back();
-    return std::min(start, n);
+    return done;
 }
 
 }  // namespace
