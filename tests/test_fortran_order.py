@@ -13,6 +13,19 @@ def _problem(rng, n=300, d=20, k=4):
     return X, rng.integers(0, k, n)
 
 
+def _watch(monkeypatch, module, name):
+    """The X of every call of module.name (which still runs), in a list."""
+    seen = []
+    function = getattr(module, name)
+
+    def watched(X_, *args, **kwargs):
+        seen.append(X_)
+        return function(X_, *args, **kwargs)
+
+    monkeypatch.setattr(module, name, watched)
+    return seen
+
+
 def test_with_contiguous_rows_copies_only_what_needs_it():
     rng = np.random.default_rng(0)
     X, _ = _problem(rng)
@@ -32,14 +45,7 @@ def test_with_contiguous_rows_copies_only_what_needs_it():
 def test_hw0_training_loops_copy_a_fortran_x_once(backend_name, monkeypatch, capsys):
     rng = np.random.default_rng(1)
     X, y = _problem(rng)
-    seen = []
-    epoch = training.nn_epoch
-
-    def watched(X_, *args, **kwargs):
-        seen.append(X_)
-        return epoch(X_, *args, **kwargs)
-
-    monkeypatch.setattr(training, "nn_epoch", watched)
+    seen = _watch(monkeypatch, training, "nn_epoch")
     with fastnn.use_backend(backend_name):
         expected = fastnn.train_nn(X, y, X[:50], y[:50], hidden_dim=8, epochs=3, lr=0.1, batch=32)
         seen.clear()
@@ -55,14 +61,7 @@ def test_fit_copies_a_fortran_x_once(monkeypatch):
     from fastnn import fitting
     rng = np.random.default_rng(2)
     X, y = _problem(rng)
-    seen = []
-    epoch = fitting.mlp_epoch
-
-    def watched(X_, *args, **kwargs):
-        seen.append(X_)
-        return epoch(X_, *args, **kwargs)
-
-    monkeypatch.setattr(fitting, "mlp_epoch", watched)
+    seen = _watch(monkeypatch, fitting, "mlp_epoch")
     with fastnn.use_backend("cpp"):
         fastnn.fit(np.asfortranarray(X), y, hidden=(8,), epochs=2, lr=0.1, batch=32)
     assert len(seen) == 2 and seen[1] is seen[0] and seen[0].flags.c_contiguous
@@ -73,14 +72,7 @@ def test_estimator_fit_copies_a_fortran_x_once(monkeypatch):
     from fastnn.estimators import MLPClassifier
     rng = np.random.default_rng(3)
     X, y = _problem(rng)
-    seen = []
-    epoch = api.train_epoch
-
-    def watched(X_, *args, **kwargs):
-        seen.append(X_)
-        return epoch(X_, *args, **kwargs)
-
-    monkeypatch.setattr(api, "train_epoch", watched)
+    seen = _watch(monkeypatch, api, "train_epoch")
     fits = []
     for X_in in (X, np.asfortranarray(X)):
         seen.clear()
