@@ -89,8 +89,7 @@ std::int64_t fused_epoch(const DataMatrix<TX>& X, float scale, const std::int64_
     constexpr std::int64_t kFeatureUnit = 32;   // a whole register block of the update (any ISA), whole panels
     static_assert(kFeatureUnit % kPanelFeatures<T> == 0, "a thread's features start on a panel");
     const std::int64_t units = (d + kFeatureUnit - 1) / kFeatureUnit;
-    const std::int64_t kSplitMinWork = softmax_split_min_work();
-    const int team = 2 * std::min<std::int64_t>(batch, n) * d * k >= kSplitMinWork
+    const int team = 2 * std::min<std::int64_t>(batch, n) * d * k >= softmax_split_min_work()
                          ? static_cast<int>(std::min<std::int64_t>(get_num_threads(), units)) : 1;
     const bool widen_in_registers = kPixels && wide && k <= kWideClasses;
     // Float rows on two threads: the update as a chain over the rows (UpdateChain), each thread
@@ -112,66 +111,64 @@ std::int64_t fused_epoch(const DataMatrix<TX>& X, float scale, const std::int64_
         const std::int64_t ldx = kPixels || kWidenedFloats ? d : X.ld;
         const std::int64_t next_rows = std::min(batch, n - start - B);
         const TX* next = next_rows > 0 ? batch_rows + B * X.ld : nullptr;
-        {
-            // Rows [r0, r1) for the forward, features [p0, p1) for the update. This thread
-            // prefetches the same share of the next batch's rows, half during each product: into
-            // L2, or into L1 (prefetcht0) when one thread streams float rows past wide forward
-            // blocks. Intel Xeon family 6 model 167 (AVX-512, 48 KB L1d, 2 MB L2), MNIST,
-            // alternating builds, new/old: 1 thread 0.91-0.98 (the host's memory traffic moved it);
-            // but 1.02 on 2 threads, 1.01 with `Pixels`, 1.055 with AVX2's 2 × 5 blocks forced.
-            // Unmeasured on AMD's AVX-512 cores with a 48 KB L1 (Zen 5).
-            const std::int64_t r0 = B * t / size, r1 = B * (t + 1) / size;
-            const std::int64_t p0 = std::min(d, units * t / size * kFeatureUnit);
-            const std::int64_t p1 = std::min(d, units * (t + 1) / size * kFeatureUnit);
-            const std::int64_t n0 = next_rows * t / size, n1 = next_rows * (t + 1) / size;
-            T* mine = widened.empty() ? nullptr : widened.data() + t * widened_size;   // this thread's rows as T
-            const T* Xb = kPixels || kWidenedFloats ? mine : reinterpret_cast<const T*>(batch_rows);  // (TX = T then)
-            RangePrefetch ahead;
-            if (n1 > n0)
-                ahead = RangePrefetch(next + n0 * X.ld, ((n1 - n0 - 1) * X.ld + d) * static_cast<std::int64_t>(sizeof(TX)),
-                                      /*to_l1=*/!kPixels && wide && size == 1);
-            if (r1 > r0) {   // Z = Xb Θ (with pixels: this thread's rows of Xb made on the way)
-                if constexpr (kWidenedFloats)   // this thread's rows as double, then as double rows
-                    kern.widen_floats(batch_rows + r0 * X.ld, X.ld, r1 - r0, 0, d, mine + r0 * d, d);
-                if constexpr (kPixels)
-                    kern.logits_pixels(batch_rows + r0 * X.ld, X.ld, scale, mine ? mine + r0 * d : nullptr, d, r1 - r0, d,
-                                       theta_t.data(), panel, k, Z.data() + r0 * k, ahead, ahead.lines_left() / 2, wide);
-                else
-                    kern.logits(Xb + r0 * ldx, ldx, r1 - r0, d, theta_t.data(), panel, k, Z.data() + r0 * k, ahead,
-                                ahead.lines_left() / 2, wide);
-                // −lr (S − I_y)/B for these rows
-                kern.gradient(Z.data() + r0 * k, r1 - r0, k, y + start + r0, -lr / static_cast<T>(B));
+        // Rows [r0, r1) for the forward, features [p0, p1) for the update. This thread
+        // prefetches the same share of the next batch's rows, half during each product: into
+        // L2, or into L1 (prefetcht0) when one thread streams float rows past wide forward
+        // blocks. Intel Xeon family 6 model 167 (AVX-512, 48 KB L1d, 2 MB L2), MNIST,
+        // alternating builds, new/old: 1 thread 0.91-0.98 (the host's memory traffic moved it);
+        // but 1.02 on 2 threads, 1.01 with `Pixels`, 1.055 with AVX2's 2 × 5 blocks forced.
+        // Unmeasured on AMD's AVX-512 cores with a 48 KB L1 (Zen 5).
+        const std::int64_t r0 = B * t / size, r1 = B * (t + 1) / size;
+        const std::int64_t p0 = std::min(d, units * t / size * kFeatureUnit);
+        const std::int64_t p1 = std::min(d, units * (t + 1) / size * kFeatureUnit);
+        const std::int64_t n0 = next_rows * t / size, n1 = next_rows * (t + 1) / size;
+        T* mine = widened.empty() ? nullptr : widened.data() + t * widened_size;   // this thread's rows as T
+        const T* Xb = kPixels || kWidenedFloats ? mine : reinterpret_cast<const T*>(batch_rows);  // (TX = T then)
+        RangePrefetch ahead;
+        if (n1 > n0)
+            ahead = RangePrefetch(next + n0 * X.ld, ((n1 - n0 - 1) * X.ld + d) * static_cast<std::int64_t>(sizeof(TX)),
+                                  /*to_l1=*/!kPixels && wide && size == 1);
+        if (r1 > r0) {   // Z = Xb Θ (with pixels: this thread's rows of Xb made on the way)
+            if constexpr (kWidenedFloats)   // this thread's rows as double, then as double rows
+                kern.widen_floats(batch_rows + r0 * X.ld, X.ld, r1 - r0, 0, d, mine + r0 * d, d);
+            if constexpr (kPixels)
+                kern.logits_pixels(batch_rows + r0 * X.ld, X.ld, scale, mine ? mine + r0 * d : nullptr, d, r1 - r0, d,
+                                   theta_t.data(), panel, k, Z.data() + r0 * k, ahead, ahead.lines_left() / 2, wide);
+            else
+                kern.logits(Xb + r0 * ldx, ldx, r1 - r0, d, theta_t.data(), panel, k, Z.data() + r0 * k, ahead,
+                            ahead.lines_left() / 2, wide);
+            // −lr (S − I_y)/B for these rows
+            kern.gradient(Z.data() + r0 * k, r1 - r0, k, y + start + r0, -lr / static_cast<T>(B));
+        }
+        if (chained) {   // Θ += −lr Xbᵀ (S − I_y)/B: this thread's link of the chain (no barrier needed:
+                         // a link adds to Θᵀ only after every link before it has finished its forward)
+            kern.update(Xb, ldx, r0, r1, d, Z.data(), k, theta_t.data(), panel, ahead,
+                        UpdateChain{slots.data(), start / batch, t, size});
+            return;
+        }
+        if constexpr (kPixels) {   // features [p0, p1) of the other threads' rows
+            if (!widen_in_registers) {
+                kern.widen(batch_rows, X.ld, r0, p0, p1, scale, mine, d);
+                kern.widen(batch_rows + r1 * X.ld, X.ld, B - r1, p0, p1, scale, mine + r1 * d, d);
             }
-            if (chained) {   // Θ += −lr Xbᵀ (S − I_y)/B: this thread's link of the chain (no barrier needed:
-                             // a link adds to Θᵀ only after every link before it has finished its forward)
-                kern.update(Xb, ldx, r0, r1, d, Z.data(), k, theta_t.data(), panel, ahead,
-                            UpdateChain{slots.data(), start / batch, t, size});
-                return;
-            }
-            if constexpr (kPixels) {   // features [p0, p1) of the other threads' rows
-                if (!widen_in_registers) {
-                    kern.widen(batch_rows, X.ld, r0, p0, p1, scale, mine, d);
-                    kern.widen(batch_rows + r1 * X.ld, X.ld, B - r1, p0, p1, scale, mine + r1 * d, d);
-                }
-            } else if constexpr (kWidenedFloats) {
-                kern.widen_floats(batch_rows, X.ld, r0, p0, p1, mine, d);
-                kern.widen_floats(batch_rows + r1 * X.ld, X.ld, B - r1, p0, p1, mine + r1 * d, d);
-            }
+        } else if constexpr (kWidenedFloats) {
+            kern.widen_floats(batch_rows, X.ld, r0, p0, p1, mine, d);
+            kern.widen_floats(batch_rows + r1 * X.ld, X.ld, B - r1, p0, p1, mine + r1 * d, d);
+        }
 #if defined(_OPENMP)
 #pragma omp barrier
 #endif
-            // Θ += −lr Xbᵀ (S − I_y)/B for features [p0, p1), once every row's gradient is formed
-            if (p1 > p0) {
-                if constexpr (kPixels) {
-                    if (widen_in_registers) {
-                        kern.update_pixels(batch_rows + p0, X.ld, scale, B, p1 - p0, Z.data(), k,
-                                           theta_t.data() + p0 / kPanelFeatures<T> * panel, panel, ahead);
-                        return;
-                    }
+        // Θ += −lr Xbᵀ (S − I_y)/B for features [p0, p1), once every row's gradient is formed
+        if (p1 > p0) {
+            if constexpr (kPixels) {
+                if (widen_in_registers) {
+                    kern.update_pixels(batch_rows + p0, X.ld, scale, B, p1 - p0, Z.data(), k,
+                                       theta_t.data() + p0 / kPanelFeatures<T> * panel, panel, ahead);
+                    return;
                 }
-                kern.update(Xb + p0, ldx, 0, B, p1 - p0, Z.data(), k, theta_t.data() + p0 / kPanelFeatures<T> * panel, panel,
-                            ahead, UpdateChain{});
             }
+            kern.update(Xb + p0, ldx, 0, B, p1 - p0, Z.data(), k, theta_t.data() + p0 / kPanelFeatures<T> * panel, panel,
+                        ahead, UpdateChain{});
         }
     };
     // One team for the whole epoch, a barrier after each batch (Θᵀ whole again before the next

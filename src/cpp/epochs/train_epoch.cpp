@@ -384,18 +384,7 @@ void update_parameter(const UpdateKernels<T>& kernels, bool adam, const Optimize
         update_rows(0, rows);
         return;
     }
-    const TeamFloatMode mode = team_float_mode();   // the team computes in the caller's (runtime/float_mode.hpp)
-#ifdef _OPENMP
-#pragma omp parallel num_threads(nthreads)
-#endif
-    {
-        const TeamFloatModeScope team_mode(mode);
-#ifdef _OPENMP
-#pragma omp for schedule(static)
-#endif
-        for (int64_t c = 0; c < n_chunks; ++c)
-            update_rows(c * rows_per_chunk, std::min(rows, (c + 1) * rows_per_chunk));
-    }
+    for_chunks(rows, rows_per_chunk, /*parallel=*/true, [&](int64_t, int64_t r0, int64_t r1) { update_rows(r0, r1); });
 }
 
 // The tasks (what, lo, hi) reordered for `parts` threads that take contiguous, equal ranges of the

@@ -68,6 +68,14 @@ int epoch_cap(const std::vector<int64_t>& dims, int64_t batch, int64_t rows) {
     return dims.size() > 2 ? epoch_threads(std::max<int64_t>(1, std::min(batch, rows)), dims[1]) : 1 << 20;
 }
 
+// The computing part of a call: the GIL released, then the core's floating-point mode set (subnormals
+// as zero unless set_flush_subnormals(false); runtime/float_mode.hpp); on leaving, the caller's mode
+// back, then the GIL taken again.
+struct Computing {
+    py::gil_scoped_release nogil;
+    CoreCallFloatMode mode;
+};
+
 // Python's handlers run in the caller's own floating-point mode, not the epoch's (float_mode.hpp).
 StopRequested python_signal_check() {
     auto last = std::chrono::steady_clock::now();
@@ -122,8 +130,7 @@ double run_train_epoch(int64_t rows, int64_t cols, const py::array& y, const py:
     double loss_sum = 0;
     int64_t done;
     {
-        py::gil_scoped_release nogil;
-        const CoreCallFloatMode computing;   // subnormals as zero (runtime/float_mode.hpp)
+        const Computing computing;
         const EpochThreadCap cap(epoch_cap(net.dims, batch, count));
         const BusyHostWatch watch;
         const EpochPinning pinning;
@@ -169,8 +176,7 @@ PYBIND11_MODULE(_core, m) {
             if (C.shape(0) != m || C.shape(1) != n)
                 throw py::value_error("C: expected shape (" + std::to_string(m) + ", " + std::to_string(n) +
                                       "), got " + shape_of(C));
-            py::gil_scoped_release nogil;
-            const CoreCallFloatMode computing;   // subnormals as zero (runtime/float_mode.hpp)
+            const Computing computing;
             gemm<T>(oa, ob, m, n, k, static_cast<T>(alpha), a.data, a.ld, b.data, b.ld, static_cast<T>(beta), c, n);
         });
     }, py::arg("op_a"), py::arg("op_b"), py::arg("A").noconvert(), py::arg("B").noconvert(),
@@ -184,8 +190,7 @@ PYBIND11_MODULE(_core, m) {
             T* h = writeable_matrix<T>(H, "out");
             if (H.shape(0) != z.rows || H.shape(1) != z.cols)
                 throw py::value_error("out: expected the shape of Z " + shape_of(Z) + ", got " + shape_of(H));
-            py::gil_scoped_release nogil;
-            const CoreCallFloatMode computing;   // subnormals as zero (runtime/float_mode.hpp)
+            const Computing computing;
             relu_forward(z.data, z.ld, z.rows, z.cols, h, z.cols);
         });
     }, py::arg("Z").noconvert(), py::arg("out").noconvert(), "out = max(Z, 0).");
@@ -196,16 +201,14 @@ PYBIND11_MODULE(_core, m) {
             const auto z = data_matrix<T>(Z, "Z");
             const int64_t* labels_ = labels(y, z.rows, z.cols, "y");
             if (G.is_none()) {
-                py::gil_scoped_release nogil;
-                const CoreCallFloatMode computing;   // subnormals as zero (runtime/float_mode.hpp)
+                const Computing computing;
                 return softmax_loss_sum(z.data, z.ld, labels_, z.rows, z.cols);
             }
             const py::array g_arr = G.cast<py::array>();
             T* g = writeable_matrix<T>(g_arr, "out");
             if (g_arr.shape(0) != z.rows || g_arr.shape(1) != z.cols)
                 throw py::value_error("out: expected the shape of Z " + shape_of(Z) + ", got " + shape_of(g_arr));
-            py::gil_scoped_release nogil;
-            const CoreCallFloatMode computing;   // subnormals as zero (runtime/float_mode.hpp)
+            const Computing computing;
             return softmax_cross_entropy_rows(z.data, z.ld, labels_, z.rows, z.cols,
                                               T(1) / static_cast<T>(z.rows), g, z.cols);
         });
@@ -217,8 +220,7 @@ PYBIND11_MODULE(_core, m) {
             using T = typename decltype(t)::type;
             const auto z = data_matrix<T>(Z, "Z");
             const int64_t* labels_ = labels(y, z.rows, z.cols, "y");
-            py::gil_scoped_release nogil;
-            const CoreCallFloatMode computing;   // subnormals as zero (runtime/float_mode.hpp)
+            const Computing computing;
             return softmax_loss_errors(z.data, z.ld, labels_, z.rows, z.cols);
         });
     }, py::arg("Z").noconvert(), py::arg("y").noconvert(),
@@ -238,8 +240,7 @@ PYBIND11_MODULE(_core, m) {
             if (batch < 1) throw py::value_error("batch: expected an integer >= 1, got " + std::to_string(batch));
             rows = x.rows;
             const StopRequested stop = python_signal_check();
-            py::gil_scoped_release nogil;
-            const CoreCallFloatMode computing;   // subnormals as zero (runtime/float_mode.hpp)
+            const Computing computing;
             const EpochThreadCap cap(epoch_cap(net.dims, batch, x.rows));
             const BusyHostWatch watch;
             const EpochPinning pinning;
@@ -268,8 +269,7 @@ PYBIND11_MODULE(_core, m) {
             require_separate(y, "y", params);
             if (batch < 1) throw py::value_error("batch: expected an integer >= 1, got " + std::to_string(batch));
             const StopRequested stop = python_signal_check();
-            py::gil_scoped_release nogil;
-            const CoreCallFloatMode computing;   // subnormals as zero (runtime/float_mode.hpp)
+            const Computing computing;
             const BusyHostWatch watch;
             const EpochPinning pinning;
             done = softmax_regression_epoch_pixels<T>(x, static_cast<float>(scale), labels_, th, k, static_cast<T>(lr),
@@ -294,8 +294,7 @@ PYBIND11_MODULE(_core, m) {
             const Network<T> out = network<T>(grads, x.cols, /*writeable=*/true);
             if (out.dims != net.dims) throw py::value_error("grads: expected the shapes of weights");
             const int64_t* labels_ = labels(y, x.rows, net.dims.back(), "y");
-            py::gil_scoped_release nogil;
-            const CoreCallFloatMode computing;   // subnormals as zero (runtime/float_mode.hpp)
+            const Computing computing;
             return mlp_loss_grad<T, TX>(x, labels_, net, out.W);
         });
     }, py::arg("X").noconvert(), py::arg("y").noconvert(), py::arg("weights"), py::arg("grads"),
@@ -308,8 +307,7 @@ PYBIND11_MODULE(_core, m) {
             const auto x = data_matrix<TX>(X, "X");
             const Network<T> net = network<T>(weights, x.cols, /*writeable=*/false);
             T* z = logits_out<T>(out, x.rows, net.dims.back());
-            py::gil_scoped_release nogil;
-            const CoreCallFloatMode computing;   // subnormals as zero (runtime/float_mode.hpp)
+            const Computing computing;
             mlp_logits<T, TX>(x, net, z, skip_zeros);
         });
     }, py::arg("X").noconvert(), py::arg("weights"), py::arg("out").noconvert(), py::arg("skip_zeros") = false,
@@ -322,8 +320,7 @@ PYBIND11_MODULE(_core, m) {
             const auto x = data_matrix<TX>(X, "X");
             const Network<T> net = network<T>(weights, x.cols, /*writeable=*/false);
             const int64_t* labels_ = labels(y, x.rows, net.dims.back(), "y");
-            py::gil_scoped_release nogil;
-            const CoreCallFloatMode computing;   // subnormals as zero (runtime/float_mode.hpp)
+            const Computing computing;
             return evaluate<T, TX>(x, labels_, net, skip_zeros);
         });
     }, py::arg("X").noconvert(), py::arg("y").noconvert(), py::arg("weights"), py::arg("skip_zeros") = false,
@@ -395,8 +392,7 @@ PYBIND11_MODULE(_core, m) {
             py::array_t<int64_t> ptr(x.rows + 1);
             int64_t nnz;
             {
-                py::gil_scoped_release nogil;
-                const CoreCallFloatMode computing;   // subnormals as zero (runtime/float_mode.hpp)
+                const Computing computing;
                 nnz = csr_row_offsets<TX>(x.data, x.rows, x.cols, x.ld, ptr.mutable_data());
             }
             if (static_cast<double>(nnz) > max_density * static_cast<double>(x.rows) * static_cast<double>(x.cols))
@@ -404,8 +400,7 @@ PYBIND11_MODULE(_core, m) {
             py::array_t<T> values(nnz);
             py::array_t<std::int32_t> idx(nnz);
             {
-                py::gil_scoped_release nogil;
-                const CoreCallFloatMode computing;   // subnormals as zero (runtime/float_mode.hpp)
+                const Computing computing;
                 dense_to_csr<TX, T>(x.data, x.rows, x.cols, x.ld, ptr.data(), idx.mutable_data(), values.mutable_data());
             }
             return py::make_tuple(values, idx, ptr);
@@ -421,8 +416,7 @@ PYBIND11_MODULE(_core, m) {
             const auto x = data_matrix<TX>(X, "X");
             const BiasedNetwork<T> net = biased_network<T>(weights, biases, x.cols, /*writeable=*/false);
             T* z = logits_out<T>(out, x.rows, net.dims.back());
-            py::gil_scoped_release nogil;
-            const CoreCallFloatMode computing;   // subnormals as zero (runtime/float_mode.hpp)
+            const Computing computing;
             biased_logits<T, TX>(x, net, z, skip_zeros);
         });
     }, py::arg("X").noconvert(), py::arg("weights"), py::arg("biases"), py::arg("out").noconvert(),
