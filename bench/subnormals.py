@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import time
@@ -36,26 +35,19 @@ import numpy as np  # noqa: E402
 
 import fastnn  # noqa: E402
 from fastnn.benchmark.jobs import torch_manual_epoch  # noqa: E402
+from fastnn.benchmark.machine import _blas_summary, machine_info  # noqa: E402
 
 
-def _cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def _openblas_kernel():
+def _machine():
+    """The CPU and NumPy's BLAS kernel, as bench/run.py's report names them (fastnn.benchmark.machine)."""
+    info = machine_info()
+    family, model = (info.get("cpu_family_model_stepping") or ["?", "?"])[:2]
+    cpu = f"{info['cpu_model']} (family {family}, model {model})"
     try:
         from threadpoolctl import threadpool_info
     except ImportError:
-        return "unknown (threadpoolctl not installed)"
-    return ", ".join(f"{i.get('internal_api')} {i.get('architecture')}" for i in threadpool_info()
-                     if i.get("internal_api") == "openblas") or "no OpenBLAS"
+        return cpu, "unknown (threadpoolctl not installed)"
+    return cpu, _blas_summary(threadpool_info()) or "no BLAS found"
 
 
 def workloads(X, y):
@@ -132,9 +124,10 @@ def main(argv=None):
         contenders["torch-manual"] = lambda Xw, W, lr: torch_epoch(torch, False, Xw, y, W, lr)
         contenders["torch-manual-ftz"] = lambda Xw, W, lr: torch_epoch(torch, True, Xw, y, W, lr)
 
+    cpu, blas = _machine()
     lines = [f"## Saturated-softmax epochs: {args.rows} MNIST rows, batch 100, 1 thread, medians of {args.rounds} rounds",
-             "", f"CPU: {_cpu_model()}; fastnn ISA {fastnn.build_info()['simd_active']}; "
-             f"NumPy's BLAS: {_openblas_kernel()}" + (f"; torch {torch.__version__}" if torch else ""), ""]
+             "", f"CPU: {cpu}; fastnn ISA {fastnn.build_info()['simd_active']}; "
+             f"NumPy's BLAS: {blas}" + (f"; torch {torch.__version__}" if torch else ""), ""]
     try:
         for name, Xw, W, lr, (Xo, Wo, lro) in workloads(X, y):
             times = {c: [] for c in contenders}
