@@ -245,6 +245,68 @@ def test_dense_first_layer_in_column_panels_does_not_change_results(cpp, threads
                 np.testing.assert_array_equal(a, c)
 
 
+@contextlib.contextmanager
+def _dense_strips(setting):
+    """The dense epoch's W_1 in panels of the GEMM's NR columns (1), row-major (-1), or by d_1 (0)."""
+    from fastnn import _core
+    previous = _core._dense_strips_tuning(setting)
+    try:
+        yield
+    finally:
+        _core._dense_strips_tuning(previous)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+@pytest.mark.parametrize("d1", [20, 47, 100, 400])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dense_first_layer_in_strips_gives_the_row_major_bits(cpp, threads, isa, optimizer, d1, dtype):
+    """Dense X: W_1 is kept for the epoch in panels of the micro-kernel's NR columns (32 floats on
+    AVX-512, 16 on AVX2), which the first layer's GEMMs read as packed micro-panels; on several
+    threads, each thread's column panel in such strips. The strips' last one is narrower (400 =
+    12·32 + 16, 100 = 3·32 + 4), and a 16-column strip of a wide product must take the wide
+    product's blocked path, not the narrow-output path a 16-column product would. Biases, an L2
+    term, Adam's buffers, a last batch shorter than the rest, 1 and 2 threads, every ISA: the
+    parameters, buffers and losses equal the row-major W_1's to the bit; and hw0's nn_epoch too."""
+    rng = np.random.default_rng(d1 + 5)
+    X = rng.standard_normal((437, 150)).astype(dtype)
+    y = rng.integers(0, 10, 437)
+    W = [(rng.standard_normal((150, d1)) / 12).astype(dtype), (rng.standard_normal((d1, 10)) / 10).astype(dtype)]
+    b = [rng.standard_normal(d1).astype(dtype) * 0.1, np.zeros(10, dtype)]
+    make = {"sgd": lambda: fastnn.SGD(momentum=0.9), "adam": lambda: fastnn.Adam()}[optimizer]
+    for n in (1, 2):
+        threads(n)
+        for alpha in (0.0, 1e-3):
+            results = []
+            for setting in (-1, 1):
+                with _dense_strips(setting), _skip_zeros(False):
+                    Wc, bc, opt = [w.copy() for w in W], [v.copy() for v in b], make()
+                    losses = [fastnn.train_epoch(X, y, Wc, bc, opt, lr=0.01, batch=100, alpha=alpha)
+                              for _ in range(2)]
+                    buffers = [np.array(x, copy=True) for group in opt.buffers() if group for x in group
+                               if x is not None]
+                    results.append((losses, Wc + bc + buffers))
+            assert not np.array_equal(results[0][1][0], W[0])
+            assert results[1][0] == results[0][0]
+            for a, c in zip(results[0][1], results[1][1]):
+                np.testing.assert_array_equal(a, c)
+        hw0 = []
+        for setting in (-1, 1):
+            with _dense_strips(setting), _skip_zeros(False):
+                Wc = [w.copy() for w in W]
+                fastnn.nn_epoch(X, y, Wc[0], Wc[1], lr=0.1, batch=100)
+                hw0.append(Wc)
+        for a, c in zip(*hw0):
+            np.testing.assert_array_equal(a, c)
+
+
+def test_dense_strips_setting_is_checked(cpp):
+    from fastnn import _core
+    previous = _core._dense_strips_tuning()
+    with pytest.raises(ValueError, match="strips must be -1, 0 or 1, got 3"):
+        _core._dense_strips_tuning(3)
+    assert _core._dense_strips_tuning() == previous
+
+
 @pytest.mark.parametrize("weights", [np.float32, np.float64], ids=["float32", "float32-rows-float64-weights"])
 def test_shuffled_batches_gathered_on_several_threads_give_the_same_bits(cpp, threads, weights):
     """A shuffled batch of dense rows (and float32 rows under float64 weights) is gathered into

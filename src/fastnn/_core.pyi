@@ -7,6 +7,10 @@ from __future__ import annotations
 import numpy
 import typing
 __all__: list[str] = ['active_isa', 'biased_logits', 'build_info', 'default_num_threads', 'dense_to_csr', 'detected_isa', 'evaluate', 'forked_after_threads', 'gemm', 'get_flush_subnormals', 'get_num_threads', 'loss_errors', 'mlp_epoch', 'mlp_logits', 'mlp_loss_grad', 'num_threads_is_set', 'probe_core_to_core_ns', 'probe_fma_peak_gflops', 'probe_micro_kernel_gflops', 'probe_read_bandwidth_gbs', 'relu', 'reset_num_threads', 'set_flush_subnormals', 'set_isa', 'set_num_threads', 'softmax_cross_entropy', 'softmax_regression_epoch_pixels', 'train_epoch', 'train_epoch_csr']
+def _dense_strips_tuning(strips: typing.Any = None) -> int:
+    """
+    Internal: the dense epoch's W_1 in NR-column panels (0 auto, 1 always, -1 never); returns the previous setting.
+    """
 def _epoch_threads(batch: typing.SupportsInt | typing.SupportsIndex, d1: typing.SupportsInt | typing.SupportsIndex) -> int:
     """
     Threads an epoch of batches of `batch` rows and a first hidden layer of d1 units would use now (get_num_threads(), capped where the batch's shares get too small).

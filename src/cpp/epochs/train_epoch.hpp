@@ -77,6 +77,13 @@ template <typename T, typename TX>
 std::int64_t mlp_epoch(const DataMatrix<TX>& X, const std::int64_t* y, const Network<T>& net,
                        T lr, std::int64_t batch, const StopRequested& stop_requested);
 
+// The dense first layer's W_1 in panels of the GEMM's NR columns for the epoch (ColumnPanels'
+// strips, train_epoch.cpp), which its two GEMMs read as packed micro-panels: on one thread, and on a
+// column panel per thread. dense_strips_setting(): 0 (the default) where W_1's rows are wider than
+// 512 bytes (d_1 > 128 floats), 1 always, -1 never (W_1 row-major). Only the speed differs, never a
+// result.
+int& dense_strips_setting();
+
 // The most threads an epoch of batches of B rows shares a batch among, for a first hidden layer
 // of d1 units (each epoch above caps get_num_threads() at this while it runs: EpochThreadCap).
 int epoch_threads(std::int64_t B, std::int64_t d1);

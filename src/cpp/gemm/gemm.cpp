@@ -829,13 +829,16 @@ void gemm(Op opA, Op opB, std::int64_t m, std::int64_t n, std::int64_t k, T alph
     const Engine<T>& E = engine_for<T>(active_isa());
     const gemm_detail::Tuning& tune = tuning();
 
-    if (tune.allow_dot_path && E.kernels.dot != nullptr && opA == Op::N && n <= kDotMaxN &&
+    // The narrow paths sum differently from the blocked one: a column panel of a wider product
+    // (blocking_n) takes the path the whole product takes.
+    const std::int64_t path_n = blocking_n > 0 ? blocking_n : n;
+    if (tune.allow_dot_path && E.kernels.dot != nullptr && opA == Op::N && path_n <= kDotMaxN &&
         k >= kDotMinK) {
         dot_gemm(P, E);
         return;
     }
-    if (tune.allow_swap_path && opA == Op::T && opB == Op::N && n <= kDotMaxN &&
-        n * 2 <= E.blocking.NR && m >= E.blocking.NR) {
+    if (tune.allow_swap_path && opA == Op::T && opB == Op::N && path_n <= kDotMaxN &&
+        path_n * 2 <= E.blocking.NR && m >= E.blocking.NR) {
         // Cᵀ = op(B)ᵀ·op(A)ᵀ = Bᵀ·A: the roles of A and B swap, and so do the op flags;
         // both operands stay in their kernel-friendly layouts (no packing).
         Problem<T> S{Op::T, Op::N, n, m, k, alpha, B, ldb, A, lda, beta, C, ldc, epi, mask, ldmask, true, ahead, 0};
@@ -869,6 +872,13 @@ void gemm_reference(Op opA, Op opB, std::int64_t m, std::int64_t n, std::int64_t
         }
     }
 }
+
+template <typename T>
+std::int64_t gemm_tile_columns() {
+    return engine_for<T>(active_isa()).blocking.NR;
+}
+template std::int64_t gemm_tile_columns<float>();
+template std::int64_t gemm_tile_columns<double>();
 
 // The active ISA's float micro-kernel on operands that stay in L1: one MR×NR tile of C
 // (β = 1) from packed A~ (MR×kc) and B~ (kc×NR) slivers, kc = 256, called over and over; the

@@ -12,9 +12,10 @@
 //   The epilogue is applied exactly once per element, after the full k sum.
 //   No transposes are materialised; lda/ldb/ldc may exceed the logical width (views);
 //   no alignment is assumed.  C must not overlap A, B or mask.
-//   blocking_n > 0: block k as for a product of blocking_n columns.  How k is blocked decides how
-//   each sum is grouped, so one column panel of a product (a thread's own gemm call) passes the
-//   whole product's n to get exactly the whole product's bits for its columns.
+//   blocking_n > 0: block k, and choose between the blocked and the narrow-output paths, as for a
+//   product of blocking_n columns.  Both decide how each sum is grouped, so one column panel of a
+//   product (a thread's own gemm call, a 16-column panel of W_1) passes the whole product's n to
+//   get exactly the whole product's bits for its columns.
 //
 // The implementation (gemm.cpp) is a BLIS-style blocked algorithm whose micro-kernel is
 // chosen at run time (see cpu_features.hpp).  Results are deterministic: the summation
@@ -44,6 +45,13 @@ void gemm(Op opA, Op opB, std::int64_t m, std::int64_t n, std::int64_t k,
           T beta, T* C, std::int64_t ldc,
           Epilogue epi = Epilogue::none, const T* mask = nullptr, std::int64_t ldmask = 0,
           PrefetchRange ahead = {}, std::int64_t blocking_n = 0);
+
+// NR of the active ISA's micro-kernel for T: the width of C's register tiles and of op(B)'s packed
+// micro-panels (AVX-512 float 32, AVX2 float 16). A k×NR block of B stored contiguously (row stride
+// NR) is read by the micro-kernel exactly as a packed micro-panel, without packing: the layout the
+// epochs keep W_1 in (train_epoch.cpp, ColumnPanels).
+template <typename T>
+std::int64_t gemm_tile_columns();
 
 // Naive triple loop with the same contract: the reference the tests compare against.
 template <typename T>

@@ -513,6 +513,13 @@ PYBIND11_MODULE(_core, m) {
     }, py::arg("lists") = py::none(),
        "Internal: the 2-thread zero-skipping epoch's sorted lists (0 auto, 1 per panel, -1 shared); returns the previous setting.");
 
+    m.def("_dense_strips_tuning", [three_way](py::object strips) {
+        // The dense first layer's W_1 in panels of NR columns for the epoch (train_epoch.hpp): 0 where
+        // W_1's rows are wider than 512 bytes, 1 always, -1 never.
+        return three_way(dense_strips_setting(), strips, "_dense_strips_tuning", "strips");
+    }, py::arg("strips") = py::none(),
+       "Internal: the dense epoch's W_1 in NR-column panels (0 auto, 1 always, -1 never); returns the previous setting.");
+
     m.def("_sparse_tuning", [three_way](py::object blocked) {
         // sparse_times_dense's rows kernels (sparse_rows.hpp): 0 chooses by the shape, 1 always the
         // blocked one, -1 never.
