@@ -170,9 +170,11 @@ def _narrow_against_micro(rng, dtype, m, n, k):
 
 
 # op(A) = A read in place by the ISA's micro_rows kernel (AVX-512 float) or packed: rows that are
-# not a multiple of MR (100 = 7·14 + 2, 13, 1), masked columns, narrow tiles (which micro_rows
-# then takes), depths in one and in several k blocks (784 × 400: blocks of 196).
-ROWS_SHAPES = [(100, 400, 784), (100, 100, 784), (13, 70, 33), (29, 38, 70), (1, 5, 9), (100, 52, 300)]
+# not a multiple of MR (100 = 7·14 + 2, 13, 1; read in place, in panels of near-equal heights:
+# 100 as 4·13 + 4·12), masked columns, narrow tiles (which micro_rows then takes), depths in one
+# and in several k blocks (784 × 400: blocks of 196), rows in two MC blocks (350).
+ROWS_SHAPES = [(100, 400, 784), (100, 100, 784), (13, 70, 33), (29, 38, 70), (1, 5, 9), (100, 52, 300),
+               (350, 40, 20)]
 
 
 @pytest.mark.parametrize("team", list(NARROW_TEAMS))
@@ -180,7 +182,8 @@ ROWS_SHAPES = [(100, 400, 784), (100, 100, 784), (13, 70, 33), (29, 38, 70), (1,
 def test_rows_kernel_gives_the_packed_kernels_bits(isa, dtype, m, n, k, team):
     """A row-major op(A) = A (the epoch's X_b·W_1) is read in place where the ISA has a kernel for
     it, instead of being packed: the same broadcasts in the same order, so the same bits as the
-    packed path, for alpha/beta, views (a row stride past the width), one thread and two."""
+    packed path, for alpha/beta, views (a row stride past the width), one thread and two; and the
+    same bits whether the rows read in place are cut into panels of MR rows or of near-equal heights."""
     threads, settings = NARROW_TEAMS[team]
     rng = np.random.default_rng(m * n + k)
     before = saved_num_threads()
@@ -193,8 +196,8 @@ def test_rows_kernel_gives_the_packed_kernels_bits(isa, dtype, m, n, k, team):
                 C0 = rng.standard_normal((m, n)).astype(dtype)
                 for alpha, beta in ((1.0, 0.0), (-0.37, 0.5)):
                     got = []
-                    for rows_kernel in (True, False):
-                        previous = _core._gemm_tuning(allow_rows_kernel=rows_kernel)
+                    for rows_kernel, balanced in ((True, True), (True, False), (False, True)):
+                        previous = _core._gemm_tuning(allow_rows_kernel=rows_kernel, balanced_rows=balanced)
                         try:
                             C = C0.copy()
                             _core.gemm("N", op_b, A, B, C, alpha, beta)
@@ -202,6 +205,7 @@ def test_rows_kernel_gives_the_packed_kernels_bits(isa, dtype, m, n, k, team):
                             _core._gemm_tuning(**previous)
                         got.append(C)
                     np.testing.assert_array_equal(got[0], got[1], err_msg=f"N{op_b} view={view} alpha={alpha}")
+                    np.testing.assert_array_equal(got[0], got[2], err_msg=f"N{op_b} view={view} alpha={alpha}")
                     _check(got[0], _reference(A, B, "N", op_b, alpha, beta, C0), dtype, k)
     finally:
         _core._gemm_tuning(**team_previous)
@@ -211,7 +215,7 @@ def test_rows_kernel_gives_the_packed_kernels_bits(isa, dtype, m, n, k, team):
 def test_rows_kernel_leaves_the_dense_epoch_bitwise_unchanged(isa):
     """The epoch's X_b·W_1 with its ReLU epilogue, and G_2·W_2ᵀ with the ReLU mask, through the rows
     kernel (dense path, h = 400: k blocks of 196; h = 100: the last 4 columns): nn_epoch's weights
-    are the same bits as with A packed."""
+    are the same bits as with A packed, and with the rows in panels of MR rows as of near-equal heights."""
     rng = np.random.default_rng(7)
     X = rng.standard_normal((350, 784)).astype(np.float32)
     y = rng.integers(0, 10, 350).astype(np.uint8)
@@ -219,6 +223,7 @@ def test_rows_kernel_leaves_the_dense_epoch_bitwise_unchanged(isa):
         W1 = (rng.standard_normal((784, hidden)) / np.sqrt(hidden)).astype(np.float32)
         W2 = (rng.standard_normal((hidden, 10)) / np.sqrt(10)).astype(np.float32)
         _assert_epoch_bits_unchanged_by(X, y, W1, W2, "allow_rows_kernel")
+        _assert_epoch_bits_unchanged_by(X, y, W1, W2, "balanced_rows")
 
 
 def _assert_epoch_bits_unchanged_by(X, y, W1, W2, setting):

@@ -403,6 +403,7 @@ struct BlockedPlan {
     T* b_buf;  // kc_max × nc_max (panels of NR)
     gemm_detail::NarrowKernel<T> narrow;  // tiles of <= kNarrowMaxCols columns (no fn: micro)
     bool column_split;        // threads split C by columns (see blocked_gemm), not by tiles' area
+    bool balanced_rows;       // a block's row panels of near-equal heights (a_rows only; see blocked_gemm)
 };
 
 // This thread's share of a PrefetchRange, issued a few cache lines per micro-kernel call
@@ -485,6 +486,11 @@ void run_blocked(const BlockedPlan<T>& plan, int tid, int nthreads) noexcept {
                 // the A~ micro-panels stream past it) or, with plan.a_outer, in ir-major
                 // order; each thread takes a contiguous run -- or, with plan.column_split, a
                 // contiguous range of C's columns (whole cache lines of each row), all rows.
+                // Row panel ir's first row: MR rows apart, the last panel the rest; or, with
+                // plan.balanced_rows, the block's mc rows in n_ir panels of near-equal heights.
+                auto panel_row = [&](std::int64_t ir) {
+                    return plan.balanced_rows ? ic + mc * ir / n_ir : ic + ir * MR;
+                };
                 MicroKernelArgs<T> args{};
                 args.alpha = P.alpha;
                 args.beta = first_k ? P.beta : T(1);
@@ -497,9 +503,9 @@ void run_blocked(const BlockedPlan<T>& plan, int tid, int nthreads) noexcept {
                 // second panel's A, for the kernels that take a pair).
                 auto run_part = [&](std::int64_t ir, std::int64_t jr, std::int64_t j, int offset, int cols,
                                     int panels = 1) {
-                    const std::int64_t i = ic + ir * MR;
+                    const std::int64_t i = panel_row(ir);
                     const bool pair = panels > 1;
-                    args.rows = static_cast<int>(std::min<std::int64_t>(panels * MR, P.m - i));
+                    args.rows = static_cast<int>(std::min(panel_row(ir + panels), ic + mc) - i);
                     args.cols = cols;
                     const auto kernel = cols <= gemm_detail::kNarrowMaxCols ? narrow : micro;
                     if (plan.pack_a) {
@@ -514,7 +520,7 @@ void run_blocked(const BlockedPlan<T>& plan, int tid, int nthreads) noexcept {
                     }
                     args.a_next = !pair ? nullptr
                                   : plan.pack_a ? args.a + MR * kc
-                                  : plan.a_rows ? args.a + MR * P.lda
+                                  : plan.a_rows ? args.a + (panel_row(ir + 1) - i) * P.lda
                                                 : args.a + MR;
                     j += offset;
                     if (plan.pack_b) {
@@ -670,6 +676,11 @@ void blocked_gemm(const Problem<T>& P, const Engine<T>& E) {
     // runs 1.07× faster (h = 400: 1.01×).
     plan.a_rows = P.opA == Op::N && E.kernels.micro_rows != nullptr && tuning().allow_rows_kernel && force <= 0 &&
                   a_small && !conflict_stride(P.lda);
+    // Rows read in place may be cut into panels of any heights up to MR: m = 100 with MR = 14 runs as
+    // 4 panels of 13 rows and 4 of 12 rather than 7 of 14 and one of 2, whose 4 FMA chains per k step
+    // leave the FMA units half idle on their latency (AVX-512: the 2-row tile took 1.7% of the dense
+    // h = 400 epoch for 1% of its multiply-adds). Rows never depend on their tile: the same bits.
+    plan.balanced_rows = plan.a_rows && tuning().balanced_rows;
     plan.pack_a = !plan.a_rows && (P.opA == Op::N || force > 0 ||
                                    (force == 0 && (!a_small || conflict_stride(P.lda) || a_many_panels)));
     plan.pack_b = P.opB == Op::T || force > 0 ||

@@ -152,6 +152,7 @@ struct Tuning {
     bool allow_swap_path = true;        // narrow n, op(A) = Aᵀ, op(B) = B: compute Cᵀ = Bᵀ·A
     bool allow_narrow_kernel = true;    // tiles of <= kNarrowMaxCols columns: the ISA's narrow kernel, if any
     bool allow_rows_kernel = true;      // op(A) = A read in place by the ISA's micro_rows kernel, if any
+    bool balanced_rows = true;          // rows read in place: row panels of near-equal heights
     int force_pack = 0;                 // 0: heuristics, 1: always pack A and B, -1: pack only when required
     int mc = 0, kc = 0, nc = 0;         // > 0: override the ISA's MC / KC / NC (benchmarks)
     bool single_k_block = true;         // small op(B): one k block (see kSingleKBlockBytes)
