@@ -550,16 +550,19 @@ int64_t run_epoch(Input& input, const Targets<T>& y, const int64_t* order, int64
     const bool misaligned = off_line(net.W[0]) || off_line(state.first[0]) || off_line(state.second[0]);
     // Dense rows on one thread, or in a panel per thread: W_1 in panels of NR columns (ColumnPanels'
     // strip), which the first layer's GEMMs read as packed micro-panels, where W_1's rows are wider
-    // than kStripMinRowBytes. (Measured on an Intel Xeon family 6 model 207, 1 thread, centred MNIST,
-    // new/old epochs alternating: d_1 = 160 0.963, 256 0.92-0.93, 400 0.95; d_1 = 64 and 100, whose
-    // rows span 4 and 7 lines, 1.006-1.014, the strips' calls costing what their layout saves. With
-    // several threads and too narrow a d_1 for a panel each, W_1 stays whole: each GEMM shares its
-    // tiles among the team.)
-    constexpr int64_t kStripMinRowBytes = 512;
+    // than kStripMinRowBytes and it has at least kStripMinRows rows. (Measured on an Intel Xeon
+    // family 6 model 207, 1 thread, centred MNIST, new/old epochs alternating: d_1 = 160 0.963, 256
+    // 0.92-0.93, 400 0.95; d_1 = 64 and 100, whose rows span 4 and 7 lines, 1.006-1.014, the strips'
+    // calls costing what their layout saves. Random dense X, separate processes: 128-400-10 0.93-0.97,
+    // but 64-1000-10 1.01-1.03 and 20-1000-10 1.04: over a few rows a strip's product is too small
+    // for its call.) With several threads and too narrow a d_1 for a panel each, W_1 stays whole:
+    // each GEMM shares its tiles among the team.
+    constexpr int64_t kStripMinRowBytes = 512, kStripMinRows = 128;
     const int strips_setting = dense_strips_setting();
     const bool strips = !Input::kFusedFirstUpdate && L > 1 && (threads == 1 || dense_panels) &&
                         (strips_setting > 0 ||
-                         (strips_setting == 0 && padded<T>(d[1]) * static_cast<int64_t>(sizeof(T)) > kStripMinRowBytes));
+                         (strips_setting == 0 && d[0] >= kStripMinRows &&
+                          padded<T>(d[1]) * static_cast<int64_t>(sizeof(T)) > kStripMinRowBytes));
     const bool pad = Input::kPadFirstLayer && L > 1 &&
                      (Input::kFusedFirstUpdate || dense_panels || strips || padded<T>(d[1]) != d[1] || misaligned);
     const bool fused = Input::kFusedFirstUpdate && pad;

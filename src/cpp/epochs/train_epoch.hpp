@@ -80,7 +80,7 @@ std::int64_t mlp_epoch(const DataMatrix<TX>& X, const std::int64_t* y, const Net
 // The dense first layer's W_1 in panels of the GEMM's NR columns for the epoch (ColumnPanels'
 // strips, train_epoch.cpp), which its two GEMMs read as packed micro-panels: on one thread, and on a
 // column panel per thread. dense_strips_setting(): 0 (the default) where W_1's rows are wider than
-// 512 bytes (d_1 > 128 floats), 1 always, -1 never (W_1 row-major). Only the speed differs, never a
+// 512 bytes (d_1 > 128 floats) and it has at least 128 rows (inputs), 1 always, -1 never (W_1 row-major). Only the speed differs, never a
 // result.
 int& dense_strips_setting();
 

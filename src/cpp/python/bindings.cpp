@@ -517,7 +517,7 @@ PYBIND11_MODULE(_core, m) {
 
     m.def("_dense_strips_tuning", [three_way](py::object strips) {
         // The dense first layer's W_1 in panels of NR columns for the epoch (train_epoch.hpp): 0 where
-        // W_1's rows are wider than 512 bytes, 1 always, -1 never.
+        // W_1's rows are wider than 512 bytes and it has 128 rows or more, 1 always, -1 never.
         return three_way(dense_strips_setting(), strips, "_dense_strips_tuning", "strips");
     }, py::arg("strips") = py::none(),
        "Internal: the dense epoch's W_1 in NR-column panels (0 auto, 1 always, -1 never); returns the previous setting.");
