@@ -172,6 +172,9 @@ public:
         : X_(X), order_(order), max_rows_(max_rows) {
         if (order != nullptr || !std::is_same_v<T, TX>) x_.resize(sz(max_rows * X.cols));
     }
+    // The row stride of the batches fetch gives: X's own where the rows are read in place
+    // (forward_pass::batch_rows), else that of the scratch they are gathered or widened into.
+    int64_t batch_row_stride() const { return order_ == nullptr && std::is_same_v<T, TX> ? X_.ld : X_.cols; }
     void fetch(int64_t start, int64_t B) {
         B_ = B;
         Xb_ = forward_pass::batch_rows(X_, order_, start, B, x_, ldx_);
@@ -557,11 +560,18 @@ int64_t run_epoch(Input& input, const Targets<T>& y, const int64_t* order, int64
     // but 64-1000-10 1.01-1.03 and 20-1000-10 1.04: over a few rows a strip's product is too small
     // for its call.) With several threads and too narrow a d_1 for a panel each, W_1 stays whole:
     // each GEMM shares its tiles among the team.
+    // And only where the GEMM reads X_b in place: where it packs X_b (float64, the generic kernels, a
+    // batch past 2 MiB, rows of a multiple of 1 KiB) it would pack it again for every strip (784-400-10
+    // in float64: 1.55x as long).
     constexpr int64_t kStripMinRowBytes = 512, kStripMinRows = 128;
     const int strips_setting = dense_strips_setting();
+    bool batch_in_place = false;
+    if constexpr (!Input::kFusedFirstUpdate)
+        batch_in_place = gemm_reads_rows_in_place<T>(std::max<int64_t>(1, std::min(batch, n_order)), d[0],
+                                                     input.batch_row_stride());
     const bool strips = !Input::kFusedFirstUpdate && L > 1 && (threads == 1 || dense_panels) &&
                         (strips_setting > 0 ||
-                         (strips_setting == 0 && d[0] >= kStripMinRows &&
+                         (strips_setting == 0 && batch_in_place && d[0] >= kStripMinRows &&
                           padded<T>(d[1]) * static_cast<int64_t>(sizeof(T)) > kStripMinRowBytes));
     const bool pad = Input::kPadFirstLayer && L > 1 &&
                      (Input::kFusedFirstUpdate || dense_panels || strips || padded<T>(d[1]) != d[1] || misaligned);

@@ -615,6 +615,15 @@ void run_blocked(const BlockedPlan<T>& plan, int tid, int nthreads) noexcept {
     ahead.finish();
 }
 
+// Is op(A) = A (m × k, row stride lda) read in place by E's micro_rows kernel (BlockedPlan::a_rows)?
+template <typename T>
+bool rows_in_place(const Engine<T>& E, std::int64_t m, std::int64_t k, std::int64_t lda) {
+    const bool small = m * k * static_cast<std::int64_t>(sizeof(T)) <= (std::int64_t(2) << 20);
+    const bool conflict_stride = (lda * static_cast<std::int64_t>(sizeof(T))) % 1024 == 0;
+    return E.kernels.micro_rows != nullptr && tuning().allow_rows_kernel && tuning().force_pack <= 0 && small &&
+           !conflict_stride;
+}
+
 int team_size(double flops, std::int64_t work_items) {
     if (flops < tuning().parallel_min_flops) return 1;
 #if defined(_OPENMP)
@@ -674,8 +683,7 @@ void blocked_gemm(const Problem<T>& P, const Engine<T>& E) {
     // as fast as a packed panel (Intel Xeon family 6 model 167, X_b and W_1 in L2: 181-214
     // GFLOP/s either way). On AVX2 (AMD Zen 2) the packing was 11% of 100×784·784×100, which now
     // runs 1.07× faster (h = 400: 1.01×).
-    plan.a_rows = P.opA == Op::N && E.kernels.micro_rows != nullptr && tuning().allow_rows_kernel && force <= 0 &&
-                  a_small && !conflict_stride(P.lda);
+    plan.a_rows = P.opA == Op::N && rows_in_place(E, P.m, P.k, P.lda);
     // Rows read in place may be cut into panels of any heights up to MR: m = 100 with MR = 14 runs as
     // 4 panels of 13 rows and 4 of 12 rather than 7 of 14 and one of 2, whose 4 FMA chains per k step
     // leave the FMA units half idle on their latency (AVX-512: the 2-row tile took 1.7% of the dense
@@ -890,6 +898,13 @@ std::int64_t gemm_tile_columns() {
 }
 template std::int64_t gemm_tile_columns<float>();
 template std::int64_t gemm_tile_columns<double>();
+
+template <typename T>
+bool gemm_reads_rows_in_place(std::int64_t m, std::int64_t k, std::int64_t lda) {
+    return rows_in_place(engine_for<T>(active_isa()), m, k, lda);
+}
+template bool gemm_reads_rows_in_place<float>(std::int64_t, std::int64_t, std::int64_t);
+template bool gemm_reads_rows_in_place<double>(std::int64_t, std::int64_t, std::int64_t);
 
 // The active ISA's float micro-kernel on operands that stay in L1: one MR×NR tile of C
 // (β = 1) from packed A~ (MR×kc) and B~ (kc×NR) slivers, kc = 256, called over and over; the

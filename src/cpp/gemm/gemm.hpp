@@ -53,6 +53,13 @@ void gemm(Op opA, Op opB, std::int64_t m, std::int64_t n, std::int64_t k,
 template <typename T>
 std::int64_t gemm_tile_columns();
 
+// Does gemm read a row-major op(A) = A of m × k (row stride lda) in place, row by row, rather than
+// pack it for each call? (AVX-512 and AVX2 float, where A is small and its stride spares the L1
+// sets.) A product split into many calls along n (the strips of W_1) packs A again for each call
+// where it does not.
+template <typename T>
+bool gemm_reads_rows_in_place(std::int64_t m, std::int64_t k, std::int64_t lda);
+
 // Naive triple loop with the same contract: the reference the tests compare against.
 template <typename T>
 void gemm_reference(Op opA, Op opB, std::int64_t m, std::int64_t n, std::int64_t k,
