@@ -11,8 +11,10 @@ it: nn_epoch on each backend, torch-manual) and then each product of a training 
     upd2   W2 -= lr·Z1ᵀ·G2      h×100·100×10
     upd1   W1 -= lr·X_bᵀ·G1     784×100·100×h
 
-(fastnn through _core.gemm, with β = 1 for the updates as its epoch does; NumPy and torch as
-their epochs write them.) "rest" = epoch − the five: softmax, ReLU and masks, the calls' overhead,
+(fastnn through _core.gemm, with β = 1 for the updates as its epoch does, on the row-major W1:
+its epoch keeps W1 in strips of the micro-kernel's NR columns where W1's rows are wider than 512
+bytes, and runs fwd1 and upd1 strip by strip, so for h = 400 the isolated fwd1 and upd1 here are
+slower than the epoch's and "rest" comes out negative; NumPy and torch as their epochs write them.) "rest" = epoch − the five: softmax, ReLU and masks, the calls' overhead,
 and the caches' state between products, which the isolated loops do not share.
 
 Every (engine, round) is a fresh process; rounds alternate the engines (order rotated), medians
