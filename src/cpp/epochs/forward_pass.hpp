@@ -45,15 +45,21 @@ void for_chunks(std::int64_t n, std::int64_t chunk, bool parallel, F&& f) {
 // Values of a batch below which one thread gathers or widens it (batch_rows).
 constexpr std::int64_t kGatherSplitMin = 1 << 15;
 
+// Can batch_rows read a batch's rows in place: no order, X already of type T?
+template <typename T, typename TX>
+bool batch_in_place(const std::int64_t* order) {
+    return std::is_same_v<T, TX> && order == nullptr;
+}
+
 // Rows of one batch as T: entries start … start + B − 1 of `order` (null: rows start … start+B−1).
-// When the rows can be read in place (no order, X already of type T) this returns a pointer
-// into X (ld = X's row stride); otherwise they are gathered and/or widened into `x`
-// (B × X.cols, allocated by the caller) and ld = X.cols.
+// When the rows can be read in place (batch_in_place) this returns a pointer into X (ld = X's row
+// stride); otherwise they are gathered and/or widened into `x` (B × X.cols, allocated by the
+// caller) and ld = X.cols.
 template <typename T, typename TX>
 const T* batch_rows(const DataMatrix<TX>& X, const std::int64_t* order, std::int64_t start,
                     std::int64_t B, std::vector<T>& x, std::int64_t& ld) {
-    if constexpr (std::is_same_v<T, TX>) {
-        if (!order) {
+    if constexpr (std::is_same_v<T, TX>) {   // (X.data is a const T* only then)
+        if (batch_in_place<T, TX>(order)) {
             ld = X.ld;
             return X.data + start * X.ld;
         }

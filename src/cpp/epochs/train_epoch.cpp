@@ -170,11 +170,14 @@ class DenseInput {
 public:
     DenseInput(const DataMatrix<TX>& X, const int64_t* order, int64_t max_rows)
         : X_(X), order_(order), max_rows_(max_rows) {
-        if (order != nullptr || !std::is_same_v<T, TX>) x_.resize(sz(max_rows * X.cols));
+        if (!forward_pass::batch_in_place<T, TX>(order)) x_.resize(sz(max_rows * X.cols));
     }
-    // The row stride of the batches fetch gives: X's own where the rows are read in place
-    // (forward_pass::batch_rows), else that of the scratch they are gathered or widened into.
-    int64_t batch_row_stride() const { return order_ == nullptr && std::is_same_v<T, TX> ? X_.ld : X_.cols; }
+    // Does gemm read the batches fetch gives in place, at their row stride (X's own where the rows
+    // are read in place, else that of the scratch they are gathered or widened into)?
+    bool gemm_reads_batches_in_place() const {
+        const int64_t ld = forward_pass::batch_in_place<T, TX>(order_) ? X_.ld : X_.cols;
+        return gemm_reads_rows_in_place<T>(max_rows_, X_.cols, ld);
+    }
     void fetch(int64_t start, int64_t B) {
         B_ = B;
         Xb_ = forward_pass::batch_rows(X_, order_, start, B, x_, ldx_);
@@ -566,9 +569,7 @@ int64_t run_epoch(Input& input, const Targets<T>& y, const int64_t* order, int64
     constexpr int64_t kStripMinRowBytes = 512, kStripMinRows = 128;
     const int strips_setting = dense_strips_setting();
     bool batch_in_place = false;
-    if constexpr (!Input::kFusedFirstUpdate)
-        batch_in_place = gemm_reads_rows_in_place<T>(std::max<int64_t>(1, std::min(batch, n_order)), d[0],
-                                                     input.batch_row_stride());
+    if constexpr (!Input::kFusedFirstUpdate) batch_in_place = input.gemm_reads_batches_in_place();
     const bool strips = !Input::kFusedFirstUpdate && L > 1 && (threads == 1 || dense_panels) &&
                         (strips_setting > 0 ||
                          (strips_setting == 0 && batch_in_place && d[0] >= kStripMinRows &&

@@ -80,8 +80,8 @@ std::int64_t mlp_epoch(const DataMatrix<TX>& X, const std::int64_t* y, const Net
 // The dense first layer's W_1 in panels of the GEMM's NR columns for the epoch (ColumnPanels'
 // strips, train_epoch.cpp), which its two GEMMs read as packed micro-panels: on one thread, and on a
 // column panel per thread. dense_strips_setting(): 0 (the default) where W_1's rows are wider than
-// 512 bytes (d_1 > 128 floats) and it has at least 128 rows (inputs), 1 always, -1 never (W_1 row-major). Only the speed differs, never a
-// result.
+// 512 bytes (d_1 > 128 floats), it has at least 128 rows (inputs) and gemm reads the batch in place;
+// 1 always, -1 never (W_1 row-major). Only the speed differs, never a result.
 int& dense_strips_setting();
 
 // The most threads an epoch of batches of B rows shares a batch among, for a first hidden layer

@@ -615,13 +615,23 @@ void run_blocked(const BlockedPlan<T>& plan, int tid, int nthreads) noexcept {
     ahead.finish();
 }
 
+// The packing policy's two tests of an operand (see blocked_gemm): small enough to use unpacked
+// (the epoch loop's shapes), and a row stride that is a multiple of 1 KiB (strides like 4 KiB map
+// every k step to the same few L1 sets).
+template <typename T>
+bool small_operand(std::int64_t rows, std::int64_t cols) {
+    return rows * cols * static_cast<std::int64_t>(sizeof(T)) <= (std::int64_t(2) << 20);
+}
+template <typename T>
+bool conflict_stride(std::int64_t ld) {
+    return ld * static_cast<std::int64_t>(sizeof(T)) % 1024 == 0;
+}
+
 // Is op(A) = A (m × k, row stride lda) read in place by E's micro_rows kernel (BlockedPlan::a_rows)?
 template <typename T>
 bool rows_in_place(const Engine<T>& E, std::int64_t m, std::int64_t k, std::int64_t lda) {
-    const bool small = m * k * static_cast<std::int64_t>(sizeof(T)) <= (std::int64_t(2) << 20);
-    const bool conflict_stride = (lda * static_cast<std::int64_t>(sizeof(T))) % 1024 == 0;
-    return E.kernels.micro_rows != nullptr && tuning().allow_rows_kernel && tuning().force_pack <= 0 && small &&
-           !conflict_stride;
+    return E.kernels.micro_rows != nullptr && tuning().allow_rows_kernel && tuning().force_pack <= 0 &&
+           small_operand<T>(m, k) && !conflict_stride<T>(lda);
 }
 
 int team_size(double flops, std::int64_t work_items) {
@@ -670,9 +680,8 @@ void blocked_gemm(const Problem<T>& P, const Engine<T>& E) {
     // small (the epoch loop's shapes) and their row stride is not a multiple of 1 KiB
     // (strides like 4 KiB map every k step to the same few L1 sets).
     const int force = tuning().force_pack;
-    auto conflict_stride = [](std::int64_t ld) { return (ld * sizeof(T)) % 1024 == 0; };
-    const bool a_small = P.m * P.k * sizeof(T) <= (std::size_t(2) << 20);
-    const bool b_small = P.k * P.n * sizeof(T) <= (std::size_t(2) << 20);
+    const bool a_small = small_operand<T>(P.m, P.k);
+    const bool b_small = small_operand<T>(P.k, P.n);
     // A tall op(A) = Aᵀ feeding many column panels is packed too (the epoch's ∇W_1 = X_bᵀ G_1:
     // X_b's rows of 784 values give 14-value slivers that straddle cache lines at every k step;
     // packed, the dense h = 400 MNIST epoch took 2-3% less, 1 and 2 threads, same bits).
@@ -690,9 +699,9 @@ void blocked_gemm(const Problem<T>& P, const Engine<T>& E) {
     // h = 400 epoch for 1% of its multiply-adds). Rows never depend on their tile: the same bits.
     plan.balanced_rows = plan.a_rows && tuning().balanced_rows;
     plan.pack_a = !plan.a_rows && (P.opA == Op::N || force > 0 ||
-                                   (force == 0 && (!a_small || conflict_stride(P.lda) || a_many_panels)));
+                                   (force == 0 && (!a_small || conflict_stride<T>(P.lda) || a_many_panels)));
     plan.pack_b = P.opB == Op::T || force > 0 ||
-                  (force == 0 && (!b_small || conflict_stride(P.ldb)));
+                  (force == 0 && (!b_small || conflict_stride<T>(P.ldb)));
     // Narrow tiles, by how A is read. The set's narrow kernel reads a panel's rows of one k step as
     // a vector, which needs A~ or an in-place Aᵀ. With A read by micro_rows they go to the set's
     // narrow_rows kernel where it has one (AVX2: the edge of two row panels as one 12-row tile),
