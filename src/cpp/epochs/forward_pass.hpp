@@ -28,18 +28,12 @@ void for_chunks(std::int64_t n, std::int64_t chunk, bool parallel, F&& f) {
     const std::int64_t chunks = (n + chunk - 1) / chunk;
     const int nthreads =
         parallel && chunks > 1 ? static_cast<int>(std::min<std::int64_t>(get_num_threads(), chunks)) : 1;
-    const TeamFloatMode mode = team_float_mode();   // the team computes in the caller's (runtime/float_mode.hpp)
-#if defined(_OPENMP)
-#pragma omp parallel num_threads(nthreads) if (nthreads > 1)
-#endif
-    {
-        const TeamFloatModeScope team_mode(mode);
+    run_region(nthreads, [&] {
 #if defined(_OPENMP)
 #pragma omp for schedule(static)
 #endif
         for (std::int64_t c = 0; c < chunks; ++c) f(c, c * chunk, std::min(n, (c + 1) * chunk));
-    }
-    (void)nthreads;
+    });
 }
 
 // Values of a batch below which one thread gathers or widens it (batch_rows).

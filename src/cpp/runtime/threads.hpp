@@ -155,4 +155,22 @@ void run_team(int nthreads, const Body& body) {
     body(0, 1);
 }
 
+// Runs body() on each thread of a parallel region of `nthreads` threads that is opened even for one
+// (a team of one), so that the `omp for`, barrier and `single` constructs inside body bind to this
+// region, never to a caller's; every thread computes in the calling thread's floating-point mode
+// (float_mode.hpp). omp_get_thread_num() / omp_get_num_threads() inside give a thread its share.
+// (run_team runs body inline when nthreads is 1: for bodies without such constructs.)
+template <typename Body>
+void run_region(int nthreads, const Body& body) {
+    const TeamFloatMode mode = team_float_mode();
+#if defined(_OPENMP)
+#pragma omp parallel num_threads(nthreads) if (nthreads > 1)
+#endif
+    {
+        const TeamFloatModeScope team_mode(mode);
+        body();
+    }
+    (void)nthreads;
+}
+
 }  // namespace fastnn

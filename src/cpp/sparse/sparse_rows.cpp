@@ -182,17 +182,10 @@ void sparse_times_dense(const SparseRowsView<T>& A, const T* D, int64_t ldd, int
     }
     // Thread t takes rows [rows·t/T, rows·(t+1)/T): the share that sparse_transpose_times_dense
     // prefetched into this thread's cache when A was its `ahead`.
-#ifdef _OPENMP
-    const TeamFloatMode mode = team_float_mode();   // the team computes in the caller's (runtime/float_mode.hpp)
-#pragma omp parallel num_threads(nthreads)
-    {
-        const TeamFloatModeScope team_mode(mode);
+    run_region(nthreads, [&] {
         const int t = thread_index();
         kernel(A, A.rows * t / nthreads, A.rows * (t + 1) / nthreads, D, ldd, n, init, out, ldo, relu);
-    }
-#else
-    kernel(A, 0, A.rows, D, ldd, n, init, out, ldo, relu);
-#endif
+    });
 }
 
 template <typename T>
@@ -200,14 +193,8 @@ void sparse_times_dense(const SparseRowsView<T>& A, const T* D, int64_t ldd, int
                         T* scratch) {
     const auto kernel = kernels_for<T>(active_isa()).rows;
     const int nthreads = row_threads(A, stored_values(A), n);
-    (void)nthreads;   // (unused without OpenMP)
     const int64_t chunks = (A.rows + kRowChunk - 1) / kRowChunk;
-    const TeamFloatMode mode = team_float_mode();   // the team computes in the caller's (runtime/float_mode.hpp)
-#ifdef _OPENMP
-#pragma omp parallel num_threads(nthreads) if (nthreads > 1)
-#endif
-    {
-        const TeamFloatModeScope team_mode(mode);
+    run_region(nthreads, [&] {
         T* row = scratch + static_cast<int64_t>(thread_index()) * n;
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 1)
@@ -221,7 +208,7 @@ void sparse_times_dense(const SparseRowsView<T>& A, const T* D, int64_t ldd, int
                 kernel(one, 0, 1, D, ldd, n, nullptr, row, n, false);
                 sink.consume(sink.context, r, 1, row, n);
             }
-    }
+    });
 }
 
 template <typename T>
@@ -319,12 +306,7 @@ void sparse_transpose_times_dense(const SparseRowsView<T>& A, const T* D, int64_
     grow(scratch.entries, total_blocks * capacity);
     grow(scratch.values, nthreads * (block * n + line));
     grow(scratch.counts, total_blocks * (block + 1) + nthreads * (A.rows + A.cols));
-    const TeamFloatMode mode = team_float_mode();   // the team computes in the caller's (runtime/float_mode.hpp)
-#ifdef _OPENMP
-#pragma omp parallel num_threads(nthreads) if (nthreads > 1)
-#endif
-    {
-        const TeamFloatModeScope team_mode(mode);
+    run_region(nthreads, [&] {
         const int t = thread_index();
         const auto ut = static_cast<std::size_t>(t);
         const int64_t c0 = first[ut], c1 = first[ut + 1], b0 = first_block[ut];
@@ -345,7 +327,7 @@ void sparse_transpose_times_dense(const SparseRowsView<T>& A, const T* D, int64_
             for (const int64_t until = a0 + (a1 - a0) * (i + 1) / my_blocks; next_row < until; ++next_row)
                 ahead.fetch(ahead.context, next_row);
         }
-    }
+    });
 }
 
 // The lists of a panel product's blocks (sparse_transpose_times_panels): their layout in
@@ -448,12 +430,7 @@ void sparse_times_panels(const SparseRowsView<T>* A, int copies, const Panel<T>*
     const PanelLists<T> lists = panel_lists(A[0], panels, parts,
                                             panel_list_sets(lists_for_transpose.lists_per_panel, copies, parts),
                                             lists_for_transpose);
-    const TeamFloatMode mode = team_float_mode();   // the team computes in the caller's (runtime/float_mode.hpp)
-#ifdef _OPENMP
-#pragma omp parallel num_threads(parts) if (parts > 1)
-#endif
-    {
-        const TeamFloatModeScope team_mode(mode);
+    run_region(parts, [&] {
         const int t = thread_index(), team = team_size();
         for (int q = t; q < parts; q += team) {
             const Panel<T>& p = panels[q];
@@ -462,7 +439,7 @@ void sparse_times_panels(const SparseRowsView<T>* A, int copies, const Panel<T>*
             kernel(rows, 0, rows.rows, p.data, p.ld, p.n, init ? init + p.c0 : nullptr, out + p.c0, ldo, relu);
         }
         sort_panel_share(A, copies, parts, lists, lists_for_transpose, t, team);
-    }
+    });
 }
 
 template <typename T>
@@ -474,12 +451,7 @@ void sparse_transpose_times_panels(const SparseRowsView<T>& A, const T* D, int64
     const PanelLists<T> lists = panel_lists(A, panels, parts, scratch.list_sets, scratch);   // (sparse_times_panels')
     const int64_t block = lists.block, blocks = lists.blocks, widest = lists.widest;
     constexpr int64_t line = 64 / static_cast<int64_t>(sizeof(T));
-    const TeamFloatMode mode = team_float_mode();   // the team computes in the caller's (runtime/float_mode.hpp)
-#ifdef _OPENMP
-#pragma omp parallel num_threads(parts) if (parts > 1)
-#endif
-    {
-        const TeamFloatModeScope team_mode(mode);
+    run_region(parts, [&] {
         const int t = thread_index(), team = team_size();
         if (also.run)
             for (int q = t; q < parts; q += team) also.run(also.context, q);
@@ -497,7 +469,7 @@ void sparse_transpose_times_panels(const SparseRowsView<T>& A, const T* D, int64
                     ahead.fetch(ahead.context, next_row);
             }
         }
-    }
+    });
 }
 
 template <typename T>
@@ -520,12 +492,7 @@ void transpose_sparse_rows(const SparseRowsView<T>& A, std::vector<int64_t>& ind
     counts.assign(static_cast<std::size_t>(nthreads * cols), 0);
     // Thread t takes rows [A.rows·t/T, A.rows·(t+1)/T): it counts them per column, then writes
     // them from its own offset within each column: thread 0's rows first, so rows stay in order.
-    const TeamFloatMode mode = team_float_mode();   // the team computes in the caller's (runtime/float_mode.hpp)
-#ifdef _OPENMP
-#pragma omp parallel num_threads(nthreads) if (nthreads > 1)
-#endif
-    {
-        const TeamFloatModeScope team_mode(mode);
+    run_region(nthreads, [&] {
         const int t = thread_index();
         const int64_t r0 = A.rows * t / nthreads, r1 = A.rows * (t + 1) / nthreads;
         int64_t* my = counts.data() + static_cast<int64_t>(t) * cols;
@@ -554,7 +521,7 @@ void transpose_sparse_rows(const SparseRowsView<T>& A, std::vector<int64_t>& ind
                 rows[p] = static_cast<std::int32_t>(r);
                 values[p] = A.values[q];
             }
-    }
+    });
 }
 
 bool sparse_indices_valid(const int64_t* indptr, const std::int32_t* indices, int64_t rows, int64_t cols) {
@@ -592,17 +559,13 @@ int64_t csr_row_offsets(const TX* X, int64_t rows, int64_t cols, int64_t ld, int
     indptr[0] = 0;
     // (The team counts in the caller's mode: with subnormals as zero, a subnormal is not counted,
     // as dense_to_csr, in the same mode, does not copy it; runtime/float_mode.hpp.)
-    const TeamFloatMode mode = team_float_mode();
-#ifdef _OPENMP
-#pragma omp parallel num_threads(get_num_threads()) if (rows * cols > (1 << 20))
-#endif
-    {
-        const TeamFloatModeScope team_mode(mode);
+    const int threads = get_num_threads();
+    run_region(rows * cols > (1 << 20) ? threads : 1, [&] {
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
         for (int64_t r = 0; r < rows; ++r) indptr[r + 1] = count_nonzeros(X + r * ld, cols);
-    }
+    });
     for (int64_t r = 0; r < rows; ++r) indptr[r + 1] += indptr[r];
     return indptr[rows];
 }
@@ -627,12 +590,8 @@ int64_t compact_row(const TX* x, int64_t cols, std::int32_t* idx, T* val, std::i
 template <typename TX, typename T>
 void dense_to_csr(const TX* X, int64_t rows, int64_t cols, int64_t ld, const int64_t* indptr,
                   std::int32_t* indices, T* values) {
-    const TeamFloatMode mode = team_float_mode();   // the team computes in the caller's (runtime/float_mode.hpp)
-#ifdef _OPENMP
-#pragma omp parallel num_threads(get_num_threads()) if (rows * cols > (1 << 20))
-#endif
-    {
-        const TeamFloatModeScope team_mode(mode);
+    const int threads = get_num_threads();
+    run_region(rows * cols > (1 << 20) ? threads : 1, [&] {
         // Compaction into a per-thread row buffer (room for whole vectors), then a copy.
         std::vector<std::int32_t> idx(static_cast<std::size_t>(cols + 16));
         std::vector<T> val(static_cast<std::size_t>(cols + 16));
@@ -644,7 +603,7 @@ void dense_to_csr(const TX* X, int64_t rows, int64_t cols, int64_t ld, const int
             std::copy(idx.begin(), idx.begin() + p, indices + indptr[r]);
             std::copy(val.begin(), val.begin() + p, values + indptr[r]);
         }
-    }
+    });
 }
 
 template void sparse_times_dense<float>(const SparseRowsView<float>&, const float*, int64_t, int64_t,
