@@ -221,9 +221,9 @@ def test_dense_first_layer_in_column_panels_does_not_change_results(cpp, threads
     """Dense X on several threads: W_1 (and its optimizer's buffers) is split into one column
     panel per thread, each thread running the first layer's products and W_1's update on its own
     panel (d_1 = 100 and 400 on 2 and 3 threads; 47 is too narrow for panels). Biases, every
-    optimizer, a last batch shorter than the rest, and an L2 term (whose ‖W_1‖² in the loss is then
-    summed over the panels, in the order of the whole matrix): the parameters, the optimizer's
-    buffers and the loss must not move a bit with the thread count."""
+    optimizer, a last batch shorter than the rest, and an L2 term (whose ‖W_1‖² in the loss is kept
+    as the sums of W_1's columns, each thread refreshing its own panel's: ColumnSquares): the
+    parameters, the optimizer's buffers and the loss must not move a bit with the thread count."""
     rng = np.random.default_rng(d1)
     X = rng.standard_normal((437, 150)).astype(dtype)
     y = rng.integers(0, 10, 437)

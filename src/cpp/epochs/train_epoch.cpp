@@ -451,26 +451,47 @@ double squared_norm(const T* W, int64_t n) {
     return sq;
 }
 
-// The same ‖W‖², bit for bit, of a matrix of `rows` rows held in column panels (ColumnPanels): the
-// squared_norm of the matrix with its rows padded to whole cache lines, which puts each value in
-// the lane of its column (the padded stride and every panel's first column are multiples of 8) and
-// adds the padding's zeros, which change no sum. Here each lane takes its values in the same order:
-// row by row, and within a row panel by panel, column by column.
+// ‖W_1‖² for the L2 term of the dense epochs with a hidden layer, kept as the sums of squares of
+// W_1's columns (UpdateKernels::column_squares):
+//
+//     s_c = Σ_r W_1[r, c]²   (rows in order, in double),     ‖W_1‖² = Σ_c s_c   (columns in order)
+//
+// No layout of W_1 (whole, rows padded, column panels, strips) and no thread count changes these
+// sums: every column lies in one panel, and its sum runs down its rows. So each thread refreshes
+// its own panel's columns right after it updates them, a block of rows at a time while they are in
+// cache (refresh_panel), instead of one thread reading the whole W_1 once more for every batch's
+// loss, a chain of 8 lanes over all its values, half of them lines in the other core's cache.
 template <typename T>
-double squared_norm(const std::vector<Panel<T>>& panels, int64_t rows) {
-    double lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    for (int64_t r = 0; r < rows; ++r)
-        for (const Panel<T>& p : panels) {
-            const T* w = p.data + r * p.ld;
-            int64_t c = 0;
-            for (; c + 8 <= p.n; c += 8)
-                for (int l = 0; l < 8; ++l) lane[l] += static_cast<double>(w[c + l]) * static_cast<double>(w[c + l]);
-            for (int l = 0; c < p.n; ++c, ++l) lane[l] += static_cast<double>(w[c]) * static_cast<double>(w[c]);
+class ColumnSquares {
+public:
+    explicit ColumnSquares(int64_t cols) : s_(sz(cols), 0.0) {}
+    // s_c of columns c0 … c0 + n − 1, from a panel (or the whole W_1) of `rows` rows, stride ld.
+    void refresh(const UpdateKernels<T>& kernels, const T* W, int64_t rows, int64_t c0, int64_t n, int64_t ld) {
+        std::fill(s_.begin() + c0, s_.begin() + c0 + n, 0.0);
+        kernels.column_squares(W, rows, n, ld, s_.data() + c0);
+    }
+    // A panel's update (update(r0, r1): its rows r0 … r1 − 1) and then its s_c, a block of rows at a
+    // time: the squares are taken from values the update has just written.
+    template <typename Update>
+    void refresh_panel(const UpdateKernels<T>& kernels, const Panel<T>& p, int64_t rows, const Update& update) {
+        const int64_t block = std::max<int64_t>(1, kBlockValues / p.ld);
+        std::fill(s_.begin() + p.c0, s_.begin() + p.c0 + p.n, 0.0);
+        for (int64_t r0 = 0; r0 < rows; r0 += block) {
+            const int64_t r1 = std::min(rows, r0 + block);
+            update(r0, r1);
+            kernels.column_squares(p.data + r0 * p.ld, r1 - r0, p.n, p.ld, s_.data() + p.c0);
         }
-    double sq = 0;
-    for (int l = 0; l < 8; ++l) sq += lane[l];
-    return sq;
-}
+    }
+    double total() const {
+        double sq = 0;
+        for (const double s : s_) sq += s;
+        return sq;
+    }
+
+private:
+    static constexpr int64_t kBlockValues = 4096;   // 16 KiB of float32 per block: in L1 between the two
+    std::vector<double> s_;
+};
 
 // The update of W_1 from blocks of rows of its gradient, as a RowSink for the sparse path.
 // Padded (W_1 and its buffers with the gradient's row stride, padding zero, which the update
@@ -534,8 +555,7 @@ int64_t run_epoch(Input& input, const Targets<T>& y, const int64_t* order, int64
     // own panel, so that no line of W_1 moves between cores from batch to batch: with the fused
     // sparse first layer where there is no L2 term (whose ‖W_1‖² it sums by whole rows, see sq1), and
     // with dense rows where each panel is at least kDensePanelMinLines lines wide, L2 term or not
-    // (its ‖W_1‖² summed over the panels as over the whole padded W_1: squared_norm(panels, rows);
-    // scikit-learn's default alpha = 1e-4, Adam, 2 threads on an Intel Xeon family 6 model 207,
+    // (its ‖W_1‖² by columns, each thread its own panel's: ColumnSquares; scikit-learn's default alpha = 1e-4, Adam, 2 threads on an Intel Xeon family 6 model 207,
     // standardized MNIST: epochs 784-100-10 new/old 0.957, 784-400-10 0.923). (Dense rows with
     // W_1 whole, 2 threads on the 2-core Xeon: the area split of the GEMM's tiles cuts a column
     // panel of W_1 between the threads, and lines of W_1 travel with every batch, also fetched by
@@ -635,6 +655,16 @@ int64_t run_epoch(Input& input, const Targets<T>& y, const int64_t* order, int64
     for (int64_t i = 2; i <= L; ++i) later_work += d[i - 1] * d[i];
     const bool adam = opt.kind == OptimizerKind::adam;
     const UpdateKernels<T> kernels = update_kernels<T>();
+    // ‖W_1‖² for the L2 term by W_1's columns (ColumnSquares), where the rows are dense and W_1 is
+    // a hidden layer's; refreshed after each update of W_1 (below).
+    std::unique_ptr<ColumnSquares<T>> w1_squares;
+    if (!Input::kFusedFirstUpdate && L > 1 && alpha != 0) {
+        w1_squares = std::make_unique<ColumnSquares<T>>(d[1]);
+        if (panels)
+            for (const Panel<T>& p : W1_padded->panels()) w1_squares->refresh(kernels, p.data, d[0], p.c0, p.n, p.ld);
+        else
+            w1_squares->refresh(kernels, W1, d[0], 0, d[1], ld[1]);
+    }
 
     for (int64_t start = 0; start < n_order; start += batch) {
         if (stop_requested && stop_requested()) return start;
@@ -687,12 +717,12 @@ int64_t run_epoch(Input& input, const Targets<T>& y, const int64_t* order, int64
         for (int64_t r = 0; r < B; ++r) batch_loss += row_loss[sz(r)];
         if (alpha != 0) {   // (α/2) Σ ‖W‖², before this batch's update
             double sq = 0;
-            if (!sq1.empty())
+            if (w1_squares)
+                sq += w1_squares->total();
+            else if (!sq1.empty())
                 for (const double row_sq : sq1) sq += row_sq;
-            else if (panels)
-                sq += squared_norm(W1_padded->panels(), d[0]);
             else
-                sq += squared_norm(W1, d[0] * ld[1]);   // (padding, if any, is zero)
+                sq += squared_norm(W1, d[0] * ld[1]);   // (no hidden layer: W_1 whole, unpadded)
             for (int64_t i = 1; i < L; ++i) sq += squared_norm(work.W[i], d[i] * d[i + 1]);
             batch_loss += 0.5 * alpha * sq;
         }
@@ -788,9 +818,18 @@ int64_t run_epoch(Input& input, const Targets<T>& y, const int64_t* order, int64
             run_panels([&](const Panel<T>& p, int t, int, int) {
                 T* g = panel_gradients[sz(t)].data();
                 input.first_layer_gradient(s.G[1].data(), ld[1], d[1], p, g);
-                // whole padded rows at once: the padding of W_1, ∇W_1 and the buffers is zero and stays zero
-                update_stretch(kernels, adam, opt, p.data, g, first_padded ? first_padded->panels()[sz(t)].data : nullptr,
-                               second_padded ? second_padded->panels()[sz(t)].data : nullptr, d[0] * p.ld, lr_t, l2);
+                T* m = first_padded ? first_padded->panels()[sz(t)].data : nullptr;
+                T* v = second_padded ? second_padded->panels()[sz(t)].data : nullptr;
+                // rows r0 … r1 − 1, whole padded rows: the padding of W_1, ∇W_1 and the buffers is zero and stays zero
+                auto update = [&](int64_t r0, int64_t r1) {
+                    const int64_t o = r0 * p.ld;
+                    update_stretch(kernels, adam, opt, p.data + o, g + o, m ? m + o : nullptr, v ? v + o : nullptr,
+                                   (r1 - r0) * p.ld, lr_t, l2);
+                };
+                if (w1_squares)
+                    w1_squares->refresh_panel(kernels, p, d[0], update);
+                else
+                    update(0, d[0]);
             });
         } else if (sgd_in_gemm) {   // W_1 ← W_1 − lr · X_bᵀ G_1 (the other W_i in their tasks above)
             input.first_layer_sgd(s.G[1].data(), ld[1], d[1], W1, ld[1], lr_t);
@@ -813,6 +852,7 @@ int64_t run_epoch(Input& input, const Targets<T>& y, const int64_t* order, int64
                 update_parameter<T>(kernels, adam, opt, net.b[i], d[i + 1], s.gb[i].data(), d[i + 1], state.first[p],
                                     state.second[p], 1, d[i + 1], lr_t, T(0));
         }
+        if (w1_squares && !panels) w1_squares->refresh(kernels, W1, d[0], 0, d[1], ld[1]);   // (W_1 updated whole above)
     }
     return n_order;
 }

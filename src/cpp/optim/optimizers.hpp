@@ -95,6 +95,21 @@ void adam_update(T* p, const T* g, T* m, T* v, std::int64_t n, T lr_t, double be
     }
 }
 
+// The L2 term's ‖W‖² by columns (train_epoch.cpp, ColumnSquares): for c < cols,
+//     acc[c] += Σ_r p[r·ld + c]²        rows r = 0 … rows − 1 in order, in double.
+// Each column's sum is one chain down its rows, whichever file computes it: these files are
+// compiled without FMA contraction (-ffp-contract=off), so every ISA gives the same bits.
+template <typename T>
+void column_squares(const T* p, std::int64_t rows, std::int64_t cols, std::int64_t ld, double* acc) {
+    for (std::int64_t r = 0; r < rows; ++r) {
+        const T* row = p + r * ld;
+        for (std::int64_t c = 0; c < cols; ++c) {
+            const double x = static_cast<double>(row[c]);
+            acc[c] += x * x;
+        }
+    }
+}
+
 }  // namespace
 
 // The update loops of one ISA, as function pointers; update_kernels<T>() picks the active ISA's.
@@ -102,6 +117,7 @@ template <typename T>
 struct UpdateKernels {
     void (*sgd)(T* p, const T* g, T* velocity, std::int64_t n, T lr, T momentum, bool nesterov, T l2);
     void (*adam)(T* p, const T* g, T* m, T* v, std::int64_t n, T lr_t, double beta1, double beta2, T eps, T l2);
+    void (*column_squares)(const T* p, std::int64_t rows, std::int64_t cols, std::int64_t ld, double* acc);
 };
 
 template <typename T>
