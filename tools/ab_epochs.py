@@ -3,7 +3,7 @@
 
     python tools/ab_epochs.py OLD_SITE NEW_SITE [--rows 20000] [--rounds 12] [--threads 2,1]
                               [--inputs raw,centred] [--nets h100,h400,784-256-128-10 (any 784-…-10)]
-                              [--new-gemm-tuning force_pack=-1,...]
+                              [--new-gemm-tuning force_pack=-1,...] [--epoch hw0|adam]
 
 OLD_SITE and NEW_SITE are directories holding a `fastnn` package with its built `_core*.so`
 (a site-packages, or a copy of one). Both extensions are loaded side by side; for each thread
@@ -49,22 +49,31 @@ def load_core(site, name):
     return module
 
 
-def alternate(cores, X, y, W0, rounds, probe=None):
+def alternate(cores, X, y, W0, rounds, probe=None, epoch="hw0"):
     """{tag: [(wall, cpu), ...]} for each build over `rounds` measured rounds (after a warm-up),
     and per round the larger of the team round trips `probe()` gave before and after it (None
-    without a probe)."""
+    without a probe). epoch "hw0": mlp_epoch (batch 100, lr 0.1, rows in order); "adam":
+    train_epoch as the estimators run it (biases, Adam, alpha 1e-4, batch 200, a shuffled order
+    drawn once, the same for both builds)."""
     import fastnn
     from fastnn import cpp_backend
+    from fastnn.optimizers import Adam
     times = {tag: [] for tag in cores}
     trips = []
+    order = np.random.default_rng(1).permutation(len(y))
     for r in range(rounds + 1):
         before = probe() if probe else None
         for tag in (list(cores) if r % 2 == 0 else list(cores)[::-1]):
             cpp_backend._core = cores[tag]
             W = [w.copy() for w in W0]
+            if epoch == "adam":
+                b = [np.zeros(w.shape[1], w.dtype) for w in W]
+                opt = Adam()
             c0, t0 = time.process_time(), time.perf_counter()
             if isinstance(X, fastnn.Pixels):
                 fastnn.softmax_regression_epoch(X, y, W[0], lr=0.1, batch=100)
+            elif epoch == "adam":
+                fastnn.train_epoch(X, y, W, b, opt, lr=1e-3, batch=200, order=order, alpha=1e-4)
             else:
                 fastnn.mlp_epoch(X, y, W, lr=0.1, batch=100)
             if r:
@@ -95,6 +104,9 @@ def main():
     p.add_argument("--threads", default="2,1")
     p.add_argument("--inputs", default="raw,centred")
     p.add_argument("--nets", default=",".join(NETS))
+    p.add_argument("--epoch", choices=("hw0", "adam"), default="hw0",
+                   help="hw0: mlp_epoch, batch 100, rows in order (default); adam: train_epoch as the estimators "
+                        "run it: biases, Adam, alpha 1e-4, batch 200, shuffled")
     p.add_argument("--new-gemm-tuning", default="", help="key=value,... passed to the new build's _gemm_tuning")
     p.add_argument("--near-ns", type=float, default=200.0,
                    help="multi-thread rounds whose team round trip (probed before and after) stays at or below "
@@ -134,7 +146,7 @@ def main():
                     if input_name == "pixels" and len(sizes) != 2:
                         continue   # Pixels: the softmax epoch only
                     W0 = [(rng.standard_normal((a, b)) / np.sqrt(b)).astype(np.float32) for a, b in zip(sizes, sizes[1:])]
-                    t, trips = alternate(cores, inputs[input_name], y, W0, args.rounds, probe)
+                    t, trips = alternate(cores, inputs[input_name], y, W0, args.rounds, probe, args.epoch)
                     label = f"{name:>15} {input_name:>7} {threads} thread(s)"
                     report(label, t)
                     if probe:   # the rounds by where the threads sat (see --near-ns)
