@@ -157,31 +157,48 @@ def test_targets_and_weights_are_validated_before_anything_changes(backend):
 
 
 @pytest.mark.skipif(len(BACKENDS) < 2, reason="needs both backends")
+@pytest.mark.parametrize("kind", ["dense", "sparse-rows", "skip-zeros"])
 @pytest.mark.parametrize("d1", [20, 100, 400])
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
-def test_l2_term_follows_every_update_of_the_first_layer(threads, dtype, d1, optimizer):
-    """Dense X with a hidden layer: the cpp epoch keeps ‖W_1‖² for the L2 term as the sums of
-    squares of W_1's columns, refreshed by each thread for its own panel right after the panel's
-    update (d_1 = 20: W_1 whole; 100: whole on 1 thread, a panel per thread on 2; 400: strips of the
-    GEMM's NR columns). A strong L2 term shrinks W_1 by lr·α every batch, so a sum left stale by one
-    update moves the epoch's loss far past rounding: both backends' losses and weights agree."""
+def test_l2_term_follows_every_update_of_the_first_layer(threads, dtype, d1, optimizer, kind):
+    """With a hidden layer the cpp epoch keeps ‖W_1‖² for the L2 term as the sums of squares of
+    W_1's columns (ColumnSquares), refreshed by each thread for its own panel right after the
+    panel's update: dense X (d_1 = 20: W_1 whole; 100: whole on 1 thread, a panel per thread on 2;
+    400: strips of the GEMM's NR columns), and X with zeros as SparseRows or through the
+    zero-skipping path (the sums added up block by block inside the fused update; a panel per
+    thread on 2). A strong L2 term shrinks W_1 by lr·α every batch, so a sum left stale by one
+    update moves the epoch's loss far past rounding: both backends' losses and weights agree, and
+    the cpp epoch's do not move a bit with the thread count."""
     rng = np.random.default_rng(d1)
     X = rng.standard_normal((300, 150)).astype(dtype)
+    if kind != "dense":
+        X[rng.random(X.shape) < 0.8] = 0
+    Xin = fastnn.SparseRows.from_dense(X) if kind == "sparse-rows" else X
     y = rng.integers(0, 10, 300)
     W = [(rng.standard_normal((150, d1)) / 12).astype(dtype), (rng.standard_normal((d1, 10)) / 10).astype(dtype)]
     b = [np.zeros(d1, dtype), np.zeros(10, dtype)]
     make = {"sgd": lambda: SGD(momentum=0.9), "adam": lambda: Adam()}[optimizer]
-    for n in (1, 2):
-        threads(n)
-        fits = {}
-        for name in ("numpy", "cpp"):
-            Wc, bc, opt = _copy(W), _copy(b), make()
-            with fastnn.use_backend(name):
-                losses = [train_epoch(X, y, Wc, bc, opt, lr=0.05, batch=75, alpha=50.0) for _ in range(2)]
-            fits[name] = (losses, Wc + bc)
-        assert np.sum(fits["cpp"][1][0] ** 2) < 0.8 * np.sum(W[0] ** 2)   # the L2 term did shrink W_1
-        np.testing.assert_allclose(fits["cpp"][0], fits["numpy"][0], **_tol(dtype))
-        # (float32 Adam: W_1 driven to near 0, where m/√v turns the backends' rounding into steps)
-        weight_tol = dict(rtol=2e-4, atol=1e-4) if dtype == np.float32 else _tol(dtype)
-        for P, Q in zip(fits["numpy"][1], fits["cpp"][1]):
-            np.testing.assert_allclose(P, Q, **weight_tol)
+    cpp_runs = []
+    previous = fastnn.get_skip_zeros()
+    fastnn.set_skip_zeros(kind == "skip-zeros")
+    try:
+        for n in (1, 2):
+            threads(n)
+            fits = {}
+            for name in ("numpy", "cpp"):
+                Wc, bc, opt = _copy(W), _copy(b), make()
+                with fastnn.use_backend(name):
+                    losses = [train_epoch(Xin, y, Wc, bc, opt, lr=0.05, batch=75, alpha=50.0) for _ in range(2)]
+                fits[name] = (losses, Wc + bc)
+            cpp_runs.append(fits["cpp"])
+            assert np.sum(fits["cpp"][1][0] ** 2) < 0.8 * np.sum(W[0] ** 2)   # the L2 term did shrink W_1
+            np.testing.assert_allclose(fits["cpp"][0], fits["numpy"][0], **_tol(dtype))
+            # (float32 Adam: W_1 driven to near 0, where m/√v turns the backends' rounding into steps)
+            weight_tol = dict(rtol=2e-4, atol=1e-4) if dtype == np.float32 else _tol(dtype)
+            for P, Q in zip(fits["numpy"][1], fits["cpp"][1]):
+                np.testing.assert_allclose(P, Q, **weight_tol)
+    finally:
+        fastnn.set_skip_zeros(previous)
+    assert cpp_runs[0][0] == cpp_runs[1][0]
+    for P, Q in zip(cpp_runs[0][1], cpp_runs[1][1]):
+        np.testing.assert_array_equal(P, Q)

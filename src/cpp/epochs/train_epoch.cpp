@@ -487,6 +487,7 @@ public:
         for (const double s : s_) sq += s;
         return sq;
     }
+    double* data() { return s_.data(); }   // s_0 … (the sparse path's updates add to them: FirstLayerUpdate)
 
 private:
     static constexpr int64_t kBlockValues = 4096;   // 16 KiB of float32 per block: in L1 between the two
@@ -495,9 +496,10 @@ private:
 
 // The update of W_1 from blocks of rows of its gradient, as a RowSink for the sparse path.
 // Padded (W_1 and its buffers with the gradient's row stride, padding zero, which the update
-// keeps zero): a block is contiguous and updated in one call, and its rows' ‖·‖² (for the
-// next batch's L2 term) are taken while they are in cache, into sq[r]. Otherwise row by row, buffers
-// with stride `cols`.
+// keeps zero): a block is contiguous and updated in one call. Otherwise row by row, buffers
+// with stride `cols`. With `column_sums` (the L2 term's s_c of these columns, ColumnSquares; only
+// where one thread hands over every block, rows in order from row 0) each block's squares are
+// added to them while its rows are in cache.
 template <typename T>
 struct FirstLayerUpdate {
     const UpdateKernels<T>* kernels;
@@ -509,7 +511,7 @@ struct FirstLayerUpdate {
     T* second;
     int64_t cols;
     T lr, l2;
-    double* sq;        // padded and L2: ‖row r of W_1‖² at sq[r]; else null
+    double* column_sums;   // or null
 
     void update(T* p, const T* g, T* m, T* v, int64_t n) const {
         update_stretch(*kernels, adam, *opt, p, g, m, v, n, lr, l2);
@@ -520,14 +522,16 @@ struct FirstLayerUpdate {
         if (u.padded) {   // ldg == ldw: rows r0 … r0 + rows − 1 are one contiguous stretch
             const int64_t o = r0 * u.ldw, n = rows * u.ldw;
             u.update(u.W + o, g, u.first ? u.first + o : nullptr, u.second ? u.second + o : nullptr, n);
-            if (u.sq)
-                for (int64_t i = 0; i < rows; ++i) u.sq[r0 + i] = squared_norm(u.W + (r0 + i) * u.ldw, u.ldw);
-            return;
+        } else {
+            for (int64_t i = 0; i < rows; ++i) {
+                const int64_t r = r0 + i;
+                u.update(u.W + r * u.ldw, g + i * ldg, u.first ? u.first + r * u.cols : nullptr,
+                         u.second ? u.second + r * u.cols : nullptr, u.cols);
+            }
         }
-        for (int64_t i = 0; i < rows; ++i) {
-            const int64_t r = r0 + i;
-            u.update(u.W + r * u.ldw, g + i * ldg, u.first ? u.first + r * u.cols : nullptr,
-                     u.second ? u.second + r * u.cols : nullptr, u.cols);
+        if (u.column_sums) {
+            if (r0 == 0) std::fill(u.column_sums, u.column_sums + u.cols, 0.0);
+            u.kernels->column_squares(u.W + r0 * u.ldw, rows, u.cols, u.ldw, u.column_sums);
         }
     }
 };
@@ -553,9 +557,9 @@ int64_t run_epoch(Input& input, const Targets<T>& y, const int64_t* order, int64
     // With several threads, W_1 and its optimizer buffers are split into one column panel per thread
     // (ColumnPanels), each its own allocation, and each thread runs the first layer's products on its
     // own panel, so that no line of W_1 moves between cores from batch to batch: with the fused
-    // sparse first layer where there is no L2 term (whose ‖W_1‖² it sums by whole rows, see sq1), and
-    // with dense rows where each panel is at least kDensePanelMinLines lines wide, L2 term or not
-    // (its ‖W_1‖² by columns, each thread its own panel's: ColumnSquares; scikit-learn's default alpha = 1e-4, Adam, 2 threads on an Intel Xeon family 6 model 207,
+    // sparse first layer, and with dense rows where each panel is at least kDensePanelMinLines lines
+    // wide; an L2 term or not (its ‖W_1‖² by columns, each thread its own panel's: ColumnSquares;
+    // the sparse path waited for alpha = 0 until that was so; scikit-learn's default alpha = 1e-4, Adam, 2 threads on an Intel Xeon family 6 model 207,
     // standardized MNIST: epochs 784-100-10 new/old 0.957, 784-400-10 0.923). (Dense rows with
     // W_1 whole, 2 threads on the 2-core Xeon: the area split of the GEMM's tiles cuts a column
     // panel of W_1 between the threads, and lines of W_1 travel with every batch, also fetched by
@@ -599,7 +603,7 @@ int64_t run_epoch(Input& input, const Targets<T>& y, const int64_t* order, int64
     const bool fused = Input::kFusedFirstUpdate && pad;
     std::vector<int64_t> ld(d.begin(), d.end());
     if (pad) ld[1] = padded<T>(d[1]);
-    const int parts = (fused && alpha == 0) || dense_panels ? threads : 1;
+    const int parts = fused || dense_panels ? threads : 1;
     const int64_t unit = fused ? ColumnPanels<T>::kUnit : ColumnPanels<T>::kLineUnit;
     const int64_t strip = strips ? padded<T>(gemm_tile_columns<T>()) : 0;
     std::unique_ptr<ColumnPanels<T>> W1_padded, first_padded, second_padded;
@@ -637,13 +641,6 @@ int64_t run_epoch(Input& input, const Targets<T>& y, const int64_t* order, int64
     T* const second1 = second_padded ? second_padded->data() : state.second[0];
     std::vector<FirstLayerUpdate<T>> panel_updates;   // per panel, refreshed each batch (the step)
     std::vector<RowSink<T>> panel_sinks;
-    // ‖W_1‖² for the L2 term: with the padded path, row by row (sq1[r]: refreshed by the fused
-    // update right after it updates row r), summed in row order.
-    std::vector<double> sq1;
-    if (fused && alpha != 0) {
-        sq1.resize(sz(d[0]));
-        for (int64_t r = 0; r < d[0]; ++r) sq1[sz(r)] = squared_norm(W1 + r * ld[1], ld[1]);
-    }
     BiasedNetwork<T> work = net;   // the net as the epoch sees it: W_1 possibly the padded copy
     work.W[0] = W1;
 
@@ -655,10 +652,10 @@ int64_t run_epoch(Input& input, const Targets<T>& y, const int64_t* order, int64
     for (int64_t i = 2; i <= L; ++i) later_work += d[i - 1] * d[i];
     const bool adam = opt.kind == OptimizerKind::adam;
     const UpdateKernels<T> kernels = update_kernels<T>();
-    // ‖W_1‖² for the L2 term by W_1's columns (ColumnSquares), where the rows are dense and W_1 is
-    // a hidden layer's; refreshed after each update of W_1 (below).
+    // ‖W_1‖² for the L2 term by W_1's columns (ColumnSquares), where W_1 is a hidden layer's;
+    // refreshed after each update of W_1 (below).
     std::unique_ptr<ColumnSquares<T>> w1_squares;
-    if (!Input::kFusedFirstUpdate && L > 1 && alpha != 0) {
+    if (L > 1 && alpha != 0) {
         w1_squares = std::make_unique<ColumnSquares<T>>(d[1]);
         if (panels)
             for (const Panel<T>& p : W1_padded->panels()) w1_squares->refresh(kernels, p.data, d[0], p.c0, p.n, p.ld);
@@ -719,8 +716,6 @@ int64_t run_epoch(Input& input, const Targets<T>& y, const int64_t* order, int64
             double sq = 0;
             if (w1_squares)
                 sq += w1_squares->total();
-            else if (!sq1.empty())
-                for (const double row_sq : sq1) sq += row_sq;
             else
                 sq += squared_norm(W1, d[0] * ld[1]);   // (no hidden layer: W_1 whole, unpadded)
             for (int64_t i = 1; i < L; ++i) sq += squared_norm(work.W[i], d[i] * d[i + 1]);
@@ -739,8 +734,11 @@ int64_t run_epoch(Input& input, const Targets<T>& y, const int64_t* order, int64
         }
 
         // The gradients, every one from the parameters as they are before the update.
+        // (the sparse path's whole W_1: its column sums taken block by block where one thread runs the
+        // transposed product, so hands the blocks over in row order; on several, after it: below)
+        const bool sums_in_update = Input::kFusedFirstUpdate && w1_squares && !panels && get_num_threads() == 1;
         const FirstLayerUpdate<T> first_update{&kernels, &opt, adam, pad, W1, ld[1], first1, second1,
-                                               d[1], lr_t, l2, sq1.empty() ? nullptr : sq1.data()};
+                                               d[1], lr_t, l2, sums_in_update ? w1_squares->data() : nullptr};
         // ∇W_i (i > 1; without the L2 term, added in the update) = H_{i-1}ᵀ G_i by chunks of its
         // rows, and ∇b_i = Σ_rows G_i (rows in order) by chunks of columns: one list of tasks.
         std::vector<std::array<int64_t, 3>>& tasks = s.tasks;   // (what, lo, hi): what < L: ∇W_{what+1}
@@ -782,7 +780,7 @@ int64_t run_epoch(Input& input, const Targets<T>& y, const int64_t* order, int64
                     panel_updates.push_back({&kernels, &opt, adam, /*padded=*/true, p.data, p.ld,
                                              first_padded ? first_padded->panels()[sz(t)].data : nullptr,
                                              second_padded ? second_padded->panels()[sz(t)].data : nullptr, p.n,
-                                             lr_t, l2, nullptr});
+                                             lr_t, l2, w1_squares ? w1_squares->data() + p.c0 : nullptr});
                 }
                 for (auto& u : panel_updates) panel_sinks.push_back({&FirstLayerUpdate<T>::consume, &u});
                 // ∇W_2 = H_1ᵀ G_2: each panel's rows by the thread that computed those columns of
@@ -852,7 +850,8 @@ int64_t run_epoch(Input& input, const Targets<T>& y, const int64_t* order, int64
                 update_parameter<T>(kernels, adam, opt, net.b[i], d[i + 1], s.gb[i].data(), d[i + 1], state.first[p],
                                     state.second[p], 1, d[i + 1], lr_t, T(0));
         }
-        if (w1_squares && !panels) w1_squares->refresh(kernels, W1, d[0], 0, d[1], ld[1]);   // (W_1 updated whole above)
+        if (w1_squares && !panels && !sums_in_update)   // (W_1 updated whole above)
+            w1_squares->refresh(kernels, W1, d[0], 0, d[1], ld[1]);
     }
     return n_order;
 }
