@@ -451,16 +451,17 @@ double squared_norm(const T* W, int64_t n) {
     return sq;
 }
 
-// ‖W_1‖² for the L2 term of the dense epochs with a hidden layer, kept as the sums of squares of
-// W_1's columns (UpdateKernels::column_squares):
+// ‖W_1‖² for the L2 term of the epochs with a hidden layer, kept as the sums of squares of W_1's
+// columns (UpdateKernels::column_squares):
 //
 //     s_c = Σ_r W_1[r, c]²   (rows in order, in double),     ‖W_1‖² = Σ_c s_c   (columns in order)
 //
 // No layout of W_1 (whole, rows padded, column panels, strips) and no thread count changes these
 // sums: every column lies in one panel, and its sum runs down its rows. So each thread refreshes
 // its own panel's columns right after it updates them, a block of rows at a time while they are in
-// cache (refresh_panel), instead of one thread reading the whole W_1 once more for every batch's
-// loss, a chain of 8 lanes over all its values, half of them lines in the other core's cache.
+// cache (refresh_panel; the sparse path's fused update: FirstLayerUpdate), instead of one thread
+// reading the whole W_1 once more for every batch's loss, a chain of 8 lanes over all its values,
+// half of them lines in the other core's cache (and the sparse path keeping W_1 whole for it).
 template <typename T>
 class ColumnSquares {
 public:
@@ -558,10 +559,10 @@ int64_t run_epoch(Input& input, const Targets<T>& y, const int64_t* order, int64
     // (ColumnPanels), each its own allocation, and each thread runs the first layer's products on its
     // own panel, so that no line of W_1 moves between cores from batch to batch: with the fused
     // sparse first layer, and with dense rows where each panel is at least kDensePanelMinLines lines
-    // wide; an L2 term or not (its ‖W_1‖² by columns, each thread its own panel's: ColumnSquares;
-    // the sparse path waited for alpha = 0 until that was so; scikit-learn's default alpha = 1e-4, Adam, 2 threads on an Intel Xeon family 6 model 207,
-    // standardized MNIST: epochs 784-100-10 new/old 0.957, 784-400-10 0.923). (Dense rows with
-    // W_1 whole, 2 threads on the 2-core Xeon: the area split of the GEMM's tiles cuts a column
+    // wide; an L2 term or not (its ‖W_1‖² by columns, each thread its own panel's: ColumnSquares).
+    // (Dense panels with scikit-learn's default alpha = 1e-4, Adam, 2 threads on an Intel Xeon family
+    // 6 model 207, standardized MNIST: epochs 784-100-10 new/old 0.957, 784-400-10 0.923.) (Dense
+    // rows with W_1 whole, 2 threads on the 2-core Xeon: the area split of the GEMM's tiles cuts a column
     // panel of W_1 between the threads, and lines of W_1 travel with every batch, also fetched by
     // the other core's prefetchers; X_b·W_1 then W_1 −= lr·X_bᵀG_1 for d_1 = 100 ran 1.3x faster
     // than on 1 thread, in panels 1.76x, and d_1 = 400 1.75x -> 1.92x.) Every panel's products are
