@@ -459,7 +459,7 @@ double squared_norm(const T* W, int64_t n) {
 // No layout of W_1 (whole, rows padded, column panels, strips) and no thread count changes these
 // sums: every column lies in one panel, and its sum runs down its rows. So each thread refreshes
 // its own panel's columns right after it updates them, a block of rows at a time while they are in
-// cache (refresh_panel; the sparse path's fused update: FirstLayerUpdate), instead of one thread
+// cache (FirstLayerUpdate, with blocks of block_rows rows on the dense path), instead of one thread
 // reading the whole W_1 once more for every batch's loss, a chain of 8 lanes over all its values,
 // half of them lines in the other core's cache (and the sparse path keeping W_1 whole for it).
 template <typename T>
@@ -471,31 +471,22 @@ public:
         std::fill(s_.begin() + c0, s_.begin() + c0 + n, 0.0);
         kernels.column_squares(W, rows, n, ld, s_.data() + c0);
     }
-    // A panel's update (update(r0, r1): its rows r0 … r1 − 1) and then its s_c, a block of rows at a
-    // time: the squares are taken from values the update has just written.
-    template <typename Update>
-    void refresh_panel(const UpdateKernels<T>& kernels, const Panel<T>& p, int64_t rows, const Update& update) {
-        const int64_t block = std::max<int64_t>(1, kBlockValues / p.ld);
-        std::fill(s_.begin() + p.c0, s_.begin() + p.c0 + p.n, 0.0);
-        for (int64_t r0 = 0; r0 < rows; r0 += block) {
-            const int64_t r1 = std::min(rows, r0 + block);
-            update(r0, r1);
-            kernels.column_squares(p.data + r0 * p.ld, r1 - r0, p.n, p.ld, s_.data() + p.c0);
-        }
-    }
+    // Rows of stride ld updated, then their squares added, at a time: 16 KiB of float32, in L1
+    // between the two.
+    static int64_t block_rows(int64_t ld) { return std::max<int64_t>(1, 4096 / ld); }
     double total() const {
         double sq = 0;
         for (const double s : s_) sq += s;
         return sq;
     }
-    double* data() { return s_.data(); }   // s_0 … (the sparse path's updates add to them: FirstLayerUpdate)
+    double* data() { return s_.data(); }   // s_0 … (the updates add to them: FirstLayerUpdate)
 
 private:
-    static constexpr int64_t kBlockValues = 4096;   // 16 KiB of float32 per block: in L1 between the two
     std::vector<double> s_;
 };
 
-// The update of W_1 from blocks of rows of its gradient, as a RowSink for the sparse path.
+// The update of W_1 from blocks of rows of its gradient: a RowSink for the sparse path, and each
+// dense panel's update by blocks of rows.
 // Padded (W_1 and its buffers with the gradient's row stride, padding zero, which the update
 // keeps zero): a block is contiguous and updated in one call. Otherwise row by row, buffers
 // with stride `cols`. With `column_sums` (the L2 term's s_c of these columns, ColumnSquares; only
@@ -740,6 +731,14 @@ int64_t run_epoch(Input& input, const Targets<T>& y, const int64_t* order, int64
         const bool sums_in_update = Input::kFusedFirstUpdate && w1_squares && !panels && get_num_threads() == 1;
         const FirstLayerUpdate<T> first_update{&kernels, &opt, adam, pad, W1, ld[1], first1, second1,
                                                d[1], lr_t, l2, sums_in_update ? w1_squares->data() : nullptr};
+        // The update of panel t of W_1 and of its buffers (padded), adding to its columns' s_c.
+        auto panel_update = [&](std::size_t t) {
+            const Panel<T>& p = W1_padded->panels()[t];
+            return FirstLayerUpdate<T>{&kernels, &opt, adam, /*padded=*/true, p.data, p.ld,
+                                       first_padded ? first_padded->panels()[t].data : nullptr,
+                                       second_padded ? second_padded->panels()[t].data : nullptr, p.n, lr_t, l2,
+                                       w1_squares ? w1_squares->data() + p.c0 : nullptr};
+        };
         // ∇W_i (i > 1; without the L2 term, added in the update) = H_{i-1}ᵀ G_i by chunks of its
         // rows, and ∇b_i = Σ_rows G_i (rows in order) by chunks of columns: one list of tasks.
         std::vector<std::array<int64_t, 3>>& tasks = s.tasks;   // (what, lo, hi): what < L: ∇W_{what+1}
@@ -776,13 +775,7 @@ int64_t run_epoch(Input& input, const Targets<T>& y, const int64_t* order, int64
             if (panels) {   // each thread updates its own panel of W_1 (and of the buffers)
                 panel_updates.clear();
                 panel_sinks.clear();
-                for (std::size_t t = 0; t < W1_padded->panels().size(); ++t) {
-                    const Panel<T>& p = W1_padded->panels()[sz(t)];
-                    panel_updates.push_back({&kernels, &opt, adam, /*padded=*/true, p.data, p.ld,
-                                             first_padded ? first_padded->panels()[sz(t)].data : nullptr,
-                                             second_padded ? second_padded->panels()[sz(t)].data : nullptr, p.n,
-                                             lr_t, l2, w1_squares ? w1_squares->data() + p.c0 : nullptr});
-                }
+                for (std::size_t t = 0; t < W1_padded->panels().size(); ++t) panel_updates.push_back(panel_update(t));
                 for (auto& u : panel_updates) panel_sinks.push_back({&FirstLayerUpdate<T>::consume, &u});
                 // ∇W_2 = H_1ᵀ G_2: each panel's rows by the thread that computed those columns of
                 // H_1, in the same kRowChunk-row chunks as the task list forms them (panels start
@@ -817,18 +810,11 @@ int64_t run_epoch(Input& input, const Targets<T>& y, const int64_t* order, int64
             run_panels([&](const Panel<T>& p, int t, int, int) {
                 T* g = panel_gradients[sz(t)].data();
                 input.first_layer_gradient(s.G[1].data(), ld[1], d[1], p, g);
-                T* m = first_padded ? first_padded->panels()[sz(t)].data : nullptr;
-                T* v = second_padded ? second_padded->panels()[sz(t)].data : nullptr;
-                // rows r0 … r1 − 1, whole padded rows: the padding of W_1, ∇W_1 and the buffers is zero and stays zero
-                auto update = [&](int64_t r0, int64_t r1) {
-                    const int64_t o = r0 * p.ld;
-                    update_stretch(kernels, adam, opt, p.data + o, g + o, m ? m + o : nullptr, v ? v + o : nullptr,
-                                   (r1 - r0) * p.ld, lr_t, l2);
-                };
-                if (w1_squares)
-                    w1_squares->refresh_panel(kernels, p, d[0], update);
-                else
-                    update(0, d[0]);
+                // whole padded rows: the padding of W_1, ∇W_1 and the buffers is zero and stays zero
+                FirstLayerUpdate<T> update = panel_update(sz(t));
+                const int64_t block = w1_squares ? ColumnSquares<T>::block_rows(p.ld) : d[0];
+                for (int64_t r0 = 0; r0 < d[0]; r0 += block)
+                    FirstLayerUpdate<T>::consume(&update, r0, std::min(block, d[0] - r0), g + r0 * p.ld, p.ld);
             });
         } else if (sgd_in_gemm) {   // W_1 ← W_1 − lr · X_bᵀ G_1 (the other W_i in their tasks above)
             input.first_layer_sgd(s.G[1].data(), ld[1], d[1], W1, ld[1], lr_t);
