@@ -7,6 +7,7 @@
 // including file exports only its Kernels getters.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <thread>
@@ -127,7 +128,8 @@ enum class Rows { stored, widen_and_store, widen };
 // Z[r][j0 + j] = Σ_p x_r[p] · Θᵀ[j0 + j][p] for R rows and KB classes, vectors along p. Unless
 // Rows::stored, x_r is made from pixel row pix[r] (x_r[p] = T(float(pix[r][p]) · scale)) and,
 // with Rows::widen_and_store, stored, for the next class blocks and the update to read. `ahead_lines` lines of `ahead` are
-// prefetched along the way, one or two per vector step (the rest, if any, after the loop).
+// prefetched along the way, one per vector step (the rest, if any, after the loop: logits_blocks
+// asks for no more lines than steps).
 //
 // The loop is written so that the compiler keeps all R·KB accumulators and every pointer in
 // registers: rows shorter than a vector go another way (scalar_dot_block), so the loop is known
@@ -163,10 +165,6 @@ void dot_block(const T* const* rows, const std::uint8_t* const* pix, float scale
     }
     const char* pf = due.first;
     const char* const pf_end = due.last;
-    // One line per vector step where the span has no more lines than the loop has steps, else two:
-    // the prefetches spread over the whole loop rather than bunched at its start (2 per step, wide
-    // blocks on an Intel Xeon family 6 model 167, 1 thread, MNIST: the epoch 6% slower than 1).
-    const bool two_per_step = (pf_end - pf) / 64 > d / W;
     const T* x[R];   // a local copy, which the compiler keeps in registers
     for (int r = 0; r < R; ++r) x[r] = rows[r];
     Vec<T> acc[R][KB];
@@ -178,8 +176,7 @@ void dot_block(const T* const* rows, const std::uint8_t* const* pix, float scale
     do {
         if (pf < pf_end) {
             due.line(pf);
-            if (two_per_step) due.line(pf + 64);   // (may be a line past pf_end: a prefetch never faults)
-            pf += two_per_step ? 128 : 64;
+            pf += 64;
         }
         Vec<T> xv[R];
         for (int r = 0; r < R; ++r) {
@@ -271,7 +268,18 @@ void logits_blocks(const T* Xb, int64_t ldx, const PixelRows& source, int64_t B,
     const int64_t blocks = (k + ClassBlock - 1) / ClassBlock;
     const int64_t block = (k + blocks - 1) / blocks;
     const int64_t groups = B / RowsPerDot + (B % RowsPerDot) / 2 + (B % RowsPerDot) % 2;
-    const int64_t calls = groups * blocks, per_call = (ahead_lines + calls - 1) / calls;   // lines per dot_block
+    // Lines per dot_block: an even share, but at most one per vector step (what is not asked for here
+    // is left in `ahead` for the update). Where a share has more lines than steps, two per step -- or
+    // one per step and the rest at the loop's end -- left the batch rows arriving late: a Zen 4 drops
+    // software prefetches that find its miss buffers full (4,900 prefetcht2 back to back, then a
+    // 38 µs wait, brought MNIST's next batch into L2 so little that the forward over it took 1.9x as
+    // long as from L2; one per 25 cycles, 1.02x). Zen 4 (32 KB L1: 5 × 5 blocks, 49 steps for 61
+    // lines), 1 thread, MNIST: in a loop of the epoch's kernels the forward took 10.1 ms an epoch,
+    // not 11.1 ms. Wide blocks have a step per line (Xeon family 6 model 167: unchanged).
+    const int64_t steps = d / kLanes<T>;   // (0: scalar_dot_block, which prefetches its lines at once)
+    const int64_t calls = groups * blocks;
+    int64_t per_call = (ahead_lines + calls - 1) / calls;
+    if (steps > 0) per_call = std::min(per_call, steps);
     for (int64_t j0 = 0; j0 < k; j0 += block) {
         const T* t = tt + j0 * kPanelFeatures<T>;
         T* zj = Z + j0;
@@ -467,8 +475,16 @@ inline void accumulate_rows(const Src& rows, int64_t r0, int64_t r1, const T* C,
     const int64_t ld = rows.ld;
     const char* pf = due.first;
     const char* const pf_end = due.last;
+    // One line per row, two per row over the first rows where the span has more lines than the loop
+    // has rows (a burst of the rest after the loop lost lines: see logits_blocks).
+    const int64_t extra = std::max<int64_t>(0, std::min<int64_t>(r1 - r0, (pf_end - pf) / 64 - (r1 - r0)));
+    const char* const pairs_end = pf + 128 * extra;
     for (int64_t r = r0; r < r1; ++r, x += ld) {
-        if (pf < pf_end) {
+        if (pf < pairs_end) {
+            due.line(pf);
+            due.line(pf + 64);
+            pf += 128;
+        } else if (pf < pf_end) {
             due.line(pf);
             pf += 64;
         }
