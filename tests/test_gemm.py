@@ -262,6 +262,55 @@ def test_narrow_kernel_leaves_the_dense_epoch_bitwise_unchanged(isa, hidden):
     _assert_epoch_bits_unchanged_by(X, y, W1, W2, "allow_narrow_kernel")
 
 
+@pytest.mark.parametrize("team", list(NARROW_TEAMS))
+@pytest.mark.parametrize("m,n,k", NARROW_SHAPES + ROWS_SHAPES, ids=["x".join(map(str, s)) for s in NARROW_SHAPES + ROWS_SHAPES])
+def test_narrow_registers_give_the_full_vectors_bits(isa, dtype, m, n, k, team):
+    """A micro-kernel tile of at most a quarter (an eighth) of a vector's columns runs on 256-bit
+    (128-bit) registers with AVX-512: the same FMA chain per element and the same epilogue on fewer
+    lanes, so the same bits as on full vectors -- for every form and alpha/beta, A read in place or
+    packed, with the narrow kernel or without it (then the micro-kernel takes every narrow tile),
+    on one thread and two. (Other ISAs: the switch changes nothing, and the same holds.)"""
+    threads, settings = NARROW_TEAMS[team]
+    rng = np.random.default_rng(m + 3 * n + k)
+    before = saved_num_threads()
+    fastnn.set_num_threads(threads)
+    team_previous = _core._gemm_tuning(**settings)
+    try:
+        for op_a, op_b in FORMS:
+            A, B = _operands(rng, m, n, k, op_a, op_b, dtype, view=True)
+            C0 = rng.standard_normal((m, n)).astype(dtype)
+            for alpha, beta in ((1.0, 0.0), (-0.37, 0.5)):
+                for narrow_kernel in (True, False):
+                    got = []
+                    for registers in (True, False):
+                        previous = _core._gemm_tuning(narrow_registers=registers, allow_narrow_kernel=narrow_kernel)
+                        try:
+                            C = C0.copy()
+                            _core.gemm(op_a, op_b, A, B, C, alpha, beta)
+                        finally:
+                            _core._gemm_tuning(**previous)
+                        got.append(C)
+                    np.testing.assert_array_equal(got[0], got[1], err_msg=f"{op_a}{op_b} alpha={alpha} "
+                                                  f"narrow kernel {narrow_kernel}")
+                    _check(got[0], _reference(A, B, op_a, op_b, alpha, beta, C0), dtype, k)
+    finally:
+        _core._gemm_tuning(**team_previous)
+        fastnn.set_num_threads(before)
+
+
+@pytest.mark.parametrize("hidden", [100, 40])
+def test_narrow_registers_leave_the_dense_epoch_bitwise_unchanged(isa, hidden):
+    """The epoch's ReLU and ReLU-mask epilogues on 128- and 256-bit registers (X_b·W_1 with A read in
+    place has no narrow kernel: its last 4 or 8 columns go to the micro-kernel): nn_epoch's weights
+    are the same bits as on full vectors."""
+    rng = np.random.default_rng(hidden + 1)
+    X = rng.standard_normal((450, 784)).astype(np.float32)
+    y = rng.integers(0, 10, 450).astype(np.uint8)
+    W1 = (rng.standard_normal((784, hidden)) / np.sqrt(hidden)).astype(np.float32)
+    W2 = (rng.standard_normal((hidden, 10)) / np.sqrt(10)).astype(np.float32)
+    _assert_epoch_bits_unchanged_by(X, y, W1, W2, "narrow_registers")
+
+
 @pytest.mark.parametrize("column_split", [1, -1], ids=["column-split", "area-split"])
 def test_threads_split_by_columns_or_by_area_give_the_same_bits(column_split):
     """Threads take C by runs of whole cache lines of its columns (B in place) or by runs of

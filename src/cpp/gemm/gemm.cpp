@@ -27,7 +27,9 @@
 // so nothing is ever read or written outside the logical matrices and no work is wasted
 // on padding rows.  Tiles of at most kNarrowMaxCols columns go to the ISA's narrow kernel
 // where it has one (AVX-512 float: lanes along the rows, `cols` FMAs per k step instead of
-// MR, the same bits; n = 100 = 3·32 + 4: the dense h = 100 MNIST epoch took 4-5% less).
+// MR, the same bits; n = 100 = 3·32 + 4: the dense h = 100 MNIST epoch took 4-5% less). Where the
+// micro-kernel takes such a tile (A read in place: micro_rows has no narrow kernel on AVX-512), it
+// runs it on 256- or 128-bit registers (kernels/avx512.cpp, micro_kernel_rows; same bits).
 // On AVX2 (float; lanes along the 6 rows of a panel) the narrow kernel takes two row panels
 // at a time, where the driver pairs them: the masked one-vector tile's 6 FMA chains leave the
 // FMA units half idle on a 4-cycle latency (n = 100 = 6·16 + 4).
@@ -402,6 +404,7 @@ struct BlockedPlan {
     T* a_buf;  // mc_max × kc_max (panels of MR)
     T* b_buf;  // kc_max × nc_max (panels of NR)
     gemm_detail::NarrowKernel<T> narrow;  // tiles of <= kNarrowMaxCols columns (no fn: micro)
+    bool narrow_registers;                // Tuning::narrow_registers, for the micro-kernel's args
     bool column_split;        // threads split C by columns (see blocked_gemm), not by tiles' area
     bool balanced_rows;       // a block's row panels of near-equal heights (a_rows only; see blocked_gemm)
 };
@@ -492,6 +495,7 @@ void run_blocked(const BlockedPlan<T>& plan, int tid, int nthreads) noexcept {
                     return plan.balanced_rows ? ic + mc * ir / n_ir : ic + ir * MR;
                 };
                 MicroKernelArgs<T> args{};
+                args.narrow_registers = plan.narrow_registers;
                 args.alpha = P.alpha;
                 args.beta = first_k ? P.beta : T(1);
                 args.epi = last_k ? P.epi : Epilogue::none;
@@ -712,6 +716,7 @@ void blocked_gemm(const Problem<T>& P, const Engine<T>& E) {
     // which strips of 24 rows make 1.03× faster (the dense h = 100 epoch new/old 0.991 on 1 thread,
     // 0.960 on 2). Not with C transposed (the swap path's tile buffer holds 2·MR rows).
     const bool strip = P.opA == Op::T && !plan.pack_a && !P.c_transposed && E.kernels.narrow_strip.fn != nullptr;
+    plan.narrow_registers = tuning().narrow_registers;
     if (tuning().allow_narrow_kernel)
         plan.narrow = plan.a_rows ? E.kernels.narrow_rows : strip ? E.kernels.narrow_strip : E.kernels.narrow;
 

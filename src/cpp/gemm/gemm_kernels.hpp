@@ -62,6 +62,8 @@ struct MicroKernelArgs {
                                  // second panel's A, rows MR … rows − 1, with a_k_stride as a
     std::int64_t a_row_stride = 0;   // KernelSet::micro_rows only: A(r, p) at a[r*a_row_stride + p]
                                      // (op(A) = A row-major, in place; a_k_stride unused)
+    bool narrow_registers = true;    // a tile of a few columns on narrower registers where the ISA
+                                     // has them (AVX-512: 256/128-bit; Tuning::narrow_registers)
 };
 
 // Dot-product ("inner-product") kernel for narrow outputs with k-contiguous operands:
@@ -152,6 +154,7 @@ struct Tuning {
     bool allow_swap_path = true;        // narrow n, op(A) = Aᵀ, op(B) = B: compute Cᵀ = Bᵀ·A
     bool allow_narrow_kernel = true;    // tiles of <= kNarrowMaxCols columns: the ISA's narrow kernel, if any
     bool allow_rows_kernel = true;      // op(A) = A read in place by the ISA's micro_rows kernel, if any
+    bool narrow_registers = true;       // micro-kernel tiles of a few columns on 256/128-bit registers (AVX-512)
     bool balanced_rows = true;          // rows read in place: row panels of near-equal heights
     int force_pack = 0;                 // 0: heuristics, 1: always pack A and B, -1: pack only when required
     int mc = 0, kc = 0, nc = 0;         // > 0: override the ISA's MC / KC / NC (benchmarks)

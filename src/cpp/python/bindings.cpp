@@ -441,6 +441,7 @@ PYBIND11_MODULE(_core, m) {
         previous["allow_swap_path"] = t.allow_swap_path;
         previous["allow_narrow_kernel"] = t.allow_narrow_kernel;
         previous["allow_rows_kernel"] = t.allow_rows_kernel;
+        previous["narrow_registers"] = t.narrow_registers;
         previous["balanced_rows"] = t.balanced_rows;
         previous["force_pack"] = t.force_pack;
         previous["mc"] = t.mc;
@@ -458,6 +459,7 @@ PYBIND11_MODULE(_core, m) {
             else if (key == "allow_swap_path") t.allow_swap_path = item.second.cast<bool>();
             else if (key == "allow_narrow_kernel") t.allow_narrow_kernel = item.second.cast<bool>();
             else if (key == "allow_rows_kernel") t.allow_rows_kernel = item.second.cast<bool>();
+            else if (key == "narrow_registers") t.narrow_registers = item.second.cast<bool>();
             else if (key == "balanced_rows") t.balanced_rows = item.second.cast<bool>();
             else if (key == "force_pack") t.force_pack = item.second.cast<int>();
             else if (key == "mc") t.mc = item.second.cast<int>();

@@ -89,6 +89,91 @@ struct Simd<double> {
     }
 };
 
+// The same wrappers on 256- and 128-bit registers (AVX-512VL: masked loads, stores and compares),
+// for the micro-kernel's tiles of a few columns (NarrowTile below).
+template <typename T, int Bytes>
+struct SimdVL;
+
+template <>
+struct SimdVL<float, 32> {
+    using Reg = __m256;
+    using Mask = __mmask8;
+    static constexpr int kLanes = 8;
+    static Reg zero() { return _mm256_setzero_ps(); }
+    static Reg set1(float x) { return _mm256_set1_ps(x); }
+    static Reg load(const float* p) { return _mm256_loadu_ps(p); }
+    static Reg load(const float* p, Mask m) { return _mm256_maskz_loadu_ps(m, p); }
+    static void store(float* p, Reg v) { _mm256_storeu_ps(p, v); }
+    static void store(float* p, Reg v, Mask m) { _mm256_mask_storeu_ps(p, m, v); }
+    static Reg fmadd(Reg a, Reg b, Reg c) { return _mm256_fmadd_ps(a, b, c); }
+    static Reg mul(Reg a, Reg b) { return _mm256_mul_ps(a, b); }
+    static Reg relu(Reg x) { return _mm256_max_ps(zero(), x); }
+    static Reg keep_where_positive(Reg mask_value, Reg x) {
+        return _mm256_maskz_mov_ps(_mm256_cmp_ps_mask(mask_value, zero(), _CMP_GT_OQ), x);
+    }
+    static Mask first(int n) { return static_cast<Mask>((1u << n) - 1u); }  // n in [1, 8]
+};
+
+template <>
+struct SimdVL<float, 16> {
+    using Reg = __m128;
+    using Mask = __mmask8;
+    static constexpr int kLanes = 4;
+    static Reg zero() { return _mm_setzero_ps(); }
+    static Reg set1(float x) { return _mm_set1_ps(x); }
+    static Reg load(const float* p) { return _mm_loadu_ps(p); }
+    static Reg load(const float* p, Mask m) { return _mm_maskz_loadu_ps(m, p); }
+    static void store(float* p, Reg v) { _mm_storeu_ps(p, v); }
+    static void store(float* p, Reg v, Mask m) { _mm_mask_storeu_ps(p, m, v); }
+    static Reg fmadd(Reg a, Reg b, Reg c) { return _mm_fmadd_ps(a, b, c); }
+    static Reg mul(Reg a, Reg b) { return _mm_mul_ps(a, b); }
+    static Reg relu(Reg x) { return _mm_max_ps(zero(), x); }
+    static Reg keep_where_positive(Reg mask_value, Reg x) {
+        return _mm_maskz_mov_ps(_mm_cmp_ps_mask(mask_value, zero(), _CMP_GT_OQ), x);
+    }
+    static Mask first(int n) { return static_cast<Mask>((1u << n) - 1u); }  // n in [1, 4]
+};
+
+template <>
+struct SimdVL<double, 32> {
+    using Reg = __m256d;
+    using Mask = __mmask8;
+    static constexpr int kLanes = 4;
+    static Reg zero() { return _mm256_setzero_pd(); }
+    static Reg set1(double x) { return _mm256_set1_pd(x); }
+    static Reg load(const double* p) { return _mm256_loadu_pd(p); }
+    static Reg load(const double* p, Mask m) { return _mm256_maskz_loadu_pd(m, p); }
+    static void store(double* p, Reg v) { _mm256_storeu_pd(p, v); }
+    static void store(double* p, Reg v, Mask m) { _mm256_mask_storeu_pd(p, m, v); }
+    static Reg fmadd(Reg a, Reg b, Reg c) { return _mm256_fmadd_pd(a, b, c); }
+    static Reg mul(Reg a, Reg b) { return _mm256_mul_pd(a, b); }
+    static Reg relu(Reg x) { return _mm256_max_pd(zero(), x); }
+    static Reg keep_where_positive(Reg mask_value, Reg x) {
+        return _mm256_maskz_mov_pd(_mm256_cmp_pd_mask(mask_value, zero(), _CMP_GT_OQ), x);
+    }
+    static Mask first(int n) { return static_cast<Mask>((1u << n) - 1u); }  // n in [1, 4]
+};
+
+template <>
+struct SimdVL<double, 16> {
+    using Reg = __m128d;
+    using Mask = __mmask8;
+    static constexpr int kLanes = 2;
+    static Reg zero() { return _mm_setzero_pd(); }
+    static Reg set1(double x) { return _mm_set1_pd(x); }
+    static Reg load(const double* p) { return _mm_loadu_pd(p); }
+    static Reg load(const double* p, Mask m) { return _mm_maskz_loadu_pd(m, p); }
+    static void store(double* p, Reg v) { _mm_storeu_pd(p, v); }
+    static void store(double* p, Reg v, Mask m) { _mm_mask_storeu_pd(p, m, v); }
+    static Reg fmadd(Reg a, Reg b, Reg c) { return _mm_fmadd_pd(a, b, c); }
+    static Reg mul(Reg a, Reg b) { return _mm_mul_pd(a, b); }
+    static Reg relu(Reg x) { return _mm_max_pd(zero(), x); }
+    static Reg keep_where_positive(Reg mask_value, Reg x) {
+        return _mm_maskz_mov_pd(_mm_cmp_pd_mask(mask_value, zero(), _CMP_GT_OQ), x);
+    }
+    static Mask first(int n) { return static_cast<Mask>((1u << n) - 1u); }  // n in [1, 2]
+};
+
 // ---------------------------------------------------------------------------------------
 // Micro-kernel: one ROWS × (NV·lanes) tile of C, ROWS <= MR = 14, NV <= 2 vectors per row.
 //
@@ -106,12 +191,13 @@ constexpr int kPrefetchSteps = 8;
 // ROW_A (micro_rows): A row-major in place, A(r, p) at a[r·a_row_stride + p] -- the rows of
 // X_b·W_1 without packing them. Each row's values are read as one sequential stream (14 streams,
 // which the hardware prefetchers follow), the same broadcasts in the same order: the same bits.
-template <typename T, int ROWS, int NV, bool MASKED, bool ROW_A = false>
+// S: the registers of a row's NV vectors -- Simd<T>, or for a tile of a few columns (NV = 1) a
+// narrower SimdVL (micro_kernel_rows).
+template <typename T, int ROWS, int NV, bool MASKED, bool ROW_A = false, typename S = Simd<T>>
 void micro_kernel(const MicroKernelArgs<T>& args) {
-    using S = Simd<T>;
     using Reg = typename S::Reg;
     constexpr int L = S::kLanes;
-    constexpr int NR = 2 * L;
+    constexpr int NR = 2 * Simd<T>::kLanes;   // (the driver's tile width: tile_out's row stride)
 
     const typename S::Mask last_mask = MASKED ? S::first(args.cols - (NV - 1) * L)
                                               : static_cast<typename S::Mask>(~0u);
@@ -293,7 +379,13 @@ void narrow_kernel_entry(const MicroKernelArgs<float>& args) {
 }
 
 // Column dispatch for a fixed row count: full 2-vector tile, masked 2-vector, full or
-// masked 1-vector (edge tiles of narrow matrices such as n = 10).
+// masked 1-vector (edge tiles of narrow matrices such as n = 10), on a 256-bit register where
+// the tile has at most a quarter vector's columns, 128-bit at most an eighth's -- the same FMAs
+// on fewer lanes, so the same bits. Where 512-bit FMAs are two 256-bit halves (AMD Zen 4), a
+// 128- or 256-bit FMA takes one of the two FMA pipes, so a tile's ROWS FMAs per k step take half
+// the cycles: the last 4 columns of X_b·W_1 (100×784·784×100, A read in place: micro_rows,
+// which has no narrow kernel) cost 28 µs of 164 on a Zen 4, 1 thread. (On cores with 512-bit
+// FMA units, e.g. Intel's, the narrow FMAs take the same ports: no change.)
 template <typename T, int ROWS, bool ROW_A = false>
 void micro_kernel_rows(const MicroKernelArgs<T>& args) {
     constexpr int L = Simd<T>::kLanes;
@@ -303,6 +395,10 @@ void micro_kernel_rows(const MicroKernelArgs<T>& args) {
         micro_kernel<T, ROWS, 2, true, ROW_A>(args);
     else if (args.cols == L)
         micro_kernel<T, ROWS, 1, false, ROW_A>(args);
+    else if (args.narrow_registers && args.cols <= SimdVL<T, 16>::kLanes)
+        micro_kernel<T, ROWS, 1, true, ROW_A, SimdVL<T, 16>>(args);
+    else if (args.narrow_registers && args.cols <= SimdVL<T, 32>::kLanes)
+        micro_kernel<T, ROWS, 1, true, ROW_A, SimdVL<T, 32>>(args);
     else
         micro_kernel<T, ROWS, 1, true, ROW_A>(args);
 }
