@@ -151,20 +151,24 @@ def test_narrow_kernel_gives_the_micro_kernels_bits(isa, dtype, m, n, k, team):
         fastnn.set_num_threads(before)
 
 
+def _gemm_under(settings, op_a, op_b, A, B, C0, alpha, beta):
+    """C0 · beta + alpha · op(A) op(B) by _core.gemm with _gemm_tuning(**settings) in force (a new C)."""
+    previous = _core._gemm_tuning(**settings)
+    try:
+        C = C0.copy()
+        _core.gemm(op_a, op_b, A, B, C, alpha, beta)
+    finally:
+        _core._gemm_tuning(**previous)
+    return C
+
+
 def _narrow_against_micro(rng, dtype, m, n, k):
     for op_a, op_b in FORMS:
         A, B = _operands(rng, m, n, k, op_a, op_b, dtype, view=True)
         C0 = rng.standard_normal((m, n)).astype(dtype)
         for alpha, beta in ((1.0, 0.0), (-0.37, 0.5), (-0.1, 1.0)):
-            got = []
-            for narrow in (True, False):
-                previous = _core._gemm_tuning(allow_narrow_kernel=narrow)
-                try:
-                    C = C0.copy()
-                    _core.gemm(op_a, op_b, A, B, C, alpha, beta)
-                finally:
-                    _core._gemm_tuning(**previous)
-                got.append(C)
+            got = [_gemm_under(dict(allow_narrow_kernel=narrow), op_a, op_b, A, B, C0, alpha, beta)
+                   for narrow in (True, False)]
             np.testing.assert_array_equal(got[0], got[1], err_msg=f"{op_a}{op_b} alpha={alpha} beta={beta}")
             _check(got[0], _reference(A, B, op_a, op_b, alpha, beta, C0), dtype, k)
 
@@ -195,15 +199,9 @@ def test_rows_kernel_gives_the_packed_kernels_bits(isa, dtype, m, n, k, team):
                 A, B = _operands(rng, m, n, k, "N", op_b, dtype, view=view)
                 C0 = rng.standard_normal((m, n)).astype(dtype)
                 for alpha, beta in ((1.0, 0.0), (-0.37, 0.5)):
-                    got = []
-                    for rows_kernel, balanced in ((True, True), (True, False), (False, True)):
-                        previous = _core._gemm_tuning(allow_rows_kernel=rows_kernel, balanced_rows=balanced)
-                        try:
-                            C = C0.copy()
-                            _core.gemm("N", op_b, A, B, C, alpha, beta)
-                        finally:
-                            _core._gemm_tuning(**previous)
-                        got.append(C)
+                    got = [_gemm_under(dict(allow_rows_kernel=rows_kernel, balanced_rows=balanced),
+                                       "N", op_b, A, B, C0, alpha, beta)
+                           for rows_kernel, balanced in ((True, True), (True, False), (False, True))]
                     np.testing.assert_array_equal(got[0], got[1], err_msg=f"N{op_b} view={view} alpha={alpha}")
                     np.testing.assert_array_equal(got[0], got[2], err_msg=f"N{op_b} view={view} alpha={alpha}")
                     _check(got[0], _reference(A, B, "N", op_b, alpha, beta, C0), dtype, k)
@@ -281,15 +279,8 @@ def test_narrow_registers_give_the_full_vectors_bits(isa, dtype, m, n, k, team):
             C0 = rng.standard_normal((m, n)).astype(dtype)
             for alpha, beta in ((1.0, 0.0), (-0.37, 0.5)):
                 for narrow_kernel in (True, False):
-                    got = []
-                    for registers in (True, False):
-                        previous = _core._gemm_tuning(narrow_registers=registers, allow_narrow_kernel=narrow_kernel)
-                        try:
-                            C = C0.copy()
-                            _core.gemm(op_a, op_b, A, B, C, alpha, beta)
-                        finally:
-                            _core._gemm_tuning(**previous)
-                        got.append(C)
+                    got = [_gemm_under(dict(narrow_registers=registers, allow_narrow_kernel=narrow_kernel),
+                                       op_a, op_b, A, B, C0, alpha, beta) for registers in (True, False)]
                     np.testing.assert_array_equal(got[0], got[1], err_msg=f"{op_a}{op_b} alpha={alpha} "
                                                   f"narrow kernel {narrow_kernel}")
                     _check(got[0], _reference(A, B, op_a, op_b, alpha, beta, C0), dtype, k)

@@ -90,89 +90,37 @@ struct Simd<double> {
 };
 
 // The same wrappers on 256- and 128-bit registers (AVX-512VL: masked loads, stores and compares),
-// for the micro-kernel's tiles of a few columns (NarrowTile below).
+// for the micro-kernel's tiles of a few columns (micro_kernel_rows below): SimdVL<T, Bytes>, one
+// definition for the four, P the intrinsics' prefix (_mm256_, _mm_) and S their type (ps, pd).
 template <typename T, int Bytes>
 struct SimdVL;
 
-template <>
-struct SimdVL<float, 32> {
-    using Reg = __m256;
-    using Mask = __mmask8;
-    static constexpr int kLanes = 8;
-    static Reg zero() { return _mm256_setzero_ps(); }
-    static Reg set1(float x) { return _mm256_set1_ps(x); }
-    static Reg load(const float* p) { return _mm256_loadu_ps(p); }
-    static Reg load(const float* p, Mask m) { return _mm256_maskz_loadu_ps(m, p); }
-    static void store(float* p, Reg v) { _mm256_storeu_ps(p, v); }
-    static void store(float* p, Reg v, Mask m) { _mm256_mask_storeu_ps(p, m, v); }
-    static Reg fmadd(Reg a, Reg b, Reg c) { return _mm256_fmadd_ps(a, b, c); }
-    static Reg mul(Reg a, Reg b) { return _mm256_mul_ps(a, b); }
-    static Reg relu(Reg x) { return _mm256_max_ps(zero(), x); }
-    static Reg keep_where_positive(Reg mask_value, Reg x) {
-        return _mm256_maskz_mov_ps(_mm256_cmp_ps_mask(mask_value, zero(), _CMP_GT_OQ), x);
-    }
-    static Mask first(int n) { return static_cast<Mask>((1u << n) - 1u); }  // n in [1, 8]
-};
+#define FASTNN_SIMD_VL(T, BYTES, REG, P, S)                                                           \
+    template <>                                                                                     \
+    struct SimdVL<T, BYTES> {                                                                       \
+        using Reg = REG;                                                                            \
+        using Mask = __mmask8;                                                                      \
+        static constexpr int kLanes = BYTES / static_cast<int>(sizeof(T));                          \
+        static Reg zero() { return P##setzero_##S(); }                                              \
+        static Reg set1(T x) { return P##set1_##S(x); }                                             \
+        static Reg load(const T* p) { return P##loadu_##S(p); }                                     \
+        static Reg load(const T* p, Mask m) { return P##maskz_loadu_##S(m, p); }                    \
+        static void store(T* p, Reg v) { P##storeu_##S(p, v); }                                     \
+        static void store(T* p, Reg v, Mask m) { P##mask_storeu_##S(p, m, v); }                     \
+        static Reg fmadd(Reg a, Reg b, Reg c) { return P##fmadd_##S(a, b, c); }                    \
+        static Reg mul(Reg a, Reg b) { return P##mul_##S(a, b); }                                   \
+        static Reg relu(Reg x) { return P##max_##S(zero(), x); }                                    \
+        static Reg keep_where_positive(Reg mask_value, Reg x) {                                     \
+            return P##maskz_mov_##S(P##cmp_##S##_mask(mask_value, zero(), _CMP_GT_OQ), x);          \
+        }                                                                                           \
+        static Mask first(int n) { return static_cast<Mask>((1u << n) - 1u); } /* n in [1, kLanes] */ \
+    };
 
-template <>
-struct SimdVL<float, 16> {
-    using Reg = __m128;
-    using Mask = __mmask8;
-    static constexpr int kLanes = 4;
-    static Reg zero() { return _mm_setzero_ps(); }
-    static Reg set1(float x) { return _mm_set1_ps(x); }
-    static Reg load(const float* p) { return _mm_loadu_ps(p); }
-    static Reg load(const float* p, Mask m) { return _mm_maskz_loadu_ps(m, p); }
-    static void store(float* p, Reg v) { _mm_storeu_ps(p, v); }
-    static void store(float* p, Reg v, Mask m) { _mm_mask_storeu_ps(p, m, v); }
-    static Reg fmadd(Reg a, Reg b, Reg c) { return _mm_fmadd_ps(a, b, c); }
-    static Reg mul(Reg a, Reg b) { return _mm_mul_ps(a, b); }
-    static Reg relu(Reg x) { return _mm_max_ps(zero(), x); }
-    static Reg keep_where_positive(Reg mask_value, Reg x) {
-        return _mm_maskz_mov_ps(_mm_cmp_ps_mask(mask_value, zero(), _CMP_GT_OQ), x);
-    }
-    static Mask first(int n) { return static_cast<Mask>((1u << n) - 1u); }  // n in [1, 4]
-};
-
-template <>
-struct SimdVL<double, 32> {
-    using Reg = __m256d;
-    using Mask = __mmask8;
-    static constexpr int kLanes = 4;
-    static Reg zero() { return _mm256_setzero_pd(); }
-    static Reg set1(double x) { return _mm256_set1_pd(x); }
-    static Reg load(const double* p) { return _mm256_loadu_pd(p); }
-    static Reg load(const double* p, Mask m) { return _mm256_maskz_loadu_pd(m, p); }
-    static void store(double* p, Reg v) { _mm256_storeu_pd(p, v); }
-    static void store(double* p, Reg v, Mask m) { _mm256_mask_storeu_pd(p, m, v); }
-    static Reg fmadd(Reg a, Reg b, Reg c) { return _mm256_fmadd_pd(a, b, c); }
-    static Reg mul(Reg a, Reg b) { return _mm256_mul_pd(a, b); }
-    static Reg relu(Reg x) { return _mm256_max_pd(zero(), x); }
-    static Reg keep_where_positive(Reg mask_value, Reg x) {
-        return _mm256_maskz_mov_pd(_mm256_cmp_pd_mask(mask_value, zero(), _CMP_GT_OQ), x);
-    }
-    static Mask first(int n) { return static_cast<Mask>((1u << n) - 1u); }  // n in [1, 4]
-};
-
-template <>
-struct SimdVL<double, 16> {
-    using Reg = __m128d;
-    using Mask = __mmask8;
-    static constexpr int kLanes = 2;
-    static Reg zero() { return _mm_setzero_pd(); }
-    static Reg set1(double x) { return _mm_set1_pd(x); }
-    static Reg load(const double* p) { return _mm_loadu_pd(p); }
-    static Reg load(const double* p, Mask m) { return _mm_maskz_loadu_pd(m, p); }
-    static void store(double* p, Reg v) { _mm_storeu_pd(p, v); }
-    static void store(double* p, Reg v, Mask m) { _mm_mask_storeu_pd(p, m, v); }
-    static Reg fmadd(Reg a, Reg b, Reg c) { return _mm_fmadd_pd(a, b, c); }
-    static Reg mul(Reg a, Reg b) { return _mm_mul_pd(a, b); }
-    static Reg relu(Reg x) { return _mm_max_pd(zero(), x); }
-    static Reg keep_where_positive(Reg mask_value, Reg x) {
-        return _mm_maskz_mov_pd(_mm_cmp_pd_mask(mask_value, zero(), _CMP_GT_OQ), x);
-    }
-    static Mask first(int n) { return static_cast<Mask>((1u << n) - 1u); }  // n in [1, 2]
-};
+FASTNN_SIMD_VL(float, 32, __m256, _mm256_, ps)
+FASTNN_SIMD_VL(float, 16, __m128, _mm_, ps)
+FASTNN_SIMD_VL(double, 32, __m256d, _mm256_, pd)
+FASTNN_SIMD_VL(double, 16, __m128d, _mm_, pd)
+#undef FASTNN_SIMD_VL
 
 // ---------------------------------------------------------------------------------------
 // Micro-kernel: one ROWS × (NV·lanes) tile of C, ROWS <= MR = 14, NV <= 2 vectors per row.
