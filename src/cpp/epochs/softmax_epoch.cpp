@@ -112,7 +112,8 @@ std::int64_t fused_epoch(const DataMatrix<TX>& X, float scale, const std::int64_
         const std::int64_t next_rows = std::min(batch, n - start - B);
         const TX* next = next_rows > 0 ? batch_rows + B * X.ld : nullptr;
         // Rows [r0, r1) for the forward, features [p0, p1) for the update. This thread
-        // prefetches the same share of the next batch's rows, half during each product: into
+        // prefetches the same share of the next batch's rows, up to half during the forward (at
+        // most a line per vector step: logits_blocks) and the rest during the update: into
         // L2, or into L1 (prefetcht0) when one thread streams float rows past wide forward
         // blocks. Intel Xeon family 6 model 167 (AVX-512, 48 KB L1d, 2 MB L2), MNIST,
         // alternating builds, new/old: 1 thread 0.91-0.98 (the host's memory traffic moved it);
