@@ -83,6 +83,34 @@ def test_gemm_every_driver_strategy(isa, strategy):
         _core._gemm_tuning(**previous)
 
 
+# op(B) = Bᵀ packed into B~ (blocked path, n > 16) and B transposed into the dot path's Bt (n <= 16,
+# k >= 16): the ISA's transpose where it has one (AVX-512 float), else the scalar loops. Edges of
+# every 16×16 block: n and k not multiples of 16, several k blocks (kc=64 below), one row.
+TRANSPOSED_SHAPES = [(100, 400, 10), (17, 33, 2), (33, 100, 7), (15, 31, 257), (100, 10, 784), (7, 2, 784),
+                     (100, 10, 100), (33, 12, 17), (1, 16, 33), (64, 17, 300)]
+
+
+@pytest.mark.parametrize("m,n,k", TRANSPOSED_SHAPES, ids=["x".join(map(str, s)) for s in TRANSPOSED_SHAPES])
+@pytest.mark.parametrize("settings", [dict(force_pack=1), dict(force_pack=1, kc=64)], ids=["packed", "kc64"])
+def test_a_transposed_b_gives_the_bits_of_b_stored_as_used(isa, dtype, m, n, k, settings):
+    """gemm(N, T) on B stored n × k and gemm(N, N) on the same values stored k × n: whichever way
+    B is stored, the packing hands the kernels the same values in the same order (B~ micro-panels,
+    or the dot path's rows of Bᵀ: one copies rows, the other transposes), so the same bits, and
+    both within the reference's tolerance."""
+    rng = np.random.default_rng(m * 7 + n * 3 + k)
+    A, B_nk = _operands(rng, m, n, k, "N", "T", dtype, view=True)
+    B_kn = np.ascontiguousarray(B_nk.T)
+    B_kn_view = np.zeros((k + 1, n + 3), dtype)[1:, 2:2 + n]   # (a strided copy too)
+    B_kn_view[...] = B_kn
+    C0 = rng.standard_normal((m, n)).astype(dtype)
+    for alpha, beta in ((1.0, 0.0), (-0.37, 0.5)):
+        by_rows = _gemm_under(settings, "N", "T", A, B_nk, C0, alpha, beta)
+        for B in (B_kn, B_kn_view):
+            np.testing.assert_array_equal(_gemm_under(settings, "N", "N", A, B, C0, alpha, beta), by_rows,
+                                          err_msg=f"alpha={alpha} beta={beta}")
+        _check(by_rows, _reference(A, B_nk, "N", "T", alpha, beta, C0), dtype, k)
+
+
 def test_gemm_one_and_two_threads_bit_identical():
     import fastnn
     rng = np.random.default_rng(0)

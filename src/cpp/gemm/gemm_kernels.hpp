@@ -94,6 +94,13 @@ using DotKernelFn = void (*)(const DotKernelArgs<T>&);
 template <typename T>
 using PackAFn = void (*)(const T* A, std::int64_t lda, int rows, std::int64_t kc, T* dst);
 
+// Optional vectorised transpose: dst[j*ldd + i] = src[i*lds + j] for i < rows, j < cols (values
+// only moved: the same bits as the driver's scalar loops). For its transposes of operands: op(B) =
+// Bᵀ into B~ micro-panels, and B into the dot path's Bt.
+template <typename T>
+using TransposeFn = void (*)(const T* src, std::int64_t lds, std::int64_t rows, std::int64_t cols, T* dst,
+                             std::int64_t ldd);
+
 // Tiles of at most this many columns (e.g. the 4 columns left of n = 100 after three 32-column
 // panels) may be computed by a kernel with the SIMD lanes along the tile's rows (AVX-512 float:
 // `cols` FMAs per k step, not MR), with the same contract and the same bits as the micro-kernel.
@@ -122,6 +129,7 @@ struct KernelSet {
                                        // takes the narrow tiles too)
     NarrowKernel<T> narrow_strip{};    // optional: with op(A) = Aᵀ in place (a tile's rows of one k
                                        // step consecutive) and C not transposed; preferred to narrow
+    TransposeFn<T> transpose = nullptr;   // optional (the driver has scalar loops)
 };
 
 // Kernel sets, one getter per ISA file.  The avx2/avx512 getters return an empty set
