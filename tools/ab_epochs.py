@@ -3,7 +3,8 @@
 
     python tools/ab_epochs.py OLD_SITE NEW_SITE [--rows 20000] [--rounds 12] [--threads 2,1]
                               [--inputs raw,centred] [--nets h100,h400,784-256-128-10 (any 784-…-10)]
-                              [--new-gemm-tuning force_pack=-1,...] [--epoch hw0|adam]
+                              [--new-gemm-tuning force_pack=-1,...] [--new-call "_panel_lists_tuning(-1)"]
+                              [--epoch hw0|adam]
 
 OLD_SITE and NEW_SITE are directories holding a `fastnn` package with its built `_core*.so`
 (a site-packages, or a copy of one). Both extensions are loaded side by side; for each thread
@@ -24,7 +25,9 @@ seconds), the 2-thread epoch's time follows the placement more than most code ch
 
 With --new-gemm-tuning, NEW_SITE may be a copy of OLD_SITE (another path, so that the two
 extensions keep separate settings) and only the new one's `_gemm_tuning` is changed: a tuning
-choice measured the same way as a change of code.
+choice measured the same way as a change of code. --new-call does the same for any of the new
+build's internal settings: each ';'-separated call is made on the new build's `_core`, e.g.
+"_panel_lists_tuning(-1)" or "_sparse_tuning(1); _gather_pass_tuning(4)".
 """
 import argparse
 import glob
@@ -108,6 +111,7 @@ def main():
                    help="hw0: mlp_epoch, batch 100, rows in order (default); adam: train_epoch as the estimators "
                         "run it: biases, Adam, alpha 1e-4, batch 200, shuffled")
     p.add_argument("--new-gemm-tuning", default="", help="key=value,... passed to the new build's _gemm_tuning")
+    p.add_argument("--new-call", default="", help="calls on the new build's _core, ';'-separated, e.g. '_panel_lists_tuning(-1)'")
     p.add_argument("--near-ns", type=float, default=200.0,
                    help="multi-thread rounds whose team round trip (probed before and after) stays at or below "
                         "this are also reported apart from the others (default 200)")
@@ -123,6 +127,11 @@ def main():
         cores["new"]._gemm_tuning(**{k: type(current[k])(int(v) if isinstance(current[k], bool) else v)
                                      for k, v in settings.items()})
         print("new build's GEMM tuning:", {k: cores["new"]._gemm_tuning()[k] for k in settings})
+    for call in filter(None, (c.strip() for c in args.new_call.split(";"))):
+        name, _, rest = call.partition("(")
+        if not name.startswith("_") or not hasattr(cores["new"], name) or not rest.endswith(")"):
+            raise SystemExit(f"--new-call: expected _setting(args) of the new build's _core, got {call!r}")
+        print(f"new build: {call} (previous: {eval('core.' + call, {'core': cores['new']})})")
     import fastnn
     from fastnn import cpp_backend
     fastnn.set_backend("cpp")
