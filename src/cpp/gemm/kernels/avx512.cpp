@@ -449,14 +449,8 @@ void dot_kernel(const DotKernelArgs<T>& args) {
 }
 
 // ---------------------------------------------------------------------------------------
-// Packing op(A) = A (row-major) into a k-major MR = 14 panel, float:
-//   dst[p*14 + r] = A[r*lda + p]   (r < rows),   0 for rows <= r < 14.
-// 16 values of p at a time: up to 14 row segments are loaded (masked at the k tail, zero
-// rows beyond `rows`), the 16×16 register block is transposed (32-bit, 64-bit and two
-// 128-bit-lane interleave stages: 64 shuffles), and the first 14 lanes of each column are
-// stored.  About 0.3 cycles per element instead of ~2 for the scalar gather loop.
-// The 16×16 transpose of r (row i in r[i]) into column (column j in column[j]): 32-bit, 64-bit
-// and two 128-bit-lane interleave stages, 64 shuffles.
+// Transposes through registers, float. The 16×16 transpose of r (row i in r[i]) into column
+// (column j in column[j]): 32-bit, 64-bit and two 128-bit-lane interleave stages, 64 shuffles.
 inline void transpose_16x16(const __m512 (&r)[16], __m512 (&column)[16]) {
     // Stage 1: interleave 32-bit elements of row pairs.
     __m512 t[16];
@@ -491,39 +485,40 @@ inline void transpose_16x16(const __m512 (&r)[16], __m512 (&column)[16]) {
     }
 }
 
+// A block of up to 16 rows (nr; the rest read as zero) × nc <= 16 columns of src, transposed:
+// column q's lanes under store_lanes (its rows; zeros past nr) stored at dst + q·ldd.
+inline void transpose_block(const float* src, std::int64_t lds, int nr, int nc, float* dst, std::int64_t ldd,
+                            __mmask16 store_lanes) {
+    const __mmask16 col_lanes = Simd<float>::first(nc);
+    __m512 r[16], column[16];
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; ++i) r[i] = i < nr ? _mm512_maskz_loadu_ps(col_lanes, src + i * lds) : _mm512_setzero_ps();
+    transpose_16x16(r, column);
+    for (int q = 0; q < nc; ++q) _mm512_mask_storeu_ps(dst + q * ldd, store_lanes, column[q]);
+}
+
+// Packing op(A) = A (row-major) into a k-major MR = 14 panel, float:
+//   dst[p*14 + r] = A[r*lda + p]   (r < rows),   0 for rows <= r < 14.
+// 16 values of p at a time: up to 14 row segments are loaded (masked at the k tail, zero
+// rows beyond `rows`), transposed, and the first 14 lanes of each column are stored.  About
+// 0.3 cycles per element instead of ~2 for the scalar gather loop.
 void pack_a_rows_f32(const float* A, std::int64_t lda, int rows, std::int64_t kc, float* dst) {
     constexpr int MR = kAvx512TileF32.MR;
     static_assert(MR <= 16, "one 16×16 transpose per 16 k steps");
-    const __mmask16 row_lanes = static_cast<__mmask16>((1u << MR) - 1u);
-    for (std::int64_t p = 0; p < kc; p += 16) {
-        const int count = static_cast<int>(kc - p < 16 ? kc - p : 16);
-        const __mmask16 k_lanes = Simd<float>::first(count);
-        __m512 r[16], column[16];
-#pragma GCC unroll 16
-        for (int i = 0; i < 16; ++i)
-            r[i] = i < rows ? _mm512_maskz_loadu_ps(k_lanes, A + i * lda + p) : _mm512_setzero_ps();
-        transpose_16x16(r, column);
-        for (int q = 0; q < count; ++q) _mm512_mask_storeu_ps(dst + (p + q) * MR, row_lanes, column[q]);
-    }
+    for (std::int64_t p = 0; p < kc; p += 16)
+        transpose_block(A + p, lda, rows, static_cast<int>(kc - p < 16 ? kc - p : 16), dst + p * MR, MR,
+                        Simd<float>::first(MR));
 }
 
-// dst[j·ldd + i] = src[i·lds + j] for i < rows, j < cols: blocks of 16×16 through registers
-// (transpose_16x16), the edges masked. Values are only moved: the same bits as the scalar loops.
+// dst[j·ldd + i] = src[i·lds + j] for i < rows, j < cols: blocks of 16×16 through registers, the
+// edges masked. Values are only moved: the same bits as the driver's scalar loops.
 void transpose_f32(const float* src, std::int64_t lds, std::int64_t rows, std::int64_t cols, float* dst,
                    std::int64_t ldd) {
     for (std::int64_t i0 = 0; i0 < rows; i0 += 16) {
         const int nr = static_cast<int>(rows - i0 < 16 ? rows - i0 : 16);
-        const __mmask16 row_lanes = Simd<float>::first(nr);
-        for (std::int64_t j0 = 0; j0 < cols; j0 += 16) {
-            const int nc = static_cast<int>(cols - j0 < 16 ? cols - j0 : 16);
-            const __mmask16 col_lanes = Simd<float>::first(nc);
-            __m512 r[16], column[16];
-#pragma GCC unroll 16
-            for (int i = 0; i < 16; ++i)
-                r[i] = i < nr ? _mm512_maskz_loadu_ps(col_lanes, src + (i0 + i) * lds + j0) : _mm512_setzero_ps();
-            transpose_16x16(r, column);
-            for (int q = 0; q < nc; ++q) _mm512_mask_storeu_ps(dst + (j0 + q) * ldd + i0, row_lanes, column[q]);
-        }
+        for (std::int64_t j0 = 0; j0 < cols; j0 += 16)
+            transpose_block(src + i0 * lds + j0, lds, nr, static_cast<int>(cols - j0 < 16 ? cols - j0 : 16),
+                            dst + j0 * ldd + i0, ldd, Simd<float>::first(nr));
     }
 }
 
