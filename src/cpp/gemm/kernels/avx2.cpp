@@ -5,6 +5,7 @@
 // getters at the bottom is in an anonymous namespace, so no function compiled with AVX2
 // flags can be merged by the linker into the generic code paths (the ODR trap).
 #include "gemm/gemm_kernels.hpp"
+#include "gemm/kernels/transpose_in_blocks.hpp"
 #include "runtime/cpu_features.hpp"   // FASTNN_X86_KERNELS
 
 #if FASTNN_X86_KERNELS
@@ -487,45 +488,83 @@ void dot_kernel(const DotKernelArgs<T>& args) {
 }
 
 // ---------------------------------------------------------------------------------------
+// Transposes through registers, float. The 8×8 transpose of r (row i in r[i]) into column
+// (column j in column[j]): unpack, shuffle, 128-bit permute, 24 shuffles.
+inline void transpose_8x8(const __m256 (&r)[8], __m256 (&column)[8]) {
+    const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    column[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
+    column[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+    column[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
+    column[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+    column[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+    column[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+    column[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+    column[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
+// The first n (1 … 8) lanes of v at d, without masked stores (vmaskmovps stores are slow on AMD
+// Zen): 4, 2 and 1 at a time.
+inline void store_first(float* d, __m256 v, int n) {
+    if (n == 8) {
+        _mm256_storeu_ps(d, v);
+        return;
+    }
+    __m128 part = _mm256_castps256_ps128(v);
+    if (n >= 4) {
+        _mm_storeu_ps(d, part);
+        part = _mm256_extractf128_ps(v, 1);
+        d += 4;
+        n -= 4;
+    }
+    if (n >= 2) {
+        _mm_storel_pi(reinterpret_cast<__m64*>(d), part);
+        part = _mm_movehl_ps(part, part);
+        d += 2;
+        n -= 2;
+    }
+    if (n == 1) _mm_store_ss(d, part);
+}
+
+// A block of up to 8 rows (nr; the rest read as zero) × nc <= 8 columns of src, transposed: the
+// first `width` lanes of column q (its rows; zeros past nr) stored at dst + q·ldd.
+inline void transpose_block(const float* src, std::int64_t lds, int nr, int nc, float* dst, std::int64_t ldd,
+                            int width) {
+    const __m256i col_lanes = Simd<float>::first(nc);
+    __m256 r[8], column[8];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; ++i) r[i] = i < nr ? _mm256_maskload_ps(src + i * lds, col_lanes) : _mm256_setzero_ps();
+    transpose_8x8(r, column);
+    for (int q = 0; q < nc; ++q) store_first(dst + q * ldd, column[q], width);
+}
+
 // Packing op(A) = A (row-major) into a k-major MR = 6 panel, float:
 //   dst[p*6 + r] = A[r*lda + p]   (r < rows),   0 for rows <= r < 6.
-// 8 values of p at a time: up to 6 row segments are loaded (masked at the k tail, zero
-// rows beyond `rows` and for rows 6, 7), the 8×8 register block is transposed (unpack,
-// shuffle, 128-bit permute: 24 shuffles), and the first 6 lanes of each column are stored
-// as 4 + 2 floats (no masked stores: vmaskmovps stores are slow on AMD Zen).
+// 8 values of p at a time: up to 6 row segments are loaded (masked at the k tail, zero rows
+// beyond `rows` and for rows 6, 7), transposed, and the first 6 lanes of each column are stored
+// as 4 + 2 floats.
 void pack_a_rows_f32(const float* A, std::int64_t lda, int rows, std::int64_t kc, float* dst) {
     constexpr int MR = kAvx2TileF32.MR;
-    static_assert(MR == 6, "the 4 + 2 column store below assumes MR == 6");
-    for (std::int64_t p = 0; p < kc; p += 8) {
-        const int count = static_cast<int>(kc - p < 8 ? kc - p : 8);
-        const __m256i k_lanes = Simd<float>::first(count);
-        __m256 r[8];
-#pragma GCC unroll 8
-        for (int i = 0; i < 8; ++i)
-            r[i] = i < rows && i < MR ? _mm256_maskload_ps(A + i * lda + p, k_lanes) : _mm256_setzero_ps();
-        const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
-        const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
-        const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
-        const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
-        const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
-        const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
-        const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
-        const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-        __m256 column[8];
-        column[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
-        column[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
-        column[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
-        column[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
-        column[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
-        column[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
-        column[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
-        column[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
-        for (int q = 0; q < count; ++q) {
-            float* d = dst + (p + q) * MR;
-            _mm_storeu_ps(d, _mm256_castps256_ps128(column[q]));
-            _mm_storel_pi(reinterpret_cast<__m64*>(d + 4), _mm256_extractf128_ps(column[q], 1));
-        }
-    }
+    static_assert(MR <= 8, "one 8×8 transpose per 8 k steps");
+    for (std::int64_t p = 0; p < kc; p += 8)
+        transpose_block(A + p, lda, rows < MR ? rows : MR, static_cast<int>(kc - p < 8 ? kc - p : 8), dst + p * MR,
+                        MR, MR);
+}
+
+// dst[j·ldd + i] = src[i·lds + j] for i < rows, j < cols: blocks of 8×8 through registers. Values
+// are only moved: the same bits as the driver's scalar loops.
+void transpose_f32(const float* src, std::int64_t lds, std::int64_t rows, std::int64_t cols, float* dst,
+                   std::int64_t ldd) {
+    transpose_in_blocks<8>(src, lds, rows, cols, dst, ldd,
+                              [](const float* s, std::int64_t ls, int nr, int nc, float* d, std::int64_t ld) {
+                                  transpose_block(s, ls, nr, nc, d, ld, nr);
+                              });
 }
 
 // ---------------------------------------------------------------------------------------
@@ -554,7 +593,7 @@ KernelSet<float> avx2_kernels_f32() {
             &pack_a_rows_f32, {&narrow_kernel_entry, kNarrowPairCols, 2},
             &micro_kernel_entry<float, kAvx2TileF32.MR, true>,
             {&narrow_rows_entry<float, kAvx2TileF32.MR>, kNarrowMaxCols, 2},
-            {&narrow_strip_entry, kNarrowPairCols, kStripPanels}};
+            {&narrow_strip_entry, kNarrowPairCols, kStripPanels}, &transpose_f32};
 }
 KernelSet<double> avx2_kernels_f64() {
     return {kAvx2TileF64, &micro_kernel_entry<double, kAvx2TileF64.MR>, &dot_kernel<double>, nullptr};

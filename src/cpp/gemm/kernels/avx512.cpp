@@ -5,6 +5,7 @@
 // except the getters at the bottom is in an anonymous namespace, so no function compiled
 // with AVX-512 flags can be merged by the linker into the generic code paths.
 #include "gemm/gemm_kernels.hpp"
+#include "gemm/kernels/transpose_in_blocks.hpp"
 #include "runtime/cpu_features.hpp"   // FASTNN_X86_KERNELS
 
 #if FASTNN_X86_KERNELS
@@ -514,12 +515,10 @@ void pack_a_rows_f32(const float* A, std::int64_t lda, int rows, std::int64_t kc
 // edges masked. Values are only moved: the same bits as the driver's scalar loops.
 void transpose_f32(const float* src, std::int64_t lds, std::int64_t rows, std::int64_t cols, float* dst,
                    std::int64_t ldd) {
-    for (std::int64_t i0 = 0; i0 < rows; i0 += 16) {
-        const int nr = static_cast<int>(rows - i0 < 16 ? rows - i0 : 16);
-        for (std::int64_t j0 = 0; j0 < cols; j0 += 16)
-            transpose_block(src + i0 * lds + j0, lds, nr, static_cast<int>(cols - j0 < 16 ? cols - j0 : 16),
-                            dst + j0 * ldd + i0, ldd, Simd<float>::first(nr));
-    }
+    transpose_in_blocks<16>(src, lds, rows, cols, dst, ldd,
+                               [](const float* s, std::int64_t ls, int nr, int nc, float* d, std::int64_t ld) {
+                                   transpose_block(s, ls, nr, nc, d, ld, Simd<float>::first(nr));
+                               });
 }
 
 // ---------------------------------------------------------------------------------------
