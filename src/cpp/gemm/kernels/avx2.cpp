@@ -567,6 +567,43 @@ void transpose_f32(const float* src, std::int64_t lds, std::int64_t rows, std::i
                               });
 }
 
+// The same for double: 4×4 blocks (unpack, 128-bit permute: 8 shuffles), the first n lanes stored
+// as 2 + 1.
+inline void store_first(double* d, __m256d v, int n) {
+    if (n == 4) {
+        _mm256_storeu_pd(d, v);
+        return;
+    }
+    __m128d part = _mm256_castpd256_pd128(v);
+    if (n >= 2) {
+        _mm_storeu_pd(d, part);
+        part = _mm256_extractf128_pd(v, 1);
+        d += 2;
+        n -= 2;
+    }
+    if (n == 1) _mm_store_sd(d, part);
+}
+
+inline void transpose_block(const double* src, std::int64_t lds, int nr, int nc, double* dst, std::int64_t ldd) {
+    const __m256i col_lanes = Simd<double>::first(nc);
+    __m256d r[4];
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; ++i) r[i] = i < nr ? _mm256_maskload_pd(src + i * lds, col_lanes) : _mm256_setzero_pd();
+    const __m256d t0 = _mm256_unpacklo_pd(r[0], r[1]), t1 = _mm256_unpackhi_pd(r[0], r[1]);   // elements 0 2 / 1 3
+    const __m256d t2 = _mm256_unpacklo_pd(r[2], r[3]), t3 = _mm256_unpackhi_pd(r[2], r[3]);
+    const __m256d column[4] = {_mm256_permute2f128_pd(t0, t2, 0x20), _mm256_permute2f128_pd(t1, t3, 0x20),
+                               _mm256_permute2f128_pd(t0, t2, 0x31), _mm256_permute2f128_pd(t1, t3, 0x31)};
+    for (int q = 0; q < nc; ++q) store_first(dst + q * ldd, column[q], nr);
+}
+
+void transpose_f64(const double* src, std::int64_t lds, std::int64_t rows, std::int64_t cols, double* dst,
+                   std::int64_t ldd) {
+    transpose_in_blocks<4>(src, lds, rows, cols, dst, ldd,
+                           [](const double* s, std::int64_t ls, int nr, int nc, double* d, std::int64_t ld) {
+                               transpose_block(s, ls, nr, nc, d, ld);
+                           });
+}
+
 // ---------------------------------------------------------------------------------------
 // FMA peak probe: kProbeFmaChains independent chains x_i <- x_i·s + t.
 template <typename T>
@@ -596,7 +633,8 @@ KernelSet<float> avx2_kernels_f32() {
             {&narrow_strip_entry, kNarrowPairCols, kStripPanels}, &transpose_f32};
 }
 KernelSet<double> avx2_kernels_f64() {
-    return {kAvx2TileF64, &micro_kernel_entry<double, kAvx2TileF64.MR>, &dot_kernel<double>, nullptr};
+    return {kAvx2TileF64, &micro_kernel_entry<double, kAvx2TileF64.MR>, &dot_kernel<double>, nullptr, {}, nullptr,
+            {}, {}, &transpose_f64};
 }
 
 double avx2_fma_chains(bool dbl, std::int64_t iterations, double* sink) {

@@ -521,6 +521,45 @@ void transpose_f32(const float* src, std::int64_t lds, std::int64_t rows, std::i
                                });
 }
 
+// The same for double: 8×8 blocks (unpack, then two 128-bit-lane stages, 24 shuffles).
+inline void transpose_8x8(const __m512d (&r)[8], __m512d (&column)[8]) {
+    __m512d t[8], u[8];
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; ++i) {   // t[2i]: elements 0, 2, 4, 6 of rows 2i, 2i+1 interleaved; t[2i+1]: 1, 3, 5, 7
+        t[2 * i] = _mm512_unpacklo_pd(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_pd(r[2 * i], r[2 * i + 1]);
+    }
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; ++h) {   // rows 4h … 4h+3: u[4h + e] holds elements e and e + 4, e < 4, in lanes (0 2 | 4 6 ...)
+        u[4 * h + 0] = _mm512_shuffle_f64x2(t[4 * h], t[4 * h + 2], 0x88);       // elements 0 | 4
+        u[4 * h + 2] = _mm512_shuffle_f64x2(t[4 * h], t[4 * h + 2], 0xDD);       // elements 2 | 6
+        u[4 * h + 1] = _mm512_shuffle_f64x2(t[4 * h + 1], t[4 * h + 3], 0x88);   // elements 1 | 5
+        u[4 * h + 3] = _mm512_shuffle_f64x2(t[4 * h + 1], t[4 * h + 3], 0xDD);   // elements 3 | 7
+    }
+#pragma GCC unroll 4
+    for (int e = 0; e < 4; ++e) {
+        column[e] = _mm512_shuffle_f64x2(u[e], u[4 + e], 0x88);
+        column[e + 4] = _mm512_shuffle_f64x2(u[e], u[4 + e], 0xDD);
+    }
+}
+
+inline void transpose_block(const double* src, std::int64_t lds, int nr, int nc, double* dst, std::int64_t ldd) {
+    const __mmask8 col_lanes = Simd<double>::first(nc), row_lanes = Simd<double>::first(nr);
+    __m512d r[8], column[8];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; ++i) r[i] = i < nr ? _mm512_maskz_loadu_pd(col_lanes, src + i * lds) : _mm512_setzero_pd();
+    transpose_8x8(r, column);
+    for (int q = 0; q < nc; ++q) _mm512_mask_storeu_pd(dst + q * ldd, row_lanes, column[q]);
+}
+
+void transpose_f64(const double* src, std::int64_t lds, std::int64_t rows, std::int64_t cols, double* dst,
+                   std::int64_t ldd) {
+    transpose_in_blocks<8>(src, lds, rows, cols, dst, ldd,
+                           [](const double* s, std::int64_t ls, int nr, int nc, double* d, std::int64_t ld) {
+                               transpose_block(s, ls, nr, nc, d, ld);
+                           });
+}
+
 // ---------------------------------------------------------------------------------------
 // Probes.  FMA peak: kProbeFmaChains independent chains x_i <- x_i·s + t (latency 4 cycles
 // × 2 FMA ports needs >= 8 chains in flight; 12 leaves slack).
@@ -550,7 +589,7 @@ KernelSet<float> avx512_kernels_f32() {
 }
 KernelSet<double> avx512_kernels_f64() {
     return {kAvx512TileF64, &micro_kernel_entry<double, kAvx512TileF64.MR>, &dot_kernel<double>,
-            nullptr};
+            nullptr, {}, nullptr, {}, {}, &transpose_f64};
 }
 
 double avx512_fma_chains(bool dbl, std::int64_t iterations, double* sink) {

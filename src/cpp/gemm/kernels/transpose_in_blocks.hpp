@@ -11,8 +11,8 @@ namespace {
 // dst[j·ldd + i] = src[i·lds + j] for i < rows, j < cols, in blocks of up to B × B:
 // block(src', lds, nr, nc, dst', ldd) transposes nr rows × nc columns (nr, nc <= B) starting at
 // src', writing column q's nr values at dst' + q·ldd.
-template <int B, typename Block>
-void transpose_in_blocks(const float* src, std::int64_t lds, std::int64_t rows, std::int64_t cols, float* dst,
+template <int B, typename T, typename Block>
+void transpose_in_blocks(const T* src, std::int64_t lds, std::int64_t rows, std::int64_t cols, T* dst,
                          std::int64_t ldd, const Block& block) {
     for (std::int64_t i0 = 0; i0 < rows; i0 += B) {
         const int nr = static_cast<int>(rows - i0 < B ? rows - i0 : B);
