@@ -84,8 +84,9 @@ def test_gemm_every_driver_strategy(isa, strategy):
 
 
 # op(B) = Bᵀ packed into B~ (blocked path, n > 16) and B transposed into the dot path's Bt (n <= 16,
-# k >= 16): the ISA's transpose where it has one (AVX-512 float), else the scalar loops. Edges of
-# every 16×16 block: n and k not multiples of 16, several k blocks (kc=64 below), one row.
+# k >= 16): the ISA's register transpose where it has one (AVX-512 and AVX2, float and double), else
+# the scalar loops. Edges of every block (16, 8 or 4 wide): n and k not multiples of 16, several k
+# blocks (kc=64 below), one row.
 TRANSPOSED_SHAPES = [(100, 400, 10), (17, 33, 2), (33, 100, 7), (15, 31, 257), (100, 10, 784), (7, 2, 784),
                      (100, 10, 100), (33, 12, 17), (1, 16, 33), (64, 17, 300)]
 

@@ -800,6 +800,8 @@ void dot_gemm(const Problem<T>& P, const Engine<T>& E) {
     }
     constexpr std::int64_t kRowChunk = 32;  // rows per kernel call (stack tile of sums)
     const auto dot = E.kernels.dot;
+    // C = 1·sums, no β, no epilogue (the epoch's logits): the kernel's sums go to C itself.
+    const bool direct = P.alpha == T(1) && P.beta == T(0) && P.epi == Epilogue::none;
     const double flops = 2.0 * double(P.m) * double(P.n) * double(P.k);
     run_team(team_size(flops, ceil_div(P.m, kRowChunk)), [&](int tid, int nthreads) {
         // Row share rounded to pairs so the 2-row kernel stays busy (results do not depend
@@ -809,8 +811,6 @@ void dot_gemm(const Problem<T>& P, const Engine<T>& E) {
         T sums[kRowChunk * kDotMaxN];
         for (std::int64_t i0 = pairs.begin * 2; i0 < row_end; i0 += kRowChunk) {
             const std::int64_t rows = std::min(kRowChunk, row_end - i0);
-            // C = 1·sums, no β, no epilogue (the epoch's logits): the kernel's sums go to C itself.
-            const bool direct = P.alpha == T(1) && P.beta == T(0) && P.epi == Epilogue::none;
             DotKernelArgs<T> args{P.k, P.A + i0 * P.lda, P.lda, rows, bt, ldbt, static_cast<int>(P.n),
                                   direct ? P.C + i0 * P.ldc : sums, direct ? P.ldc : kDotMaxN};
             dot(args);
