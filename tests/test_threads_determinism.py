@@ -245,6 +245,35 @@ def test_dense_first_layer_in_column_panels_does_not_change_results(cpp, threads
                 np.testing.assert_array_equal(a, c)
 
 
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+@pytest.mark.parametrize("sizes", [(150, 100, 96, 10), (150, 400, 10)])
+def test_later_gradients_shared_by_work_do_not_change_results(cpp, threads, optimizer, sizes):
+    """Dense X in column panels: the later layers' weight and bias gradients (chunks of 32 rows or
+    columns) run in the first layer's team, each given to the thread whose work is smallest so far
+    (share_by_work), after its panels. With a second hidden layer of 96 units they spread over
+    the threads (W_1's 100 columns split 48 | 52 on 2 threads); with 784-400-10's shape they all
+    go to the narrower panel's thread. Biases, SGD with momentum and Adam, an L2 term, a last
+    batch shorter than the rest: 1, 2 and 3 threads give the same bits, losses included."""
+    rng = np.random.default_rng(sum(sizes))
+    X = rng.standard_normal((437, sizes[0])).astype(np.float32)
+    y = rng.integers(0, sizes[-1], 437)
+    W = [(rng.standard_normal((a, b)) / np.sqrt(a)).astype(np.float32) for a, b in zip(sizes[:-1], sizes[1:])]
+    b = [(rng.standard_normal(n) * 0.1).astype(np.float32) for n in sizes[1:]]
+    make = {"sgd": lambda: fastnn.SGD(momentum=0.9), "adam": lambda: fastnn.Adam()}[optimizer]
+    results = []
+    for n in (1, 2, 3):
+        threads(n)
+        Wc, bc, opt = [w.copy() for w in W], [v.copy() for v in b], make()
+        losses = [fastnn.train_epoch(X, y, Wc, bc, opt, lr=0.01, batch=100, alpha=1e-3) for _ in range(2)]
+        buffers = [np.array(x, copy=True) for group in opt.buffers() if group for x in group if x is not None]
+        results.append((losses, Wc + bc + buffers))
+    assert np.isfinite(results[0][0]).all() and results[0][0][1] < results[0][0][0]
+    for losses, arrays in results[1:]:
+        assert losses == results[0][0]
+        for a, c in zip(results[0][1], arrays):
+            np.testing.assert_array_equal(a, c)
+
+
 @contextlib.contextmanager
 def _dense_strips(setting):
     """The dense epoch's W_1 in panels of the GEMM's NR columns (1), row-major (-1), or by d_1 (0)."""
