@@ -38,6 +38,8 @@ void for_chunks(std::int64_t n, std::int64_t chunk, bool parallel, F&& f) {
 
 // Values of a batch below which one thread gathers or widens it (batch_rows).
 constexpr std::int64_t kGatherSplitMin = 1 << 15;
+// batch_rows copies this many rows at once and prefetches this many lines of each of the next.
+constexpr std::int64_t kGatherRows = 4, kGatherAheadLines = 8;
 
 // Can batch_rows read a batch's rows in place: no order, X already of type T?
 template <typename T, typename TX>
@@ -62,11 +64,38 @@ const T* batch_rows(const DataMatrix<TX>& X, const std::int64_t* order, std::int
     // (a shuffled batch's rows come from all over X), and the threads read the rows anyway.
     // scikit-learn-style estimators (Adam, batch 200, shuffled), standardized MNIST, 2 threads, Intel
     // Xeon family 6 model 207: epochs new/old 784-100-10 0.920, 784-400-10 0.959 (1 thread: 1.000).
+    // Each thread copies kGatherRows rows at once, a cache line of each in turn, so that as many
+    // rows stream from memory together, and prefetches the first kGatherAheadLines lines of the
+    // next rows' (in a shuffled order) before copying these: one row at a time, each row's first
+    // lines waited on DRAM before the hardware prefetcher took up its stream. Measured on an
+    // Intel Xeon family 6 model 167, the estimators' epochs (Adam, batch 200, shuffled,
+    // standardized MNIST), new/old alternating: 784-100-10 0.93-0.94 on 1 thread, 0.97 on 2;
+    // 784-400-10 0.96-0.98 and 0.98. (2 rows at once: 1.04 and 1.01 against 4; 8: 0.99 and 1.01;
+    // 0, 2, 4, 8 or 16 lines ahead: within the noise of each other, 0 the slowest.)
     const int threads = B * X.cols >= kGatherSplitMin ? get_num_threads() : 1;
     for_chunks(B, (B + threads - 1) / threads, threads > 1, [&](std::int64_t, std::int64_t r0, std::int64_t r1) {
-        for (std::int64_t r = r0; r < r1; ++r) {
-            const std::int64_t row = order ? order[start + r] : start + r;
-            const TX* src = X.data + row * X.ld;
+        auto source = [&](std::int64_t r) { return X.data + (order ? order[start + r] : start + r) * X.ld; };
+        constexpr std::int64_t line = 64 / static_cast<std::int64_t>(sizeof(TX));
+        const std::int64_t ahead_lines = std::min(kGatherAheadLines, (X.cols + line - 1) / line);
+        std::int64_t r = r0;
+        for (; r + kGatherRows <= r1; r += kGatherRows) {
+            const TX* src[kGatherRows];
+            T* dst[kGatherRows];
+            for (std::int64_t i = 0; i < kGatherRows; ++i) {
+                src[i] = source(r + i);
+                dst[i] = x.data() + (r + i) * X.cols;
+            }
+            if (order)
+                for (std::int64_t i = r + kGatherRows; i < std::min(r1, r + 2 * kGatherRows); ++i)
+                    for (std::int64_t l = 0; l < ahead_lines; ++l) __builtin_prefetch(source(i) + l * line, 0, 3);
+            for (std::int64_t c0 = 0; c0 < X.cols; c0 += line) {
+                const std::int64_t c1 = std::min(X.cols, c0 + line);
+                for (std::int64_t i = 0; i < kGatherRows; ++i)
+                    for (std::int64_t c = c0; c < c1; ++c) dst[i][c] = static_cast<T>(src[i][c]);
+            }
+        }
+        for (; r < r1; ++r) {
+            const TX* src = source(r);
             T* dst = x.data() + r * X.cols;
             for (std::int64_t c = 0; c < X.cols; ++c) dst[c] = static_cast<T>(src[c]);
         }
