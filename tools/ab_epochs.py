@@ -2,7 +2,7 @@
 """Time two builds of the C++ core against each other in one process, epochs alternating.
 
     python tools/ab_epochs.py OLD_SITE NEW_SITE [--rows 20000] [--rounds 12] [--threads 2,1]
-                              [--inputs raw,centred] [--nets h100,h400,784-256-128-10 (any 784-…-10)]
+                              [--inputs raw,centred,pixels,csr] [--nets h100,h400,784-256-128-10 (any 784-…-10)]
                               [--new-gemm-tuning force_pack=-1,...] [--new-call "_panel_lists_tuning(-1)"]
                               [--epoch hw0|adam]
 
@@ -11,7 +11,8 @@ OLD_SITE and NEW_SITE are directories holding a `fastnn` package with its built 
 count, input and net the epoch runs on each build in turn through the public API (`mlp_epoch`
 with the cpp backend: on raw MNIST the zero-skipping path, on centred MNIST -- minus its column
 means, as the benchmark's dense workload -- the dense GEMMs; as `pixels`, MNIST's uint8 bytes as
-`fastnn.Pixels`, softmax only, through `softmax_regression_epoch`), the order swapped every round, so
+`fastnn.Pixels`, softmax only, through `softmax_regression_epoch`; as `csr`, raw MNIST as
+`fastnn.SparseRows`, with --epoch adam only), the order swapped every round, so
 that a shared machine's load falls on both alike. The Python layer is the one importable here;
 only `_core` is swapped. Prints the median wall-clock times and the medians of the per-round
 new/old ratios of wall-clock and of CPU time (the first round is a warm-up). Needs MNIST in
@@ -140,7 +141,8 @@ def main():
     X, y = fastnn.parse_mnist(os.path.join(d, "train-images-idx3-ubyte.gz"), os.path.join(d, "train-labels-idx1-ubyte.gz"))
     X, y = np.ascontiguousarray(X[:args.rows]), y[:args.rows].astype(np.int64)
     inputs = {"raw": X, "centred": (X - X.mean(axis=0, dtype=np.float64).astype(np.float32)).astype(np.float32),
-              "pixels": fastnn.Pixels(np.rint(X * 255).astype(np.uint8))}
+              "pixels": fastnn.Pixels(np.rint(X * 255).astype(np.uint8)),
+              "csr": fastnn.SparseRows.from_dense(X)}
     rng = np.random.default_rng(0)
     try:
         for threads in (int(t) for t in args.threads.split(",")):
@@ -154,6 +156,8 @@ def main():
                     sizes = NETS[name] if name in NETS else [int(v) for v in name.split("-")]
                     if input_name == "pixels" and len(sizes) != 2:
                         continue   # Pixels: the softmax epoch only
+                    if input_name == "csr" and args.epoch != "adam":
+                        raise SystemExit("--inputs csr: SparseRows train through train_epoch only (--epoch adam)")
                     W0 = [(rng.standard_normal((a, b)) / np.sqrt(b)).astype(np.float32) for a, b in zip(sizes, sizes[1:])]
                     t, trips = alternate(cores, inputs[input_name], y, W0, args.rounds, probe, args.epoch)
                     label = f"{name:>15} {input_name:>7} {threads} thread(s)"

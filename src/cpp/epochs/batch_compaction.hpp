@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "epochs/forward_pass.hpp"   // for_chunks, DataMatrix
+#include "runtime/prefetch.hpp"     // prefetch_lines
 #include "runtime/threads.hpp"      // get_num_threads, run_team
 #include "sparse/sparse_rows.hpp"
 
@@ -54,12 +55,20 @@ public:
         const int threads = B * X_.cols >= kCompactSplitMin ? get_num_threads() : 1;
         const int copies = one_copy_ ? 1 : copies_for(threads);
         auto row = [&](std::int64_t r) { return X_.data + (order_ ? order_[start + r] : start + r) * X_.ld; };
+        // A shuffled batch's rows lie all over X: row r + kRowsAhead is pulled into L1 while row r
+        // is compacted (the hardware prefetchers follow a row only once it has started).
+        auto prefetch = [&](std::int64_t r, std::int64_t r1) {
+            if (order_ != nullptr && r + kRowsAhead < r1)
+                prefetch_lines(row(r + kRowsAhead), X_.cols * static_cast<std::int64_t>(sizeof(TX)), PrefetchHint::l1);
+        };
         if (copies_.size() < at(copies)) copies_.resize(at(copies));
         views_.resize(at(copies));
         auto compact = [&](Copy& copy, std::int64_t r0, std::int64_t r1) {   // rows [r0, r1) where they go
-            for (std::int64_t r = r0; r < r1; ++r)
+            for (std::int64_t r = r0; r < r1; ++r) {
+                prefetch(r, r1);
                 compact_row<TX, T>(row(r), X_.cols, copy.indices.get() + copy.begin[at(r)],
                                    copy.values.get() + copy.begin[at(r)]);
+            }
         };
         if ((copies > 1 || threads == 1) && B * X_.cols <= kOnePassMaxEntries) {
             // Each copy by one thread, whole, in one pass: row r goes where row r − 1 ended.
@@ -68,6 +77,7 @@ public:
                 std::fill(copy.counts.begin(), copy.counts.end(), std::int32_t(0));
                 std::int64_t next = 0;
                 for (std::int64_t r = 0; r < B; ++r) {
+                    prefetch(r, B);
                     copy.begin[at(r)] = next;
                     next += compact_row<TX, T>(row(r), X_.cols, copy.indices.get() + next, copy.values.get() + next,
                                                copy.counts.data());
@@ -133,6 +143,13 @@ public:
 
 private:
     static constexpr std::int64_t kSpare = 16;                  // entries after each chunk (compact_row)
+    // (fetch: with a row order, each row's lines are prefetched this many rows ahead. Measured on
+    // an Intel Xeon family 6 model 167, the estimators' epochs (Adam, batch 200, shuffled) on
+    // raw MNIST, zeros skipped, new/old alternating: 784-100-10 0.947 on 1 thread, 784-400-10
+    // 0.975; 1 row ahead 0.943 and 0.973 (2 threads 0.978, 0.996), 4 rows 0.946 and 0.988, 8 rows
+    // 0.972 and 0.982. Without the next batch's prefetch during the gradient as well, 2 rows
+    // ahead 0.970 and 0.982, and that prefetch alone removed 0.994 and 0.998.)
+    static constexpr std::int64_t kRowsAhead = 2;
     static constexpr std::int64_t kCompactSplitMin = 1 << 14;   // values per batch below which one thread compacts
     static constexpr int kOwnCopyMaxThreads = 2;                // up to this many threads: a copy each
     static constexpr std::int64_t kOnePassMaxEntries = 1 << 22;  // room reserved for one pass, at most (32 MB a float copy)
@@ -180,9 +197,7 @@ private:
     static void prefetch_row(const void* self, std::int64_t r) {
         const auto& in = *static_cast<const CompactedBatches*>(self);
         const std::int64_t row = in.order_ ? in.order_[in.next_start_ + r] : in.next_start_ + r;
-        const char* p = reinterpret_cast<const char*>(in.X_.data + row * in.X_.ld);
-        const char* end = reinterpret_cast<const char*>(in.X_.data + row * in.X_.ld + in.X_.cols);
-        for (; p < end; p += 64) __builtin_prefetch(p, 0, 2);
+        prefetch_lines(in.X_.data + row * in.X_.ld, in.X_.cols * static_cast<std::int64_t>(sizeof(TX)), PrefetchHint::l2);
     }
 
     const DataMatrix<TX>& X_;

@@ -10,6 +10,7 @@
 
 #include "gemm/gemm.hpp"
 #include "epochs/mlp.hpp"   // DataMatrix
+#include "runtime/prefetch.hpp"
 #include "runtime/threads.hpp"
 
 namespace fastnn::forward_pass {
@@ -87,7 +88,7 @@ const T* batch_rows(const DataMatrix<TX>& X, const std::int64_t* order, std::int
             }
             if (order)
                 for (std::int64_t i = r + kGatherRows; i < std::min(r1, r + 2 * kGatherRows); ++i)
-                    for (std::int64_t l = 0; l < ahead_lines; ++l) __builtin_prefetch(source(i) + l * line, 0, 3);
+                    prefetch_lines(source(i), ahead_lines * 64, PrefetchHint::l1);
             for (std::int64_t c0 = 0; c0 < X.cols; c0 += line) {
                 const std::int64_t c1 = std::min(X.cols, c0 + line);
                 for (std::int64_t i = 0; i < kGatherRows; ++i)

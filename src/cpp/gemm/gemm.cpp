@@ -55,6 +55,7 @@
 // Buffers: packing buffers are thread_local, 64-byte aligned and only ever grow, so the
 // epoch loop's thousands of calls per epoch allocate nothing in steady state.
 #include "gemm/gemm.hpp"
+#include "runtime/prefetch.hpp"
 
 #include <algorithm>
 #include <array>
@@ -433,10 +434,10 @@ public:
     }
     void step() {
         for (std::int64_t i = 0; i < per_call_ && next_ < end_; ++i, next_ += 64)
-            __builtin_prefetch(reinterpret_cast<const void*>(next_), 0, 2);
+            prefetch_line(reinterpret_cast<const void*>(next_), PrefetchHint::l2);
     }
     void finish() {   // whatever the estimate of calls left over
-        for (; next_ < end_; next_ += 64) __builtin_prefetch(reinterpret_cast<const void*>(next_), 0, 2);
+        for (; next_ < end_; next_ += 64) prefetch_line(reinterpret_cast<const void*>(next_), PrefetchHint::l2);
     }
 private:
     std::uintptr_t next_ = 0, end_ = 0;

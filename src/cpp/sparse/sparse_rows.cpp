@@ -8,6 +8,7 @@
 #include <type_traits>
 
 #include "runtime/cpu_features.hpp"
+#include "runtime/prefetch.hpp"
 #include "runtime/threads.hpp"
 
 #ifdef _OPENMP
@@ -46,12 +47,9 @@ int gather_pass_vectors(const Kernels<T>& k, int64_t rows) {
 // Asks for row r of A (its column indices and values) to be brought into cache.
 template <typename T>
 void prefetch_row(const SparseRowsView<T>& A, int64_t r) {
-    const char* p = reinterpret_cast<const char*>(A.indices + A.begin[r]);
-    const char* q = reinterpret_cast<const char*>(A.indices + A.end[r]);
-    for (; p < q; p += 64) __builtin_prefetch(p);
-    p = reinterpret_cast<const char*>(A.values + A.begin[r]);
-    q = reinterpret_cast<const char*>(A.values + A.end[r]);
-    for (; p < q; p += 64) __builtin_prefetch(p);
+    const int64_t n = A.end[r] - A.begin[r];
+    prefetch_lines(A.indices + A.begin[r], n * static_cast<int64_t>(sizeof(std::int32_t)), PrefetchHint::l1);
+    prefetch_lines(A.values + A.begin[r], n * static_cast<int64_t>(sizeof(T)), PrefetchHint::l1);
 }
 
 // A block of result rows of Aᵀ D takes at most this many bytes (it stays in L2; measured on
