@@ -4,7 +4,7 @@
     python tools/ab_epochs.py OLD_SITE NEW_SITE [--rows 20000] [--rounds 12] [--threads 2,1]
                               [--inputs raw,centred,pixels,csr] [--nets h100,h400,784-256-128-10 (any 784-…-10)]
                               [--new-gemm-tuning force_pack=-1,...] [--new-call "_panel_lists_tuning(-1)"]
-                              [--epoch hw0|adam]
+                              [--epoch hw0|adam] [--dtype float32|float64]
 
 OLD_SITE and NEW_SITE are directories holding a `fastnn` package with its built `_core*.so`
 (a site-packages, or a copy of one). Both extensions are loaded side by side; for each thread
@@ -111,6 +111,8 @@ def main():
     p.add_argument("--epoch", choices=("hw0", "adam"), default="hw0",
                    help="hw0: mlp_epoch, batch 100, rows in order (default); adam: train_epoch as the estimators "
                         "run it: biases, Adam, alpha 1e-4, batch 200, shuffled")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+                   help="the parameters' dtype (X is float32 MNIST; float64 as scikit-learn fits float64 data)")
     p.add_argument("--new-gemm-tuning", default="", help="key=value,... passed to the new build's _gemm_tuning")
     p.add_argument("--new-call", default="", help="calls on the new build's _core, ';'-separated, e.g. '_panel_lists_tuning(-1)'")
     p.add_argument("--near-ns", type=float, default=200.0,
@@ -158,8 +160,11 @@ def main():
                         continue   # Pixels: the softmax epoch only
                     if input_name == "csr" and args.epoch != "adam":
                         raise SystemExit("--inputs csr: SparseRows train through train_epoch only (--epoch adam)")
-                    W0 = [(rng.standard_normal((a, b)) / np.sqrt(b)).astype(np.float32) for a, b in zip(sizes, sizes[1:])]
-                    t, trips = alternate(cores, inputs[input_name], y, W0, args.rounds, probe, args.epoch)
+                    W0 = [(rng.standard_normal((a, b)) / np.sqrt(b)).astype(args.dtype) for a, b in zip(sizes, sizes[1:])]
+                    X_in = inputs[input_name]
+                    if args.dtype == "float64" and input_name in ("raw", "centred"):
+                        X_in = X_in.astype(np.float64)   # (as scikit-learn's float64 data)
+                    t, trips = alternate(cores, X_in, y, W0, args.rounds, probe, args.epoch)
                     label = f"{name:>15} {input_name:>7} {threads} thread(s)"
                     report(label, t)
                     if probe:   # the rounds by where the threads sat (see --near-ns)
