@@ -145,10 +145,10 @@ private:
     static constexpr std::int64_t kSpare = 16;                  // entries after each chunk (compact_row)
     // (fetch: with a row order, each row's lines are prefetched this many rows ahead. Measured on
     // an Intel Xeon family 6 model 167, the estimators' epochs (Adam, batch 200, shuffled) on
-    // raw MNIST, zeros skipped, new/old alternating: 784-100-10 0.947 on 1 thread, 784-400-10
-    // 0.975; 1 row ahead 0.943 and 0.973 (2 threads 0.978, 0.996), 4 rows 0.946 and 0.988, 8 rows
-    // 0.972 and 0.982. Without the next batch's prefetch during the gradient as well, 2 rows
-    // ahead 0.970 and 0.982, and that prefetch alone removed 0.994 and 0.998.)
+    // raw MNIST, zeros skipped, new/old alternating: 784-100-10 0.937 on 1 thread and 0.961 on
+    // 2, 784-400-10 0.972 and 0.971; 1 row ahead 0.943 and 0.973 on 1 thread, 4 rows 0.946 and
+    // 0.988, 8 rows 0.972 and 0.982. Without the next batch's prefetch during the gradient as
+    // well, 2 rows ahead 0.970 and 0.982, and that prefetch alone removed 0.994 and 0.998.)
     static constexpr std::int64_t kRowsAhead = 2;
     // (prefetch_row: of a shuffled batch's next rows, only each row's first lines. The whole rows,
     // 49 lines each for MNIST in float32 and 98 in float64, came as bursts of thousands of

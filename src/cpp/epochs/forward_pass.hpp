@@ -66,13 +66,13 @@ const T* batch_rows(const DataMatrix<TX>& X, const std::int64_t* order, std::int
     // scikit-learn-style estimators (Adam, batch 200, shuffled), standardized MNIST, 2 threads, Intel
     // Xeon family 6 model 207: epochs new/old 784-100-10 0.920, 784-400-10 0.959 (1 thread: 1.000).
     // Each thread copies kGatherRows rows at once, a cache line of each in turn, so that as many
-    // rows stream from memory together, and prefetches the first kGatherAheadLines lines of the
-    // next rows' (in a shuffled order) before copying these: one row at a time, each row's first
-    // lines waited on DRAM before the hardware prefetcher took up its stream. Measured on an
-    // Intel Xeon family 6 model 167, the estimators' epochs (Adam, batch 200, shuffled,
-    // standardized MNIST), new/old alternating: 784-100-10 0.93-0.94 on 1 thread, 0.97 on 2;
-    // 784-400-10 0.96-0.98 and 0.98. (2 rows at once: 1.04 and 1.01 against 4; 8: 0.99 and 1.01;
-    // 0, 2, 4, 8 or 16 lines ahead: within the noise of each other, 0 the slowest.)
+    // rows stream from memory together, and prefetches the first kGatherAheadLines lines of each
+    // of the next kGatherRows rows (in a shuffled order) before copying these. One row at a time,
+    // each row's first lines waited on DRAM before the hardware prefetcher took up its stream.
+    // Measured on an Intel Xeon family 6 model 167, the estimators' epochs (Adam, batch 200,
+    // shuffled, standardized MNIST), new/old alternating: 784-100-10 0.93-0.96 on 1 thread, 0.97
+    // on 2; 784-400-10 0.97 and 0.98. (2 rows at once: 1.04 and 1.01 against 4; 8: 0.99 and
+    // 1.01; 0, 2, 4, 8 or 16 lines ahead: within the noise of each other, 0 the slowest.)
     const int threads = B * X.cols >= kGatherSplitMin ? get_num_threads() : 1;
     for_chunks(B, (B + threads - 1) / threads, threads > 1, [&](std::int64_t, std::int64_t r0, std::int64_t r1) {
         auto source = [&](std::int64_t r) { return X.data + (order ? order[start + r] : start + r) * X.ld; };
