@@ -290,7 +290,7 @@ public:
     // The panel products' sorted lists: a set per panel, or one shared (panel_lists_setting) --
     // a choice only where each of `parts` panels gets a copy of the batch (CompactedInput).
     void set_lists_per_panel(bool per_panel) { transpose_scratch_.lists_per_panel = per_panel; }
-    static bool copy_per_panel(int /*parts*/) { return false; }
+    bool copy_per_panel(int /*parts*/) const { return false; }
 
 protected:
     explicit SparseFirstLayer(int64_t d1) : row_scratch_(sz(get_num_threads() * d1)) {}
@@ -372,7 +372,7 @@ class CompactedInput : public SparseFirstLayer<T> {
 public:
     CompactedInput(const DataMatrix<TX>& X, const int64_t* order, int64_t n_order, int64_t max_rows, int64_t d1)
         : SparseFirstLayer<T>(d1), batches_(X, order, n_order, max_rows) {}
-    static bool copy_per_panel(int parts) { return parts > 1 && CompactedBatches<T, TX>::copies_for(parts) == parts; }
+    bool copy_per_panel(int parts) const { return parts > 1 && batches_.copies_for(parts) == parts; }
     void fetch(int64_t start, int64_t B) {
         batches_.fetch(start, B);
         this->batch_ = batches_.views()[0];
@@ -644,7 +644,7 @@ int64_t run_epoch(Input& input, const Targets<T>& y, const int64_t* order, int64
     }
     const bool panels = pad && W1_padded->panels().size() > 1;
     if constexpr (Input::kFusedFirstUpdate) {
-        if (panels && Input::copy_per_panel(W1_padded->parts())) {   // (else the lists are shared: no probe)
+        if (panels && input.copy_per_panel(W1_padded->parts())) {   // (else the lists are shared: no probe)
             const int setting = panel_lists_setting();
             input.set_lists_per_panel(setting > 0 || (setting == 0 && team_round_trip_ns() > kListsPerPanelRoundTripNs));
         }
