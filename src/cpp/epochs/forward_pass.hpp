@@ -77,7 +77,7 @@ const T* batch_rows(const DataMatrix<TX>& X, const std::int64_t* order, std::int
     for_chunks(B, (B + threads - 1) / threads, threads > 1, [&](std::int64_t, std::int64_t r0, std::int64_t r1) {
         auto source = [&](std::int64_t r) { return X.data + (order ? order[start + r] : start + r) * X.ld; };
         constexpr std::int64_t line = 64 / static_cast<std::int64_t>(sizeof(TX));
-        const std::int64_t ahead_lines = std::min(kGatherAheadLines, (X.cols + line - 1) / line);
+        const std::int64_t ahead_bytes = std::min(64 * kGatherAheadLines, X.cols * static_cast<std::int64_t>(sizeof(TX)));
         std::int64_t r = r0;
         for (; r + kGatherRows <= r1; r += kGatherRows) {
             const TX* src[kGatherRows];
@@ -88,7 +88,7 @@ const T* batch_rows(const DataMatrix<TX>& X, const std::int64_t* order, std::int
             }
             if (order)
                 for (std::int64_t i = r + kGatherRows; i < std::min(r1, r + 2 * kGatherRows); ++i)
-                    prefetch_lines(source(i), ahead_lines * 64, PrefetchHint::l1);
+                    prefetch_lines(source(i), ahead_bytes, PrefetchHint::l1);
             for (std::int64_t c0 = 0; c0 < X.cols; c0 += line) {
                 const std::int64_t c1 = std::min(X.cols, c0 + line);
                 for (std::int64_t i = 0; i < kGatherRows; ++i)

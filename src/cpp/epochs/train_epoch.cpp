@@ -650,18 +650,18 @@ int64_t run_epoch(Input& input, const Targets<T>& y, const int64_t* order, int64
         }
     }
     // body(panel, i) for every panel i of W_1, part t's panels on thread t of a team (the GEMMs
-    // inside run on their calling thread), then after_part(t, parts).
+    // inside run on their calling thread), then after_part(t).
     auto run_panels = [&](const auto& body, const auto& after_part) {
         const int n = W1_padded->parts();
         run_team(n, [&](int tid, int team) {
             for (int t = tid; t < n; t += team) {
                 const int first = W1_padded->first_panel(t), count = W1_padded->first_panel(t + 1) - first;
                 for (int j = 0; j < count; ++j) body(W1_padded->panels()[sz(first + j)], first + j);
-                after_part(t, n);
+                after_part(t);
             }
         });
     };
-    const auto nothing_after = [](int, int) {};
+    const auto nothing_after = [](int) {};
     // The dense panels' ∇W_1 (optimizers other than SGD in the GEMM), one buffer per panel, padding zero.
     std::vector<AlignedVector<T>> panel_gradients;
     if (panels && !Input::kFusedFirstUpdate && !sgd_in_gemm)
@@ -826,7 +826,7 @@ int64_t run_epoch(Input& input, const Targets<T>& y, const int64_t* order, int64
         if (!tasks_after_panels)
             for_chunks(n_dealt, 1, split, [&](int64_t, int64_t t0, int64_t) { run_task(t0); });
         // part t's tasks (tasks_after_panels)
-        const auto part_tasks = [&](int t, int) {
+        const auto part_tasks = [&](int t) {
             for (int64_t t0 = s.part_begin[sz(t)]; t0 < s.part_begin[sz(t) + 1]; ++t0) run_task(t0);
         };
         // ∇W_1 = X_bᵀ G_1; with a sparse input, W_1 is updated block by block as its gradient rows

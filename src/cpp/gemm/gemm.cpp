@@ -363,16 +363,14 @@ void pack_b_panel(const Problem<T>& P, std::int64_t j0, int cols, std::int64_t p
         // B is stored n×k: column c of op(B) is row j0+c of B, contiguous along p.
         if (transpose != nullptr) {   // (e.g. the epoch's W_2ᵀ of G_1 = G_2·W_2ᵀ: 10 × h)
             transpose(P.B + j0 * P.ldb + p0, P.ldb, cols, kc, dst, NR);
-            if (cols < NR)
-                for (std::int64_t p = 0; p < kc; ++p) std::fill(dst + p * NR + cols, dst + (p + 1) * NR, T(0));
-            return;
+        } else {
+            for (int c = 0; c < cols; ++c) {
+                const T* s = P.B + (j0 + c) * P.ldb + p0;
+                for (std::int64_t p = 0; p < kc; ++p) dst[p * NR + c] = s[p];
+            }
         }
-        for (int c = 0; c < cols; ++c) {
-            const T* s = P.B + (j0 + c) * P.ldb + p0;
-            for (std::int64_t p = 0; p < kc; ++p) dst[p * NR + c] = s[p];
-        }
-        for (std::int64_t p = 0; p < kc; ++p)
-            for (int c = cols; c < NR; ++c) dst[p * NR + c] = T(0);
+        if (cols < NR)
+            for (std::int64_t p = 0; p < kc; ++p) std::fill(dst + p * NR + cols, dst + (p + 1) * NR, T(0));
     }
 }
 
